@@ -1,0 +1,247 @@
+"""The key store: every client's signing credential and API keys, indexed by DIP ID.
+
+Files are what Kubernetes mounts (secrets appear as symlinked files that are swapped on
+update), so the store re-reads a file when its identity (inode, size, mtime) changes. A reload
+builds a new immutable credential and swaps the reference: work already holding the old one
+finishes with it, and nothing is dropped. A changed file that no longer loads (half-written,
+wrong key) leaves the previous credential in place and is reported, so a bad rotation cannot
+take a working client down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+
+from gateway.signing.credentials import (
+    CredentialError,
+    Finding,
+    Severity,
+    SigningCredential,
+    check_credential,
+    load_credential,
+)
+
+_log = structlog.get_logger(__name__)
+
+_FileId = tuple[int, int, int, int]
+
+
+class UnknownSender(KeyError):
+    """No client owns this DIP ID."""
+
+
+@dataclass(frozen=True)
+class SignerSpec:
+    """Where one client's signing credential lives."""
+
+    name: str
+    key_path: Path
+    cert_path: Path | None = None
+    password_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class DipIdSpec:
+    """One DIP ID: the client whose credential signs for it, and its API key files."""
+
+    dip_id: str
+    signer: str
+    api_key_file: Path
+    secondary_api_key_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class ReloadEvent:
+    path: str
+    ok: bool
+    detail: str
+
+
+def _file_id(path: Path) -> _FileId:
+    st = os.stat(path)
+    return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
+
+
+def read_secret_file(path: Path) -> str:
+    """A secret from a mounted file, stripped of the trailing newline editors add."""
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError as exc:
+        raise CredentialError(f"{path}: file not found") from exc
+    except OSError as exc:
+        raise CredentialError(f"{path}: cannot read: {exc.strerror}") from exc
+    if not value:
+        raise CredentialError(f"{path}: file is empty")
+    return value
+
+
+def _load_signer(spec: SignerSpec, now: datetime) -> tuple[SigningCredential, list[Finding]]:
+    password = (
+        read_secret_file(spec.password_file).encode() if spec.password_file is not None else None
+    )
+    credential = load_credential(spec.key_path, spec.cert_path, password)
+    findings = check_credential(credential, now)
+    errors = [f.message for f in findings if f.severity is Severity.ERROR]
+    if errors:
+        raise CredentialError(f"{credential.source}: " + "; ".join(errors))
+    return credential, findings
+
+
+def _watched_files(spec: SignerSpec) -> list[Path]:
+    return [p for p in (spec.key_path, spec.cert_path, spec.password_file) if p is not None]
+
+
+class KeyStore:
+    """Credentials and API keys by DIP ID, with reload-on-change. Thread-safe for readers."""
+
+    def __init__(
+        self,
+        signers: Iterable[SignerSpec],
+        dip_ids: Iterable[DipIdSpec],
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._clock = clock
+        self._signer_specs = {s.name: s for s in signers}
+        self._dip_specs = {d.dip_id: d for d in dip_ids}
+        for dip in self._dip_specs.values():
+            if dip.signer not in self._signer_specs:
+                raise CredentialError(f"DIP ID {dip.dip_id} names unknown signer {dip.signer!r}")
+        self._credentials: dict[str, SigningCredential] = {}
+        self._findings: dict[str, list[Finding]] = {}
+        self._api_keys: dict[str, tuple[str, ...]] = {}
+        self._seen: dict[Path, _FileId] = {}
+        self._load_all()
+
+    # -- reading (hot path) -------------------------------------------------------------
+
+    def signer_for(self, dip_id: str) -> SigningCredential:
+        spec = self._dip_specs.get(dip_id)
+        if spec is None:
+            raise UnknownSender(dip_id)
+        return self._credentials[spec.signer]
+
+    def api_keys_for(self, dip_id: str) -> tuple[str, ...]:
+        """Primary first, then the secondary when configured (for rotation)."""
+        try:
+            return self._api_keys[dip_id]
+        except KeyError:
+            raise UnknownSender(dip_id) from None
+
+    def api_key_for(self, dip_id: str) -> str:
+        return self.api_keys_for(dip_id)[0]
+
+    def owns(self, dip_id: str) -> bool:
+        return dip_id in self._dip_specs
+
+    @property
+    def dip_ids(self) -> list[str]:
+        return list(self._dip_specs)
+
+    def credentials(self) -> dict[str, SigningCredential]:
+        """Signer name -> current credential (for metrics and reports)."""
+        return dict(self._credentials)
+
+    def findings(self) -> dict[str, list[Finding]]:
+        return {name: list(f) for name, f in self._findings.items()}
+
+    def days_to_expiry(self) -> dict[str, float]:
+        now = self._clock()
+        return {name: c.days_to_expiry(now) for name, c in self._credentials.items()}
+
+    # -- loading ------------------------------------------------------------------------
+
+    def _load_all(self) -> None:
+        now = self._clock()
+        for name, spec in self._signer_specs.items():
+            credential, findings = _load_signer(spec, now)
+            self._credentials[name] = credential
+            self._findings[name] = findings
+            for warning in (f for f in findings if f.severity is Severity.WARNING):
+                _log.warning("credential_warning", signer=name, detail=warning.message)
+            self._remember(_watched_files(spec))
+        for dip_id, dip in self._dip_specs.items():
+            self._api_keys[dip_id] = self._read_api_keys(dip)
+            self._remember(self._api_key_paths(dip))
+
+    @staticmethod
+    def _api_key_paths(dip: DipIdSpec) -> list[Path]:
+        return [p for p in (dip.api_key_file, dip.secondary_api_key_file) if p is not None]
+
+    @staticmethod
+    def _read_api_keys(dip: DipIdSpec) -> tuple[str, ...]:
+        return tuple(read_secret_file(p) for p in KeyStore._api_key_paths(dip))
+
+    def _remember(self, paths: Iterable[Path]) -> None:
+        for path in paths:
+            self._seen[path] = _file_id(path)
+
+    def _changed(self, paths: Iterable[Path]) -> bool:
+        changed = False
+        for path in paths:
+            try:
+                if _file_id(path) != self._seen.get(path):
+                    changed = True
+            except OSError:
+                # Mid-swap or deleted: keep what we have and look again next time.
+                continue
+        return changed
+
+    def reload_if_changed(self) -> list[ReloadEvent]:
+        """Re-read every credential or API key file that changed since it was last read."""
+        events: list[ReloadEvent] = []
+        now = self._clock()
+        for name, spec in self._signer_specs.items():
+            files = _watched_files(spec)
+            if not self._changed(files):
+                continue
+            try:
+                credential, findings = _load_signer(spec, now)
+            except (CredentialError, OSError) as exc:
+                events.append(ReloadEvent(str(spec.key_path), False, str(exc)))
+                self._remember_existing(files)
+                continue
+            self._credentials[name] = credential
+            self._findings[name] = findings
+            self._remember(files)
+            events.append(ReloadEvent(str(spec.key_path), True, credential.subject))
+        for dip_id, dip in self._dip_specs.items():
+            files = self._api_key_paths(dip)
+            if not self._changed(files):
+                continue
+            try:
+                self._api_keys[dip_id] = self._read_api_keys(dip)
+            except CredentialError as exc:
+                events.append(ReloadEvent(str(dip.api_key_file), False, str(exc)))
+                self._remember_existing(files)
+                continue
+            self._remember(files)
+            events.append(ReloadEvent(str(dip.api_key_file), True, f"API keys for {dip_id}"))
+        for event in events:
+            if event.ok:
+                _log.info("credential_reloaded", path=event.path, detail=event.detail)
+            else:
+                _log.error("credential_reload_failed", path=event.path, error=event.detail)
+        return events
+
+    def _remember_existing(self, paths: Iterable[Path]) -> None:
+        """Do not retry a broken file every tick; retry when it changes again."""
+        for path in paths:
+            try:
+                self._seen[path] = _file_id(path)
+            except OSError:
+                continue
+
+    async def watch(self, interval: float = 10.0) -> None:
+        """Poll for changed files until cancelled. Polling, not inotify: it works on every
+        volume type, including Kubernetes' atomically swapped secret symlinks."""
+        while True:
+            await asyncio.sleep(interval)
+            await asyncio.to_thread(self.reload_if_changed)
