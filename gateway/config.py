@@ -1,0 +1,554 @@
+"""Typed configuration: one YAML file plus ``DCP_GATEWAY__...`` environment overrides.
+
+Secrets (API keys, PFX files, passwords) are *paths* to files, as Kubernetes mounts them:
+never inlined, never logged. Relative paths resolve against the config file's folder, so a
+dev PKI folder can be moved as a whole. Every mistake stops start-up with a message naming the
+field and the fix (:class:`ConfigError`).
+
+Environment overrides use ``__`` between path segments and YAML for the value, e.g.
+``DCP_GATEWAY__KAFKA__BOOTSTRAP_SERVERS=kafka:9092`` or ``DCP_GATEWAY__EGRESS__LINGER_MS=5``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from datetime import date
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+ENV_PREFIX = "DCP_GATEWAY__"
+
+DIP_ID_PATTERN = re.compile(r"^[0-9]{10}$")
+MPID_PATTERN = re.compile(r"^[A-Z0-9]{4}$")
+INTERFACE_PATTERN = re.compile(r"^(IF|REP)-[0-9]{3}[A-B]?$")
+TOPIC_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+class Environment(StrEnum):
+    PRD = "PRD"
+    SITB = "SITB"
+    SIT = "SIT"
+    UIT = "UIT"
+    DEV = "DEV"
+
+
+class RoleCode(StrEnum):
+    SUP = "SUP"
+    SDS = "SDS"
+    MSA = "MSA"
+    ADS = "ADS"
+    MSS = "MSS"
+    REGS = "REGS"
+    LDSO = "LDSO"
+    UMSO = "UMSO"
+    UMSDS = "UMSDS"
+    SMSO = "SMSO"
+    MDR = "MDR"
+    MAP = "MAP"
+    MDS = "MDS"
+    LSS = "LSS"
+    ISD = "ISD"
+    VAS = "VAS"
+    EES = "EES"
+
+
+class ConfigError(Exception):
+    """Start-up must stop: the message names each bad field and how to fix it."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _base_dir(info: ValidationInfo) -> Path:
+    ctx = info.context or {}
+    base = ctx.get("base_dir")
+    return Path(base) if base is not None else Path.cwd()
+
+
+def _resolve(value: Path, info: ValidationInfo) -> Path:
+    path = value.expanduser()
+    if not path.is_absolute():
+        path = _base_dir(info) / path
+    return path
+
+
+def _must_exist(value: Path | None, info: ValidationInfo) -> Path | None:
+    if value is None:
+        return None
+    path = _resolve(value, info)
+    ctx = info.context or {}
+    if ctx.get("check_files", True) and not path.is_file():
+        raise ValueError(f"file {path} does not exist: create it or correct the path")
+    return path
+
+
+class DipSettings(_Model):
+    """Where the DIP is and how the gateway's one shared connection to it behaves."""
+
+    base_url: str = Field(description="DIP base URL, e.g. https://api.uit.dip.example")
+    ca_bundle: Path | None = Field(
+        default=None, description="PEM bundle to verify the DIP's server certificate"
+    )
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    request_timeout_seconds: float = Field(default=30.0, gt=0)
+    max_connections: int = Field(default=16, ge=1, le=1024)
+    http2: bool = False
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError("must be an absolute http(s) URL, e.g. https://dip.example")
+        return v.rstrip("/")
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _files(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        return _must_exist(v, info)
+
+
+class DcpSettings(_Model):
+    """The DCP's own identity: its DCP ID and the mTLS certificate of the shared connection."""
+
+    dcp_id: str = Field(description="10-digit DCP ID")
+    mtls_pfx: Path | None = Field(default=None, description="PFX with the DCP mTLS key+cert")
+    mtls_key: Path | None = None
+    mtls_cert: Path | None = None
+    mtls_password_file: Path | None = None
+
+    @field_validator("dcp_id")
+    @classmethod
+    def _dcp_id(cls, v: str) -> str:
+        return _dip_id(v)
+
+    @field_validator("mtls_pfx", "mtls_key", "mtls_cert", "mtls_password_file")
+    @classmethod
+    def _files(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        return _must_exist(v, info)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DcpSettings:
+        pem = self.mtls_key is not None or self.mtls_cert is not None
+        if self.mtls_pfx is not None and pem:
+            raise ValueError("set either mtls_pfx or mtls_key + mtls_cert, not both")
+        if pem and (self.mtls_key is None or self.mtls_cert is None):
+            raise ValueError("mtls_key and mtls_cert go together: set both")
+        return self
+
+
+class TrustSettings(_Model):
+    """The DIP trust anchor for publications pushed to the webhook."""
+
+    ca_bundle: Path | None = Field(
+        default=None, description="PEM CA bundle the DIP signer chains to"
+    )
+    pinned_sha256: tuple[str, ...] = Field(
+        default=(), description="SHA-256 fingerprints of accepted DIP signing certificates"
+    )
+    max_skew_seconds: float = Field(default=300.0, gt=0)
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _files(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        return _must_exist(v, info)
+
+    @field_validator("pinned_sha256")
+    @classmethod
+    def _pins(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        out = []
+        for item in v:
+            cleaned = item.replace(":", "").replace(" ", "").lower()
+            if not re.fullmatch(r"[0-9a-f]{64}", cleaned):
+                raise ValueError(f"{item!r} is not a SHA-256 fingerprint (64 hex digits)")
+            out.append(cleaned)
+        return tuple(out)
+
+
+class KafkaSettings(_Model):
+    """Connection to the DCP's Kafka cluster and the gateway's shared topics."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    client_id: str = "dcp-gateway"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    ssl_ca_file: Path | None = None
+    ssl_cert_file: Path | None = None
+    ssl_key_file: Path | None = None
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password_file: Path | None = None
+    enable_idempotence: bool = Field(
+        default=True,
+        description="idempotent producer; turn off for brokers without InitProducerId (Tansu)",
+    )
+    compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = "gzip"
+    consumer_group: str = "dcp-gateway-egress"
+    outbound_topics: tuple[str, ...] = ("dip.outbound",)
+    status_outbound_topic: str | None = "dip.status.outbound"
+    quarantine_topic: str = "dip.inbound.quarantine"
+    dead_letter_topic: str = Field(
+        default="dip.outbound.dead-letter",
+        description="for records no client owns (unknown or unreadable sender)",
+    )
+    create_topics: bool = Field(
+        default=False, description="create missing topics at start (dev and tests)"
+    )
+
+    @field_validator("ssl_ca_file", "ssl_cert_file", "ssl_key_file", "sasl_password_file")
+    @classmethod
+    def _files(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        return _must_exist(v, info)
+
+    @field_validator("outbound_topics")
+    @classmethod
+    def _topics(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for t in v:
+            _topic(t)
+        return v
+
+    @field_validator("quarantine_topic", "dead_letter_topic", "status_outbound_topic")
+    @classmethod
+    def _topic_field(cls, v: str | None) -> str | None:
+        return None if v is None else _topic(v)
+
+    @model_validator(mode="after")
+    def _sasl(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL") and (
+            self.sasl_mechanism is None or self.sasl_username is None
+        ):
+            raise ValueError(
+                "security_protocol SASL_* needs sasl_mechanism, sasl_username and "
+                "sasl_password_file"
+            )
+        return self
+
+
+class EgressSettings(_Model):
+    """Kafka -> DIP: batching, concurrency, retries."""
+
+    enabled: bool = True
+    max_batch_messages: int = Field(default=100, ge=1, le=10_000)
+    max_batch_bytes: int = Field(default=1_000_000, ge=1_024)
+    linger_ms: float = Field(default=20.0, ge=0)
+    max_in_flight_messages: int = Field(default=20_000, ge=1)
+    max_concurrent_requests: int = Field(default=32, ge=1)
+    signing_threads: int = Field(default=0, ge=0, description="0 = one per CPU core")
+    max_attempts: int = Field(default=8, ge=1, description="tries per request before dead-letter")
+    backoff_initial_ms: float = Field(default=200.0, gt=0)
+    backoff_max_ms: float = Field(default=30_000.0, gt=0)
+    schema_validation: bool = True
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    transport: Literal["aiohttp", "httpx"] = Field(
+        default="aiohttp", description="httpx over aiohttp (fast) or httpx's own transport"
+    )
+
+
+class IngressSettings(_Model):
+    """The webhook the DIP pushes publications to."""
+
+    enabled: bool = True
+    listen_host: str = "0.0.0.0"
+    listen_port: int = Field(default=8443, ge=1, le=65535)
+    public_base_url: str = Field(
+        default="https://localhost:8443",
+        description="URL the DIP calls (the signature covers it), not the in-cluster address",
+    )
+    publication_path: str = "/dip/publications"
+    status_path: str = "/dip/status"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = Field(default=None, description="ask the DIP for a client cert")
+    max_body_bytes: int = Field(default=10_000_000, ge=1_024)
+    dedup_window: int = Field(default=100_000, ge=0, description="transaction IDs remembered")
+
+    @field_validator("tls_cert", "tls_key", "tls_client_ca")
+    @classmethod
+    def _files(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        return _must_exist(v, info)
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError("must be an absolute URL as the DIP calls it, e.g. https://gw.example")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _tls(self) -> IngressSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: set both or neither")
+        return self
+
+
+class OpsSettings(_Model):
+    metrics_port: int = Field(default=9100, ge=0, le=65535, description="0 disables")
+    health_port: int = Field(default=8080, ge=0, le=65535, description="0 disables")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+    reload_interval_seconds: float = Field(default=10.0, gt=0)
+
+
+class DipIdConfig(_Model):
+    """One DIP ID of a client MP."""
+
+    dip_id: str
+    role: RoleCode
+    mpid: str
+    effective_from: date | None = None
+    effective_to: date | None = None
+    api_key_file: Path
+    secondary_api_key_file: Path | None = None
+    publications: tuple[str, ...] = Field(
+        default=(), description="interfaces (IF-xxx) whose publications this DIP ID receives"
+    )
+
+    @field_validator("dip_id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        return _dip_id(v)
+
+    @field_validator("role", mode="before")
+    @classmethod
+    def _role(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.upper() not in RoleCode.__members__:
+            raise ValueError(
+                f"unknown role code {v!r}: use one of {', '.join(RoleCode.__members__)}"
+            )
+        return v.upper() if isinstance(v, str) else v
+
+    @field_validator("mpid")
+    @classmethod
+    def _mpid(cls, v: str) -> str:
+        if not MPID_PATTERN.fullmatch(v):
+            raise ValueError(f"MPID {v!r} must be 4 upper-case letters or digits, e.g. ABCD")
+        return v
+
+    @field_validator("api_key_file", "secondary_api_key_file")
+    @classmethod
+    def _files(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        return _must_exist(v, info)
+
+    @field_validator("publications")
+    @classmethod
+    def _interfaces(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for item in v:
+            if not INTERFACE_PATTERN.fullmatch(item):
+                raise ValueError(f"{item!r} is not an interface ID like IF-043 or REP-002")
+        return v
+
+    @model_validator(mode="after")
+    def _dates(self) -> DipIdConfig:
+        if self.effective_from and self.effective_to and self.effective_to < self.effective_from:
+            raise ValueError("effective_to is before effective_from: swap or correct the dates")
+        return self
+
+    def effective_on(self, day: date) -> bool:
+        if self.effective_from is not None and day < self.effective_from:
+            return False
+        return not (self.effective_to is not None and day > self.effective_to)
+
+
+class ClientTopics(_Model):
+    inbound: str
+    results: str
+    dead_letter: str
+    status: str | None = None
+
+    @field_validator("inbound", "results", "dead_letter", "status")
+    @classmethod
+    def _topic_field(cls, v: str | None) -> str | None:
+        return None if v is None else _topic(v)
+
+
+class ClientConfig(_Model):
+    """One client MP of the DCP."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    signing_pfx: Path | None = None
+    signing_key: Path | None = None
+    signing_cert: Path | None = None
+    signing_password_file: Path | None = None
+    set_dcp_id: bool = Field(
+        default=False, description="fill S1.DIPConnectionProviderID with the DCP ID"
+    )
+    schema_validation: bool | None = Field(default=None, description="None = egress default")
+    schema_validation_exempt: tuple[str, ...] = Field(
+        default=(), description="interfaces not validated before sending"
+    )
+    topics: ClientTopics
+    dip_ids: tuple[DipIdConfig, ...] = Field(min_length=1)
+
+    @field_validator("signing_pfx", "signing_key", "signing_cert", "signing_password_file")
+    @classmethod
+    def _files(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        return _must_exist(v, info)
+
+    @model_validator(mode="after")
+    def _signing(self) -> ClientConfig:
+        pem = self.signing_key is not None or self.signing_cert is not None
+        if self.signing_pfx is None and not pem:
+            raise ValueError("set signing_pfx (or signing_key + signing_cert) for this client")
+        if self.signing_pfx is not None and pem:
+            raise ValueError("set either signing_pfx or signing_key + signing_cert, not both")
+        if pem and (self.signing_key is None or self.signing_cert is None):
+            raise ValueError("signing_key and signing_cert go together: set both")
+        return self
+
+    def validates(self, interface_id: str, default: bool) -> bool:
+        enabled = default if self.schema_validation is None else self.schema_validation
+        return enabled and interface_id not in self.schema_validation_exempt
+
+
+class GatewayConfig(_Model):
+    """The whole gateway configuration."""
+
+    environment: Environment
+    dip: DipSettings
+    dcp: DcpSettings
+    trust: TrustSettings = TrustSettings(pinned_sha256=())
+    kafka: KafkaSettings = KafkaSettings()
+    egress: EgressSettings = EgressSettings()
+    ingress: IngressSettings = IngressSettings()
+    ops: OpsSettings = OpsSettings()
+    clients: tuple[ClientConfig, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> GatewayConfig:
+        seen: dict[str, str] = {}
+        names: set[str] = set()
+        for client in self.clients:
+            if client.name in names:
+                raise ValueError(f"client name {client.name!r} is used twice: names must be unique")
+            names.add(client.name)
+            for dip in client.dip_ids:
+                if dip.dip_id in seen:
+                    raise ValueError(
+                        f"DIP ID {dip.dip_id} is configured for both {seen[dip.dip_id]!r} and "
+                        f"{client.name!r}: a DIP ID belongs to exactly one client"
+                    )
+                seen[dip.dip_id] = client.name
+        if self.ingress.enabled and self.trust.ca_bundle is None and not self.trust.pinned_sha256:
+            raise ValueError(
+                "trust: ingress needs the DIP trust anchor: set trust.ca_bundle or "
+                "trust.pinned_sha256 (or disable ingress)"
+            )
+        return self
+
+    def client_for(self, dip_id: str) -> ClientConfig | None:
+        for client in self.clients:
+            if any(d.dip_id == dip_id for d in client.dip_ids):
+                return client
+        return None
+
+
+def _dip_id(v: str) -> str:
+    if not isinstance(v, str) or not DIP_ID_PATTERN.fullmatch(v):
+        raise ValueError(
+            f'DIP ID {v!r} must be exactly 10 digits, quoted in YAML (e.g. "1494431682")'
+        )
+    return v
+
+
+def _topic(v: str) -> str:
+    if not TOPIC_PATTERN.fullmatch(v):
+        raise ValueError(f"topic {v!r} may use only letters, digits, '.', '_' and '-'")
+    return v
+
+
+# -- loading ----------------------------------------------------------------------------
+
+
+def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Overlay ``DCP_GATEWAY__A__B=value`` onto ``data['a']['b']`` (value parsed as YAML)."""
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in key[len(ENV_PREFIX) :].split("__") if p]
+        if not path:
+            continue
+        node: dict[str, Any] = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[path[-1]] = yaml.safe_load(raw) if raw != "" else None
+    return data
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: {exc.error_count()} problem(s) in the configuration:"]
+    for err in exc.errors():
+        loc = _location(err.get("loc", ()))
+        msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        if err.get("type") == "missing":
+            msg = "required field is missing: add it"
+        elif err.get("type") == "extra_forbidden":
+            msg = "unknown field: remove it or check its spelling"
+        lines.append(f"  - {loc or '(top level)'}: {msg}")
+    return "\n".join(lines)
+
+
+def _location(loc: tuple[int | str, ...] | list[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def parse_config(
+    data: Mapping[str, Any],
+    *,
+    base_dir: Path,
+    source: str = "config",
+    check_files: bool = True,
+) -> GatewayConfig:
+    """Validate already-loaded data; raises :class:`ConfigError` with every problem listed."""
+    try:
+        return GatewayConfig.model_validate(
+            data, context={"base_dir": base_dir, "check_files": check_files}
+        )
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def load_config(
+    path: Path, environ: Mapping[str, str] | None = None, *, check_files: bool = True
+) -> GatewayConfig:
+    """Read YAML, apply environment overrides, validate. Raises :class:`ConfigError`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found (pass --config PATH)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of settings")
+    data = apply_env_overrides(loaded, os.environ if environ is None else environ)
+    return parse_config(
+        data, base_dir=path.resolve().parent, source=str(path), check_files=check_files
+    )
