@@ -16,6 +16,7 @@ from collections.abc import Sequence
 _COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.pki_commands",
     "gateway.cli.check_command",
+    "gateway.cli.validate_command",
 )
 
 
