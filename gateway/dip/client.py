@@ -1,0 +1,164 @@
+"""The DIP client: one shared mTLS connection pool, every request signed for its sender.
+
+A DCP connects all its client MPs through one mTLS connection that uses the DCP's own
+certificate; each request is signed with the certificate of the MP it is sent for, and carries
+that DIP ID's API key. Signing is CPU-bound (RSA-4096, ~6 ms) and ``cryptography`` releases the
+GIL, so it runs on a thread pool sized to the machine and the event loop never stalls.
+
+The URL is built here once and both signed and sent as the same string: the DIP verifies the
+signature over the URL as received, so it must not be re-encoded between the two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+from urllib.parse import quote, urlencode
+
+import aiohttp
+import httpx
+
+from gateway.config import DcpSettings, DipSettings
+from gateway.dip.tls import client_context, load_dcp_credential
+from gateway.signing.credentials import SigningCredential
+from gateway.signing.keystore import KeyStore
+
+API_KEY_HEADER = "X-API-Key"
+
+
+@dataclass(frozen=True)
+class DipResponse:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    url: str
+
+
+def signing_pool(threads: int = 0) -> ThreadPoolExecutor:
+    """A pool for RSA signing: one thread per core unless told otherwise."""
+    return ThreadPoolExecutor(
+        max_workers=threads or os.cpu_count() or 2, thread_name_prefix="dip-sign"
+    )
+
+
+def dip_path(*segments: str) -> str:
+    """``/a/b/c`` with each segment percent-encoded (DIP IDs and interface IDs are plain)."""
+    return "/" + "/".join(quote(s, safe="-_.~") for s in segments)
+
+
+class DipClient:
+    """Signed requests to the DIP over one shared mTLS pool. Use as an async context manager."""
+
+    def __init__(
+        self,
+        dip: DipSettings,
+        dcp: DcpSettings,
+        keystore: KeyStore,
+        *,
+        pool: Executor | None = None,
+        transport: Literal["aiohttp", "httpx"] = "aiohttp",
+    ) -> None:
+        self._dip = dip
+        self._keystore = keystore
+        self._own_pool = pool is None
+        self._pool: Executor = pool or signing_pool()
+        self._ssl = client_context(load_dcp_credential(dcp), dip.ca_bundle)
+        self._transport_name = transport
+        self._http: httpx.AsyncClient | None = None
+
+    @property
+    def base_url(self) -> str:
+        return self._dip.base_url
+
+    @property
+    def keystore(self) -> KeyStore:
+        return self._keystore
+
+    def _build_http(self) -> httpx.AsyncClient:
+        timeout = httpx.Timeout(
+            self._dip.request_timeout_seconds, connect=self._dip.connect_timeout_seconds
+        )
+        limits = httpx.Limits(
+            max_connections=self._dip.max_connections,
+            max_keepalive_connections=self._dip.max_connections,
+        )
+        if self._transport_name == "aiohttp":
+            from httpx_aiohttp import AiohttpTransport
+
+            connector = aiohttp.TCPConnector(
+                ssl=self._ssl, limit=self._dip.max_connections, keepalive_timeout=60
+            )
+            session = aiohttp.ClientSession(connector=connector)
+            return httpx.AsyncClient(transport=AiohttpTransport(client=session), timeout=timeout)
+        return httpx.AsyncClient(
+            verify=self._ssl, http2=self._dip.http2, limits=limits, timeout=timeout
+        )
+
+    async def __aenter__(self) -> DipClient:
+        self._http = self._build_http()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+        if self._own_pool:
+            self._pool.shutdown(wait=False)
+
+    def url(self, path: str, params: Mapping[str, str] | None = None) -> str:
+        url = self._dip.base_url + path
+        if params:
+            url += "?" + urlencode(params)
+        return url
+
+    async def sign(
+        self, credential: SigningCredential, method: str, url: str, body: bytes
+    ) -> dict[str, str]:
+        """Sign on the pool, off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._pool, credential.sign, method, url, body, datetime.now(UTC)
+        )
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        sender_dip_id: str,
+        body: bytes = b"",
+        *,
+        params: Mapping[str, str] | None = None,
+        api_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> DipResponse:
+        """Sign ``body`` for ``sender_dip_id`` and send it. Raises ``httpx.HTTPError`` on
+        transport failures (connection, TLS, timeout); any HTTP status is returned."""
+        if self._http is None:
+            raise RuntimeError("DipClient used outside 'async with'")
+        credential = self._keystore.signer_for(sender_dip_id)
+        url = self.url(path, params)
+        signed = await self.sign(credential, method, url, body)
+        all_headers = {
+            API_KEY_HEADER: api_key or self._keystore.api_key_for(sender_dip_id),
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            **signed,
+            **(headers or {}),
+        }
+        response = await self._http.request(
+            method, url, content=body if body else None, headers=all_headers
+        )
+        return DipResponse(
+            status=response.status_code,
+            headers=dict(response.headers),
+            body=response.content,
+            url=url,
+        )

@@ -1,0 +1,73 @@
+"""TLS contexts: the DCP's mTLS client context for the DIP, and server contexts for webhooks.
+
+Python's ``ssl`` loads certificates only from files, and the DIP hands out PFX files; a PFX is
+converted to PEM in a private temporary file that exists only for the duration of the load.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import tempfile
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+
+from gateway.config import DcpSettings
+from gateway.signing.credentials import SigningCredential, load_credential
+from gateway.signing.keystore import read_secret_file
+
+
+def load_dcp_credential(dcp: DcpSettings) -> SigningCredential:
+    """The DCP's mTLS key and certificate, from PFX or PEM."""
+    password = (
+        read_secret_file(dcp.mtls_password_file).encode()
+        if dcp.mtls_password_file is not None
+        else None
+    )
+    if dcp.mtls_pfx is not None:
+        return load_credential(dcp.mtls_pfx, None, password)
+    if dcp.mtls_key is None or dcp.mtls_cert is None:
+        raise ValueError("dcp: set mtls_pfx or mtls_key + mtls_cert")
+    return load_credential(dcp.mtls_key, dcp.mtls_cert, password)
+
+
+def _load_chain(context: ssl.SSLContext, credential: SigningCredential) -> None:
+    key = credential.private_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    certs = b"".join(
+        c.public_bytes(serialization.Encoding.PEM)
+        for c in (credential.certificate, *credential.chain)
+    )
+    tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    fd, name = tempfile.mkstemp(prefix="dcp-mtls-", suffix=".pem", dir=tmp_dir)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key + certs)
+        context.load_cert_chain(name)
+    finally:
+        os.unlink(name)
+
+
+def client_context(credential: SigningCredential | None, ca_bundle: Path | None) -> ssl.SSLContext:
+    """Verify the server against ``ca_bundle`` (system store when None); present ``credential``."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    if ca_bundle is not None:
+        context.load_verify_locations(cafile=str(ca_bundle))
+    if credential is not None:
+        _load_chain(context, credential)
+    return context
+
+
+def server_context(cert: Path, key: Path, client_ca: Path | None = None) -> ssl.SSLContext:
+    """A server context; asks for (and requires) a client certificate when ``client_ca`` is set."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(cert), str(key))
+    if client_ca is not None:
+        context.load_verify_locations(cafile=str(client_ca))
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
