@@ -147,7 +147,9 @@ def check_credential(credential: SigningCredential, now: datetime) -> list[Findi
         findings.append(Finding(Severity.ERROR, f"RSA key is {bits} bits; at least 2048 needed"))
     elif bits < RECOMMENDED_KEY_BITS:
         findings.append(
-            Finding(Severity.WARNING, f"RSA key is {bits} bits; the DIP requires 4096 in production")
+            Finding(
+                Severity.WARNING, f"RSA key is {bits} bits; the DIP requires 4096 in production"
+            )
         )
     cert = credential.certificate
     if now < cert.not_valid_before_utc:
@@ -173,7 +175,9 @@ def check_credential(credential: SigningCredential, now: datetime) -> list[Findi
     except x509.ExtensionNotFound:
         pass
     if not findings:
-        findings.append(Finding(Severity.OK, f"{bits}-bit RSA, valid until {cert.not_valid_after_utc}"))
+        findings.append(
+            Finding(Severity.OK, f"{bits}-bit RSA, valid until {cert.not_valid_after_utc}")
+        )
     findings.sort(key=lambda f: [Severity.ERROR, Severity.WARNING, Severity.OK].index(f.severity))
     return findings
 
@@ -189,5 +193,7 @@ def _read(path: Path) -> bytes:
 
 def _rsa(key: object, path: Path) -> rsa.RSAPrivateKey:
     if not isinstance(key, rsa.RSAPrivateKey):
-        raise CredentialError(f"{path}: the DIP signs with RSA keys; this key is {type(key).__name__}")
+        raise CredentialError(
+            f"{path}: the DIP signs with RSA keys; this key is {type(key).__name__}"
+        )
     return key

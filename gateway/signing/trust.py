@@ -59,7 +59,9 @@ class TrustPolicy:
 
     def __post_init__(self) -> None:
         if not self.anchors and not self.pinned_sha256:
-            raise ValueError("a trust policy needs at least one CA certificate or pinned fingerprint")
+            raise ValueError(
+                "a trust policy needs at least one CA certificate or pinned fingerprint"
+            )
 
     @classmethod
     def from_files(
@@ -81,7 +83,9 @@ class TrustPolicy:
         for issuer in chain:
             _check_validity(issuer, at, f"issuer {issuer.subject.rfc4514_string()}")
 
-    def _chain(self, certificate: x509.Certificate, fingerprint: str) -> tuple[x509.Certificate, ...]:
+    def _chain(
+        self, certificate: x509.Certificate, fingerprint: str
+    ) -> tuple[x509.Certificate, ...]:
         with self._lock:
             cached = self._chain_cache.get(fingerprint)
         if cached is not None:
