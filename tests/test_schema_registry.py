@@ -504,3 +504,14 @@ def test_example_with_s0_case_fixed(registry: SchemaRegistry, name: str) -> None
         for key in [k for k in s0 if k.lower() == "interfaceid"]:
             s0["interfaceID"] = s0.pop(key)
         assert (registry.validate(payload) == []) is (name in VALID_ONCE_S0_CASE_FIXED)
+
+
+def test_junk_event_codes_do_not_grow_the_fast_path_cache() -> None:
+    registry = SchemaRegistry()
+    registry.validate(_if043())
+    cached = len(registry._fast)
+    for i in range(100):
+        payload = _if043()
+        payload["CommonBlock"]["S0"]["eventCode"] = f"[Junk{i}]"
+        assert [v.rule for v in registry.validate(payload)] == ["enum"]
+    assert len(registry._fast) == cached == 1

@@ -294,10 +294,14 @@ class SchemaRegistry:
         selected = self._select(interface_id, event_code)
         if isinstance(selected, list):
             return selected
-        if isinstance(s0, Mapping) and s0.get("interfaceID") == interface_id:
-            raw_event = s0.get("eventCode")
-            if isinstance(raw_event, str):
-                self._fast[(interface_id, raw_event)] = selected
+        raw_event = s0.get("eventCode") if isinstance(s0, Mapping) else None
+        if (
+            isinstance(raw_event, str)
+            and s0.get("interfaceID") == interface_id
+            and (interface_id, _bare_event(raw_event)) in self._routes
+        ):
+            # Only pairs from the document: junk event codes must not grow the cache.
+            self._fast[(interface_id, raw_event)] = selected
         if selected.is_valid(payload):
             return []
         return _violations(selected.iter_errors(payload))
