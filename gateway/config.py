@@ -274,6 +274,14 @@ class IngressSettings(_Model):
     tls_client_ca: Path | None = Field(default=None, description="ask the DIP for a client cert")
     max_body_bytes: int = Field(default=10_000_000, ge=1_024)
     dedup_window: int = Field(default=100_000, ge=0, description="transaction IDs remembered")
+    produce_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="longest wait for Kafka acks before answering the DIP 503 (it retries)",
+    )
+    max_message_count: int | None = Field(
+        default=None, ge=1, description="maxMessageCount registered with each webhook"
+    )
 
     @field_validator("tls_cert", "tls_key", "tls_client_ca")
     @classmethod
