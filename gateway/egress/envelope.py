@@ -1,0 +1,202 @@
+"""Parse one Kafka record value into a typed outbound message, or a refusal with a reason.
+
+Two shapes are accepted for DIP messages: the bare payload ``{"CommonBlock":…,"CustomBlock":…}``
+and the array item the DIP expects, ``{"payload": {…}}``. Status messages (submitted to
+``POST /statusmessage``) are one ``StandardResponseBodyType`` object, bare or wrapped the same
+way. Parsing happens once per record: the parsed payload is kept for routing and schema
+validation, and the raw bytes are kept so that the request body can reuse them verbatim when the
+gateway does not change the payload (no re-serialisation on the hot path).
+
+Nothing here raises on bad input: every problem becomes a :class:`Refusal` whose reason tells
+the producing system what to fix.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Final
+
+import orjson
+
+STATUS_INTERFACE: Final = "STATUS"
+"""Interface label used for status messages (metrics, batching, result records)."""
+
+_DIP_ID: Final = re.compile(r"^[0-9]{10}$")
+_INTERFACE: Final = re.compile(r"^(IF|REP)-[0-9]{3}[A-B]?$")
+_WRAP_PREFIX: Final = b'{"payload":'
+
+
+class MessageKind(Enum):
+    DIP = "dip"
+    STATUS = "status"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRef:
+    """Where a record came from; travels with the message to every outcome it produces."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(slots=True)
+class OutboundMessage:
+    """One parsed record, ready for routing.
+
+    ``item`` is the body array element ``{"payload": …}`` (or, for status messages, the status
+    object) as bytes: built from the record's own bytes when the payload is sent unchanged.
+    Call :meth:`replace_payload` after changing ``payload`` so ``item`` follows.
+    """
+
+    ref: RecordRef
+    kind: MessageKind
+    payload: dict[str, Any]
+    item: bytes
+    interface_id: str
+    sender_dip_id: str
+    sender_unique_reference: str | None
+
+    @property
+    def s1(self) -> dict[str, Any]:
+        """The sender block of a DIP message (an empty dict for status messages)."""
+        if self.kind is MessageKind.STATUS:
+            return {}
+        s1: dict[str, Any] = self.payload["CommonBlock"]["S1"]
+        return s1
+
+    def replace_payload(self) -> None:
+        """Rebuild ``item`` after ``payload`` was modified (the raw bytes no longer match)."""
+        body = orjson.dumps(self.payload)
+        self.item = body if self.kind is MessageKind.STATUS else _WRAP_PREFIX + body + b"}"
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A record that must not be sent; ``reason`` goes into the dead-letter headers.
+
+    ``sender_dip_id`` is set when it could be read, so the record can go to its client's
+    dead-letter topic rather than the gateway-wide one.
+    """
+
+    ref: RecordRef
+    reason: str
+    sender_dip_id: str | None = None
+    interface_id: str | None = None
+
+
+def parse_record(ref: RecordRef, *, status: bool = False) -> OutboundMessage | Refusal:
+    """Parse ``ref.value``: a DIP message, or a status message when ``status`` is true."""
+    raw = ref.value
+    if raw is None or not raw.strip():
+        return Refusal(ref, "empty record value: expected a JSON DIP message")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return Refusal(ref, f"malformed JSON: {exc}")
+    if not isinstance(doc, dict):
+        return Refusal(ref, f"expected a JSON object, got {_json_type(doc)}")
+    if status:
+        return _parse_status(ref, raw, doc)
+    return _parse_dip(ref, raw, doc)
+
+
+def _parse_dip(ref: RecordRef, raw: bytes, doc: dict[str, Any]) -> OutboundMessage | Refusal:
+    if "payload" in doc:
+        if len(doc) != 1:
+            extra = ", ".join(sorted(k for k in doc if k != "payload"))
+            return Refusal(ref, f"wrapper has keys besides 'payload' ({extra}): remove them")
+        payload = doc["payload"]
+        if not isinstance(payload, dict):
+            return Refusal(ref, f"'payload' must be an object, got {_json_type(payload)}")
+        item = raw  # already the array element the DIP expects
+    else:
+        payload = doc
+        item = b"".join((_WRAP_PREFIX, raw, b"}"))
+    common = payload.get("CommonBlock")
+    if not isinstance(common, dict):
+        return Refusal(
+            ref,
+            "not a DIP message: expected {'CommonBlock':…,'CustomBlock':…} or "
+            "{'payload': {…}}; CommonBlock is missing or not an object",
+        )
+    s0 = common.get("S0")
+    s1 = common.get("S1")
+    if not isinstance(s0, dict):
+        return Refusal(ref, "CommonBlock.S0 is missing or not an object")
+    if not isinstance(s1, dict):
+        return Refusal(ref, "CommonBlock.S1 is missing or not an object")
+    sender = s1.get("senderDIPID")
+    sender_ok = isinstance(sender, str) and _DIP_ID.match(sender) is not None
+    interface = s0.get("interfaceID")
+    if not isinstance(interface, str) or not _INTERFACE.match(interface):
+        return Refusal(
+            ref,
+            f"CommonBlock.S0.interfaceID {interface!r} is not an interface ID like IF-021",
+            sender if sender_ok else None,
+        )
+    if not sender_ok:
+        return Refusal(
+            ref,
+            f"CommonBlock.S1.senderDIPID {sender!r} is not a 10-digit DIP ID",
+            None,
+            interface,
+        )
+    assert isinstance(sender, str)
+    sur = s1.get("senderUniqueReference")
+    return OutboundMessage(
+        ref=ref,
+        kind=MessageKind.DIP,
+        payload=payload,
+        item=item,
+        interface_id=interface,
+        sender_dip_id=sender,
+        sender_unique_reference=sur if isinstance(sur, str) else None,
+    )
+
+
+def _parse_status(ref: RecordRef, raw: bytes, doc: dict[str, Any]) -> OutboundMessage | Refusal:
+    if "payload" in doc:
+        if len(doc) != 1 or not isinstance(doc["payload"], dict):
+            return Refusal(ref, "status wrapper must be exactly {'payload': {…status message…}}")
+        body: dict[str, Any] = doc["payload"]
+        item = orjson.dumps(body)
+    else:
+        body = doc
+        item = raw
+    sender = body.get("senderID")
+    if not isinstance(sender, str) or not _DIP_ID.match(sender):
+        return Refusal(
+            ref,
+            f"status message senderID {sender!r} is not a 10-digit DIP ID",
+            None,
+            STATUS_INTERFACE,
+        )
+    sur = body.get("senderUniqueReference")
+    return OutboundMessage(
+        ref=ref,
+        kind=MessageKind.STATUS,
+        payload=body,
+        item=item,
+        interface_id=STATUS_INTERFACE,
+        sender_dip_id=sender,
+        sender_unique_reference=sur if isinstance(sur, str) else None,
+    )
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if value is None:
+        return "null"
+    return type(value).__name__

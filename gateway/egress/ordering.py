@@ -1,0 +1,69 @@
+"""The key ordering gate: records with the same Kafka key reach the DIP in offset order.
+
+Batches are registered in the order they are formed, which is offset order within a partition.
+A batch may be sent only when, for every key it carries, it is the oldest unfinished batch
+holding that key. A batch keeps its keys while it is retried or split, so a retry of an earlier
+message can never be overtaken by a later message with the same key. Records without a key
+carry no constraint. Because every batch only ever waits for batches registered before it, the
+gate cannot deadlock.
+
+Keys are scoped by (topic, partition, key): Kafka orders records only within a partition.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Hashable, Iterable
+
+GateKey = Hashable
+
+
+class KeyGate:
+    """Pure bookkeeping: who holds which keys, who waits for whom."""
+
+    def __init__(self) -> None:
+        self._queues: dict[GateKey, deque[int]] = {}
+        self._keys: dict[int, tuple[GateKey, ...]] = {}
+        self._blocked: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def register(self, batch_id: int, keys: Iterable[GateKey]) -> bool:
+        """Register a new batch; True when it may be sent now."""
+        unique = tuple(dict.fromkeys(keys))
+        blocked = 0
+        for key in unique:
+            queue = self._queues.get(key)
+            if queue is None:
+                self._queues[key] = deque((batch_id,))
+            else:
+                queue.append(batch_id)
+                blocked += 1
+        self._keys[batch_id] = unique
+        self._blocked[batch_id] = blocked
+        return blocked == 0
+
+    def is_ready(self, batch_id: int) -> bool:
+        return self._blocked.get(batch_id) == 0
+
+    def release(self, batch_id: int) -> list[int]:
+        """The batch is final (or abandoned): return the batches that may go now."""
+        keys = self._keys.pop(batch_id, ())
+        self._blocked.pop(batch_id, None)
+        ready: list[int] = []
+        for key in keys:
+            queue = self._queues[key]
+            if queue[0] == batch_id:
+                queue.popleft()
+                if not queue:
+                    del self._queues[key]
+                    continue
+                head = queue[0]
+                self._blocked[head] -= 1
+                if self._blocked[head] == 0:
+                    ready.append(head)
+            else:
+                # Abandoned while waiting: nobody was waiting on it for this key.
+                queue.remove(batch_id)
+        return ready

@@ -1,0 +1,200 @@
+"""Map a DIP answer to what happens to each message of the batch. Pure.
+
+* ``201`` (and any other 2xx): every message accepted; when the body is a StandardResponse its
+  entries give each message's ``transactionID`` (matched by ``senderUniqueReference``).
+* ``207`` / ``400`` with a StandardResponse: per message, matched by ``senderUniqueReference``
+  (by position when the DIP gives exactly one entry per message but no usable references).
+  ``MSG0000`` or a success without a message code is accepted, anything else rejected with the
+  DIP's message and help text. A 207 message the DIP says nothing about is rejected ("no
+  result"), so a human looks at it instead of it being sent twice; in a 400 every unmatched
+  message gets the answer's general reason.
+* ``400`` without per-message entries, ``403``, ``404``/``405``/``406``/``505`` and other 4xx:
+  every message rejected with the reason: resending the same bytes cannot succeed.
+* ``401``: try the next API key of the sender once (rotation), then reject.
+* ``413``: split the batch in halves and resend them; a single message is rejected.
+* ``408``, ``429``, ``5xx``, timeouts and connection errors: retry (the caller's policy decides
+  how long and how often); ``Retry-After`` is passed on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from http import HTTPStatus
+from typing import Any, Final
+
+import orjson
+
+from gateway.egress.retry import parse_retry_after
+
+SUCCESS_CODE: Final = "MSG0000"
+_RETRYABLE: Final = frozenset({408, 425, 429, 500, 502, 503, 504})
+_SNIPPET: Final = 300
+
+
+class Action(Enum):
+    FINAL = "final"
+    RETRY = "retry"
+    NEXT_KEY = "next_key"
+    SPLIT = "split"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageResult:
+    """The DIP's word on one message."""
+
+    accepted: bool
+    transaction_id: str | None = None
+    dip_message: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do with a batch after one answer; ``results`` line up with the batch (FINAL)."""
+
+    action: Action
+    status: int | None
+    reason: str = ""
+    results: list[MessageResult] = field(default_factory=list)
+    retry_after: float | None = None
+
+
+def decide(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    references: Sequence[str | None],
+    *,
+    has_next_key: bool = False,
+) -> Decision:
+    """The decision for answer ``status``/``body`` to a batch whose messages carry
+    ``references`` (their senderUniqueReferences, in body order)."""
+    count = len(references)
+    entries = _entries(body)
+    if 200 <= status < 300 and status != 207:
+        return Decision(Action.FINAL, status, "", _accepted_all(references, entries))
+    if status == 207 or (status == 400 and entries):
+        default = (
+            MessageResult(False, reason="DIP answered 207 but gave no result for this message")
+            if status == 207
+            else MessageResult(False, reason=_general_reason(status, body, entries))
+        )
+        return Decision(Action.FINAL, status, "", _per_message(references, entries, default))
+    reason = _general_reason(status, body, entries)
+    if status in _RETRYABLE:
+        retry_after = parse_retry_after(_header(headers, "retry-after"))
+        return Decision(Action.RETRY, status, reason, retry_after=retry_after)
+    if status == 401 and has_next_key:
+        return Decision(Action.NEXT_KEY, status, reason)
+    if status == 413 and count > 1:
+        return Decision(Action.SPLIT, status, reason)
+    return Decision(Action.FINAL, status, reason, [MessageResult(False, reason=reason)] * count)
+
+
+def transport_failure(error: BaseException) -> Decision:
+    """A request that got no HTTP answer (connection refused/reset, TLS, timeout): retry."""
+    detail = str(error) or type(error).__name__
+    return Decision(Action.RETRY, None, f"no answer from the DIP: {type(error).__name__}: {detail}")
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        for key, item in headers.items():
+            if key.lower() == name:
+                return item
+    return value
+
+
+def _entries(body: bytes) -> list[dict[str, Any]]:
+    """The StandardResponse ``messageArray`` entries, or [] when the body is anything else."""
+    if not body:
+        return []
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return []
+    array = doc.get("messageArray") if isinstance(doc, dict) else doc
+    if not isinstance(array, list):
+        return []
+    return [e for e in array if isinstance(e, dict)]
+
+
+def _accepted_all(
+    references: Sequence[str | None], entries: list[dict[str, Any]]
+) -> list[MessageResult]:
+    if not entries:
+        return [MessageResult(True)] * len(references)
+    matched = _match(references, entries)
+    return [
+        MessageResult(True, _opt(e.get("transactionID")), _opt(e.get("message")))
+        if e is not None
+        else MessageResult(True)
+        for e in matched
+    ]
+
+
+def _per_message(
+    references: Sequence[str | None], entries: list[dict[str, Any]], default: MessageResult
+) -> list[MessageResult]:
+    out: list[MessageResult] = []
+    for entry in _match(references, entries):
+        out.append(default if entry is None else _entry_result(entry))
+    return out
+
+
+def _entry_result(entry: Mapping[str, Any]) -> MessageResult:
+    message = _opt(entry.get("message"))
+    transaction_id = _opt(entry.get("transactionID"))
+    ok = message.startswith(SUCCESS_CODE) if message else transaction_id is not None
+    if ok:
+        return MessageResult(True, transaction_id, message)
+    help_text = _str(entry.get("help"))
+    reason = message or "rejected by the DIP without a message"
+    if help_text:
+        reason = f"{reason}: {help_text}"
+    return MessageResult(False, transaction_id, message, reason)
+
+
+def _match(
+    references: Sequence[str | None], entries: list[dict[str, Any]]
+) -> list[dict[str, Any] | None]:
+    """Entry per message: by senderUniqueReference, else by position when counts agree."""
+    by_ref: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        ref = entry.get("senderUniqueReference")
+        if isinstance(ref, str):
+            by_ref.setdefault(ref, entry)
+    matched: list[dict[str, Any] | None] = [
+        by_ref.get(r) if r is not None else None for r in references
+    ]
+    if len(entries) == len(references) and not by_ref:
+        return list(entries)
+    return matched
+
+
+def _general_reason(status: int, body: bytes, entries: list[dict[str, Any]]) -> str:
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "unexpected status"
+    detail = ""
+    for entry in entries:
+        message = _str(entry.get("message"))
+        if message:
+            help_text = _str(entry.get("help"))
+            detail = f"{message}: {help_text}" if help_text else message
+            break
+    if not detail and body:
+        detail = body[:_SNIPPET].decode("utf-8", "replace").strip()
+    return f"DIP answered {status} {phrase}" + (f": {detail}" if detail else "")
+
+
+def _str(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _opt(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,166 @@
+"""Routing and pre-flight checks: which client sends a message, where, and whether it may go.
+
+Pure decisions over the configuration, so every rule has a unit test:
+
+* the sender DIP ID picks the client (its certificate and API key); an unknown sender is
+  refused and goes to the gateway-wide dead-letter topic, because no client owns it;
+* ``S1.environmentTag`` must equal the configured environment: a UIT message must never reach
+  production, and a production message must never be spent on a test platform;
+* a DIP ID outside its effective dates is refused (the DIP would reject it, later and less
+  clearly);
+* ``S1.DIPConnectionProviderID`` is filled with the DCP ID only when the client's ``set_dcp_id``
+  says so, and never overwritten: a different value already present is refused;
+* schema validation (when the client asks for it) runs last, only on messages that could go.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Final, Protocol
+
+from gateway.config import ClientConfig, DipIdConfig, GatewayConfig
+from gateway.dip.client import dip_path
+from gateway.egress.envelope import MessageKind, OutboundMessage, Refusal
+from gateway.schema import SchemaViolation, UnknownInterface, format_violations
+
+STATUS_PATH: Final = "/statusmessage"
+
+
+class Validator(Protocol):
+    def validate(self, payload: dict[str, object]) -> list[SchemaViolation]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a message goes and who it is sent for."""
+
+    client: ClientConfig
+    dip_id: DipIdConfig
+    path: str
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A message that passed every pre-flight check, with its route."""
+
+    message: OutboundMessage
+    route: Route
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A refusal that belongs to a client (its dead-letter topic), or to nobody (``None``)."""
+
+    refusal: Refusal
+    client: ClientConfig | None
+
+
+class Router:
+    """Routes parsed messages; built once from the configuration (lookups are dict hits)."""
+
+    def __init__(self, config: GatewayConfig, validator: Validator | None = None) -> None:
+        self._environment = config.environment.value
+        self._dcp_id = config.dcp.dcp_id
+        self._validate_default = config.egress.schema_validation
+        self._validator = validator
+        self._by_dip_id: dict[str, tuple[ClientConfig, DipIdConfig]] = {
+            d.dip_id: (c, d) for c in config.clients for d in c.dip_ids
+        }
+        self._paths: dict[str, str] = {}
+
+    def client_for(self, dip_id: str | None) -> ClientConfig | None:
+        found = self._by_dip_id.get(dip_id) if dip_id is not None else None
+        return found[0] if found is not None else None
+
+    def reject(self, refusal: Refusal) -> Rejected:
+        """Attach a parse refusal to the client that owns its sender, if any."""
+        return Rejected(refusal, self.client_for(refusal.sender_dip_id))
+
+    def prepare(self, message: OutboundMessage, today: date) -> Prepared | Rejected:
+        """Apply every rule; may fill ``S1.DIPConnectionProviderID`` (and rebuild the item)."""
+        found = self._by_dip_id.get(message.sender_dip_id)
+        if found is None:
+            return Rejected(
+                self._refusal(
+                    message,
+                    f"unknown sender DIP ID {message.sender_dip_id}: no client of this gateway "
+                    "owns it",
+                ),
+                None,
+            )
+        client, dip = found
+        if not dip.effective_on(today):
+            return Rejected(
+                self._refusal(
+                    message,
+                    f"DIP ID {dip.dip_id} is not effective on {today.isoformat()} (effective "
+                    f"{_date(dip.effective_from)} to {_date(dip.effective_to)})",
+                ),
+                client,
+            )
+        if message.kind is MessageKind.STATUS:
+            problem = self._check_dcp_id(message, client, message.payload)
+            if problem is not None:
+                return Rejected(self._refusal(message, problem), client)
+            return Prepared(message, Route(client, dip, STATUS_PATH))
+
+        s1 = message.s1
+        tag = s1.get("environmentTag")
+        if tag != self._environment:
+            return Rejected(
+                self._refusal(
+                    message,
+                    f"S1.environmentTag {tag!r} does not match this gateway's environment "
+                    f"{self._environment!r}: refusing to send it here",
+                ),
+                client,
+            )
+        problem = self._check_dcp_id(message, client, s1)
+        if problem is not None:
+            return Rejected(self._refusal(message, problem), client)
+        if self._validator is not None and client.validates(
+            message.interface_id, self._validate_default
+        ):
+            reason = self._schema_problem(message)
+            if reason is not None:
+                return Rejected(self._refusal(message, reason), client)
+        return Prepared(message, Route(client, dip, self._path(message.interface_id)))
+
+    def _check_dcp_id(
+        self, message: OutboundMessage, client: ClientConfig, block: dict[str, object]
+    ) -> str | None:
+        current = block.get("DIPConnectionProviderID")
+        if current is None:
+            if client.set_dcp_id:
+                block["DIPConnectionProviderID"] = self._dcp_id
+                message.replace_payload()
+            return None
+        if current != self._dcp_id:
+            return (
+                f"DIPConnectionProviderID {current!r} is not this DCP's ID {self._dcp_id}: "
+                "the gateway does not overwrite it; correct or clear it"
+            )
+        return None
+
+    def _schema_problem(self, message: OutboundMessage) -> str | None:
+        assert self._validator is not None
+        try:
+            violations = self._validator.validate(message.payload)
+        except UnknownInterface as exc:
+            return f"cannot validate: {exc.reason}"
+        return format_violations(violations) if violations else None
+
+    def _path(self, interface_id: str) -> str:
+        path = self._paths.get(interface_id)
+        if path is None:
+            path = self._paths[interface_id] = dip_path("dip-channel", interface_id)
+        return path
+
+    @staticmethod
+    def _refusal(message: OutboundMessage, reason: str) -> Refusal:
+        return Refusal(message.ref, reason, message.sender_dip_id, message.interface_id)
+
+
+def _date(value: date | None) -> str:
+    return value.isoformat() if value is not None else "(open)"

@@ -1,0 +1,105 @@
+"""Parsing record values: both accepted shapes, status messages, and every refusal."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from gateway.egress.envelope import (
+    STATUS_INTERFACE,
+    MessageKind,
+    OutboundMessage,
+    Refusal,
+    parse_record,
+)
+from tests.test_egress_support import ALICE_ID, payload, ref
+
+
+def test_bare_payload_is_wrapped_reusing_its_bytes() -> None:
+    raw = orjson.dumps(payload())
+    parsed = parse_record(ref(raw, key=b"k"))
+    assert isinstance(parsed, OutboundMessage)
+    assert parsed.kind is MessageKind.DIP
+    assert parsed.interface_id == "IF-043"
+    assert parsed.sender_dip_id == ALICE_ID
+    assert parsed.sender_unique_reference == payload()["CommonBlock"]["S1"]["senderUniqueReference"]
+    assert parsed.item == b'{"payload":' + raw + b"}"
+    assert orjson.loads(parsed.item) == {"payload": payload()}
+
+
+def test_wrapper_is_used_verbatim() -> None:
+    raw = b'{"payload": ' + orjson.dumps(payload()) + b"}\n"
+    parsed = parse_record(ref(raw))
+    assert isinstance(parsed, OutboundMessage)
+    assert parsed.item is raw
+    assert parsed.payload == payload()
+
+
+def test_replace_payload_rebuilds_the_item() -> None:
+    parsed = parse_record(ref(orjson.dumps(payload())))
+    assert isinstance(parsed, OutboundMessage)
+    parsed.s1["subText"] = "changed"
+    parsed.replace_payload()
+    assert orjson.loads(parsed.item)["payload"]["CommonBlock"]["S1"]["subText"] == "changed"
+
+
+def test_status_message_bare_and_wrapped() -> None:
+    status = {"senderID": ALICE_ID, "senderUniqueReference": "S-1", "message": "MSG0000 - Success"}
+    raw = orjson.dumps(status)
+    bare = parse_record(ref(raw), status=True)
+    assert isinstance(bare, OutboundMessage)
+    assert bare.kind is MessageKind.STATUS
+    assert bare.interface_id == STATUS_INTERFACE
+    assert bare.item is raw
+    wrapped = parse_record(ref(orjson.dumps({"payload": status})), status=True)
+    assert isinstance(wrapped, OutboundMessage)
+    assert orjson.loads(wrapped.item) == status
+    assert wrapped.sender_unique_reference == "S-1"
+
+
+def _with(path: list[str], value: object) -> bytes:
+    doc = payload()
+    node = doc
+    for part in path[:-1]:
+        node = node[part]
+    if value is _DELETE:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return orjson.dumps(doc)
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize(
+    ("value", "reason", "sender"),
+    [
+        (None, "empty record value", None),
+        (b"  ", "empty record value", None),
+        (b"{not json", "malformed JSON", None),
+        (b"[1,2]", "expected a JSON object, got an array", None),
+        (b'"text"', "expected a JSON object, got a string", None),
+        (b'{"payload": 3}', "'payload' must be an object, got a number", None),
+        (b'{"payload": {}, "extra": 1}', "keys besides 'payload' (extra)", None),
+        (b'{"CustomBlock": {}}', "CommonBlock is missing", None),
+        (_with(["CommonBlock", "S0"], _DELETE), "CommonBlock.S0 is missing", None),
+        (_with(["CommonBlock", "S1"], []), "CommonBlock.S1 is missing or not an object", None),
+        (_with(["CommonBlock", "S0", "interfaceID"], "XX-1"), "interfaceID 'XX-1'", ALICE_ID),
+        (_with(["CommonBlock", "S1", "senderDIPID"], "12"), "senderDIPID '12'", None),
+    ],
+)
+def test_refusals_name_the_problem(value: bytes | None, reason: str, sender: str | None) -> None:
+    parsed = parse_record(ref(value))
+    assert isinstance(parsed, Refusal)
+    assert reason in parsed.reason
+    assert parsed.sender_dip_id == sender
+
+
+def test_status_refusals() -> None:
+    no_sender = parse_record(ref(b'{"message": "x"}'), status=True)
+    assert isinstance(no_sender, Refusal)
+    assert "senderID None" in no_sender.reason
+    bad_wrapper = parse_record(ref(b'{"payload": [], "x": 1}'), status=True)
+    assert isinstance(bad_wrapper, Refusal)
+    assert "status wrapper" in bad_wrapper.reason

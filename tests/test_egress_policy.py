@@ -1,0 +1,144 @@
+"""Outcome mapping for every DIP status, and the retry schedule with Retry-After."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from gateway.egress.outcomes import Action, decide, transport_failure
+from gateway.egress.retry import RETRY_AFTER_CAP_SECONDS, RetryPolicy, parse_retry_after
+
+REFS = ["S-a", "S-b", "S-c"]
+
+
+def _entry(
+    ref: str | None, message: str, tid: str | None = None, help_: str | None = None
+) -> dict[str, object]:
+    return {
+        "transactionID": tid,
+        "senderUniqueReference": ref,
+        "message": message,
+        "help": help_,
+    }
+
+
+def _body(*entries: dict[str, object]) -> bytes:
+    return orjson.dumps({"messageArray": list(entries), "timestamp": "2026-11-23T10:00:00+00:00"})
+
+
+def test_201_accepts_all_and_records_transaction_ids() -> None:
+    body = _body(*(_entry(r, "MSG0000 - Success", f"T-{r}") for r in reversed(REFS)))
+    d = decide(201, {}, body, REFS)
+    assert d.action is Action.FINAL
+    assert [r.accepted for r in d.results] == [True] * 3
+    assert [r.transaction_id for r in d.results] == ["T-S-a", "T-S-b", "T-S-c"]
+
+
+def test_201_without_body_accepts_all() -> None:
+    d = decide(201, {}, b"", REFS)
+    assert [(r.accepted, r.transaction_id) for r in d.results] == [(True, None)] * 3
+
+
+def test_207_partial_matched_by_reference() -> None:
+    body = _body(
+        _entry("S-c", "MSG0000 - Success", "T-c"),
+        _entry("S-a", "MSG1001 - Schema Failure", None, "$.x: required"),
+    )
+    d = decide(207, {}, body, REFS)
+    assert d.action is Action.FINAL
+    a, b, c = d.results
+    assert not a.accepted and a.reason == "MSG1001 - Schema Failure: $.x: required"
+    assert not b.accepted and b.reason is not None and "no result" in b.reason
+    assert c.accepted and c.transaction_id == "T-c"
+
+
+def test_207_by_position_when_references_are_missing() -> None:
+    body = _body(_entry(None, "MSG0000 - Success", "T-1"), _entry(None, "MSG1002 - Bad"))
+    d = decide(207, {}, body, ["S-x", "S-y"])
+    assert [r.accepted for r in d.results] == [True, False]
+
+
+def test_400_with_general_entry_rejects_all_with_its_reason() -> None:
+    body = _body(_entry(None, "MSG1001 -Schema Failure", None, "payload invalid"))
+    d = decide(400, {}, body, REFS)
+    assert d.action is Action.FINAL
+    assert {r.reason for r in d.results} == {
+        "DIP answered 400 Bad Request: MSG1001 -Schema Failure: payload invalid"
+    }
+
+
+def test_400_per_message() -> None:
+    body = _body(*(_entry(r, "MSG1001 - Schema Failure", None, f"bad {r}") for r in REFS))
+    d = decide(400, {}, body, REFS)
+    assert [r.reason for r in d.results] == [f"MSG1001 - Schema Failure: bad {r}" for r in REFS]
+
+
+def test_400_without_body_rejects_all() -> None:
+    d = decide(400, {}, b"not json", REFS)
+    assert d.action is Action.FINAL
+    assert all(
+        not r.accepted and r.reason == "DIP answered 400 Bad Request: not json" for r in d.results
+    )
+
+
+def test_401_tries_next_key_then_rejects() -> None:
+    assert decide(401, {}, b"", REFS, has_next_key=True).action is Action.NEXT_KEY
+    d = decide(401, {}, b"", REFS, has_next_key=False)
+    assert d.action is Action.FINAL
+    assert d.results[0].reason == "DIP answered 401 Unauthorized"
+
+
+@pytest.mark.parametrize("status", [403, 404, 405, 406, 505])
+def test_non_retryable_errors_reject_all(status: int) -> None:
+    d = decide(status, {}, b"", REFS)
+    assert d.action is Action.FINAL
+    assert len(d.results) == 3 and not any(r.accepted for r in d.results)
+
+
+def test_413_splits_then_rejects_a_single_message() -> None:
+    assert decide(413, {}, b"", REFS).action is Action.SPLIT
+    d = decide(413, {}, b"", ["S-a"])
+    assert d.action is Action.FINAL
+    assert d.results[0].reason == "DIP answered 413 Request Entity Too Large"
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
+def test_retryable_statuses(status: int) -> None:
+    d = decide(status, {"Retry-After": "7"}, b"busy", REFS)
+    assert d.action is Action.RETRY
+    assert d.retry_after == 7.0
+    assert "busy" in d.reason
+
+
+def test_transport_failure_is_retried() -> None:
+    d = transport_failure(ConnectionResetError("reset by peer"))
+    assert d.action is Action.RETRY
+    assert "ConnectionResetError: reset by peer" in d.reason
+
+
+def test_backoff_is_exponential_with_full_jitter_and_bounded_attempts() -> None:
+    policy = RetryPolicy(max_attempts=5, initial_seconds=0.1, max_seconds=0.5)
+    assert [policy.cap(a) for a in range(1, 5)] == [0.1, 0.2, 0.4, 0.5]
+    assert policy.delay(1, rand=lambda: 0.0) == 0.0
+    assert policy.delay(3, rand=lambda: 0.5) == pytest.approx(0.2)
+    assert policy.delay(4, rand=lambda: 1.0) == pytest.approx(0.5)
+    assert policy.delay(5, rand=lambda: 0.5) is None  # attempts used up: dead-letter
+
+
+def test_retry_after_is_a_floor_and_capped() -> None:
+    policy = RetryPolicy(max_attempts=5, initial_seconds=0.1, max_seconds=0.5)
+    assert policy.delay(1, retry_after=3.0, rand=lambda: 1.0) == 3.0
+    assert policy.delay(1, retry_after=0.0, rand=lambda: 1.0) == pytest.approx(0.1)
+    assert policy.delay(1, retry_after=1e9, rand=lambda: 1.0) == RETRY_AFTER_CAP_SECONDS
+
+
+def test_parse_retry_after_seconds_and_http_date() -> None:
+    now = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
+    assert parse_retry_after("120", now) == 120.0
+    assert parse_retry_after("Mon, 23 Nov 2026 10:00:30 GMT", now) == 30.0
+    assert parse_retry_after("Mon, 23 Nov 2026 09:00:00 GMT", now) == 0.0
+    assert parse_retry_after("soon", now) is None
+    assert parse_retry_after(None, now) is None
+    assert parse_retry_after("", now) is None
