@@ -303,8 +303,9 @@ class IngressSettings(_Model):
 
 
 class OpsSettings(_Model):
-    metrics_port: int = Field(default=9100, ge=0, le=65535, description="0 disables")
-    health_port: int = Field(default=8080, ge=0, le=65535, description="0 disables")
+    health_port: int = Field(
+        default=8080, ge=0, le=65535, description="/metrics, /livez, /readyz; 0 disables"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
     reload_interval_seconds: float = Field(default=10.0, gt=0)

@@ -12,6 +12,7 @@ signature over the URL as received, so it must not be re-encoded between the two
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from collections.abc import Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -39,10 +40,24 @@ class DipResponse:
     url: str
 
 
+def available_cpus() -> int:
+    """CPUs this process may really use: the cgroup quota (a Kubernetes CPU limit) and the
+    affinity mask, not the node's core count that ``os.cpu_count()`` reports."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = cpus or 1
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cpus
+
+
 def signing_pool(threads: int = 0) -> ThreadPoolExecutor:
-    """A pool for RSA signing: one thread per core unless told otherwise."""
+    """A pool for RSA signing: one thread per usable CPU unless told otherwise."""
     return ThreadPoolExecutor(
-        max_workers=threads or os.cpu_count() or 2, thread_name_prefix="dip-sign"
+        max_workers=threads or available_cpus(), thread_name_prefix="dip-sign"
     )
 
 
