@@ -1,0 +1,184 @@
+"""The webhook as a plain ASGI application: read the body (bounded), check, route, answer.
+
+Plain ASGI rather than a framework because the hot path is one route and every layer costs
+per request; the decisions all live in :mod:`gateway.ingress.pipeline`. The answer is sent only
+after Kafka has acknowledged (or the bounded wait has ended), so a 201 means "stored".
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from gateway.ingress import metrics
+from gateway.ingress.deliver import Deliverer
+from gateway.ingress.pipeline import (
+    Outcome,
+    Rejection,
+    RoutingTable,
+    answer_status,
+    check_push,
+    check_size,
+    plan_deliveries,
+    rejection_body,
+    response_body,
+)
+from gateway.ingress.routes import Route, RouteTable
+from gateway.signing.trust import TrustPolicy
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_log = structlog.get_logger(__name__)
+_JSON = [(b"content-type", b"application/json")]
+
+
+def _timestamp(now: datetime) -> str:
+    return now.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+class WebhookHandler:
+    """Checks and routes one push; independent of HTTP so tests and benchmarks can call it."""
+
+    def __init__(
+        self,
+        routes: RouteTable,
+        table: RoutingTable,
+        trust: TrustPolicy,
+        deliverer: Deliverer,
+        *,
+        max_body_bytes: int,
+        max_skew: timedelta,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.routes = routes
+        self.table = table
+        self.trust = trust
+        self.deliverer = deliverer
+        self.max_body_bytes = max_body_bytes
+        self.max_skew = max_skew
+        self.clock = clock
+
+    async def handle(
+        self, route: Route, signed_url: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        now = self.clock()
+        try:
+            messages = check_push(
+                route,
+                signed_url,
+                body,
+                headers,
+                self.trust,
+                now,
+                self.max_skew,
+                self.max_body_bytes,
+            )
+        except Rejection as rejection:
+            return self.reject(rejection, route, now)
+        deliveries = plan_deliveries(route, messages, self.table)
+        outcomes = await self.deliverer.deliver(deliveries)
+        status = answer_status(outcomes)
+        channel = route.kind.value
+        for outcome in Outcome:
+            count = sum(1 for o in outcomes if o is outcome)
+            if count:
+                metrics.MESSAGES.labels(channel, outcome.value).inc(count)
+        quarantined = [d.quarantine_reason for d in deliveries if d.quarantine_reason]
+        if quarantined:
+            _log.warning(
+                "ingress_quarantined",
+                recipient=route.recipient,
+                reason=quarantined[0],
+                messages=len(quarantined),
+            )
+        if status != 201:
+            _log.warning(
+                "ingress_not_all_stored",
+                status=status,
+                recipient=route.recipient,
+                failed=sum(1 for o in outcomes if o is Outcome.FAILED),
+                messages=len(outcomes),
+            )
+        metrics.PUSHES.labels(channel, str(status)).inc()
+        return status, response_body(route, messages, outcomes, self.table.dcp_id, _timestamp(now))
+
+    def reject(self, rejection: Rejection, route: Route | None, now: datetime) -> tuple[int, bytes]:
+        """Count, log (reason and short detail, never the body) and answer a refusal."""
+        metrics.REJECTED.labels(rejection.reason).inc()
+        metrics.PUSHES.labels(route.kind.value if route else "none", str(rejection.status)).inc()
+        _log.warning(
+            "ingress_rejected",
+            status=rejection.status,
+            reason=rejection.reason,
+            detail=rejection.detail,
+            recipient=route.recipient if route else None,
+            interface=route.interface if route else None,
+        )
+        return rejection.status, rejection_body(rejection, _timestamp(now))
+
+
+class WebhookApp:
+    """ASGI entry: routing by path, method and size checks, then :class:`WebhookHandler`."""
+
+    def __init__(self, handler: WebhookHandler) -> None:
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        raw = scope.get("raw_path")
+        path = raw.decode("latin-1") if raw else scope["path"]
+        h = self.handler
+        route = h.routes.match(path)
+        try:
+            if route is None:
+                raise Rejection(404, "unknown_path", f"no webhook at {path[:100]}")
+            if scope["method"] != "POST":
+                raise Rejection(405, "method_not_allowed", f"{scope['method']} is not POST")
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            length = headers.get("content-length")
+            check_size(int(length) if length and length.isdigit() else None, h.max_body_bytes)
+            body = await _read_body(receive, h.max_body_bytes)
+        except Rejection as rejection:
+            status, answer = h.reject(rejection, route, h.clock())
+            await _respond(send, status, answer)
+            return
+        started = time.perf_counter()
+        query = scope.get("query_string", b"").decode("latin-1")
+        status, answer = await h.handle(route, h.routes.signed_url(path, query), body, headers)
+        metrics.PUSH_SECONDS.observe(time.perf_counter() - started)
+        await _respond(send, status, answer)
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Rejection(400, "client_disconnected", "the client went away mid-body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise Rejection(413, "too_large", f"body exceeds {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _respond(send: Send, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*_JSON, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

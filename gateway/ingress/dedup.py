@@ -1,0 +1,40 @@
+"""A bounded memory of what has been routed, so a re-pushed publication is routed once.
+
+The DIP retries a push it did not see acknowledged and replays on request; both bring
+transaction IDs the gateway has already put on Kafka. The key is (channel, recipient DIP ID,
+transaction ID): the same transaction legitimately reaches two recipients that are both
+clients of this DCP (primary and secondary), and each must get it. Keys are remembered only
+once Kafka has acknowledged them, and the oldest are forgotten first when the window is full:
+memory stays bounded, and a duplicate older than the window is routed again (at-least-once,
+which consumers must tolerate anyway).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+DedupKey = tuple[str, str, str]
+
+
+class DedupWindow:
+    """Insertion-ordered set with a capacity; ``capacity=0`` turns de-duplication off."""
+
+    __slots__ = ("_capacity", "_keys")
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._keys: OrderedDict[DedupKey, None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, key: DedupKey) -> bool:
+        return key in self._keys
+
+    def add(self, key: DedupKey) -> None:
+        if self._capacity <= 0:
+            return
+        self._keys[key] = None
+        self._keys.move_to_end(key)
+        while len(self._keys) > self._capacity:
+            self._keys.popitem(last=False)

@@ -1,0 +1,108 @@
+"""Produce planned deliveries to Kafka once each, and report each one's outcome.
+
+The thin imperative shell around :mod:`gateway.ingress.pipeline`: every record of a push is
+handed to the producer first and the acknowledgements are gathered afterwards, so a push of a
+hundred messages costs one round of broker requests, not a hundred. The whole wait is bounded
+(``ingress.produce_timeout_seconds``) so the webhook answers in bounded time; what is not
+acknowledged by then is reported ``failed`` and the DIP retries the push.
+
+De-duplication is two-level: keys acknowledged by Kafka live in the bounded
+:class:`~gateway.ingress.dedup.DedupWindow`; keys still in flight are held as futures, so a
+duplicate that arrives while the first copy is being produced waits for that copy's outcome
+instead of being acknowledged blindly (if the first copy then fails, both are reported failed
+and the DIP retries).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.ingress.dedup import DedupKey, DedupWindow
+from gateway.ingress.pipeline import Delivery, Outcome
+
+
+class Deliverer:
+    """Dedup + produce + gather. ``producer`` is an aiokafka producer, or None while Kafka
+    has not been reached yet (every delivery then fails, and the push gets a 503)."""
+
+    def __init__(self, producer: Any | None, window: DedupWindow, timeout_seconds: float) -> None:
+        self.producer = producer
+        self.window = window
+        self._timeout = timeout_seconds
+        self._in_flight: dict[DedupKey, asyncio.Future[bool]] = {}
+
+    async def deliver(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(deliveries)
+        mine: list[tuple[int, Delivery, asyncio.Future[bool]]] = []
+        theirs: list[tuple[int, asyncio.Future[bool]]] = []
+        loop = asyncio.get_running_loop()
+        for i, d in enumerate(deliveries):
+            if d.dedup_key in self.window:
+                outcomes[i] = Outcome.DUPLICATE
+                continue
+            pending = self._in_flight.get(d.dedup_key)
+            if pending is not None:
+                theirs.append((i, pending))
+                continue
+            fut: asyncio.Future[bool] = loop.create_future()
+            self._in_flight[d.dedup_key] = fut
+            mine.append((i, d, fut))
+        try:
+            if mine:
+                acked = await self._produce([d for _, d, _ in mine])
+                for (i, d, fut), ok in zip(mine, acked, strict=True):
+                    if ok:
+                        self.window.add(d.dedup_key)
+                        outcomes[i] = (
+                            Outcome.ROUTED if d.quarantine_reason is None else Outcome.QUARANTINED
+                        )
+                    else:
+                        outcomes[i] = Outcome.FAILED
+                    fut.set_result(ok)
+        finally:
+            for _, d, fut in mine:
+                if not fut.done():
+                    fut.set_result(False)
+                if self._in_flight.get(d.dedup_key) is fut:
+                    del self._in_flight[d.dedup_key]
+        for i, fut in theirs:
+            try:
+                ok = await asyncio.wait_for(asyncio.shield(fut), self._timeout)
+            except TimeoutError:
+                ok = False
+            outcomes[i] = Outcome.DUPLICATE if ok else Outcome.FAILED
+        return [o if o is not None else Outcome.FAILED for o in outcomes]
+
+    async def _produce(self, deliveries: Sequence[Delivery]) -> list[bool]:
+        """Send all, then wait for all acks (bounded); True where Kafka acknowledged."""
+        producer = self.producer
+        acked = [False] * len(deliveries)
+        if producer is None:
+            return acked
+        futures: list[tuple[int, asyncio.Future[Any]]] = []
+        try:
+            async with asyncio.timeout(self._timeout):
+                for i, d in enumerate(deliveries):
+                    try:
+                        fut = await producer.send(
+                            d.topic, value=d.value, key=d.key, headers=d.headers
+                        )
+                    except Exception:  # a record the broker refuses fails alone
+                        continue
+                    fut.add_done_callback(_retrieve)
+                    futures.append((i, fut))
+                if futures:
+                    await asyncio.wait([f for _, f in futures])
+        except TimeoutError:
+            pass
+        for i, fut in futures:
+            acked[i] = fut.done() and not fut.cancelled() and fut.exception() is None
+        return acked
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    """Mark a late failure as seen (it was already reported as ``failed``)."""
+    if not fut.cancelled():
+        fut.exception()

@@ -1,0 +1,362 @@
+"""The checks a push passes before anything is routed, and the routing decision itself.
+
+Pure: a request (method, route, URL as signed, body, headers, clock reading) goes in; either a
+:class:`Rejection` (status code + reason for the metric + short detail for the log and the
+answer) or a list of :class:`Delivery` records (topic, key, value, headers) comes out. The
+HTTP server and the Kafka producer around it are thin shells.
+
+Order of checks, cheapest and most fundamental first, so nothing unauthenticated is parsed:
+
+=====  ========================  =============================================================
+code   reason                    meaning
+=====  ========================  =============================================================
+404    unknown_path              not a webhook path (see :mod:`gateway.ingress.routes`)
+405    method_not_allowed        anything but POST
+413    too_large                 body over ``ingress.max_body_bytes``
+401    <signature reason>        one of :class:`~gateway.signing.errors.RejectReason`: missing
+                                 or malformed header, content hash, signature, untrusted /
+                                 expired / not-yet-valid signer, date outside the skew window
+400    malformed_json            body is not JSON
+400    bad_envelope              not an array of ``{"payload": {CommonBlock S0/D0/A0}}``
+422    wrong_recipient           ``A0`` (or ``recipientID``) does not name the webhook's DIP ID
+422    interface_mismatch        ``S0.interfaceID`` is not the webhook's interface
+=====  ========================  =============================================================
+
+A push is rejected as a whole when any of its messages fails a check: a wrong recipient or
+interface means the webhook registration or the sender is wrong, and routing the rest would
+hide that. A verified message for a DIP ID no client owns is *not* rejected: it goes to the
+quarantine topic with the reason in a header, because the DIP has delivered it and it must not
+be lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from gateway.config import GatewayConfig
+from gateway.ingress.dedup import DedupKey
+from gateway.ingress.envelope import (
+    EnvelopeError,
+    Publication,
+    StatusMessage,
+    parse_json,
+    parse_publications,
+    parse_status_messages,
+)
+from gateway.ingress.routes import Route, RouteKind
+from gateway.signing.errors import SignatureRejected
+from gateway.signing.trust import TrustPolicy
+from gateway.signing.verify import verify_request
+
+SUCCESS = "MSG0000 - Success"
+
+# Kafka record headers (values are UTF-8 bytes).
+H_CHANNEL = "dip-channel"
+H_INTERFACE = "dip-interface"
+H_EVENT_CODE = "dip-event-code"
+H_SCHEMA_VERSION = "dip-schema-version"
+H_TRANSACTION_ID = "dip-transaction-id"
+H_PUBLICATION_ID = "dip-publication-id"
+H_REPLAY = "dip-replay-indicator"
+H_SENDER = "dip-sender-dip-id"
+H_RECIPIENT = "dip-recipient-dip-id"
+H_SENDER_REF = "dip-sender-unique-reference"
+H_STATUS_MESSAGE = "dip-status-message"
+H_SOURCE = "dip-source"
+H_QUARANTINE_REASON = "dip-quarantine-reason"
+
+Message = Publication | StatusMessage
+
+
+class Rejection(Exception):
+    """A push refused as a whole: ``status`` for the answer, ``reason`` for the metric."""
+
+    def __init__(self, status: int, reason: str, detail: str) -> None:
+        super().__init__(f"{status} {reason}: {detail}")
+        self.status = status
+        self.reason = reason
+        self.detail = detail[:300]
+
+
+class Outcome(StrEnum):
+    ROUTED = "routed"
+    DUPLICATE = "duplicate"
+    QUARANTINED = "quarantined"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where a recipient DIP ID's messages go: its client's topics."""
+
+    client: str
+    inbound: str
+    status: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingTable:
+    """DIP ID -> client topics, built once from the config."""
+
+    destinations: Mapping[str, Destination]
+    quarantine_topic: str
+    dcp_id: str
+
+    @classmethod
+    def from_config(cls, config: GatewayConfig) -> RoutingTable:
+        return cls(
+            destinations={
+                d.dip_id: Destination(c.name, c.topics.inbound, c.topics.status)
+                for c in config.clients
+                for d in c.dip_ids
+            },
+            quarantine_topic=config.kafka.quarantine_topic,
+            dcp_id=config.dcp.dcp_id,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One Kafka record to produce for one message of a push."""
+
+    message: Message
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    dedup_key: DedupKey
+    quarantine_reason: str | None = None
+
+
+# -- checks ---------------------------------------------------------------------------------
+
+
+def check_size(content_length: int | None, max_body_bytes: int) -> None:
+    if content_length is not None and content_length > max_body_bytes:
+        raise Rejection(
+            413, "too_large", f"body of {content_length} bytes exceeds {max_body_bytes}"
+        )
+
+
+def check_push(
+    route: Route,
+    signed_url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    trust: TrustPolicy,
+    now: datetime,
+    max_skew: timedelta,
+    max_body_bytes: int,
+) -> list[Publication] | list[StatusMessage]:
+    """Every check of the module docstring, in order; returns the parsed messages."""
+    check_size(len(body), max_body_bytes)
+    try:
+        verify_request("POST", signed_url, body, headers, trust, now, max_skew)
+    except SignatureRejected as exc:
+        raise Rejection(401, exc.reason.value, exc.detail) from None
+    try:
+        document = parse_json(body)
+        if route.kind is RouteKind.PUBLICATION:
+            publications = parse_publications(document)
+            check_publication_addressing(route, publications)
+            return publications
+        statuses = parse_status_messages(document)
+        check_status_addressing(route, statuses)
+        return statuses
+    except EnvelopeError as exc:
+        raise Rejection(400, exc.reason, exc.detail) from None
+
+
+def check_publication_addressing(route: Route, messages: Sequence[Publication]) -> None:
+    for m in messages:
+        if route.interface is not None and m.interface != route.interface:
+            raise Rejection(
+                422,
+                "interface_mismatch",
+                f"[{m.index}] is {m.interface} but was pushed to the {route.interface} webhook",
+            )
+        if route.recipient not in m.recipients:
+            raise Rejection(
+                422,
+                "wrong_recipient",
+                f"[{m.index}] A0 does not address {route.recipient}, the webhook's DIP ID",
+            )
+
+
+def check_status_addressing(route: Route, messages: Sequence[StatusMessage]) -> None:
+    for m in messages:
+        if m.recipient_dip_id is not None and m.recipient_dip_id != route.recipient:
+            raise Rejection(
+                422,
+                "wrong_recipient",
+                f"[{m.index}] recipientID {m.recipient_dip_id} is not {route.recipient}, "
+                "the webhook's DIP ID",
+            )
+
+
+# -- routing --------------------------------------------------------------------------------
+
+
+def plan_deliveries(
+    route: Route,
+    messages: Sequence[Message],
+    table: RoutingTable,
+    source: str = "webhook",
+) -> list[Delivery]:
+    """One Kafka record per message: the client's topic, or quarantine with the reason."""
+    dest = table.destinations.get(route.recipient)
+    out: list[Delivery] = []
+    for m in messages:
+        if isinstance(m, Publication):
+            topic = dest.inbound if dest is not None else None
+            reason = None if dest is not None else "unknown_recipient"
+            headers = publication_headers(m, route.recipient, source)
+            value = orjson.dumps(m.payload)
+        else:
+            topic = dest.status if dest is not None else None
+            if dest is None:
+                reason = "unknown_recipient"
+            elif topic is None:
+                reason = "no_status_topic"
+            else:
+                reason = None
+            headers = status_headers(m, route.recipient, source)
+            value = orjson.dumps(m.body)
+        if reason is not None:
+            headers.append((H_QUARANTINE_REASON, reason.encode()))
+            topic = table.quarantine_topic
+        assert topic is not None
+        out.append(
+            Delivery(
+                message=m,
+                topic=topic,
+                key=m.kafka_key.encode(),
+                value=value,
+                headers=headers,
+                dedup_key=(route.kind.value, route.recipient, m.dedup_id),
+                quarantine_reason=reason,
+            )
+        )
+    return out
+
+
+def publication_headers(m: Publication, recipient: str, source: str) -> list[tuple[str, bytes]]:
+    headers = [
+        (H_CHANNEL, b"publication"),
+        (H_INTERFACE, m.interface.encode()),
+        (H_TRANSACTION_ID, m.transaction_id.encode()),
+        (H_REPLAY, b"true" if m.replay else b"false"),
+        (H_RECIPIENT, recipient.encode()),
+        (H_SOURCE, source.encode()),
+    ]
+    for name, value in (
+        (H_EVENT_CODE, m.event_code),
+        (H_SCHEMA_VERSION, m.schema_version),
+        (H_PUBLICATION_ID, m.publication_id),
+        (H_SENDER, m.sender_dip_id),
+        (H_SENDER_REF, m.sender_unique_reference),
+    ):
+        if value:
+            headers.append((name, value.encode()))
+    return headers
+
+
+def status_headers(m: StatusMessage, recipient: str, source: str) -> list[tuple[str, bytes]]:
+    headers = [
+        (H_CHANNEL, b"status"),
+        (H_RECIPIENT, recipient.encode()),
+        (H_SOURCE, source.encode()),
+    ]
+    for name, value in (
+        (H_TRANSACTION_ID, m.transaction_id),
+        (H_SENDER, m.sender_dip_id),
+        (H_SENDER_REF, m.sender_unique_reference),
+        (H_STATUS_MESSAGE, m.message),
+    ):
+        if value:
+            headers.append((name, value.encode()))
+    return headers
+
+
+# -- answers --------------------------------------------------------------------------------
+
+
+def answer_status(outcomes: Sequence[Outcome]) -> int:
+    """201 all in; 503 none in (Kafka unreachable: the DIP retries); 207 some in."""
+    failed = sum(1 for o in outcomes if o is Outcome.FAILED)
+    if failed == 0:
+        return 201
+    if failed == len(outcomes):
+        return 503
+    return 207
+
+
+def _entry(m: Message, recipient: str, dcp_id: str, text: str, now: str) -> dict[str, Any]:
+    return {
+        "transactionID": m.transaction_id,
+        "senderUniqueReference": m.sender_unique_reference,
+        "correlationID": m.correlation_id if isinstance(m, Publication) else None,
+        "sentTimestamp": now,
+        "senderID": m.sender_dip_id,
+        "recipientID": recipient,
+        "DIPConnectionProviderID": dcp_id,
+        "message": text,
+        "help": None,
+        "serviceTicketURL": None,
+    }
+
+
+_OUTCOME_TEXT = {
+    Outcome.ROUTED: SUCCESS,
+    Outcome.DUPLICATE: SUCCESS + " (duplicate: already routed)",
+    Outcome.QUARANTINED: SUCCESS + " (quarantined: no client owns the recipient)",
+    Outcome.FAILED: "Not stored: Kafka did not acknowledge; retry",
+}
+
+
+def response_body(
+    route: Route,
+    messages: Sequence[Message],
+    outcomes: Sequence[Outcome],
+    dcp_id: str,
+    timestamp: str,
+) -> bytes:
+    """A ``StandardResponse`` with one entry per message, in push order."""
+    return orjson.dumps(
+        {
+            "messageArray": [
+                _entry(m, route.recipient, dcp_id, _OUTCOME_TEXT[o], timestamp)
+                for m, o in zip(messages, outcomes, strict=True)
+            ],
+            "timestamp": timestamp,
+        }
+    )
+
+
+def rejection_body(rejection: Rejection, timestamp: str) -> bytes:
+    """``StandardResponse``-shaped, with the reason as ``message`` and the detail as ``help``."""
+    return orjson.dumps(
+        {
+            "messageArray": [
+                {
+                    "transactionID": None,
+                    "senderUniqueReference": None,
+                    "correlationID": None,
+                    "sentTimestamp": timestamp,
+                    "senderID": None,
+                    "recipientID": None,
+                    "DIPConnectionProviderID": None,
+                    "message": f"{rejection.status} {rejection.reason}",
+                    "help": rejection.detail,
+                    "serviceTicketURL": None,
+                }
+            ],
+            "timestamp": timestamp,
+        }
+    )

@@ -1,0 +1,106 @@
+"""The webhook URL scheme: which URL the gateway registers with the DIP, and what a path means.
+
+One callback URL per (interface, recipient DIP ID) and one per DIP ID for status messages::
+
+    {public_base_url}{publication_path}/{interface}/{recipient_dip_id}
+    {public_base_url}{status_path}/{recipient_dip_id}
+
+e.g. ``https://gw.example/dip/publications/IF-043/1400010001`` and
+``https://gw.example/dip/status/1400010001`` with the default paths.
+
+Putting the recipient in the path lets the gateway pick the client before it parses anything,
+and cross-check the DIP's own addressing (``A0``) against the webhook it used. The DIP signs the
+URL as *it* called it, so the URL to verify is ``public_base_url`` + path + query, whatever the
+address inside the cluster. When ``public_base_url`` carries a path prefix (``https://gw/dcp``)
+the ingress controller may forward the request with or without that prefix; both are accepted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from urllib.parse import urlsplit
+
+from gateway.config import INTERFACE_PATTERN, IngressSettings
+
+_DIP_ID = re.compile(r"^[0-9]{10}$")
+
+
+class RouteKind(StrEnum):
+    PUBLICATION = "publication"
+    STATUS = "status"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What a webhook path addresses: a publication channel or the status-message channel."""
+
+    kind: RouteKind
+    recipient: str
+    interface: str | None = None
+
+
+def publication_callback_url(ingress: IngressSettings, interface: str, dip_id: str) -> str:
+    """The URL registered for publications of ``interface`` sent to ``dip_id``."""
+    return f"{ingress.public_base_url}{_clean(ingress.publication_path)}/{interface}/{dip_id}"
+
+
+def status_callback_url(ingress: IngressSettings, dip_id: str) -> str:
+    """The URL registered for status messages sent to ``dip_id``."""
+    return f"{ingress.public_base_url}{_clean(ingress.status_path)}/{dip_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTable:
+    """Precomputed prefixes so routing a request is two string checks and a split."""
+
+    base_prefix: str
+    publication_prefix: str
+    status_prefix: str
+    public_base_url: str
+
+    @classmethod
+    def from_settings(cls, ingress: IngressSettings) -> RouteTable:
+        return cls(
+            base_prefix=urlsplit(ingress.public_base_url).path.rstrip("/"),
+            publication_prefix=_clean(ingress.publication_path) + "/",
+            status_prefix=_clean(ingress.status_path) + "/",
+            public_base_url=ingress.public_base_url,
+        )
+
+    def local_path(self, raw_path: str) -> str:
+        """The path without the public base URL's own prefix, if the proxy kept it."""
+        if self.base_prefix and raw_path.startswith(self.base_prefix + "/"):
+            return raw_path[len(self.base_prefix) :]
+        return raw_path
+
+    def signed_url(self, raw_path: str, query: str) -> str:
+        """The URL the DIP signed: public base URL + path (+ ``?query`` when there is one)."""
+        url = self.public_base_url + self.local_path(raw_path)
+        return f"{url}?{query}" if query else url
+
+    def match(self, raw_path: str) -> Route | None:
+        """The route a path addresses, or None (404) for anything else."""
+        path = self.local_path(raw_path)
+        if path.startswith(self.publication_prefix):
+            parts = path[len(self.publication_prefix) :].split("/")
+            if (
+                len(parts) == 2
+                and INTERFACE_PATTERN.fullmatch(parts[0])
+                and _DIP_ID.fullmatch(parts[1])
+            ):
+                return Route(RouteKind.PUBLICATION, parts[1], parts[0])
+            return None
+        if path.startswith(self.status_prefix):
+            rest = path[len(self.status_prefix) :]
+            if _DIP_ID.fullmatch(rest):
+                return Route(RouteKind.STATUS, rest)
+        return None
+
+
+def _clean(path: str) -> str:
+    path = path.strip()
+    if not path.startswith("/"):
+        path = "/" + path
+    return path.rstrip("/")

@@ -1,0 +1,195 @@
+"""IngressService: the webhook server (uvicorn) and its Kafka producer, run until told to stop.
+
+The server listens before Kafka is reached: pushes that arrive while the producer is not yet
+connected are answered 503 (the DIP retries), which is better than refusing connections and
+lets readiness report exactly what is missing. TLS is terminated here when ``ingress.tls_cert``
+/``tls_key`` are set (and a client certificate is required when ``tls_client_ca`` is set);
+otherwise plain HTTP behind a Kubernetes ingress. Either way the signature is verified over
+``ingress.public_base_url`` + path, the URL the DIP called.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+from collections.abc import Callable, Generator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+import uvicorn
+
+from gateway.config import GatewayConfig
+from gateway.ingress.app import WebhookApp, WebhookHandler
+from gateway.ingress.dedup import DedupWindow
+from gateway.ingress.deliver import Deliverer
+from gateway.ingress.pipeline import RoutingTable
+from gateway.ingress.routes import RouteTable
+from gateway.kafka.clients import create_producer
+from gateway.ops.health import Health
+from gateway.signing.trust import TrustPolicy
+
+_log = structlog.get_logger(__name__)
+_COMPONENT = "ingress"
+_KAFKA_RETRY_SECONDS = 2.0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the gateway's stop event decides."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.up = asyncio.Event()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self.up.set()
+
+
+def build_trust(config: GatewayConfig) -> TrustPolicy:
+    """The DIP trust anchor(s) and pins from ``trust``."""
+    bundles = [config.trust.ca_bundle] if config.trust.ca_bundle is not None else []
+    return TrustPolicy.from_files(bundles, config.trust.pinned_sha256)
+
+
+def producer_overrides(config: GatewayConfig) -> dict[str, Any]:
+    """Producer timeouts below the webhook's own bound, so batches expire rather than linger."""
+    timeout_ms = int(config.ingress.produce_timeout_seconds * 1000)
+    return {"request_timeout_ms": timeout_ms, "linger_ms": 2}
+
+
+class IngressService:
+    """The DIP webhook. ``await run(stop)`` serves until ``stop`` is set; ``port`` is the bound
+    port once ``started`` is set (useful with ``listen_port: 0``)."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        health: Health | None = None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.config = config
+        self.health = health or Health()
+        self.started = asyncio.Event()
+        self._port: int | None = None
+        settings = config.ingress
+        self.deliverer = Deliverer(
+            None, DedupWindow(settings.dedup_window), settings.produce_timeout_seconds + 1.0
+        )
+        self.handler = WebhookHandler(
+            RouteTable.from_settings(settings),
+            RoutingTable.from_config(config),
+            build_trust(config),
+            self.deliverer,
+            max_body_bytes=settings.max_body_bytes,
+            max_skew=timedelta(seconds=config.trust.max_skew_seconds),
+            clock=clock or (lambda: datetime.now(UTC)),
+        )
+        self.app = WebhookApp(self.handler)
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("IngressService is not listening yet: await started.wait()")
+        return self._port
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.config.ingress.tls_cert is not None else "http"
+
+    def _uvicorn_config(self) -> uvicorn.Config:
+        s = self.config.ingress
+        kwargs: dict[str, Any] = {}
+        if s.tls_cert is not None and s.tls_key is not None:
+            kwargs.update(ssl_certfile=str(s.tls_cert), ssl_keyfile=str(s.tls_key))
+            if s.tls_client_ca is not None:
+                kwargs.update(ssl_ca_certs=str(s.tls_client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
+        return uvicorn.Config(
+            self.app,
+            lifespan="off",
+            access_log=False,
+            log_level="warning",
+            log_config=None,
+            timeout_graceful_shutdown=max(5, int(s.produce_timeout_seconds) + 2),
+            limit_concurrency=None,
+            backlog=2048,
+            **kwargs,
+        )
+
+    def _bind(self) -> socket.socket:
+        s = self.config.ingress
+        family = socket.AF_INET6 if ":" in s.listen_host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((s.listen_host, s.listen_port))
+        sock.set_inheritable(True)
+        return sock
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set, then drain in-flight pushes and close the producer."""
+        self.health.set(_COMPONENT, False, "starting")
+        sock = self._bind()
+        self._port = int(sock.getsockname()[1])
+        server = _Server(self._uvicorn_config())
+        serving = asyncio.create_task(server.serve(sockets=[sock]), name="ingress-http")
+        kafka = asyncio.create_task(self._connect_kafka(stop), name="ingress-kafka")
+        try:
+            up = asyncio.create_task(server.up.wait())
+            await asyncio.wait([up, serving], return_when=asyncio.FIRST_COMPLETED)
+            up.cancel()
+            if not server.started:
+                if serving.done():
+                    serving.result()
+                raise RuntimeError("ingress webhook server stopped during start-up")
+            self.started.set()
+            _log.info(
+                "ingress_listening",
+                host=self.config.ingress.listen_host,
+                port=self._port,
+                tls=self.scheme == "https",
+                public_base_url=self.config.ingress.public_base_url,
+            )
+            stopper = asyncio.create_task(stop.wait())
+            try:
+                await asyncio.wait([stopper, serving], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopper.cancel()
+        finally:
+            server.should_exit = True
+            with contextlib.suppress(Exception):
+                await serving
+            kafka.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await kafka
+            producer, self.deliverer.producer = self.deliverer.producer, None
+            if producer is not None:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+            sock.close()
+            self.health.set(_COMPONENT, False, "stopped")
+            _log.info("ingress_stopped")
+
+    async def _connect_kafka(self, stop: asyncio.Event) -> None:
+        """Start the producer, retrying until Kafka answers; the webhook answers 503 meanwhile."""
+        while not stop.is_set():
+            producer = create_producer(self.config.kafka, **producer_overrides(self.config))
+            try:
+                await producer.start()
+            except Exception as exc:  # any start failure means "not yet"
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                self.health.set(_COMPONENT, False, f"kafka unreachable: {exc}")
+                _log.warning("ingress_kafka_unreachable", error=str(exc))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), _KAFKA_RETRY_SECONDS)
+                continue
+            self.deliverer.producer = producer
+            self.health.set(_COMPONENT, True, "ok")
+            return

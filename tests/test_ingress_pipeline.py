@@ -1,0 +1,412 @@
+"""Pure parts of ingress: URL scheme, envelope parsing, checks, routing decisions, dedup window.
+
+Signatures are real (RSA, the DIP signing vector certificate and the test CA); no network.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+
+from gateway.config import IngressSettings, parse_config
+from gateway.ingress.dedup import DedupWindow
+from gateway.ingress.envelope import EnvelopeError, parse_publications, parse_status_messages
+from gateway.ingress.pipeline import (
+    H_INTERFACE,
+    H_QUARANTINE_REASON,
+    H_RECIPIENT,
+    H_REPLAY,
+    H_TRANSACTION_ID,
+    Outcome,
+    Rejection,
+    RoutingTable,
+    answer_status,
+    check_push,
+    plan_deliveries,
+    rejection_body,
+    response_body,
+)
+from gateway.ingress.routes import (
+    Route,
+    RouteKind,
+    RouteTable,
+    publication_callback_url,
+    status_callback_url,
+)
+from gateway.ingress.samples import body_of, publication, sign_push, status_message
+from gateway.signing.credentials import SigningCredential, load_pem
+from gateway.signing.pki import Issued, Purpose, create_ca, issue
+from gateway.signing.trust import TrustPolicy
+
+VECTORS = Path(__file__).parent / "vectors"
+OWNED = "1400010001"
+OTHER_CLIENT = "1400020001"
+UNOWNED = "1999999999"
+BASE = "https://gw.example.test"
+
+
+@pytest.fixture(scope="module")
+def dip_signer() -> SigningCredential:
+    return load_pem(VECTORS / "dip-signing.key", VECTORS / "dip-signing.pem")
+
+
+@pytest.fixture(scope="module")
+def trust() -> TrustPolicy:
+    return TrustPolicy.from_files([VECTORS / "test-ca.pem"])
+
+
+@pytest.fixture(scope="module")
+def other_ca_signer() -> SigningCredential:
+    ca = create_ca("Some Other CA", bits=2048)
+    leaf = issue(ca, "impostor.example.test", Purpose.SIGNING, bits=2048)
+    return SigningCredential(leaf.key, leaf.cert, "impostor")
+
+
+@pytest.fixture(scope="module")
+def expired_signer() -> SigningCredential:
+    """Issued by the trusted test CA, but its validity ended last year."""
+    ca_credential = load_pem(VECTORS / "test-ca.key", VECTORS / "test-ca.pem")
+    ca = Issued(ca_credential.private_key, ca_credential.certificate)
+    leaf = issue(
+        ca,
+        "old-dip-signing.example.test",
+        Purpose.SIGNING,
+        bits=2048,
+        not_before=datetime.now(UTC) - dt.timedelta(days=400),
+        days=365,
+    )
+    return SigningCredential(leaf.key, leaf.cert, "expired")
+
+
+def _settings() -> IngressSettings:
+    return IngressSettings(public_base_url=BASE)
+
+
+def _table() -> RoutingTable:
+    def client(name: str, dip: str, status: str | None) -> dict[str, object]:
+        topics: dict[str, object] = {
+            "inbound": f"{name}.in",
+            "results": f"{name}.res",
+            "dead_letter": f"{name}.dl",
+        }
+        if status:
+            topics["status"] = status
+        return {
+            "name": name,
+            "signing_pfx": "x.pfx",
+            "topics": topics,
+            "dip_ids": [{"dip_id": dip, "role": "SUP", "mpid": "ABCD", "api_key_file": "k"}],
+        }
+
+    config = parse_config(
+        {
+            "environment": "DEV",
+            "dip": {"base_url": "https://dip.example"},
+            "dcp": {"dcp_id": "9000000001"},
+            "trust": {"pinned_sha256": ["ab" * 32]},
+            "clients": [client("one", OWNED, "one.status"), client("two", OTHER_CLIENT, None)],
+        },
+        base_dir=Path("/"),
+        check_files=False,
+    )
+    return RoutingTable.from_config(config)
+
+
+def _route(recipient: str = OWNED, interface: str | None = "IF-043") -> Route:
+    kind = RouteKind.PUBLICATION if interface else RouteKind.STATUS
+    return Route(kind, recipient, interface)
+
+
+def _url(route: Route) -> str:
+    s = _settings()
+    if route.interface:
+        return publication_callback_url(s, route.interface, route.recipient)
+    return status_callback_url(s, route.recipient)
+
+
+def _check(
+    route: Route,
+    body: bytes,
+    signer: SigningCredential,
+    trust: TrustPolicy,
+    *,
+    when: datetime | None = None,
+    headers: dict[str, str] | None = None,
+    url: str | None = None,
+) -> object:
+    now = datetime.now(UTC)
+    signed = headers or sign_push(signer, url or _url(route), body, when or now)
+    return check_push(
+        route, _url(route), body, signed, trust, now, timedelta(seconds=300), 1_000_000
+    )
+
+
+# -- routes -----------------------------------------------------------------------------------
+
+
+def test_callback_urls_round_trip_through_the_route_table() -> None:
+    s = _settings()
+    table = RouteTable.from_settings(s)
+    pub = publication_callback_url(s, "IF-043", OWNED)
+    assert pub == f"{BASE}/dip/publications/IF-043/{OWNED}"
+    assert table.match(pub.removeprefix(BASE)) == Route(RouteKind.PUBLICATION, OWNED, "IF-043")
+    status = status_callback_url(s, OWNED)
+    assert status == f"{BASE}/dip/status/{OWNED}"
+    assert table.match(status.removeprefix(BASE)) == Route(RouteKind.STATUS, OWNED)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/dip/publications/IF-043",
+        "/dip/publications/IF-043/123",
+        "/dip/publications/XX-043/1400010001",
+        "/dip/publications/IF-043/1400010001/extra",
+        "/dip/status/1400010001/x",
+    ],
+)
+def test_paths_that_are_not_webhooks_do_not_match(path: str) -> None:
+    assert RouteTable.from_settings(_settings()).match(path) is None
+
+
+def test_public_base_url_with_a_prefix_accepts_both_proxy_styles() -> None:
+    s = IngressSettings(public_base_url="https://gw.example.test/dcp")
+    table = RouteTable.from_settings(s)
+    route = Route(RouteKind.STATUS, OWNED)
+    assert table.match(f"/dcp/dip/status/{OWNED}") == route
+    assert table.match(f"/dip/status/{OWNED}") == route
+    expected = f"https://gw.example.test/dcp/dip/status/{OWNED}?a=1"
+    assert table.signed_url(f"/dcp/dip/status/{OWNED}", "a=1") == expected
+    assert table.signed_url(f"/dip/status/{OWNED}", "a=1") == expected
+
+
+# -- envelope -----------------------------------------------------------------------------------
+
+
+def test_publication_fields_are_extracted_once() -> None:
+    items = [publication(OWNED, "T-1", mpan="2000000000001", replay=True)]
+    [m] = parse_publications(orjson.loads(body_of(items)))
+    assert (m.interface, m.transaction_id, m.publication_id, m.replay) == (
+        "IF-043",
+        "T-1",
+        "PUB-043",
+        True,
+    )
+    assert m.recipients == frozenset({OWNED})
+    assert m.kafka_key == "2000000000001"
+
+
+def test_publication_without_mpan_is_keyed_by_transaction() -> None:
+    [m] = parse_publications([publication(OWNED, "T-2", mpan=None)])
+    assert m.kafka_key == "T-2"
+
+
+@pytest.mark.parametrize(
+    ("document", "fragment"),
+    [
+        ({}, "non-empty JSON array"),
+        ([], "non-empty JSON array"),
+        ([1], "not a JSON object"),
+        ([{"nopayload": {}}], '"payload"'),
+        ([{"payload": {"CommonBlock": {"S0": {}, "A0": {}}}}], "D0"),
+        ([{"payload": {"CommonBlock": {"D0": {}, "A0": {}}}}], "S0"),
+        ([{"payload": {"CommonBlock": {"S0": {}, "D0": {}}}}], "A0"),
+    ],
+)
+def test_bad_envelopes_name_the_fault(document: object, fragment: str) -> None:
+    with pytest.raises(EnvelopeError) as err:
+        parse_publications(document)
+    assert err.value.reason == "bad_envelope"
+    assert fragment in err.value.detail
+
+
+def test_status_messages_accept_array_and_standard_response() -> None:
+    item = status_message(OWNED, "T-9", "MSG0000 - Success")
+    assert parse_status_messages([item])[0].recipient_dip_id == OWNED
+    assert parse_status_messages({"messageArray": [item]})[0].transaction_id == "T-9"
+
+
+# -- checks -------------------------------------------------------------------------------------
+
+
+def test_good_push_passes_every_check(dip_signer: SigningCredential, trust: TrustPolicy) -> None:
+    body = body_of([publication(OWNED, "T-10"), publication(OWNED, "T-11")])
+    messages = _check(_route(), body, dip_signer, trust)
+    assert [m.transaction_id for m in messages] == ["T-10", "T-11"]  # type: ignore[attr-defined]
+
+
+def _rejected(excinfo: pytest.ExceptionInfo[Rejection]) -> tuple[int, str]:
+    return excinfo.value.status, excinfo.value.reason
+
+
+def test_tampered_body_is_a_bad_content_hash(
+    dip_signer: SigningCredential, trust: TrustPolicy
+) -> None:
+    body = body_of([publication(OWNED, "T-12")])
+    headers = sign_push(dip_signer, _url(_route()), body)
+    with pytest.raises(Rejection) as err:
+        _check(_route(), body.replace(b"T-12", b"T-13"), dip_signer, trust, headers=headers)
+    assert _rejected(err) == (401, "bad_content_hash")
+
+
+def test_signature_over_another_url_is_a_bad_signature(
+    dip_signer: SigningCredential, trust: TrustPolicy
+) -> None:
+    body = body_of([publication(OWNED, "T-14")])
+    with pytest.raises(Rejection) as err:
+        _check(_route(), body, dip_signer, trust, url="https://gw.example.test/elsewhere")
+    assert _rejected(err) == (401, "bad_signature")
+
+
+def test_signer_from_another_ca_is_untrusted(
+    other_ca_signer: SigningCredential, trust: TrustPolicy
+) -> None:
+    body = body_of([publication(OWNED, "T-15")])
+    with pytest.raises(Rejection) as err:
+        _check(_route(), body, other_ca_signer, trust)
+    assert _rejected(err) == (401, "untrusted_certificate")
+
+
+def test_expired_signer_is_refused(expired_signer: SigningCredential, trust: TrustPolicy) -> None:
+    body = body_of([publication(OWNED, "T-16")])
+    with pytest.raises(Rejection) as err:
+        _check(_route(), body, expired_signer, trust)
+    assert _rejected(err) == (401, "certificate_expired")
+
+
+def test_stale_signature_date_is_refused(dip_signer: SigningCredential, trust: TrustPolicy) -> None:
+    body = body_of([publication(OWNED, "T-17")])
+    with pytest.raises(Rejection) as err:
+        _check(_route(), body, dip_signer, trust, when=datetime.now(UTC) - timedelta(hours=1))
+    assert _rejected(err) == (401, "date_out_of_skew")
+
+
+def test_malformed_json_is_400(dip_signer: SigningCredential, trust: TrustPolicy) -> None:
+    with pytest.raises(Rejection) as err:
+        _check(_route(), b'[{"payload": ', dip_signer, trust)
+    assert _rejected(err) == (400, "malformed_json")
+
+
+def test_wrong_recipient_is_422(dip_signer: SigningCredential, trust: TrustPolicy) -> None:
+    body = body_of([publication(OWNED, "T-18"), publication(OTHER_CLIENT, "T-19")])
+    with pytest.raises(Rejection) as err:
+        _check(_route(), body, dip_signer, trust)
+    assert _rejected(err) == (422, "wrong_recipient")
+    assert "[1]" in err.value.detail
+
+
+def test_interface_other_than_the_webhooks_is_422(
+    dip_signer: SigningCredential, trust: TrustPolicy
+) -> None:
+    body = body_of([publication(OWNED, "T-20", interface="IF-021")])
+    with pytest.raises(Rejection) as err:
+        _check(_route(), body, dip_signer, trust)
+    assert _rejected(err) == (422, "interface_mismatch")
+
+
+def test_status_recipient_mismatch_is_422(
+    dip_signer: SigningCredential, trust: TrustPolicy
+) -> None:
+    body = body_of([status_message(OTHER_CLIENT, "T-21", "MSG0000 - Success")])
+    with pytest.raises(Rejection) as err:
+        _check(_route(interface=None), body, dip_signer, trust)
+    assert _rejected(err) == (422, "wrong_recipient")
+
+
+def test_oversized_body_is_413(dip_signer: SigningCredential, trust: TrustPolicy) -> None:
+    body = body_of([publication(OWNED, f"T-{i}") for i in range(1000)])
+    headers = sign_push(dip_signer, _url(_route()), body)
+    with pytest.raises(Rejection) as err:
+        check_push(
+            _route(), _url(_route()), body, headers, trust, datetime.now(UTC),
+            timedelta(seconds=300), 10_000,
+        )  # fmt: skip
+    assert _rejected(err) == (413, "too_large")
+
+
+# -- routing ------------------------------------------------------------------------------------
+
+
+def test_owned_recipient_routes_to_its_client_inbound_with_headers() -> None:
+    messages = parse_publications([publication(OWNED, "T-30", replay=True)])
+    [d] = plan_deliveries(_route(), messages, _table())
+    assert d.topic == "one.in"
+    assert d.key == b"2000056535972"
+    headers = dict(d.headers)
+    assert headers[H_INTERFACE] == b"IF-043"
+    assert headers[H_TRANSACTION_ID] == b"T-30"
+    assert headers[H_REPLAY] == b"true"
+    assert headers[H_RECIPIENT] == OWNED.encode()
+    assert H_QUARANTINE_REASON not in headers
+    assert orjson.loads(d.value) == messages[0].payload
+    assert d.dedup_key == ("publication", OWNED, "T-30")
+
+
+def test_unowned_recipient_goes_to_quarantine_with_reason() -> None:
+    messages = parse_publications([publication(UNOWNED, "T-31")])
+    [d] = plan_deliveries(_route(UNOWNED), messages, _table())
+    assert d.topic == "dip.inbound.quarantine"
+    assert dict(d.headers)[H_QUARANTINE_REASON] == b"unknown_recipient"
+
+
+def test_status_for_a_client_without_status_topic_is_quarantined() -> None:
+    messages = parse_status_messages([status_message(OTHER_CLIENT, "T-32", "MSG")])
+    [d] = plan_deliveries(_route(OTHER_CLIENT, None), messages, _table())
+    assert (d.topic, d.quarantine_reason) == ("dip.inbound.quarantine", "no_status_topic")
+    messages = parse_status_messages([status_message(OWNED, "T-33", "MSG")])
+    [d] = plan_deliveries(_route(OWNED, None), messages, _table())
+    assert d.topic == "one.status"
+
+
+def test_same_transaction_for_two_recipients_has_two_dedup_keys() -> None:
+    item = publication(OWNED, "T-34", recipients=[OWNED, OTHER_CLIENT])
+    [a] = plan_deliveries(_route(OWNED), parse_publications([item]), _table())
+    [b] = plan_deliveries(_route(OTHER_CLIENT), parse_publications([item]), _table())
+    assert a.dedup_key != b.dedup_key
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "status"),
+    [
+        ([Outcome.ROUTED, Outcome.DUPLICATE, Outcome.QUARANTINED], 201),
+        ([Outcome.ROUTED, Outcome.FAILED], 207),
+        ([Outcome.FAILED, Outcome.FAILED], 503),
+    ],
+)
+def test_answer_status(outcomes: list[Outcome], status: int) -> None:
+    assert answer_status(outcomes) == status
+
+
+def test_response_body_is_a_standard_response_per_message() -> None:
+    messages = parse_publications([publication(OWNED, "T-40"), publication(OWNED, "T-41")])
+    body = orjson.loads(
+        response_body(_route(), messages, [Outcome.ROUTED, Outcome.FAILED], "9000000001", "ts")
+    )
+    assert [e["transactionID"] for e in body["messageArray"]] == ["T-40", "T-41"]
+    assert body["messageArray"][0]["message"] == "MSG0000 - Success"
+    assert "retry" in body["messageArray"][1]["message"]
+    rejected = orjson.loads(rejection_body(Rejection(401, "bad_signature", "x"), "ts"))
+    assert rejected["messageArray"][0]["message"] == "401 bad_signature"
+
+
+# -- dedup window -------------------------------------------------------------------------------
+
+
+def test_dedup_window_forgets_the_oldest_beyond_capacity() -> None:
+    window = DedupWindow(2)
+    for key in ("a", "b", "c"):
+        window.add(("publication", OWNED, key))
+    assert ("publication", OWNED, "a") not in window
+    assert ("publication", OWNED, "c") in window
+    assert len(window) == 2
+
+
+def test_dedup_window_of_zero_remembers_nothing() -> None:
+    window = DedupWindow(0)
+    window.add(("publication", OWNED, "a"))
+    assert ("publication", OWNED, "a") not in window
