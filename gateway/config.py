@@ -131,9 +131,9 @@ class DcpSettings(_Model):
     mtls_cert: Path | None = None
     mtls_password_file: Path | None = None
 
-    @field_validator("dcp_id")
+    @field_validator("dcp_id", mode="before")
     @classmethod
-    def _dcp_id(cls, v: str) -> str:
+    def _dcp_id(cls, v: Any) -> str:
         return _dip_id(v)
 
     @field_validator("mtls_pfx", "mtls_key", "mtls_cert", "mtls_password_file")
@@ -325,9 +325,9 @@ class DipIdConfig(_Model):
         default=(), description="interfaces (IF-xxx) whose publications this DIP ID receives"
     )
 
-    @field_validator("dip_id")
+    @field_validator("dip_id", mode="before")
     @classmethod
-    def _id(cls, v: str) -> str:
+    def _id(cls, v: Any) -> str:
         return _dip_id(v)
 
     @field_validator("role", mode="before")
@@ -464,7 +464,9 @@ class GatewayConfig(_Model):
         return None
 
 
-def _dip_id(v: str) -> str:
+def _dip_id(v: Any) -> str:
+    # Runs before pydantic's str check, so an unquoted YAML number gets this message (the fix)
+    # rather than "Input should be a valid string".
     if not isinstance(v, str) or not DIP_ID_PATTERN.fullmatch(v):
         raise ValueError(
             f'DIP ID {v!r} must be exactly 10 digits, quoted in YAML (e.g. "1494431682")'
@@ -501,8 +503,20 @@ def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dic
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:
-    lines = [f"{source}: {exc.error_count()} problem(s) in the configuration:"]
-    for err in exc.errors():
+    errors = exc.errors()
+    item_locs = [tuple(e.get("loc", ())) for e in errors]
+
+    def follow_on(err: Any) -> bool:
+        # pydantic also reports "at least 1 item" for a list whose only items failed: noise
+        # that points at the wrong field, so it is dropped when an item error is listed.
+        loc = tuple(err.get("loc", ()))
+        return err.get("type") == "too_short" and any(
+            len(other) > len(loc) and other[: len(loc)] == loc for other in item_locs
+        )
+
+    errors = [e for e in errors if not follow_on(e)]
+    lines = [f"{source}: {len(errors)} problem(s) in the configuration:"]
+    for err in errors:
         loc = _location(err.get("loc", ()))
         msg = str(err.get("msg", "")).removeprefix("Value error, ")
         if err.get("type") == "missing":
