@@ -1,0 +1,181 @@
+"""Configuration errors name the field path and the fix; environment overrides apply.
+
+The base configuration is the one ``create_dev_pki`` writes, so every file it names exists
+and each test breaks exactly one thing.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gateway.config import ConfigError, GatewayConfig, load_config, parse_config
+from tests import pki_fixtures
+
+dev_pki_dir = pki_fixtures.dev_pki_dir  # the session fixture, used by name below
+
+
+def _base(dev_pki_dir: Path) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((dev_pki_dir / "gateway.yaml").read_text())
+    return copy.deepcopy(data)
+
+
+def _error(data: dict[str, Any], base_dir: Path) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, base_dir=base_dir, source="test.yaml")
+    return str(info.value)
+
+
+def test_dev_config_loads(dev_pki_dir: Path) -> None:
+    config = load_config(dev_pki_dir / "gateway.yaml", environ={})
+    assert isinstance(config, GatewayConfig)
+    assert [c.name for c in config.clients] == ["client-1", "client-2"]
+    pfx = config.clients[0].signing_pfx
+    assert pfx is not None
+    assert pfx.is_absolute()
+    assert pfx.is_file()
+
+
+@pytest.mark.parametrize("bad", ["123456789", "12345678901", "14000100O1", 1400010001])
+def test_wrong_dip_id(dev_pki_dir: Path, bad: object) -> None:
+    data = _base(dev_pki_dir)
+    data["clients"][0]["dip_ids"][0]["dip_id"] = bad
+    message = _error(data, dev_pki_dir)
+    assert "clients[0].dip_ids[0].dip_id" in message
+    assert "10 digits" in message
+
+
+def test_unknown_role_code(dev_pki_dir: Path) -> None:
+    data = _base(dev_pki_dir)
+    data["clients"][1]["dip_ids"][0]["role"] = "BOSS"
+    message = _error(data, dev_pki_dir)
+    assert "clients[1].dip_ids[0].role" in message
+    assert "unknown role code 'BOSS'" in message
+
+
+def test_role_code_case_insensitive(dev_pki_dir: Path) -> None:
+    data = _base(dev_pki_dir)
+    data["clients"][0]["dip_ids"][0]["role"] = "ldso"
+    config = parse_config(data, base_dir=dev_pki_dir)
+    assert config.clients[0].dip_ids[0].role == "LDSO"
+
+
+def test_missing_file(dev_pki_dir: Path) -> None:
+    data = _base(dev_pki_dir)
+    data["clients"][0]["dip_ids"][0]["api_key_file"] = "clients/client-1/nope.api-key"
+    message = _error(data, dev_pki_dir)
+    assert "clients[0].dip_ids[0].api_key_file" in message
+    assert "nope.api-key does not exist" in message
+
+
+def test_missing_signing_pfx(dev_pki_dir: Path) -> None:
+    data = _base(dev_pki_dir)
+    data["clients"][1]["signing_pfx"] = "clients/client-2/missing.pfx"
+    assert "clients[1].signing_pfx" in _error(data, dev_pki_dir)
+
+
+def test_duplicate_dip_id_across_clients(dev_pki_dir: Path) -> None:
+    data = _base(dev_pki_dir)
+    data["clients"][1]["dip_ids"][0]["dip_id"] = data["clients"][0]["dip_ids"][0]["dip_id"]
+    message = _error(data, dev_pki_dir)
+    assert "DIP ID 1400010001 is configured for both 'client-1' and 'client-2'" in message
+
+
+def test_duplicate_client_name(dev_pki_dir: Path) -> None:
+    data = _base(dev_pki_dir)
+    data["clients"][1]["name"] = "client-1"
+    assert "client name 'client-1' is used twice" in _error(data, dev_pki_dir)
+
+
+@pytest.mark.parametrize("bad", ["AB", "abcd", "ABCDE", "AB-D"])
+def test_bad_mpid(dev_pki_dir: Path, bad: str) -> None:
+    data = _base(dev_pki_dir)
+    data["clients"][0]["dip_ids"][0]["mpid"] = bad
+    message = _error(data, dev_pki_dir)
+    assert "clients[0].dip_ids[0].mpid" in message
+    assert "4 upper-case letters or digits" in message
+
+
+def test_effective_to_before_from(dev_pki_dir: Path) -> None:
+    data = _base(dev_pki_dir)
+    dip = data["clients"][0]["dip_ids"][0]
+    dip["effective_from"] = "2026-06-01"
+    dip["effective_to"] = "2026-05-31"
+    message = _error(data, dev_pki_dir)
+    assert "clients[0].dip_ids[0]" in message
+    assert "effective_to is before effective_from" in message
+
+
+def test_unknown_field(dev_pki_dir: Path) -> None:
+    data = _base(dev_pki_dir)
+    data["kafka"]["bootstrap_server"] = "typo:9092"
+    message = _error(data, dev_pki_dir)
+    assert "kafka.bootstrap_server: unknown field" in message
+
+
+def test_missing_required_field(dev_pki_dir: Path) -> None:
+    data = _base(dev_pki_dir)
+    del data["dcp"]["dcp_id"]
+    assert "dcp.dcp_id: required field is missing" in _error(data, dev_pki_dir)
+
+
+def test_missing_trust_anchor_with_ingress_enabled(dev_pki_dir: Path) -> None:
+    data = _base(dev_pki_dir)
+    del data["trust"]["ca_bundle"]
+    message = _error(data, dev_pki_dir)
+    assert "trust.ca_bundle or trust.pinned_sha256" in message
+    data["ingress"]["enabled"] = False
+    assert parse_config(data, base_dir=dev_pki_dir).trust.ca_bundle is None
+
+
+def test_every_problem_is_listed(dev_pki_dir: Path) -> None:
+    data = _base(dev_pki_dir)
+    data["clients"][0]["dip_ids"][0]["mpid"] = "x"
+    data["clients"][1]["dip_ids"][0]["role"] = "NOPE"
+    message = _error(data, dev_pki_dir)
+    assert "2 problem(s)" in message
+    assert "clients[0].dip_ids[0].mpid" in message
+    assert "clients[1].dip_ids[0].role" in message
+
+
+def _write(dev_pki_dir: Path, data: dict[str, Any], name: str) -> Path:
+    path = dev_pki_dir / name  # beside the PKI, so its relative paths resolve
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_env_override_applied(dev_pki_dir: Path) -> None:
+    path = _write(dev_pki_dir, _base(dev_pki_dir), "env-override.yaml")
+    config = load_config(
+        path,
+        environ={
+            "DCP_GATEWAY__KAFKA__BOOTSTRAP_SERVERS": "kafka-0.kafka:9092",
+            "DCP_GATEWAY__EGRESS__LINGER_MS": "5",
+            "UNRELATED": "x",
+        },
+    )
+    assert config.kafka.bootstrap_servers == "kafka-0.kafka:9092"
+    assert config.egress.linger_ms == 5.0
+
+
+def test_env_override_is_validated(dev_pki_dir: Path) -> None:
+    path = _write(dev_pki_dir, _base(dev_pki_dir), "env-bad.yaml")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={"DCP_GATEWAY__EGRESS__MAX_BATCH_MESSAGES": "0"})
+    assert "egress.max_batch_messages" in str(info.value)
+
+
+def test_config_file_not_found(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "absent.yaml", environ={})
+
+
+def test_config_not_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("clients: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path, environ={})
