@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import time
 from collections.abc import Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ class DipResponse:
     headers: Mapping[str, str]
     body: bytes
     url: str
+    sign_seconds: float = 0.0  # wall time spent waiting for the signature (pool queue + RSA)
 
 
 def available_cpus() -> int:
@@ -161,7 +163,9 @@ class DipClient:
             raise RuntimeError("DipClient used outside 'async with'")
         credential = self._keystore.signer_for(sender_dip_id)
         url = self.url(path, params)
+        started = time.perf_counter()
         signed = await self.sign(credential, method, url, body)
+        sign_seconds = time.perf_counter() - started
         all_headers = {
             API_KEY_HEADER: api_key or self._keystore.api_key_for(sender_dip_id),
             "Content-Type": "application/json",
@@ -177,4 +181,5 @@ class DipClient:
             headers=dict(response.headers),
             body=response.content,
             url=url,
+            sign_seconds=sign_seconds,
         )
