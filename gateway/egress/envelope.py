@@ -42,6 +42,7 @@ class RecordRef:
     offset: int
     key: bytes | None
     value: bytes | None
+    generation: int = 0  # the offset tracker's assignment generation of the partition
 
 
 @dataclass(slots=True)

@@ -1,0 +1,75 @@
+"""Prometheus metrics of the egress path (``dcpgw_egress_`` prefix, base units).
+
+Counters are labelled by client and interface: few enough series (clients x interfaces used)
+and exactly what an operator asks ("is alice's IF-021 being rejected?"). Label children are
+cached per (client, interface) so the hot path does one dict lookup, not a label resolution.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+CONSUMED = Counter(
+    "dcpgw_egress_messages_consumed_total",
+    "Records read from outbound topics.",
+    ["client", "interface"],
+)
+ACCEPTED = Counter(
+    "dcpgw_egress_messages_accepted_total", "Messages the DIP accepted.", ["client", "interface"]
+)
+REJECTED = Counter(
+    "dcpgw_egress_messages_rejected_total",
+    "Messages the DIP rejected (sent to the client's dead-letter topic).",
+    ["client", "interface"],
+)
+DEAD_LETTERED = Counter(
+    "dcpgw_egress_messages_dead_lettered_total",
+    "Messages written to a dead-letter topic, for any reason.",
+    ["client", "interface"],
+)
+RETRIED = Counter(
+    "dcpgw_egress_messages_retried_total",
+    "Messages re-sent after a retryable failure.",
+    ["client", "interface"],
+)
+REQUESTS = Counter("dcpgw_egress_requests_total", "DIP submissions by HTTP status.", ["status"])
+BATCH_SIZE = Histogram(
+    "dcpgw_egress_batch_messages",
+    "Messages per DIP submission.",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000),
+)
+SIGN_SECONDS = Histogram(
+    "dcpgw_egress_sign_seconds",
+    "Time to sign one request (on the signing pool).",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+REQUEST_SECONDS = Histogram(
+    "dcpgw_egress_request_seconds",
+    "Time from sending a signed request to the DIP's answer.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+IN_FLIGHT = Gauge("dcpgw_egress_in_flight_messages", "Records consumed but not final yet.")
+PAUSED = Gauge("dcpgw_egress_fetch_paused", "1 while fetching is paused for back-pressure.")
+CONSUMER_LAG = Gauge(
+    "dcpgw_egress_consumer_lag_records",
+    "Records between the consumer position and the partition end.",
+    ["topic", "partition"],
+)
+
+_Children = tuple[Counter, Counter, Counter, Counter, Counter]
+_cache: dict[tuple[str, str], _Children] = {}
+
+
+def counters(client: str, interface: str) -> _Children:
+    """(consumed, accepted, rejected, dead_lettered, retried) for one client and interface."""
+    key = (client, interface)
+    found = _cache.get(key)
+    if found is None:
+        found = _cache[key] = (
+            CONSUMED.labels(client, interface),
+            ACCEPTED.labels(client, interface),
+            REJECTED.labels(client, interface),
+            DEAD_LETTERED.labels(client, interface),
+            RETRIED.labels(client, interface),
+        )
+    return found

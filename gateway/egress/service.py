@@ -1,0 +1,445 @@
+"""The egress service: a consumer group on the outbound topics, feeding signed DIP submissions.
+
+Imperative shell around the pure core (parse -> route/check -> batch -> gate -> send -> map
+outcomes -> track offsets). What it adds is I/O and its guarantees:
+
+* **At-least-once.** A record is final only when its result or dead-letter record has been
+  acknowledged by Kafka; a partition's offset is committed only up to the first record that
+  is not final (:class:`OffsetTracker`). A crash re-sends the unfinished tail, never loses one.
+* **Per-key order.** A batch holding a key waits for every earlier unfinished batch holding
+  that key (:class:`KeyGate`), including through retries and 413 splits.
+* **Back-pressure.** Fetching pauses while ``egress.max_in_flight_messages`` records are not
+  final, and resumes below that; ``max_concurrent_requests`` bounds requests.
+* **No poison pills.** Every record reaches an outcome: unreadable, unroutable or refused
+  records are dead-lettered with a reason; nothing on the record's content can raise here.
+* **Rebalance and shutdown.** On revoke (aiokafka revokes the whole assignment) and on stop,
+  open batches are sent, in-flight work gets ``shutdown_grace_seconds`` to finish, what is final
+  is committed, and the rest is abandoned (it is re-read from the committed offset).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+
+from gateway.config import GatewayConfig
+from gateway.dip.client import DipClient
+from gateway.egress import metrics
+from gateway.egress.batching import Batch, Batcher
+from gateway.egress.envelope import OutboundMessage, RecordRef, Refusal, parse_record
+from gateway.egress.offsets import OffsetTracker
+from gateway.egress.ordering import KeyGate
+from gateway.egress.retry import RetryPolicy
+from gateway.egress.routing import Rejected, Router
+from gateway.egress.sender import BatchSender, Delivery
+from gateway.kafka.clients import create_consumer, create_producer
+from gateway.kafka.topics import ensure_topics, gateway_topics
+from gateway.ops.health import Health
+from gateway.schema import default_registry
+from gateway.signing.keystore import KeyStore
+
+_log = structlog.get_logger(__name__)
+
+HEALTH_NAME = "egress"
+_POLL_SECONDS = 0.1
+_COMMIT_INTERVAL = 0.2
+_LAG_INTERVAL = 5.0
+_PRODUCE_RETRY_SECONDS = 1.0
+_UNROUTED = "(none)"
+
+
+@dataclass(slots=True)
+class _OutRecord:
+    """One record to write for a final outcome (result or dead letter)."""
+
+    topic: str
+    value: bytes | None
+    key: bytes | None
+    headers: list[tuple[str, bytes]] | None
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, service: EgressService) -> None:
+        self._service = service
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._service._on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        _log.info("egress_partitions_assigned", partitions=len(assigned))
+
+
+class EgressService:
+    """Kafka -> DIP for every client, over the one shared :class:`DipClient`."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        keystore: KeyStore,
+        dip: DipClient,
+        health: Health | None = None,
+    ) -> None:
+        self._config = config
+        self._keystore = keystore
+        self._health = health
+        egress = config.egress
+        validates = egress.schema_validation or any(c.schema_validation for c in config.clients)
+        self._router = Router(config, default_registry() if validates else None)
+        self._batcher = Batcher(
+            egress.max_batch_messages, egress.max_batch_bytes, egress.linger_ms / 1000
+        )
+        self._sender = BatchSender(dip, RetryPolicy.from_settings(egress))
+        self._gate = KeyGate()
+        self._tracker = OffsetTracker()
+        self._status_topic = config.kafka.status_outbound_topic
+        self._topics = [*config.kafka.outbound_topics]
+        if self._status_topic and self._status_topic not in self._topics:
+            self._topics.append(self._status_topic)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._waiting: dict[int, Batch] = {}
+        self._semaphore = asyncio.Semaphore(egress.max_concurrent_requests)
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._paused = False
+        self._last_commit = 0.0
+        self._last_lag = 0.0
+        self._fetched: dict[tuple[str, int], int] = {}
+
+    # ------------------------------------------------------------------------ lifecycle
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume and submit until ``stop`` is set, then shut down gracefully and return."""
+        kafka = self._config.kafka
+        if kafka.create_topics:
+            await ensure_topics(kafka, gateway_topics(self._config))
+        producer = create_producer(kafka)
+        consumer = create_consumer(kafka)
+        self._producer, self._consumer = producer, consumer
+        await producer.start()
+        try:
+            consumer.subscribe(self._topics, listener=_Listener(self))
+            await consumer.start()
+            try:
+                self._set_health(True, "consuming")
+                _log.info("egress_started", topics=self._topics, group=kafka.consumer_group)
+                await self._consume(stop)
+                self._set_health(False, "stopping")
+                with contextlib.suppress(KafkaError):
+                    consumer.pause(*consumer.assignment())
+                await self._drain(self._config.egress.shutdown_grace_seconds)
+            finally:
+                await self._abandon()
+                await self._commit(force=True)
+                await consumer.stop()
+        finally:
+            self._set_health(False, "stopped")
+            await producer.stop()
+            self._producer = self._consumer = None
+            _log.info("egress_stopped")
+
+    def _set_health(self, ready: bool, detail: str) -> None:
+        if self._health is not None:
+            self._health.set(HEALTH_NAME, ready, detail)
+
+    # -------------------------------------------------------------------------- consume
+
+    async def _consume(self, stop: asyncio.Event) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        loop = asyncio.get_running_loop()
+        limit = self._config.egress.max_in_flight_messages
+        while not stop.is_set():
+            now = loop.time()
+            deadline = self._batcher.next_deadline()
+            wait = _POLL_SECONDS if deadline is None else min(_POLL_SECONDS, deadline - now)
+            room = max(limit - self._tracker.in_flight(), 1)
+            data = await consumer.getmany(timeout_ms=max(int(wait * 1000), 0), max_records=room)
+            if data:
+                today = datetime.now(UTC).date()
+                now = loop.time()
+                for records in data.values():
+                    for record in records:
+                        self._ingest(record, today, now)
+                    last = records[-1]
+                    self._fetched[(last.topic, last.partition)] = last.offset + 1
+            for batch in self._batcher.due(loop.time()):
+                self._dispatch(batch)
+            self._backpressure()
+            await self._commit()
+            if self._health is not None:
+                self._health.beat(HEALTH_NAME)
+            if now - self._last_lag >= _LAG_INTERVAL:
+                self._last_lag = now
+                self._export_lag()
+
+    def _ingest(self, record: Any, today: Any, now: float) -> None:
+        """One record: track it, then parse, route and batch it, or refuse it. Never raises."""
+        topic, partition, offset = record.topic, record.partition, record.offset
+        generation = self._tracker.track((topic, partition), offset)
+        ref = RecordRef(topic, partition, offset, record.key, record.value, generation)
+        try:
+            parsed = parse_record(ref, status=topic == self._status_topic)
+            if isinstance(parsed, OutboundMessage):
+                outcome = self._router.prepare(parsed, today)
+            else:
+                outcome = self._router.reject(parsed)
+        except Exception as exc:  # a bug must not wedge the partition on one record
+            _log.exception("egress_ingest_failed", topic=topic, partition=partition, offset=offset)
+            outcome = Rejected(Refusal(ref, f"internal error while preparing: {exc!r}"), None)
+        if isinstance(outcome, Rejected):
+            self._refuse(outcome)
+            return
+        metrics.counters(outcome.route.client.name, outcome.message.interface_id)[0].inc()
+        for batch in self._batcher.add(outcome, now):
+            self._dispatch(batch)
+
+    def _backpressure(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        in_flight = self._tracker.in_flight()
+        metrics.IN_FLIGHT.set(in_flight)
+        over = in_flight >= self._config.egress.max_in_flight_messages
+        if over:
+            assignment = consumer.assignment()
+            if assignment:
+                consumer.pause(*assignment)
+            if not self._paused:
+                self._paused = True
+                metrics.PAUSED.set(1)
+                _log.info("egress_fetch_paused", in_flight=in_flight)
+        elif self._paused:
+            consumer.resume(*consumer.assignment())
+            self._paused = False
+            metrics.PAUSED.set(0)
+            _log.info("egress_fetch_resumed", in_flight=in_flight)
+
+    def _export_lag(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            position = self._fetched.get((tp.topic, tp.partition))
+            if high is not None and position is not None:
+                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
+                    max(high - position, 0)
+                )
+
+    # ------------------------------------------------------------------------- dispatch
+
+    def _dispatch(self, batch: Batch) -> None:
+        keys = [
+            (p.message.ref.topic, p.message.ref.partition, p.message.ref.key)
+            for p in batch.items
+            if p.message.ref.key is not None
+        ]
+        if self._gate.register(batch.batch_id, keys):
+            self._spawn(self._run_batch(batch))
+        else:
+            self._waiting[batch.batch_id] = batch
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_batch(self, batch: Batch) -> None:
+        try:
+            async with self._semaphore:
+                deliveries = await self._sender.deliver(batch)
+            await self._write([self._outcome_record(d) for d in deliveries])
+            for delivery in deliveries:
+                self._count(delivery)
+                ref = delivery.prepared.message.ref
+                self._tracker.finish((ref.topic, ref.partition), ref.offset, ref.generation)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Only a bug gets here; the records stay unfinished and are re-read after restart.
+            _log.exception("egress_batch_failed", batch=batch.batch_id)
+        finally:
+            for ready in self._gate.release(batch.batch_id):
+                waiting = self._waiting.pop(ready, None)
+                if waiting is not None:
+                    self._spawn(self._run_batch(waiting))
+
+    def _count(self, delivery: Delivery) -> None:
+        route = delivery.prepared.route
+        _, accepted, rejected, dead, _ = metrics.counters(
+            route.client.name, delivery.prepared.message.interface_id
+        )
+        if delivery.result.accepted:
+            accepted.inc()
+        else:
+            rejected.inc()
+            dead.inc()
+
+    # --------------------------------------------------------------------- outcome records
+
+    def _outcome_record(self, delivery: Delivery) -> _OutRecord:
+        message = delivery.prepared.message
+        client = delivery.prepared.route.client
+        ref = message.ref
+        result = delivery.result
+        if result.accepted:
+            value = orjson.dumps(
+                {
+                    "senderUniqueReference": message.sender_unique_reference,
+                    "transactionID": result.transaction_id,
+                    "senderDIPID": message.sender_dip_id,
+                    "interfaceID": message.interface_id,
+                    "dipStatus": delivery.status,
+                    "dipMessage": result.dip_message,
+                    "submittedAt": delivery.submitted_at.isoformat(),
+                    "acknowledgedAt": delivery.acknowledged_at.isoformat()
+                    if delivery.acknowledged_at
+                    else None,
+                    "attempts": delivery.attempts,
+                    "source": {
+                        "topic": ref.topic,
+                        "partition": ref.partition,
+                        "offset": ref.offset,
+                    },
+                }
+            )
+            return _OutRecord(client.topics.results, value, ref.key, None)
+        return _dead_letter(
+            client.topics.dead_letter,
+            ref,
+            result.reason or "rejected",
+            delivery.attempts,
+            delivery.status,
+            message.sender_dip_id,
+            message.interface_id,
+        )
+
+    def _refuse(self, rejected: Rejected) -> None:
+        refusal = rejected.refusal
+        client = rejected.client
+        topic = client.topics.dead_letter if client else self._config.kafka.dead_letter_topic
+        counters = metrics.counters(
+            client.name if client else _UNROUTED, refusal.interface_id or _UNROUTED
+        )
+        counters[0].inc()
+        counters[3].inc()
+        record = _dead_letter(
+            topic, refusal.ref, refusal.reason, 0, None, refusal.sender_dip_id, refusal.interface_id
+        )
+        self._spawn(self._write_refusal(record, refusal.ref))
+
+    async def _write_refusal(self, record: _OutRecord, ref: RecordRef) -> None:
+        await self._write([record])
+        self._tracker.finish((ref.topic, ref.partition), ref.offset, ref.generation)
+
+    async def _write(self, records: list[_OutRecord]) -> None:
+        """Produce every record and wait for all acknowledgements; retry until it works (a
+        record is final only once Kafka has it). Shutdown/revoke may abandon this wait."""
+        producer = self._producer
+        assert producer is not None
+        while True:
+            try:
+                futures = [
+                    await producer.send(r.topic, r.value, key=r.key, headers=r.headers)
+                    for r in records
+                ]
+                await asyncio.gather(*futures)
+                return
+            except KafkaError as exc:
+                _log.error("egress_outcome_write_failed", error=str(exc), records=len(records))
+                await asyncio.sleep(_PRODUCE_RETRY_SECONDS)
+
+    # ------------------------------------------------------------------ commit, drain, revoke
+
+    async def _commit(self, *, force: bool = False) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_commit < _COMMIT_INTERVAL:
+            return
+        self._last_commit = now
+        positions = self._tracker.committable()
+        if not positions:
+            return
+        try:
+            await consumer.commit({TopicPartition(t, p): o for (t, p), o in positions.items()})
+        except KafkaError as exc:
+            _log.warning("egress_commit_failed", error=str(exc))
+            return
+        self._tracker.mark_committed(positions)
+
+    async def _drain(self, grace: float) -> None:
+        """Send what is batched, give in-flight work ``grace`` seconds, commit what is final."""
+        for batch in self._batcher.flush():
+            self._dispatch(batch)
+        deadline = time.monotonic() + grace
+        while self._tasks and time.monotonic() < deadline:
+            await asyncio.wait(set(self._tasks), timeout=min(0.05, deadline - time.monotonic()))
+            await self._commit()
+        await self._commit(force=True)
+
+    async def _abandon(self) -> None:
+        """Cancel unfinished work; its records are not committed and will be read again."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._waiting.clear()
+        self._gate = KeyGate()
+        self._batcher.flush()
+        abandoned = self._tracker.in_flight()
+        if abandoned:
+            _log.warning("egress_abandoned_in_flight", records=abandoned)
+
+    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        if not revoked:
+            return
+        _log.info("egress_partitions_revoked", partitions=len(revoked))
+        await self._drain(self._config.egress.shutdown_grace_seconds)
+        await self._abandon()
+        await self._commit(force=True)
+        self._tracker.forget(set(self._tracker.partitions()))
+        self._fetched.clear()
+        if self._paused:
+            self._paused = False
+            metrics.PAUSED.set(0)
+
+
+def _dead_letter(
+    topic: str,
+    ref: RecordRef,
+    reason: str,
+    attempts: int,
+    status: int | None,
+    sender: str | None,
+    interface: str | None,
+) -> _OutRecord:
+    """The original value and key, with where it came from and why in the headers."""
+    headers = [
+        ("dcpgw-source-topic", ref.topic.encode()),
+        ("dcpgw-source-partition", str(ref.partition).encode()),
+        ("dcpgw-source-offset", str(ref.offset).encode()),
+        ("dcpgw-source-key", ref.key or b""),
+        ("dcpgw-reason", reason.encode("utf-8", "replace")),
+        ("dcpgw-attempts", str(attempts).encode()),
+    ]
+    if status is not None:
+        headers.append(("dcpgw-dip-status", str(status).encode()))
+    if sender is not None:
+        headers.append(("dcpgw-sender-dip-id", sender.encode()))
+    if interface is not None:
+        headers.append(("dcpgw-interface", interface.encode()))
+    return _OutRecord(topic, ref.value, ref.key, headers)
+
+
+__all__ = ["HEALTH_NAME", "EgressService"]
