@@ -262,7 +262,7 @@ class IngressSettings(_Model):
 
     enabled: bool = True
     listen_host: str = "0.0.0.0"
-    listen_port: int = Field(default=8443, ge=1, le=65535)
+    listen_port: int = Field(default=8443, ge=0, le=65535, description="0: any free port")
     public_base_url: str = Field(
         default="https://localhost:8443",
         description="URL the DIP calls (the signature covers it), not the in-cluster address",
