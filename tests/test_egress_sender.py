@@ -1,0 +1,190 @@
+"""The batch sender's loop against a scripted DIP: retries, Retry-After, 401 key fallback,
+413 halving, give-up, transport errors and unsignable senders (no network involved)."""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import date
+from typing import Any, cast
+
+import httpx
+import orjson
+
+from gateway.dip.client import DipClient, DipResponse
+from gateway.egress.batching import Batch, Batcher
+from gateway.egress.retry import RetryPolicy
+from gateway.egress.routing import Prepared, Router
+from gateway.egress.sender import BatchSender
+from gateway.signing.keystore import UnknownSender
+from tests.test_egress_support import ALICE_ID, make_config, message
+
+_ROUTER = Router(make_config())
+
+
+class _Keys:
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self._keys = keys
+
+    def api_keys_for(self, dip_id: str) -> tuple[str, ...]:
+        if dip_id != ALICE_ID:
+            raise UnknownSender(dip_id)
+        return self._keys
+
+
+class _ScriptedDip:
+    """Answers requests from a script; records what was sent."""
+
+    def __init__(self, answers: list[Any], keys: tuple[str, ...] = ("primary",)) -> None:
+        self.keystore = _Keys(keys)
+        self._answers = deque(answers)
+        self.sent: list[tuple[str, list[str], str | None]] = []
+
+    async def request(
+        self, method: str, path: str, sender: str, body: bytes, *, api_key: str | None = None
+    ) -> DipResponse:
+        refs = [
+            i["payload"]["CommonBlock"]["S1"]["senderUniqueReference"] for i in orjson.loads(body)
+        ]
+        self.sent.append((path, refs, api_key))
+        answer = self._answers.popleft()
+        if isinstance(answer, BaseException):
+            raise answer
+        if callable(answer):
+            answer = answer(refs)
+        status, headers, payload = answer
+        return DipResponse(status, headers, payload, "https://dip.example" + path)
+
+
+def _batch(n: int) -> Batch:
+    batcher = Batcher(n, 10_000_000, 10.0)
+    closed: list[Batch] = []
+    for i in range(n):
+        prepared = _ROUTER.prepare(message(ALICE_ID, seq=i, offset=i), date(2026, 11, 23))
+        assert isinstance(prepared, Prepared)
+        closed += batcher.add(prepared, 0.0)
+    assert len(closed) == 1
+    return closed[0]
+
+
+def _ok(refs: list[str]) -> tuple[int, dict[str, str], bytes]:
+    entries = [
+        {"senderUniqueReference": r, "transactionID": f"T-{r}", "message": "MSG0000 - Success"}
+        for r in refs
+    ]
+    return 201, {}, orjson.dumps({"messageArray": entries})
+
+
+def _sender(dip: _ScriptedDip, attempts: int = 4) -> tuple[BatchSender, list[float]]:
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    policy = RetryPolicy(max_attempts=attempts, initial_seconds=0.1, max_seconds=1.0)
+    return BatchSender(cast(DipClient, dip), policy, sleep=sleep, rand=lambda: 1.0), sleeps
+
+
+async def test_retries_honour_retry_after_then_succeed() -> None:
+    dip = _ScriptedDip([(429, {"Retry-After": "2"}, b""), (503, {}, b""), _ok])
+    sender, sleeps = _sender(dip)
+    out = await sender.deliver(_batch(3))
+    assert sleeps == [2.0, 0.2]
+    assert [d.result.accepted for d in out] == [True] * 3
+    assert [d.attempts for d in out] == [3] * 3
+    assert out[0].result.transaction_id == f"T-{out[0].prepared.message.sender_unique_reference}"
+    assert len({tuple(refs) for _, refs, _ in dip.sent}) == 1  # the same batch every time
+
+
+async def test_gives_up_after_max_attempts() -> None:
+    dip = _ScriptedDip([(500, {}, b"boom")] * 3)
+    sender, sleeps = _sender(dip, attempts=3)
+    out = await sender.deliver(_batch(2))
+    assert len(sleeps) == 2
+    assert all(not d.result.accepted for d in out)
+    assert (
+        out[0].result.reason
+        == "gave up after 3 attempts: DIP answered 500 Internal Server Error: boom"
+    )
+    assert out[0].status == 500
+
+
+async def test_transport_errors_are_retried() -> None:
+    dip = _ScriptedDip([httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), _ok])
+    sender, _ = _sender(dip)
+    out = await sender.deliver(_batch(1))
+    assert out[0].result.accepted and out[0].attempts == 3
+
+
+async def test_401_tries_the_secondary_key_once() -> None:
+    dip = _ScriptedDip([(401, {}, b""), _ok], keys=("primary", "secondary"))
+    sender, _ = _sender(dip)
+    out = await sender.deliver(_batch(2))
+    assert [k for _, _, k in dip.sent] == ["primary", "secondary"]
+    assert all(d.result.accepted for d in out)
+    dip = _ScriptedDip([(401, {}, b""), (401, {}, b"")], keys=("primary", "secondary"))
+    sender, _ = _sender(dip)
+    out = await sender.deliver(_batch(1))
+    assert len(dip.sent) == 2
+    assert out[0].result.reason == "DIP answered 401 Unauthorized"
+
+
+async def test_403_rejects_at_once() -> None:
+    dip = _ScriptedDip([(403, {}, b'{"message": "Forbidden"}')])
+    sender, sleeps = _sender(dip)
+    out = await sender.deliver(_batch(2))
+    assert sleeps == [] and len(dip.sent) == 1
+    assert all(not d.result.accepted for d in out)
+
+
+async def test_413_halves_in_order_and_rejects_a_single_oversized_message() -> None:
+    def too_large_if_over_one(refs: list[str]) -> tuple[int, dict[str, str], bytes]:
+        return (413, {}, b"") if len(refs) > 1 else _ok(refs)
+
+    dip = _ScriptedDip([too_large_if_over_one] * 7)
+    sender, _ = _sender(dip)
+    batch = _batch(4)
+    out = await sender.deliver(batch)
+    assert [len(refs) for _, refs, _ in dip.sent] == [4, 2, 1, 1, 2, 1, 1]
+    sent_singles = [refs[0] for _, refs, _ in dip.sent if len(refs) == 1]
+    assert sent_singles == [p.message.sender_unique_reference for p in batch.items]
+    assert [d.prepared for d in out] == batch.items
+    assert all(d.result.accepted for d in out)
+
+    dip = _ScriptedDip([(413, {}, b"")])
+    sender, _ = _sender(dip)
+    single = await sender.deliver(_batch(1))
+    assert single[0].result.reason == "DIP answered 413 Request Entity Too Large"
+
+
+async def test_207_partial_results() -> None:
+    def partial(refs: list[str]) -> tuple[int, dict[str, str], bytes]:
+        entries = [
+            {
+                "senderUniqueReference": refs[0],
+                "transactionID": "T-0",
+                "message": "MSG0000 - Success",
+            },
+            {
+                "senderUniqueReference": refs[1],
+                "message": "MSG1001 - Schema Failure",
+                "help": "bad",
+            },
+        ]
+        return 207, {}, orjson.dumps({"messageArray": entries})
+
+    sender, _ = _sender(_ScriptedDip([partial]))
+    out = await sender.deliver(_batch(2))
+    assert [(d.result.accepted, d.result.reason) for d in out] == [
+        (True, None),
+        (False, "MSG1001 - Schema Failure: bad"),
+    ]
+
+
+async def test_unknown_sender_is_unsignable() -> None:
+    batch = _batch(1)
+    batch.key = ("5555555555", batch.key[1])
+    dip = _ScriptedDip([])
+    sender, _ = _sender(dip)
+    out = await sender.deliver(batch)
+    assert dip.sent == []
+    assert out[0].result.reason == "cannot sign: no credential for DIP ID 5555555555"
