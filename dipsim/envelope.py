@@ -1,0 +1,162 @@
+"""Envelope checks of one submitted message, DIP style: a message code and a help text.
+
+These cover the common blocks of the envelope subset (S0, S1, A0, M0) without the per-interface
+payload schemas; full validation (``gateway.schema``) is an optional second pass.
+The only message codes the published DIP document shows are ``MSG0000 - Success`` and
+``MSG1001 - Schema Failure``; envelope faults are schema faults, so they answer MSG1001.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+MSG_SUCCESS: Final = "MSG0000 - Success"
+MSG_SCHEMA_FAILURE: Final = "MSG1001 - Schema Failure"
+#: Not in the published document (which shows no duplicate code): the simulator's choice.
+MSG_DUPLICATE: Final = "MSG1002 - Duplicate Sender Unique Reference"
+
+SUR_PATTERN: Final = re.compile(
+    r"^S-((IF|REP)-)?\d{3}[A-B]?-[0-9a-fA-F]{10}-[A-Z]{3,5}-\d{8}-[a-zA-Z0-9]+$"
+)
+_DIP_ID = re.compile(r"^\d{10}$")
+_MPAN = re.compile(r"^\d{13}$")
+_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[+-]\d{2}:\d{2}$")
+INTERFACE_PATTERN: Final = re.compile(r"^(IF-\d{3}|REP-\d{3}[A-B]?)$")
+ENVIRONMENT_TAGS: Final = frozenset({"PRD", "SITB", "SIT", "UIT", "DEV"})
+GSP_GROUPS: Final = frozenset(
+    f"_{c}" for c in ("A", "B", "C", "D", "E", "F", "G", "H", "J", "K", "L", "M", "N", "P")
+)
+_S1_KEYS: Final = (
+    "environmentTag",
+    "subText",
+    "senderUniqueReference",
+    "senderTimestamp",
+    "senderDIPID",
+    "senderRoleID",
+    "senderCorrelationID",
+    "DIPConnectionProviderID",
+)
+_S1_ALLOWED: Final = frozenset(_S1_KEYS)
+
+
+def _nullable_str(value: Any, lo: int, hi: int) -> bool:
+    return value is None or (isinstance(value, str) and lo <= len(value) <= hi)
+
+
+def check_message(item: Any, interface_id: str) -> list[str]:
+    """Problems with one array item ``{"payload": {...}}``; ``[]`` when the envelope is fine."""
+    if not isinstance(item, dict) or not isinstance(item.get("payload"), dict):
+        return ['$: each item must be an object {"payload": {...}}']
+    payload = item["payload"]
+    common = payload.get("CommonBlock")
+    if not isinstance(common, dict):
+        return ["$.payload.CommonBlock: missing or not an object"]
+    problems: list[str] = []
+    if "CustomBlock" in payload and not isinstance(payload["CustomBlock"], dict):
+        problems.append("$.payload.CustomBlock: not an object")
+
+    s0 = common.get("S0")
+    if not isinstance(s0, dict):
+        problems.append("$.payload.CommonBlock.S0: missing or not an object")
+    else:
+        iface = s0.get("interfaceID")
+        if iface != interface_id:
+            problems.append(
+                f"$.payload.CommonBlock.S0.interfaceID: {iface!r} does not match the channel "
+                f"{interface_id}"
+            )
+        if not isinstance(s0.get("schemaVersion"), str) or not s0["schemaVersion"]:
+            problems.append("$.payload.CommonBlock.S0.schemaVersion: missing")
+        if not isinstance(s0.get("eventCode"), str) or not s0["eventCode"]:
+            problems.append("$.payload.CommonBlock.S0.eventCode: missing")
+
+    s1 = common.get("S1")
+    if not isinstance(s1, dict):
+        problems.append("$.payload.CommonBlock.S1: missing or not an object")
+    else:
+        problems.extend(_check_s1(s1))
+
+    a0 = common.get("A0")
+    if not isinstance(a0, dict):
+        problems.append("$.payload.CommonBlock.A0: missing or not an object")
+    else:
+        for key in ("primaryRecipients", "secondaryRecipients", "always"):
+            ids = a0.get(key)
+            if not isinstance(ids, list):
+                problems.append(f"$.payload.CommonBlock.A0.{key}: missing or not an array")
+            elif any(i is not None and not (isinstance(i, str) and _DIP_ID.match(i)) for i in ids):
+                problems.append(f"$.payload.CommonBlock.A0.{key}: DIP IDs are 10 digits")
+        extra = set(a0) - {"primaryRecipients", "secondaryRecipients", "always"}
+        if extra:
+            problems.append(f"$.payload.CommonBlock.A0: unexpected {sorted(extra)}")
+
+    m0 = common.get("M0")
+    if not isinstance(m0, dict):
+        problems.append("$.payload.CommonBlock.M0: missing or not an object")
+    else:
+        mpan = m0.get("MPANCore")
+        if not (isinstance(mpan, str) and _MPAN.match(mpan)):
+            problems.append(f"$.payload.CommonBlock.M0.MPANCore: {mpan!r} is not 13 digits")
+        dist = m0.get("distributorDIPID")
+        if not (isinstance(dist, str) and _DIP_ID.match(dist)):
+            problems.append(f"$.payload.CommonBlock.M0.distributorDIPID: {dist!r} is not 10 digits")
+        if m0.get("GSPGroupID") not in GSP_GROUPS:
+            problems.append(
+                f"$.payload.CommonBlock.M0.GSPGroupID: {m0.get('GSPGroupID')!r} is not _A.._P"
+            )
+    return problems
+
+
+def _check_s1(s1: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+    p = "$.payload.CommonBlock.S1"
+    missing = [k for k in _S1_KEYS if k not in s1]
+    if missing:
+        problems.append(f"{p}: missing {missing}")
+    extra = set(s1) - _S1_ALLOWED
+    if extra:
+        problems.append(f"{p}: unexpected {sorted(extra)}")
+    if "environmentTag" in s1 and s1["environmentTag"] not in ENVIRONMENT_TAGS:
+        problems.append(
+            f"{p}.environmentTag: {s1['environmentTag']!r} is not one of PRD/SITB/SIT/UIT/DEV"
+        )
+    if "subText" in s1 and not _nullable_str(s1["subText"], 1, 500):
+        problems.append(f"{p}.subText: null or 1..500 characters")
+    sur = s1.get("senderUniqueReference")
+    if "senderUniqueReference" in s1 and not (
+        isinstance(sur, str) and len(sur) <= 200 and SUR_PATTERN.match(sur)
+    ):
+        problems.append(
+            f"{p}.senderUniqueReference: {sur!r} does not match "
+            "S-<interface>-<10 hex>-<role>-<yyyymmdd>-<reference>"
+        )
+    ts = s1.get("senderTimestamp")
+    if "senderTimestamp" in s1 and not (
+        isinstance(ts, str) and len(ts) == 25 and _TIMESTAMP.match(ts)
+    ):
+        problems.append(f"{p}.senderTimestamp: {ts!r} is not like 2026-03-01T09:30:00+00:00")
+    sender = s1.get("senderDIPID")
+    if "senderDIPID" in s1 and not (isinstance(sender, str) and _DIP_ID.match(sender)):
+        problems.append(f"{p}.senderDIPID: {sender!r} is not 10 digits")
+    role = s1.get("senderRoleID")
+    if "senderRoleID" in s1 and not (isinstance(role, str) and 3 <= len(role) <= 5):
+        problems.append(f"{p}.senderRoleID: {role!r} is not 3..5 characters")
+    if "senderCorrelationID" in s1 and not _nullable_str(s1["senderCorrelationID"], 1, 60):
+        problems.append(f"{p}.senderCorrelationID: null or 1..60 characters")
+    dcp = s1.get("DIPConnectionProviderID")
+    if dcp is not None and not (isinstance(dcp, str) and _DIP_ID.match(dcp)):
+        problems.append(f"{p}.DIPConnectionProviderID: {dcp!r} is not null or 10 digits")
+    return problems
+
+
+def help_text(problems: list[str], limit: int = 500) -> str:
+    text = f"{len(problems)} envelope problem{'s' if len(problems) != 1 else ''}: " + "; ".join(
+        problems
+    )
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def publication_id(interface_id: str) -> str:
+    """``IF-043`` -> ``PUB-043``; ``REP-002A`` -> ``PUB-002A``."""
+    return "PUB-" + interface_id.split("-", 1)[1]

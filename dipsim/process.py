@@ -1,0 +1,70 @@
+"""Run the simulator in a separate process (load tests): ``start_in_subprocess(dir, port)``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from dipsim.cli import READY_PREFIX
+
+
+@dataclass
+class SimulatorProcess:
+    process: subprocess.Popen[str]
+    base_url: str
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def __enter__(self) -> SimulatorProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_in_subprocess(
+    dev_pki_dir: Path | str,
+    port: int = 0,
+    *,
+    extra_args: list[str] | None = None,
+    ready_timeout: float = 30.0,
+) -> SimulatorProcess:
+    """Start ``python -m dipsim.cli`` and wait for its readiness line."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "dipsim.cli",
+        "--dev-pki",
+        str(dev_pki_dir),
+        "--port",
+        str(port),
+        *(extra_args or []),
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
+    deadline = time.monotonic() + ready_timeout
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            if proc.poll() is not None:
+                raise RuntimeError(f"dipsim exited with {proc.returncode} before it was ready")
+            continue
+        if line.startswith(READY_PREFIX):
+            return SimulatorProcess(proc, line[len(READY_PREFIX) :].strip())
+    proc.kill()
+    raise TimeoutError("dipsim did not print its readiness line in time")

@@ -1,0 +1,349 @@
+"""What the simulator remembers: accepted messages, publications, deliveries, status messages,
+webhooks, requeues and counters. In memory, with an optional SQLite copy of accepted messages.
+
+Everything is mutated from the event loop thread only, so no locks are needed.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+STATUS_KIND = "status"  # webhook "interface" key for status messages
+
+
+@dataclass(slots=True)
+class StoredMessage:
+    seq: int
+    transaction_id: str
+    sender_unique_reference: str
+    sender: str
+    interface: str
+    event_code: str | None
+    schema_version: str | None
+    mpan: str | None
+    correlation_id: str | None
+    recipients: tuple[str, ...]
+    received_at: datetime
+    client_cert_subject: str | None
+    client_cert_fingerprint: str | None
+    signer_fingerprint: str
+    payload: dict[str, Any]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "transactionID": self.transaction_id,
+            "senderUniqueReference": self.sender_unique_reference,
+            "sender": self.sender,
+            "interface": self.interface,
+            "eventCode": self.event_code,
+            "recipients": list(self.recipients),
+            "receivedAt": self.received_at.isoformat(),
+            "clientCertSubject": self.client_cert_subject,
+            "clientCertFingerprint": self.client_cert_fingerprint,
+            "signerFingerprint": self.signer_fingerprint,
+            "payload": self.payload,
+        }
+
+
+@dataclass(slots=True)
+class Publication:
+    """One message as published (or to be published) to one recipient."""
+
+    transaction_id: str
+    kind: str  # interface id, or STATUS_KIND
+    recipient: str
+    published_at: datetime
+    body: dict[str, Any]  # {"payload": {...}} with D0, or a StandardResponseBodyType item
+    event_code: str | None = None
+    mpan: str | None = None
+    schema_version: str | None = None
+    sender_unique_reference: str | None = None
+    correlation_id: str | None = None
+
+
+@dataclass(slots=True)
+class Attempt:
+    at: datetime
+    status: int | None
+    error: str | None
+    replay: bool
+
+
+@dataclass(slots=True)
+class Delivery:
+    """Outcome of pushing one publication to its webhook (over all its attempts)."""
+
+    transaction_id: str
+    kind: str
+    recipient: str
+    status: str = "Pending"  # Pending, Retrying, Delivered, RetriesExhausted, NoWebhook
+    attempts: int = 0
+    failed_attempts: int = 0
+    last_status: int | None = None
+    last_error: str | None = None
+    callback_url: str | None = None
+    delivered_at: datetime | None = None
+    history: list[Attempt] = field(default_factory=list)
+
+    @property
+    def delivered(self) -> bool:
+        return self.status == "Delivered"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "transactionID": self.transaction_id,
+            "interface": self.kind,
+            "recipient": self.recipient,
+            "status": self.status,
+            "delivered": self.delivered,
+            "attempts": self.attempts,
+            "failedAttempts": self.failed_attempts,
+            "lastStatus": self.last_status,
+            "lastError": self.last_error,
+            "callbackURL": self.callback_url,
+            "deliveredAt": self.delivered_at.isoformat() if self.delivered_at else None,
+            "history": [
+                {
+                    "at": a.at.isoformat(),
+                    "status": a.status,
+                    "error": a.error,
+                    "replay": a.replay,
+                }
+                for a in self.history
+            ],
+        }
+
+
+@dataclass(slots=True)
+class Webhook:
+    callback_url: str
+    max_message_count: int
+    max_payload_kb: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "callbackURL": self.callback_url,
+            "maxMessageCount": self.max_message_count,
+            "maxPayloadSize": self.max_payload_kb,
+        }
+
+
+@dataclass(slots=True)
+class Requeue:
+    requeue_id: str
+    kind: str
+    recipient: str
+    total: int
+    processed: int = 0
+    failed: int = 0
+    created_at: datetime | None = None
+
+    @property
+    def status(self) -> str:
+        if self.processed + self.failed < self.total:
+            return "Processing"
+        if self.failed == 0:
+            return "Completed"
+        return "Failed" if self.processed == 0 else "PartialCompletion"
+
+    def as_dict(self) -> dict[str, Any]:
+        done = self.processed + self.failed
+        return {
+            "requeueId": self.requeue_id,
+            "percentComplete": 100 if not self.total else round(100 * done / self.total),
+            "totalTransactions": self.total,
+            "processedTransactions": self.processed,
+            "status": self.status,
+        }
+
+
+@dataclass(slots=True)
+class StoredStatus:
+    transaction_id: str
+    sender: str
+    recipient: str | None
+    received_at: datetime
+    item: dict[str, Any]
+
+
+class SimState:
+    """All simulator state. Counters are plain ``Counter``s, readable by tests directly."""
+
+    def __init__(self, sqlite_path: Path | None = None) -> None:
+        self.messages: list[StoredMessage] = []
+        self.by_sur: dict[str, StoredMessage] = {}
+        self.publications: dict[tuple[str, str], list[Publication]] = defaultdict(list)
+        self.publication_index: dict[tuple[str, str, str], Publication] = {}
+        self.deliveries: dict[tuple[str, str, str], Delivery] = {}
+        self.webhooks: dict[tuple[str, str], Webhook] = {}
+        self.requeues: dict[str, Requeue] = {}
+        self.status_messages: list[StoredStatus] = []
+        self.requests: Counter[str] = Counter()  # "<path kind> <status>"
+        self.status_codes: Counter[int] = Counter()
+        self.by_sender: Counter[str] = Counter()
+        self.by_interface: Counter[str] = Counter()
+        self.by_recipient: Counter[str] = Counter()
+        self.by_client_cert: Counter[str] = Counter()
+        self.rejected_messages: Counter[str] = Counter()  # message code -> count
+        self.duplicates: Counter[str] = Counter()  # sender -> duplicate count
+        self.auth_failures: Counter[str] = Counter()  # reason -> count
+        self.pushes: Counter[str] = Counter()  # "ok" / "failed" / "exhausted" / "messages"
+        self._db: sqlite3.Connection | None = None
+        if sqlite_path is not None:
+            self._db = sqlite3.connect(str(sqlite_path), check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS messages (transaction_id TEXT PRIMARY KEY, "
+                "sur TEXT, sender TEXT, interface TEXT, recipients TEXT, received_at TEXT, "
+                "client_cert TEXT, payload BLOB)"
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS status_messages (transaction_id TEXT PRIMARY KEY, "
+                "sender TEXT, recipient TEXT, received_at TEXT, item BLOB)"
+            )
+            self._db.commit()
+
+    # ---------------------------------------------------------------------- messages
+
+    def add_messages(self, messages: list[StoredMessage]) -> None:
+        for m in messages:
+            self.messages.append(m)
+            self.by_sur[m.sender_unique_reference] = m
+            self.by_sender[m.sender] += 1
+            self.by_interface[m.interface] += 1
+            for r in m.recipients:
+                self.by_recipient[r] += 1
+            if m.client_cert_fingerprint:
+                self.by_client_cert[m.client_cert_fingerprint] += 1
+        if self._db is not None and messages:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO messages VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        m.transaction_id,
+                        m.sender_unique_reference,
+                        m.sender,
+                        m.interface,
+                        ",".join(m.recipients),
+                        m.received_at.isoformat(),
+                        m.client_cert_fingerprint,
+                        orjson.dumps(m.payload),
+                    )
+                    for m in messages
+                ],
+            )
+            self._db.commit()
+
+    def find_messages(
+        self,
+        sender: str | None = None,
+        interface: str | None = None,
+        recipient: str | None = None,
+    ) -> list[StoredMessage]:
+        return [
+            m
+            for m in self.messages
+            if (sender is None or m.sender == sender)
+            and (interface is None or m.interface == interface)
+            and (recipient is None or recipient in m.recipients)
+        ]
+
+    def count(
+        self,
+        sender: str | None = None,
+        interface: str | None = None,
+        recipient: str | None = None,
+    ) -> int:
+        if sender is None and interface is None and recipient is None:
+            return len(self.messages)
+        return len(self.find_messages(sender, interface, recipient))
+
+    # ---------------------------------------------------------------------- publications
+
+    def add_publication(self, pub: Publication) -> None:
+        self.publications[(pub.kind, pub.recipient)].append(pub)
+        self.publication_index[(pub.kind, pub.recipient, pub.transaction_id)] = pub
+
+    def delivery(self, pub: Publication) -> Delivery:
+        key = (pub.kind, pub.recipient, pub.transaction_id)
+        found = self.deliveries.get(key)
+        if found is None:
+            found = self.deliveries[key] = Delivery(pub.transaction_id, pub.kind, pub.recipient)
+        return found
+
+    def deliveries_for(
+        self, recipient: str | None = None, kind: str | None = None
+    ) -> list[Delivery]:
+        return [
+            d
+            for d in self.deliveries.values()
+            if (recipient is None or d.recipient == recipient) and (kind is None or d.kind == kind)
+        ]
+
+    # ---------------------------------------------------------------------- status messages
+
+    def add_status(self, items: list[StoredStatus]) -> None:
+        self.status_messages.extend(items)
+        if self._db is not None and items:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO status_messages VALUES (?,?,?,?,?)",
+                [
+                    (
+                        s.transaction_id,
+                        s.sender,
+                        s.recipient,
+                        s.received_at.isoformat(),
+                        orjson.dumps(s.item),
+                    )
+                    for s in items
+                ],
+            )
+            self._db.commit()
+
+    # ---------------------------------------------------------------------- misc
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "messages": len(self.messages),
+            "statusMessages": len(self.status_messages),
+            "bySender": dict(self.by_sender),
+            "byInterface": dict(self.by_interface),
+            "byRecipient": dict(self.by_recipient),
+            "byClientCert": dict(self.by_client_cert),
+            "duplicates": dict(self.duplicates),
+            "duplicatesTotal": sum(self.duplicates.values()),
+            "rejectedMessages": dict(self.rejected_messages),
+            "authFailures": dict(self.auth_failures),
+            "statusCodes": {str(k): v for k, v in self.status_codes.items()},
+            "requests": dict(self.requests),
+            "publications": sum(len(v) for v in self.publications.values()),
+            "deliveries": {
+                status: sum(1 for d in self.deliveries.values() if d.status == status)
+                for status in {d.status for d in self.deliveries.values()}
+            },
+            "pushes": dict(self.pushes),
+            "webhooks": len(self.webhooks),
+            "requeues": len(self.requeues),
+        }
+
+    def reset(self) -> None:
+        """Forget messages, publications, deliveries and counters (webhooks stay)."""
+        db = self._db
+        webhooks = self.webhooks
+        self.__init__()  # type: ignore[misc]
+        self._db = db
+        self.webhooks = webhooks
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

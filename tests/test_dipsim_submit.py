@@ -1,0 +1,227 @@
+# ruff: noqa: F811  (pytest fixtures imported from tests.dipsim_fixtures)
+"""Submits to the DIP simulator over real mTLS with real signatures: accepted and rejected."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from dipsim import Simulator
+from dipsim.samples import sample_message
+from tests.dipsim_fixtures import (  # noqa: F401
+    DevPki,
+    dcp_http_client,
+    dev_pki,
+    dev_pki_manifest,
+    pki,
+    signed_headers,
+    simulator,
+)
+
+
+async def submit(
+    sim: Simulator,
+    pki: DevPki,
+    items: Any,
+    *,
+    interface: str = "IF-043",
+    client: int = 0,
+    signer_client: int | None = None,
+    api_key: str | None = "default",
+    body: bytes | None = None,
+    tamper: bytes | None = None,
+    sign_url: str | None = None,
+) -> httpx.Response:
+    raw = body if body is not None else orjson.dumps(items)
+    signer = pki.signer(client if signer_client is None else signer_client)
+    key = pki.api_key(client) if api_key == "default" else api_key
+    url = f"{sim.base_url}/dip-channel/{interface}"
+    headers = signed_headers(signer, key, "POST", sign_url or url, raw)
+    async with dcp_http_client(pki, sim.base_url) as http:
+        return await http.post(url, content=tamper if tamper is not None else raw, headers=headers)
+
+
+def msgs(pki: DevPki, n: int = 1, client: int = 0, **kw: Any) -> list[dict[str, Any]]:
+    sender = pki.dip_id(client)
+    return [
+        sample_message(kw.pop("interface", "IF-043"), sender=sender, seq=i, **kw) for i in range(n)
+    ]
+
+
+async def test_valid_signed_request_is_accepted(simulator: Simulator, pki: DevPki) -> None:
+    items = msgs(pki, 3)
+    r = await submit(simulator, pki, items)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert set(body) == {"messageArray", "timestamp"} and len(body["timestamp"]) == 25
+    assert [e["message"] for e in body["messageArray"]] == ["MSG0000 - Success"] * 3
+    for entry, item in zip(body["messageArray"], items, strict=True):
+        s1 = item["payload"]["CommonBlock"]["S1"]
+        assert entry["senderUniqueReference"] == s1["senderUniqueReference"]
+        assert len(entry["transactionID"]) == 36
+        assert entry["recipientID"] == pki.dip_id(0)
+    sender = pki.dip_id(0)
+    assert simulator.state.count(sender=sender, interface="IF-043") == 3
+    assert simulator.state.count(recipient="2300000900") == 3
+    stored = simulator.state.messages[0]
+    assert stored.client_cert_subject and "dcp-" in stored.client_cert_subject
+    assert stored.client_cert_fingerprint and len(stored.client_cert_fingerprint) == 64
+    async with dcp_http_client(pki, simulator.base_url) as http:
+        listed = (await http.get("/_sim/messages", params={"sender": sender})).json()
+        stats = (await http.get("/_sim/stats")).json()
+    assert listed["count"] == 3
+    assert stats["bySender"][sender] == 3 and stats["byInterface"]["IF-043"] == 3
+
+
+async def test_secondary_api_key_accepted(simulator: Simulator, pki: DevPki) -> None:
+    r = await submit(simulator, pki, msgs(pki), api_key=pki.api_key(0, secondary=True))
+    assert r.status_code == 201
+
+
+async def test_mixed_case_host_url_as_received(simulator: Simulator, pki: DevPki) -> None:
+    url = simulator.base_url.replace("127.0.0.1", "localhost")
+    raw = orjson.dumps(msgs(pki))
+    full = f"{url}/dip-channel/IF-043?Trace=AbC"
+    headers = signed_headers(pki.signer(0), pki.api_key(0), "POST", full, raw)
+    async with dcp_http_client(pki, url) as http:
+        r = await http.post(full, content=raw, headers=headers)
+    assert r.status_code == 201, r.text
+
+
+async def test_no_client_certificate_fails_handshake(simulator: Simulator, pki: DevPki) -> None:
+    async with dcp_http_client(pki, simulator.base_url, with_cert=False) as http:
+        with pytest.raises(
+            (httpx.ConnectError, httpx.ReadError, ssl.SSLError, httpx.RemoteProtocolError)
+        ):
+            await http.post("/dip-channel/IF-043", content=b"[]")
+    assert simulator.state.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("api_key", "status", "reason"),
+    [(None, 401, "missing_api_key"), ("not-a-key", 401, "unknown_api_key")],
+)
+async def test_api_key_missing_or_unknown(
+    simulator: Simulator, pki: DevPki, api_key: str | None, status: int, reason: str
+) -> None:
+    r = await submit(simulator, pki, msgs(pki), api_key=api_key)
+    assert r.status_code == status and r.json()["reason"] == reason
+
+
+async def test_api_key_of_other_dip_id_is_forbidden(simulator: Simulator, pki: DevPki) -> None:
+    # Messages from client 0, signed with client 1's cert and key of client 1: 403.
+    r = await submit(simulator, pki, msgs(pki, client=0), client=1)
+    assert r.status_code == 403 and r.json()["reason"] == "api_key_of_other_dip_id"
+    assert simulator.state.count() == 0
+
+
+async def test_signature_by_wrong_client_certificate(simulator: Simulator, pki: DevPki) -> None:
+    r = await submit(simulator, pki, msgs(pki), signer_client=2)
+    assert r.status_code == 401 and r.json()["reason"] == "wrong_signing_certificate"
+
+
+async def test_tampered_body(simulator: Simulator, pki: DevPki) -> None:
+    items = msgs(pki)
+    raw = orjson.dumps(items)
+    r = await submit(simulator, pki, items, tamper=raw.replace(b"DEV", b"UIT"))
+    assert r.status_code == 401 and r.json()["reason"] == "bad_content_hash"
+
+
+async def test_bad_signature_over_other_url(simulator: Simulator, pki: DevPki) -> None:
+    # Signed for another host/port: the signature does not verify over the URL as received.
+    r = await submit(simulator, pki, msgs(pki), sign_url="https://127.0.0.1:1/dip-channel/IF-043")
+    assert r.status_code == 401 and r.json()["reason"] == "bad_signature"
+
+
+async def test_missing_signature_headers(simulator: Simulator, pki: DevPki) -> None:
+    async with dcp_http_client(pki, simulator.base_url) as http:
+        r = await http.post(
+            "/dip-channel/IF-043", content=b"[]", headers={"X-API-Key": pki.api_key(0)}
+        )
+    assert r.status_code == 401 and r.json()["reason"] == "missing_header"
+
+
+async def test_interface_id_mismatch(simulator: Simulator, pki: DevPki) -> None:
+    r = await submit(simulator, pki, msgs(pki), interface="IF-021")
+    assert r.status_code == 400
+    entry = r.json()["messageArray"][0]
+    assert entry["message"] == "MSG1001 - Schema Failure"
+    assert "interfaceID" in entry["help"] and entry["transactionID"] is None
+
+
+async def test_malformed_json(simulator: Simulator, pki: DevPki) -> None:
+    r = await submit(simulator, pki, None, body=b'[{"payload": ')
+    assert r.status_code == 400
+    assert r.json()["messageArray"][0]["message"] == "MSG1001 - Schema Failure"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "needle"),
+    [
+        (("S1", "senderUniqueReference"), "S-IF-043-bad", "senderUniqueReference"),
+        (("S1", "senderTimestamp"), "2026-03-01T09:30:00Z", "senderTimestamp"),
+        (("S1", "environmentTag"), "PROD", "environmentTag"),
+        (("M0", "MPANCore"), "12345", "MPANCore"),
+        (("A0", "primaryRecipients"), ["123"], "primaryRecipients"),
+        (("S0",), None, "S0"),
+        (("M0",), None, "M0"),
+    ],
+)
+async def test_bad_envelope(
+    simulator: Simulator, pki: DevPki, path: tuple[str, ...], value: Any, needle: str
+) -> None:
+    items = msgs(pki)
+    target = items[0]["payload"]["CommonBlock"]
+    for key in path[:-1]:
+        target = target[key]
+    if value is None:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    r = await submit(simulator, pki, items)
+    assert r.status_code == 400, r.text
+    entry = r.json()["messageArray"][0]
+    assert entry["message"] == "MSG1001 - Schema Failure" and needle in entry["help"]
+
+
+async def test_body_too_large(simulator: Simulator, pki: DevPki) -> None:
+    simulator.config.max_body_bytes = 2000
+    r = await submit(simulator, pki, msgs(pki, 5))
+    assert r.status_code == 413
+
+
+async def test_too_many_messages(simulator: Simulator, pki: DevPki) -> None:
+    simulator.config.max_messages_per_request = 3
+    r = await submit(simulator, pki, msgs(pki, 4))
+    assert r.status_code == 413
+    assert "at most 3" in r.json()["messageArray"][0]["help"]
+
+
+async def test_mixed_senders_rejected(simulator: Simulator, pki: DevPki) -> None:
+    items = msgs(pki, 1, client=0) + msgs(pki, 1, client=1)
+    r = await submit(simulator, pki, items)
+    assert r.status_code == 400 and "one senderDIPID" in r.json()["messageArray"][0]["help"]
+
+
+async def test_207_mixed_results_and_duplicates(simulator: Simulator, pki: DevPki) -> None:
+    items = msgs(pki, 3)
+    items[1]["payload"]["CommonBlock"]["S1"]["senderTimestamp"] = "yesterday"
+    r = await submit(simulator, pki, items)
+    assert r.status_code == 207
+    codes = [e["message"] for e in r.json()["messageArray"]]
+    assert codes == ["MSG0000 - Success", "MSG1001 - Schema Failure", "MSG0000 - Success"]
+    # Resubmitting a message already accepted is a duplicate.
+    r2 = await submit(simulator, pki, [items[0]])
+    assert r2.status_code == 400
+    assert r2.json()["messageArray"][0]["message"].startswith("MSG1002")
+    assert simulator.state.duplicates[pki.dip_id(0)] == 1
+    assert simulator.state.count() == 2
+
+
+async def test_unknown_channel_is_404(simulator: Simulator, pki: DevPki) -> None:
+    r = await submit(simulator, pki, msgs(pki), interface="XX-1")
+    assert r.status_code == 404
