@@ -66,7 +66,8 @@ def producer_overrides(config: GatewayConfig) -> dict[str, Any]:
 
 class IngressService:
     """The DIP webhook. ``await run(stop)`` serves until ``stop`` is set; ``port`` is the bound
-    port once ``started`` is set (useful with ``listen_port: 0``)."""
+    port once ``started`` is set (useful with ``listen_port: 0``); ``connected`` is set once
+    the Kafka producer is up (before that, pushes are answered 503)."""
 
     def __init__(
         self,
@@ -78,6 +79,7 @@ class IngressService:
         self.config = config
         self.health = health or Health()
         self.started = asyncio.Event()
+        self.connected = asyncio.Event()
         self._port: int | None = None
         settings = config.ingress
         self.deliverer = Deliverer(
@@ -192,4 +194,5 @@ class IngressService:
                 continue
             self.deliverer.producer = producer
             self.health.set(_COMPONENT, True, "ok")
+            self.connected.set()
             return

@@ -1,0 +1,321 @@
+"""The webhook end to end with the gateway's own signed pushes: real HTTP (and TLS), real RSA,
+real Kafka. The simulator-driven tests live in ``test_ingress_simulator.py``.
+
+Test topics have one partition, so "nothing was routed" is proven by pushing a good sentinel
+after the refused pushes and finding it first and alone on the topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import yaml
+from aiokafka import ConsumerRecord
+
+from gateway.config import GatewayConfig, KafkaSettings, parse_config
+from gateway.ingress.routes import publication_callback_url, status_callback_url
+from gateway.ingress.samples import body_of, publication, sign_push, status_message
+from gateway.ingress.service import IngressService
+from gateway.kafka.clients import create_consumer
+from gateway.kafka.embedded import EmbeddedBroker, EmbeddedBrokerUnavailable, free_port
+from gateway.kafka.topics import ensure_topics, gateway_topics
+from gateway.ops.health import Health
+from gateway.signing.credentials import SigningCredential, load_credential
+from gateway.signing.pki import DevPkiOptions, Purpose, create_ca, create_dev_pki, issue
+from tests.kafka_fixtures import KafkaUnderTest
+
+PUBLIC = "https://dcp-gateway.example.test"
+
+
+@pytest.fixture(scope="module")
+def dev_pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("ingress-pki")
+    create_dev_pki(folder, DevPkiOptions(clients=2, bits=2048))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def dip_signer(dev_pki: Path) -> SigningCredential:
+    return load_credential(dev_pki / "dip" / "signing.pfx")
+
+
+def gateway_config(
+    dev_pki: Path, kafka: KafkaSettings, *, tls: bool = False, **ingress: Any
+) -> GatewayConfig:
+    """The dev PKI's config with fresh topic names, the given Kafka and a port chosen by the OS."""
+    data = yaml.safe_load((dev_pki / "gateway.yaml").read_text())
+    tag = uuid.uuid4().hex[:8]
+    for client in data["clients"]:
+        client["topics"] = {
+            kind: f"{client['name']}.{kind}.{tag}"
+            for kind in ("inbound", "results", "dead_letter", "status")
+        }
+    data["kafka"] = kafka.model_dump(mode="json") | {"quarantine_topic": f"quarantine.{tag}"}
+    data["ingress"] = {
+        "listen_host": "127.0.0.1",
+        "listen_port": 0,
+        "public_base_url": PUBLIC,
+        "produce_timeout_seconds": 3,
+        **({"tls_cert": "webhook/server.pem", "tls_key": "webhook/server.key"} if tls else {}),
+        **ingress,
+    }
+    data["egress"] = {"enabled": False}
+    return parse_config(data, base_dir=dev_pki)
+
+
+def dip_ids(config: GatewayConfig) -> list[str]:
+    return [d.dip_id for c in config.clients for d in c.dip_ids]
+
+
+@asynccontextmanager
+async def running(
+    config: GatewayConfig, *, create: bool = True
+) -> AsyncIterator[tuple[IngressService, httpx.AsyncClient]]:
+    """An IngressService with Kafka connected, and an HTTP client aimed at it."""
+    if create:
+        await ensure_topics(config.kafka, gateway_topics(config), partitions=1)
+    health = Health()
+    service = IngressService(config, health)
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    await service.started.wait()
+    await service.connected.wait()
+    assert health.readiness()[0]
+    verify: ssl.SSLContext | bool = False
+    if config.ingress.tls_cert is not None:
+        assert config.dip.ca_bundle is not None
+        verify = ssl.create_default_context(cafile=str(config.dip.ca_bundle))
+    base = f"{service.scheme}://127.0.0.1:{service.port}"
+    try:
+        async with httpx.AsyncClient(base_url=base, verify=verify, timeout=30) as http:
+            yield service, http
+    finally:
+        stop.set()
+        await task
+
+
+async def push(
+    http: httpx.AsyncClient,
+    url: str,
+    body: bytes,
+    signer: SigningCredential,
+    *,
+    when: datetime | None = None,
+    tamper: Callable[[dict[str, str]], None] | None = None,
+    send_body: bytes | None = None,
+) -> httpx.Response:
+    """POST ``body`` signed over the public ``url`` to the local server, as the DIP would."""
+    headers = sign_push(signer, url, body, when)
+    if tamper is not None:
+        tamper(headers)
+    return await http.post(
+        url.removeprefix(PUBLIC), content=send_body if send_body is not None else body,
+        headers=headers,
+    )  # fmt: skip
+
+
+async def consume(settings: KafkaSettings, topic: str, count: int) -> list[ConsumerRecord]:
+    """The first ``count`` records of ``topic`` (fails the test if they do not come in 30 s)."""
+    consumer = create_consumer(settings, topic, group_id=None)
+    await consumer.start()
+    records: list[ConsumerRecord] = []
+    try:
+        async with asyncio.timeout(30):
+            while len(records) < count:
+                batch = await consumer.getmany(timeout_ms=200)
+                for part in batch.values():
+                    records.extend(part)
+    finally:
+        await consumer.stop()
+    return records
+
+
+def tx() -> str:
+    return f"T-IF-043-1009012345-REGS-20261123-{uuid.uuid4().hex[:16].upper()}"
+
+
+async def test_signed_push_over_tls_lands_on_the_client_topic_with_headers(
+    kafka: KafkaUnderTest, dev_pki: Path, dip_signer: SigningCredential
+) -> None:
+    config = gateway_config(dev_pki, kafka.settings(), tls=True)
+    [first, second] = config.clients
+    recipient = first.dip_ids[0].dip_id
+    url = publication_callback_url(config.ingress, "IF-043", recipient)
+    txs = [tx() for _ in range(3)]
+    mpans = ["2000000000001", "2000000000002", "2000000000001"]
+    body = body_of([publication(recipient, t, mpan=m) for t, m in zip(txs, mpans, strict=True)])
+    async with running(config) as (_, http):
+        response = await push(http, url, body, dip_signer)
+        assert response.status_code == 201, response.text
+        answer = response.json()
+        assert [e["transactionID"] for e in answer["messageArray"]] == txs
+        assert {e["message"] for e in answer["messageArray"]} == {"MSG0000 - Success"}
+        records = await consume(config.kafka, first.topics.inbound, 3)
+    assert [r.key for r in records] == [m.encode() for m in mpans]
+    headers = dict(records[0].headers)
+    assert headers["dip-interface"] == b"IF-043"
+    assert headers["dip-transaction-id"] == txs[0].encode()
+    assert headers["dip-publication-id"] == b"PUB-043"
+    assert headers["dip-replay-indicator"] == b"false"
+    assert headers["dip-sender-dip-id"] == b"1009012345"
+    assert headers["dip-recipient-dip-id"] == recipient.encode()
+    assert headers["dip-event-code"] == b"[ConnectionTypeChange]"
+    assert orjson.loads(records[0].value)["CommonBlock"]["D0"]["transactionID"] == txs[0]
+    assert second.topics.inbound != first.topics.inbound
+
+
+async def test_every_bad_push_is_refused_and_nothing_is_routed(
+    kafka: KafkaUnderTest, dev_pki: Path, dip_signer: SigningCredential
+) -> None:
+    config = gateway_config(dev_pki, kafka.settings(), max_body_bytes=4096)
+    client = config.clients[0]
+    recipient = client.dip_ids[0].dip_id
+    other = config.clients[1].dip_ids[0].dip_id
+    url = publication_callback_url(config.ingress, "IF-043", recipient)
+    good = body_of([publication(recipient, tx())])
+    stranger_ca = create_ca("Not the DIP CA", bits=2048)
+    stranger = issue(stranger_ca, "dip-signing.dev.test", Purpose.SIGNING, bits=2048)
+    untrusted = SigningCredential(stranger.key, stranger.cert, "stranger")
+
+    def bad_hash(h: dict[str, str]) -> None:
+        h["X-DIP-Content-Hash"] = "A" * 43 + "="
+
+    def bad_signature(h: dict[str, str]) -> None:
+        h["X-DIP-Signature"] = h["X-DIP-Signature"][::-1]
+
+    async with running(config) as (_, http):
+        cases = {
+            "tampered body": await push(
+                http, url, good, dip_signer, send_body=good.replace(b"_K", b"_A")
+            ),
+            "tampered hash": await push(http, url, good, dip_signer, tamper=bad_hash),
+            "bad signature": await push(http, url, good, dip_signer, tamper=bad_signature),
+            "untrusted signer": await push(http, url, good, untrusted),
+            "stale date": await push(
+                http, url, good, dip_signer, when=datetime.now(UTC) - timedelta(hours=2)
+            ),
+            "wrong recipient": await push(
+                http, url, body_of([publication(other, tx())]), dip_signer
+            ),
+            "oversized": await push(
+                http, url, body_of([publication(recipient, tx()) for _ in range(10)]), dip_signer
+            ),
+            "malformed json": await push(http, url, b'[{"payload": {', dip_signer),
+            "unknown path": await http.post("/elsewhere", content=good),
+        }
+        statuses = {name: r.status_code for name, r in cases.items()}
+        assert statuses == {
+            "tampered body": 401,
+            "tampered hash": 401,
+            "bad signature": 401,
+            "untrusted signer": 401,
+            "stale date": 401,
+            "wrong recipient": 422,
+            "oversized": 413,
+            "malformed json": 400,
+            "unknown path": 404,
+        }
+        reasons = {name: r.json()["messageArray"][0]["message"] for name, r in cases.items()}
+        assert reasons["untrusted signer"] == "401 untrusted_certificate"
+        assert reasons["stale date"] == "401 date_out_of_skew"
+        assert reasons["tampered body"] == "401 bad_content_hash"
+        sentinel = tx()
+        ok = await push(http, url, body_of([publication(recipient, sentinel)]), dip_signer)
+        assert ok.status_code == 201
+        [record] = await consume(config.kafka, client.topics.inbound, 1)
+    assert dict(record.headers)["dip-transaction-id"] == sentinel.encode()
+
+
+async def test_duplicate_pushes_are_routed_once(
+    kafka: KafkaUnderTest, dev_pki: Path, dip_signer: SigningCredential
+) -> None:
+    config = gateway_config(dev_pki, kafka.settings())
+    client = config.clients[0]
+    recipient = client.dip_ids[0].dip_id
+    url = publication_callback_url(config.ingress, "IF-043", recipient)
+    repeated = tx()
+    body = body_of([publication(recipient, repeated)])
+    async with running(config) as (_, http):
+        answers = await asyncio.gather(*(push(http, url, body, dip_signer) for _ in range(3)))
+        assert [a.status_code for a in answers] == [201, 201, 201]
+        again = await push(http, url, body, dip_signer)
+        assert "duplicate" in again.json()["messageArray"][0]["message"]
+        sentinel = tx()
+        await push(http, url, body_of([publication(recipient, sentinel)]), dip_signer)
+        records = await consume(config.kafka, client.topics.inbound, 2)
+    assert [dict(r.headers)["dip-transaction-id"] for r in records] == [
+        repeated.encode(),
+        sentinel.encode(),
+    ]
+
+
+async def test_unowned_recipient_goes_to_quarantine_and_status_to_status_topic(
+    kafka: KafkaUnderTest, dev_pki: Path, dip_signer: SigningCredential
+) -> None:
+    config = gateway_config(dev_pki, kafka.settings())
+    client = config.clients[0]
+    recipient = client.dip_ids[0].dip_id
+    stranger = "1888888888"
+    assert stranger not in dip_ids(config)
+    async with running(config) as (_, http):
+        url = publication_callback_url(config.ingress, "IF-043", stranger)
+        lost = tx()
+        answer = await push(http, url, body_of([publication(stranger, lost)]), dip_signer)
+        assert answer.status_code == 201
+        status_url = status_callback_url(config.ingress, recipient)
+        item = status_message(recipient, tx(), "MSG1001 - Schema Failure")
+        status_answer = await push(http, status_url, body_of([item]), dip_signer)
+        assert status_answer.status_code == 201
+        [quarantined] = await consume(config.kafka, config.kafka.quarantine_topic, 1)
+        [status] = await consume(config.kafka, client.topics.status or "", 1)
+    headers = dict(quarantined.headers)
+    assert headers["dip-quarantine-reason"] == b"unknown_recipient"
+    assert headers["dip-transaction-id"] == lost.encode()
+    assert dict(status.headers)["dip-status-message"] == b"MSG1001 - Schema Failure"
+    assert orjson.loads(status.value)["recipientID"] == recipient
+
+
+async def test_kafka_outage_gives_503_and_the_retry_lands_after_recovery(
+    dev_pki: Path, dip_signer: SigningCredential
+) -> None:
+    try:
+        broker = EmbeddedBroker(port=free_port())
+        broker.start()
+    except EmbeddedBrokerUnavailable:
+        pytest.skip("no embedded broker installed")
+    try:
+        settings = KafkaSettings(
+            bootstrap_servers=broker.bootstrap_servers, enable_idempotence=False
+        )
+        config = gateway_config(dev_pki, settings, produce_timeout_seconds=2)
+        client = config.clients[0]
+        recipient = client.dip_ids[0].dip_id
+        url = publication_callback_url(config.ingress, "IF-043", recipient)
+        body = body_of([publication(recipient, tx())])
+        async with running(config) as (_, http):
+            await asyncio.to_thread(broker.stop)
+            down = await push(http, url, body, dip_signer)
+            assert down.status_code == 503
+            assert "retry" in down.json()["messageArray"][0]["message"]
+            await asyncio.to_thread(broker.start)
+            await ensure_topics(settings, gateway_topics(config), partitions=1)
+            retried = await push(http, url, body, dip_signer)
+            while retried.status_code == 503:  # the producer reconnects on its own schedule
+                await asyncio.sleep(0.5)
+                retried = await push(http, url, body, dip_signer)
+            assert retried.status_code == 201
+            [record] = await consume(settings, client.topics.inbound, 1)
+        assert record.value is not None
+        assert orjson.loads(record.value)["CommonBlock"]["A0"]["primaryRecipients"] == [recipient]
+    finally:
+        broker.stop()
