@@ -48,6 +48,7 @@ from dipsim.state import (
 log = logging.getLogger("dipsim")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SLOW_READ = web.RequestKey("dipsim_slow_read", float)
 
 
 def dip_timestamp(when: datetime | None = None) -> str:
@@ -169,7 +170,7 @@ class SimCore:
             self._reset(request)
             return web.Response(status=500)
         if decision.slow_read_seconds > 0:
-            request["slow_read"] = decision.slow_read_seconds
+            request[SLOW_READ] = decision.slow_read_seconds
         return await handler(request)
 
     @staticmethod
@@ -188,7 +189,7 @@ class SimCore:
         length = request.content_length
         if length is not None and length > limit:
             raise _TooLarge(f"body of {length} bytes exceeds {limit}")
-        slow = request.get("slow_read", 0.0)
+        slow = request.get(SLOW_READ, 0.0)
         if not slow:
             body = await request.read()
         else:
