@@ -17,6 +17,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.pki_commands",
     "gateway.cli.check_command",
     "gateway.cli.validate_command",
+    "gateway.cli.dip_commands",
 )
 
 
