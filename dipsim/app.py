@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import os
 import socket
 import struct
 import uuid
@@ -49,6 +51,16 @@ log = logging.getLogger("dipsim")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SLOW_READ = web.RequestKey("dipsim_slow_read", float)
+
+
+_ID_BASE = int.from_bytes(os.urandom(16), "big")
+_ID_COUNTER = itertools.count()
+
+
+def new_transaction_id() -> str:
+    """A unique UUID-shaped (version 4 layout) id, ~10x cheaper than ``str(uuid.uuid4())``."""
+    h = f"{(_ID_BASE + next(_ID_COUNTER) * 0x9E3779B97F4A7C15) & ((1 << 128) - 1):032x}"
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
 def dip_timestamp(when: datetime | None = None) -> str:
@@ -344,7 +356,7 @@ class SimCore:
                 )
                 continue
             seen.add(sur)
-            txid = str(uuid.uuid4())
+            txid = new_transaction_id()
             payload = item["payload"]
             common = payload["CommonBlock"]
             a0 = common["A0"]
@@ -429,11 +441,11 @@ class SimCore:
         ts: str,
         source: StoredMessage | None = None,
     ) -> Publication:
-        common = dict(payload.get("CommonBlock") or {})
+        common = payload.get("CommonBlock") or {}
         s1 = common.get("S1") or {}
         s0 = common.get("S0") or {}
         m0 = common.get("M0") or {}
-        common["D0"] = {
+        d0 = {
             "transactionID": txid,
             "transactionTimestamp": ts,
             "publicationID": publication_id(interface),
@@ -441,13 +453,13 @@ class SimCore:
             "replayIndicator": False,
             "serviceTicketURL": None,
         }
-        body = {"payload": {**payload, "CommonBlock": common}}
         return Publication(
             transaction_id=txid,
             kind=interface,
             recipient=recipient,
             published_at=now,
-            body=body,
+            source=payload,
+            d0=d0,
             event_code=s0.get("eventCode"),
             mpan=m0.get("MPANCore"),
             schema_version=s0.get("schemaVersion"),
@@ -463,7 +475,7 @@ class SimCore:
         now = datetime.now(UTC)
         ts = dip_timestamp(now)
         pubs = [
-            self._make_publication(interface, recipient, p, str(uuid.uuid4()), now, ts)
+            self._make_publication(interface, recipient, p, new_transaction_id(), now, ts)
             for p in payloads
         ]
         for pub in pubs:
@@ -533,7 +545,7 @@ class SimCore:
                 kind=STATUS_KIND,
                 recipient=recipient,
                 published_at=now,
-                body=full,
+                source=full,
                 sender_unique_reference=item.get("senderUniqueReference"),
                 correlation_id=item.get("correlationID"),
                 event_code=txid,  # status replay filters by the item's transactionID

@@ -36,13 +36,11 @@ class _Job:
 
 
 def _body_for(pub: Publication, replay: bool) -> dict[str, Any]:
-    if not replay or pub.kind == STATUS_KIND:
+    if not replay or pub.kind == STATUS_KIND or pub.d0 is None:
         return pub.body
-    payload = dict(pub.body["payload"])
-    common = dict(payload["CommonBlock"])
-    common["D0"] = {**common["D0"], "replayIndicator": True}
-    payload["CommonBlock"] = common
-    return {"payload": payload}
+    common = pub.source.get("CommonBlock") or {}
+    d0 = {**pub.d0, "replayIndicator": True}
+    return {"payload": {**pub.source, "CommonBlock": {**common, "D0": d0}}}
 
 
 class Pusher:

@@ -61,12 +61,23 @@ class Publication:
     kind: str  # interface id, or STATUS_KIND
     recipient: str
     published_at: datetime
-    body: dict[str, Any]  # {"payload": {...}} with D0, or a StandardResponseBodyType item
+    #: the submitted payload ({"CommonBlock":..., "CustomBlock":...}) without D0, or the
+    #: StandardResponseBodyType item of a status message (``d0`` None)
+    source: dict[str, Any]
+    d0: dict[str, Any] | None = None
     event_code: str | None = None
     mpan: str | None = None
     schema_version: str | None = None
     sender_unique_reference: str | None = None
     correlation_id: str | None = None
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """What is pushed / replayed: ``{"payload": ...}`` with D0 filled (built on demand)."""
+        if self.d0 is None:
+            return self.source
+        common = self.source.get("CommonBlock") or {}
+        return {"payload": {**self.source, "CommonBlock": {**common, "D0": self.d0}}}
 
 
 @dataclass(slots=True)
