@@ -355,6 +355,7 @@ class SimCore:
                     )
                 )
                 continue
+            assert isinstance(sur, str)  # the envelope check guarantees it
             seen.add(sur)
             txid = new_transaction_id()
             payload = item["payload"]
@@ -513,7 +514,8 @@ class SimCore:
                 AuthError(
                     403,
                     "api_key_of_other_dip_id",
-                    f"status messages from {sorted(others)} sent with the API key of {owner}",
+                    f"status messages from {sorted(map(str, others))} sent with the API key "
+                    f"of {owner}",
                 )
             )
         now = datetime.now(UTC)
@@ -830,6 +832,9 @@ class SimCore:
         }
         for recipient in m.recipients:
             d = self.state.deliveries.get((m.interface, recipient, m.transaction_id))
+            reason: str | None
+            uri: str | None
+            when: datetime | None
             if d is None:
                 status, code, reason, uri, when = "Paused", 0, "no webhook configured", None, None
             else:

@@ -59,7 +59,7 @@ class SimulatorConfig(BaseModel):
     push_backoff_max_seconds: float = 5.0
     push_timeout_seconds: float = 10.0
 
-    faults: FaultConfig = Field(default_factory=FaultConfig)
+    faults: FaultConfig = Field(default_factory=lambda: FaultConfig())
     seed: int | None = None
     sqlite_path: Path | None = None
 

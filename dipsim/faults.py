@@ -26,25 +26,25 @@ class FaultConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    latency_ms: float = Field(0.0, ge=0)
-    jitter_ms: float = Field(0.0, ge=0)
-    rate_429: float = Field(0.0, ge=0, le=1)
-    retry_after_seconds: int = Field(1, ge=0)
-    rate_500: float = Field(0.0, ge=0, le=1)
-    rate_502: float = Field(0.0, ge=0, le=1)
-    rate_503: float = Field(0.0, ge=0, le=1)
-    rate_504: float = Field(0.0, ge=0, le=1)
-    rate_timeout: float = Field(0.0, ge=0, le=1)
+    latency_ms: float = Field(default=0.0, ge=0)
+    jitter_ms: float = Field(default=0.0, ge=0)
+    rate_429: float = Field(default=0.0, ge=0, le=1)
+    retry_after_seconds: int = Field(default=1, ge=0)
+    rate_500: float = Field(default=0.0, ge=0, le=1)
+    rate_502: float = Field(default=0.0, ge=0, le=1)
+    rate_503: float = Field(default=0.0, ge=0, le=1)
+    rate_504: float = Field(default=0.0, ge=0, le=1)
+    rate_timeout: float = Field(default=0.0, ge=0, le=1)
     #: How long a "timed out" request is held before its connection is dropped.
-    timeout_hold_seconds: float = Field(30.0, ge=0)
-    rate_reset: float = Field(0.0, ge=0, le=1)
+    timeout_hold_seconds: float = Field(default=30.0, ge=0)
+    rate_reset: float = Field(default=0.0, ge=0, le=1)
     #: Share of the messages of an accepted submit answered with ``partial_message`` (207).
-    rate_partial: float = Field(0.0, ge=0, le=1)
+    rate_partial: float = Field(default=0.0, ge=0, le=1)
     partial_message: str = "MSG1001 - Schema Failure"
     partial_help: str = "fault injection: simulated rejection of this message"
     #: Share of requests whose body is read slowly: ``slow_read_ms`` per 16 KiB chunk.
-    rate_slow_read: float = Field(0.0, ge=0, le=1)
-    slow_read_ms: float = Field(0.0, ge=0)
+    rate_slow_read: float = Field(default=0.0, ge=0, le=1)
+    slow_read_ms: float = Field(default=0.0, ge=0)
     #: Path prefixes the faults apply to (never ``/_sim``).
     paths: list[str] = Field(default_factory=lambda: ["/dip-channel", "/statusmessage"])
     #: Reseed the random stream when these faults are applied (None keeps the current one).

@@ -102,9 +102,9 @@ async def run_simulator(config: SimulatorConfig) -> AsyncIterator[Simulator]:
     )
     await site.start()
     await pusher.start()
-    server = site._server
-    assert server is not None and server.sockets  # type: ignore[union-attr]
-    port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    server: Any = site._server
+    assert server is not None and server.sockets
+    port = int(server.sockets[0].getsockname()[1])
     host = config.public_host or config.host
     sim = Simulator(config, core, runner, host, port)
     try:
