@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 # Order is the order in `--help`.
 _COMMAND_MODULES: tuple[str, ...] = (
+    "gateway.cli.run_command",
+    "gateway.cli.demo_command",
     "gateway.cli.pki_commands",
     "gateway.cli.check_command",
     "gateway.cli.validate_command",
