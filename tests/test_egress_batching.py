@@ -7,6 +7,7 @@ from datetime import date
 import orjson
 
 from gateway.egress.batching import Batcher, body_size, build_body
+from gateway.egress.ordering import KeyGate
 from gateway.egress.routing import Prepared, Router
 from tests.test_egress_support import ALICE_ID, BOB_ID, make_config, message
 
@@ -118,3 +119,44 @@ def test_drop_removes_revoked_partitions_only() -> None:
     dropped = batcher.drop([("dip.outbound", 1)])
     assert [p.message.ref.partition for p in dropped] == [1]
     assert [p.message.ref.partition for b in batcher.flush() for p in b.items] == [0]
+
+
+def _keyed(sender: str, seq: int, key: bytes) -> Prepared:
+    out = _ROUTER.prepare(message(sender, seq, offset=seq, key=key), date(2026, 11, 23))
+    assert isinstance(out, Prepared)
+    return out
+
+
+def test_gate_keys_registered_on_join_keep_offset_order_without_deadlock() -> None:
+    """Interleaved keys across two senders' open batches: the batcher must not let a message
+    join an older batch behind a newer holder of its key (that would deadlock or reorder)."""
+    gate = KeyGate()
+    batcher = Batcher(100, 1_000_000, 10.0, gate)
+    plan = [(BOB_ID, b"k1"), (ALICE_ID, b"k1"), (ALICE_ID, b"k2"), (BOB_ID, b"k2"), (BOB_ID, b"k1")]
+    closed = [b for seq, (s, k) in enumerate(plan) for b in batcher.add(_keyed(s, seq, k), 0.0)]
+    closed += batcher.flush()
+    sent: list[int] = []
+    pending = {b.batch_id: b for b in closed}
+    while pending:
+        ready = [bid for bid in pending if gate.is_ready(bid)]
+        assert ready, "deadlock: no batch may go"
+        batch = pending.pop(min(ready))
+        sent += [p.message.ref.offset for p in batch.items]
+        gate.release(batch.batch_id)
+    for key in (b"k1", b"k2"):
+        offsets = [seq for seq, (_, k) in enumerate(plan) if k == key]
+        assert [o for o in sent if o in offsets] == offsets
+
+
+def test_batch_waits_for_an_earlier_open_batch_with_its_key() -> None:
+    gate = KeyGate()
+    batcher = Batcher(2, 1_000_000, 10.0, gate)
+    batcher.add(_keyed(BOB_ID, 0, b"k"), 0.0)  # bob's batch stays open
+    closed = batcher.add(_keyed(ALICE_ID, 1, b"k"), 0.0) + batcher.add(
+        _keyed(ALICE_ID, 2, b"x"), 0.0
+    )
+    assert [len(b.items) for b in closed] == [2]
+    assert not gate.is_ready(closed[0].batch_id)  # bob's offset 0 must go first
+    (bob,) = batcher.flush()
+    assert gate.is_ready(bob.batch_id)
+    assert gate.release(bob.batch_id) == [closed[0].batch_id]

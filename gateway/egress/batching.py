@@ -17,6 +17,7 @@ import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from gateway.egress.ordering import KeyGate
 from gateway.egress.routing import Prepared
 
 BatchKey = tuple[str, str]
@@ -69,9 +70,16 @@ def build_body(items: Sequence[Prepared]) -> bytes:
 class Batcher:
     """Open batches by key; pure (the caller passes the clock)."""
 
-    def __init__(self, max_messages: int, max_bytes: int, linger_seconds: float) -> None:
+    def __init__(
+        self,
+        max_messages: int,
+        max_bytes: int,
+        linger_seconds: float,
+        gate: KeyGate | None = None,
+    ) -> None:
         if max_messages < 1:
             raise ValueError("max_messages must be at least 1")
+        self._gate = gate
         self._max_messages = max_messages
         self._max_bytes = max_bytes
         self._linger = linger_seconds
@@ -86,17 +94,31 @@ class Batcher:
         message = prepared.message
         key = (message.sender_dip_id, message.interface_id)
         size = len(message.item)
+        ref = message.ref
+        gate_key = (ref.topic, ref.partition, ref.key) if ref.key is not None else None
+        gate = self._gate
         closed: list[Batch] = []
         batch = self._open.get(key)
-        if batch is not None and batch.nbytes + 1 + size > self._max_bytes:
+        if batch is not None and (
+            batch.nbytes + 1 + size > self._max_bytes
+            or (
+                gate is not None
+                and gate_key is not None
+                and gate.must_close(batch.batch_id, gate_key)
+            )
+        ):
             closed.append(self._open.pop(key))
             batch = None
         if batch is None:
             batch = Batch(key, prepared.route.path, [prepared], now, 2 + size)
             self._open[key] = batch
+            if gate is not None:
+                gate.register(batch.batch_id, () if gate_key is None else (gate_key,))
         else:
             batch.items.append(prepared)
             batch.nbytes += 1 + size
+            if gate is not None and gate_key is not None:
+                gate.add_key(batch.batch_id, gate_key)
         if len(batch.items) >= self._max_messages or batch.nbytes >= self._max_bytes:
             closed.append(self._open.pop(key))
         return closed
@@ -131,7 +153,7 @@ class Batcher:
             if len(keep) == len(batch.items):
                 continue
             if keep:
-                self._open[key] = Batch(key, batch.path, keep, batch.created, body_size(keep))
+                self._open[key] = batch.with_items(keep)
             else:
                 del self._open[key]
         return dropped

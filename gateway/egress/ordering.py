@@ -1,11 +1,16 @@
 """The key ordering gate: records with the same Kafka key reach the DIP in offset order.
 
-Batches are registered in the order they are formed, which is offset order within a partition.
-A batch may be sent only when, for every key it carries, it is the oldest unfinished batch
-holding that key. A batch keeps its keys while it is retried or split, so a retry of an earlier
-message can never be overtaken by a later message with the same key. Records without a key
-carry no constraint. Because every batch only ever waits for batches registered before it, the
-gate cannot deadlock.
+A batch registers a key the moment a message with that key joins it (not when the batch
+closes: batches for different senders close in any order, so close order says nothing about
+offset order). A batch may be sent only when, for every key it carries, it is the oldest
+unfinished batch holding that key. A batch keeps its keys while it is retried or split, so a
+retry of an earlier message can never be overtaken by a later message with the same key.
+Records without a key carry no constraint.
+
+Batch ids grow with creation, and a batch may only ever wait for batches with smaller ids: a
+message whose key is already held by a *newer* batch must not join an older open batch (that
+would make the two wait for each other). :meth:`KeyGate.must_close` tells the batcher so; it
+closes the older batch and starts a new one. Hence the gate cannot deadlock.
 
 Keys are scoped by (topic, partition, key): Kafka orders records only within a partition.
 """
@@ -43,6 +48,25 @@ class KeyGate:
         self._keys[batch_id] = unique
         self._blocked[batch_id] = blocked
         return blocked == 0
+
+    def add_key(self, batch_id: int, key: GateKey) -> None:
+        """A message with ``key`` joined the (registered, open) batch ``batch_id``."""
+        keys = self._keys[batch_id]
+        if key in keys:
+            return
+        self._keys[batch_id] = (*keys, key)
+        queue = self._queues.get(key)
+        if queue is None:
+            self._queues[key] = deque((batch_id,))
+        else:
+            queue.append(batch_id)
+            self._blocked[batch_id] += 1
+
+    def must_close(self, batch_id: int, key: GateKey) -> bool:
+        """True when a newer batch already holds ``key``: a message with that key may not join
+        ``batch_id`` (it would overtake, or deadlock with, the newer batch's message)."""
+        queue = self._queues.get(key)
+        return queue is not None and queue[-1] > batch_id
 
     def is_ready(self, batch_id: int) -> bool:
         return self._blocked.get(batch_id) == 0

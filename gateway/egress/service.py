@@ -96,11 +96,11 @@ class EgressService:
         egress = config.egress
         validates = egress.schema_validation or any(c.schema_validation for c in config.clients)
         self._router = Router(config, default_registry() if validates else None)
+        self._gate = KeyGate()
         self._batcher = Batcher(
-            egress.max_batch_messages, egress.max_batch_bytes, egress.linger_ms / 1000
+            egress.max_batch_messages, egress.max_batch_bytes, egress.linger_ms / 1000, self._gate
         )
         self._sender = BatchSender(dip, RetryPolicy.from_settings(egress))
-        self._gate = KeyGate()
         self._tracker = OffsetTracker()
         self._status_topic = config.kafka.status_outbound_topic
         self._topics = [*config.kafka.outbound_topics]
@@ -238,12 +238,8 @@ class EgressService:
     # ------------------------------------------------------------------------- dispatch
 
     def _dispatch(self, batch: Batch) -> None:
-        keys = [
-            (p.message.ref.topic, p.message.ref.partition, p.message.ref.key)
-            for p in batch.items
-            if p.message.ref.key is not None
-        ]
-        if self._gate.register(batch.batch_id, keys):
+        """Send a closed batch now, or park it until the batches holding its keys are final."""
+        if self._gate.is_ready(batch.batch_id):
             self._spawn(self._run_batch(batch))
         else:
             self._waiting[batch.batch_id] = batch
@@ -395,8 +391,14 @@ class EgressService:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._waiting.clear()
-        self._gate = KeyGate()
         self._batcher.flush()
+        self._gate = KeyGate()
+        self._batcher = Batcher(
+            self._config.egress.max_batch_messages,
+            self._config.egress.max_batch_bytes,
+            self._config.egress.linger_ms / 1000,
+            self._gate,
+        )
         abandoned = self._tracker.in_flight()
         if abandoned:
             _log.warning("egress_abandoned_in_flight", records=abandoned)

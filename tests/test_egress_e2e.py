@@ -1,0 +1,449 @@
+"""Egress end to end: real Kafka (the ``kafka`` fixture) -> EgressService -> DIP simulator.
+
+The simulator checks every request the way the DIP does (mTLS client certificate, API key,
+signature, and that the signing certificate is the one registered for the sender), so an
+accepted message proves it was signed with the right client's key over the shared connection.
+Message counts are small and backoffs short to keep the suite fast; nothing here is timed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from cryptography import x509
+
+from dipsim import SimulatorConfig, run_simulator
+from dipsim.server import Simulator
+from gateway.config import GatewayConfig, parse_config
+from gateway.dip.client import DipClient
+from gateway.egress.service import EgressService
+from gateway.kafka.clients import common_kwargs, create_producer
+from gateway.kafka.topics import ensure_topics, gateway_topics
+from gateway.keys import build_keystore
+from gateway.schema.samples import sample_payload
+from gateway.signing.pki import DevPkiOptions, create_dev_pki
+from gateway.signing.trust import fingerprint_sha256
+from tests.kafka_fixtures import KafkaUnderTest
+
+pytestmark = pytest.mark.timeout(240)
+
+CLIENTS = 3
+RECIPIENT = "2300000900"
+ROLES = {1: "SUP", 2: "SDS", 3: "MSA"}  # unused by the simulator beyond the reference pattern
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    folder = tmp_path_factory.mktemp("egress-pki")
+    create_dev_pki(folder, DevPkiOptions(clients=CLIENTS, bits=2048))
+    yield folder
+
+
+def _dip_id(client: int) -> str:
+    return f"14{client:04d}0001"
+
+
+def _payload(client: int, seq: int, interface: str = "IF-043", **kw: Any) -> dict[str, Any]:
+    return sample_payload(
+        interface,
+        sender_dip_id=_dip_id(client),
+        sender_role="SUP",
+        recipients=[RECIPIENT],
+        seq=seq,
+        **kw,
+    )
+
+
+def _sur(payload: dict[str, Any]) -> str:
+    value: str = payload["CommonBlock"]["S1"]["senderUniqueReference"]
+    return value
+
+
+def _gateway_config(
+    pki: Path, kafka: KafkaUnderTest, sim: Simulator, **egress: Any
+) -> GatewayConfig:
+    data = yaml.safe_load((pki / "gateway.yaml").read_text())
+    tag = uuid.uuid4().hex[:8]
+    data["dip"]["base_url"] = sim.base_url
+    data["ingress"] = {"enabled": False}
+    data["kafka"] = kafka.settings(
+        outbound_topics=[f"out-{tag}"],
+        status_outbound_topic=f"status-{tag}",
+        dead_letter_topic=f"dlq-{tag}",
+    ).model_dump(mode="json")
+    data["egress"] = {
+        "linger_ms": 50,
+        "max_batch_messages": 50,
+        "backoff_initial_ms": 10,
+        "backoff_max_ms": 100,
+        "max_attempts": 30,
+        "shutdown_grace_seconds": 5,
+        **egress,
+    }
+    for client in data["clients"]:
+        name = client["name"]
+        client["topics"] = {
+            "inbound": f"{name}-in-{tag}",
+            "results": f"{name}-results-{tag}",
+            "dead_letter": f"{name}-dlq-{tag}",
+        }
+    return parse_config(data, base_dir=pki)
+
+
+@dataclass
+class Outcome:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, bytes]
+
+    @property
+    def reason(self) -> str:
+        return self.headers.get("dcpgw-reason", b"").decode()
+
+
+@dataclass
+class Outcomes:
+    results: list[Outcome] = field(default_factory=list)
+    dead: list[Outcome] = field(default_factory=list)
+
+    def result_refs(self) -> Counter[str]:
+        return Counter(orjson.loads(o.value or b"")["senderUniqueReference"] for o in self.results)
+
+
+class Gateway:
+    """One EgressService run on its own task, with the config's DipClient and key store."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.stop = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self._stack = contextlib.AsyncExitStack()
+
+    async def start(self) -> None:
+        keystore = build_keystore(self.config)
+        dip = await self._stack.enter_async_context(
+            DipClient(self.config.dip, self.config.dcp, keystore)
+        )
+        service = EgressService(self.config, keystore, dip)
+        self.stop = asyncio.Event()
+        self.task = asyncio.create_task(service.run(self.stop))
+
+    async def stop_gracefully(self) -> None:
+        self.stop.set()
+        assert self.task is not None
+        await self.task
+        await self._stack.aclose()
+
+    async def kill(self) -> None:
+        assert self.task is not None
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        await self._stack.aclose()
+
+
+async def _produce(config: GatewayConfig, records: list[tuple[str, bytes | None, bytes]]) -> None:
+    producer = create_producer(config.kafka)
+    await producer.start()
+    try:
+        futures = [await producer.send(t, v, key=k) for t, k, v in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def _collect(config: GatewayConfig, expected: int, wait_seconds: float = 60.0) -> Outcomes:
+    """Read every result and dead-letter topic from the start until ``expected`` outcomes."""
+    results = {c.topics.results for c in config.clients}
+    dead = {c.topics.dead_letter for c in config.clients} | {config.kafka.dead_letter_topic}
+    consumer = AIOKafkaConsumer(
+        *(results | dead),
+        **common_kwargs(config.kafka),
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    out = Outcomes()
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_seconds
+        while len(out.results) + len(out.dead) < expected and loop.time() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for r in records:
+                    o = Outcome(r.topic, r.key, r.value, dict(r.headers or ()))
+                    (out.results if r.topic in results else out.dead).append(o)
+        # Anything beyond what was expected would be a duplicate outcome: give it a moment.
+        for records in (await consumer.getmany(timeout_ms=300)).values():
+            for r in records:
+                o = Outcome(r.topic, r.key, r.value, dict(r.headers or ()))
+                (out.results if r.topic in results else out.dead).append(o)
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def _committed(config: GatewayConfig) -> dict[int, int | None]:
+    consumer = AIOKafkaConsumer(
+        **common_kwargs(config.kafka),
+        group_id=config.kafka.consumer_group,
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        topic = config.kafka.outbound_topics[0]
+        parts = consumer.partitions_for_topic(topic) or set()
+        if not parts:
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic) or set()
+        return {p: await consumer.committed(TopicPartition(topic, p)) for p in parts}
+    finally:
+        await consumer.stop()
+
+
+@contextlib.asynccontextmanager
+async def _simulator(pki: Path, **faults: Any) -> AsyncIterator[Simulator]:
+    async with run_simulator(SimulatorConfig.from_dev_pki(pki, seed=7)) as sim:
+        if faults:
+            sim.set_faults(seed=7, **faults)
+        yield sim
+
+
+def _signer_fingerprints(pki: Path) -> dict[str, str]:
+    manifest = orjson.loads((pki / "dev-pki.json").read_bytes())
+    out = {}
+    for client in manifest["clients"]:
+        cert = x509.load_pem_x509_certificate((pki / client["signing_cert"]).read_bytes())
+        for d in client["dip_ids"]:
+            out[d["dip_id"]] = fingerprint_sha256(cert)
+    return out
+
+
+async def test_clients_share_one_connection_and_batch_by_sender_and_interface(
+    pki: Path, kafka: KafkaUnderTest
+) -> None:
+    async with _simulator(pki) as sim:
+        config = _gateway_config(pki, kafka, sim, linger_ms=1000, max_batch_messages=100)
+        await ensure_topics(config.kafka, gateway_topics(config))
+        topic = config.kafka.outbound_topics[0]
+        sent = [
+            _payload(c, seq, iface)
+            for c in range(1, CLIENTS + 1)
+            for iface in ("IF-043", "IF-044")
+            for seq in range(4)
+        ]
+        status = {
+            "transactionID": None,
+            "senderUniqueReference": _sur(_payload(1, 99)),
+            "correlationID": None,
+            "sentTimestamp": "2026-11-23T10:00:00+00:00",
+            "senderID": _dip_id(1),
+            "recipientID": RECIPIENT,
+            "DIPConnectionProviderID": None,
+            "message": "MSG0000 - Success",
+            "help": None,
+            "serviceTicketURL": None,
+        }
+        records: list[tuple[str, bytes | None, bytes]] = [
+            # both shapes: bare payloads and {"payload": ...} wrappers
+            (topic, None, orjson.dumps(p if i % 2 else {"payload": p}))
+            for i, p in enumerate(sent)
+        ]
+        records.append((config.kafka.status_outbound_topic or "", None, orjson.dumps(status)))
+        await _produce(config, records)
+        gateway = Gateway(config)
+        await gateway.start()
+        outcomes = await _collect(config, len(records))
+        await gateway.stop_gracefully()
+
+        assert outcomes.dead == []
+        assert outcomes.result_refs() == Counter(_sur(p) for p in [*sent, _payload(1, 99)])
+        stored = sim.state.messages
+        assert sorted(m.sender_unique_reference for m in stored) == sorted(_sur(p) for p in sent)
+        fingerprints = _signer_fingerprints(pki)
+        assert all(m.signer_fingerprint == fingerprints[m.sender] for m in stored)
+        assert len({m.client_cert_fingerprint for m in stored}) == 1  # one DCP mTLS identity
+        assert all(m.payload["CommonBlock"]["S1"]["DIPConnectionProviderID"] for m in stored)
+        # One request per (sender, interface): 3 clients x 2 interfaces.
+        assert sim.state.requests["submit"] == CLIENTS * 2
+        assert len(sim.state.status_messages) == 1
+        result = orjson.loads(outcomes.results[0].value or b"")
+        assert result["dipStatus"] == 201 and result["transactionID"]
+        assert result["source"]["topic"] in (topic, config.kafka.status_outbound_topic)
+        committed = await _committed(config)
+        assert sum(c or 0 for c in committed.values()) == len(sent)
+
+
+async def test_partial_results_and_bad_records_are_dead_lettered(
+    pki: Path, kafka: KafkaUnderTest
+) -> None:
+    async with _simulator(pki, rate_partial=0.4) as sim:
+        config = _gateway_config(pki, kafka, sim, max_batch_messages=10)
+        await ensure_topics(config.kafka, gateway_topics(config))
+        topic = config.kafka.outbound_topics[0]
+        good = [_payload(1 + seq % 2, seq) for seq in range(20)]
+        invalid = _payload(1, 100)
+        invalid["CommonBlock"]["M0"]["MPANCore"] = "12"
+        bad: list[tuple[bytes, str, bool]] = [  # value, reason fragment, gateway-wide topic
+            (b"{not json", "malformed JSON", True),
+            (orjson.dumps(_payload(1, 101) | {"CommonBlock": None}), "CommonBlock", True),
+            (
+                orjson.dumps(
+                    sample_payload(
+                        "IF-043",
+                        sender_dip_id="5555555555",
+                        sender_role="SUP",
+                        recipients=[RECIPIENT],
+                        seq=1,
+                    )
+                ),
+                "unknown sender",
+                True,
+            ),
+            (orjson.dumps(_payload(2, 102, environment_tag="PRD")), "environmentTag 'PRD'", False),
+            (orjson.dumps(invalid), "MSG1001 - Schema Failure", False),
+            (orjson.dumps(_payload(1, 103, dcp_id="9999999999")), "does not overwrite", False),
+        ]
+        records = [(topic, b"key-" + str(i).encode(), orjson.dumps(p)) for i, p in enumerate(good)]
+        records += [(topic, b"bad", value) for value, _, _ in bad]
+        await _produce(config, records)
+        gateway = Gateway(config)
+        await gateway.start()
+        outcomes = await _collect(config, len(records))
+        await gateway.stop_gracefully()
+
+        accepted = {m.sender_unique_reference for m in sim.state.messages}
+        assert 0 < len(accepted) < len(good)  # the fault really produced partial answers
+        assert set(outcomes.result_refs()) == accepted
+        rejected_by_dip = [o for o in outcomes.dead if o.headers.get("dcpgw-dip-status")]
+        assert {
+            orjson.loads(o.value or b"")["CommonBlock"]["S1"]["senderUniqueReference"]
+            for o in rejected_by_dip
+        } == {_sur(p) for p in good} - accepted
+        assert all(o.headers["dcpgw-dip-status"] in (b"207", b"400") for o in rejected_by_dip)
+        assert all(
+            o.reason.startswith("MSG1001 - Schema Failure: fault injection")
+            for o in rejected_by_dip
+        )
+        assert all(o.topic.startswith(("client-1-dlq", "client-2-dlq")) for o in rejected_by_dip)
+        refused = [o for o in outcomes.dead if not o.headers.get("dcpgw-dip-status")]
+        assert len(refused) == len(bad)
+        for value, fragment, gateway_wide in bad:
+            match = [o for o in refused if o.value == value]
+            assert len(match) == 1, fragment
+            assert fragment in match[0].reason
+            assert (match[0].topic == config.kafka.dead_letter_topic) is gateway_wide
+            assert (
+                match[0].key == b"bad" and match[0].headers["dcpgw-source-topic"] == topic.encode()
+            )
+            assert match[0].headers["dcpgw-source-offset"].isdigit()
+        # Nothing refused before sending reached the simulator.
+        assert sim.state.stats()["rejectedMessages"].keys() <= {"MSG1001 - Schema Failure"}
+
+
+async def test_retries_under_faults_keep_per_key_order_without_loss(
+    pki: Path, kafka: KafkaUnderTest
+) -> None:
+    async with _simulator(
+        pki, rate_429=0.25, rate_503=0.15, rate_reset=0.1, retry_after_seconds=0
+    ) as sim:
+        config = _gateway_config(pki, kafka, sim, max_batch_messages=3, linger_ms=0)
+        await ensure_topics(config.kafka, gateway_topics(config))
+        topic = config.kafka.outbound_topics[0]
+        keys = [f"mpan-{k}".encode() for k in range(4)]
+        sent: dict[bytes, list[str]] = defaultdict(list)
+        records = []
+        for seq in range(40):
+            key = keys[seq % len(keys)]
+            p = _payload(1 + seq % CLIENTS, seq)
+            sent[key].append(_sur(p))
+            records.append((topic, key, orjson.dumps(p)))
+        await _produce(config, records)
+        gateway = Gateway(config)
+        await gateway.start()
+        outcomes = await _collect(config, len(records))
+        await gateway.stop_gracefully()
+
+        hits = sim.faults.snapshot()["hits"]
+        assert hits.get("429", 0) + hits.get("503", 0) + hits.get("reset", 0) > 0
+        assert outcomes.dead == []
+        assert outcomes.result_refs() == Counter(s for refs in sent.values() for s in refs)
+        assert sim.state.stats()["duplicatesTotal"] == 0
+        arrival = [
+            m.sender_unique_reference for m in sorted(sim.state.messages, key=lambda m: m.seq)
+        ]
+        for key, refs in sent.items():
+            assert [s for s in arrival if s in set(refs)] == refs, key
+
+
+async def test_stop_and_kill_mid_stream_then_restart_loses_nothing(
+    pki: Path, kafka: KafkaUnderTest
+) -> None:
+    async with _simulator(pki, latency_ms=150) as sim:
+        config = _gateway_config(
+            pki,
+            kafka,
+            sim,
+            max_batch_messages=1,
+            linger_ms=0,
+            max_concurrent_requests=1,
+            max_in_flight_messages=4,
+        )
+        await ensure_topics(config.kafka, gateway_topics(config))
+        topic = config.kafka.outbound_topics[0]
+        payloads = [_payload(1 + seq % CLIENTS, seq) for seq in range(40)]
+        records = [
+            (topic, f"k{seq % 7}".encode(), orjson.dumps(p)) for seq, p in enumerate(payloads)
+        ]
+        await _produce(config, records)
+
+        async def until_stored(count: int) -> None:
+            while len(sim.state.messages) < count:  # noqa: ASYNC110 (the simulator has no event)
+                await asyncio.sleep(0.01)
+
+        first = Gateway(config)
+        await first.start()
+        await asyncio.wait_for(until_stored(6), 60)
+        await first.stop_gracefully()  # graceful: finishes in-flight work, commits what is final
+
+        second = Gateway(config)
+        await second.start()
+        await asyncio.wait_for(until_stored(len(sim.state.messages) + 6), 60)
+        await second.kill()  # abrupt: in-flight work abandoned, not committed
+
+        third = Gateway(config)
+        await third.start()
+        await asyncio.wait_for(until_stored(len(payloads)), 60)
+        expected_refs = {_sur(p) for p in payloads}
+        outcomes = await _collect(config, len(payloads))
+        # Wait until every record's outcome is committed, then stop.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while sum(c or 0 for c in (await _committed(config)).values()) < len(payloads):
+            assert loop.time() < deadline, "offsets never committed"
+            await asyncio.sleep(0.2)
+        await third.stop_gracefully()
+        outcomes = await _collect(config, len(payloads))
+
+        # The DIP got every message exactly once (it refuses repeated references as duplicates).
+        stored = Counter(m.sender_unique_reference for m in sim.state.messages)
+        assert set(stored) == expected_refs and max(stored.values()) == 1
+        # Every record reached an outcome; re-sent ones show up as DIP duplicates, never lost.
+        resolved = set(outcomes.result_refs())
+        for o in outcomes.dead:
+            assert "MSG" in o.reason and "already received" in o.reason, o.reason
+            resolved.add(orjson.loads(o.value or b"")["CommonBlock"]["S1"]["senderUniqueReference"])
+        assert resolved == expected_refs
