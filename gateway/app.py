@@ -18,17 +18,24 @@ import structlog
 
 from gateway.config import GatewayConfig
 from gateway.dip.client import DipClient, signing_pool
+from gateway.dip.tls import load_dcp_credential
 from gateway.kafka.topics import ensure_topics, gateway_topics
 from gateway.keys import build_keystore
 from gateway.ops.health import Health
 from gateway.ops.metrics import CREDENTIAL_RELOADS, export_certificate_expiry
 from gateway.ops.server import start_ops_server
+from gateway.signing.credentials import SigningCredential
 from gateway.signing.keystore import KeyStore
 
 _log = structlog.get_logger(__name__)
 
 
-async def _watch_credentials(keystore: KeyStore, interval: float, stop: asyncio.Event) -> None:
+async def _watch_credentials(
+    keystore: KeyStore,
+    interval: float,
+    stop: asyncio.Event,
+    others: dict[str, SigningCredential],
+) -> None:
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)
@@ -37,7 +44,7 @@ async def _watch_credentials(keystore: KeyStore, interval: float, stop: asyncio.
         events = await asyncio.to_thread(keystore.reload_if_changed)
         for event in events:
             CREDENTIAL_RELOADS.labels(outcome="ok" if event.ok else "failed").inc()
-        export_certificate_expiry(keystore)
+        export_certificate_expiry(keystore, others)
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:
@@ -61,7 +68,8 @@ async def run_gateway(
 
     health = health or Health()
     keystore = await asyncio.to_thread(build_keystore, config)
-    export_certificate_expiry(keystore)
+    others = {"mtls:dcp": await asyncio.to_thread(load_dcp_credential, config.dcp)}
+    export_certificate_expiry(keystore, others)
     if config.kafka.create_topics:
         created = await ensure_topics(config.kafka, gateway_topics(config))
         if created:
@@ -79,10 +87,18 @@ async def run_gateway(
         ) as dip:
             tasks.append(
                 asyncio.create_task(
-                    _watch_credentials(keystore, config.ops.reload_interval_seconds, stop),
+                    _watch_credentials(keystore, config.ops.reload_interval_seconds, stop, others),
                     name="credential-watch",
                 )
             )
+            # Declare every enabled component before it starts, so /readyz cannot report
+            # ready while one of them is still connecting.
+            for name, enabled in (
+                ("egress", config.egress.enabled),
+                ("ingress", config.ingress.enabled),
+            ):
+                if enabled:
+                    health.set(name, False, "starting")
             if config.egress.enabled:
                 egress = EgressService(config, keystore, dip, health)
                 tasks.append(asyncio.create_task(egress.run(stop), name="egress"))
