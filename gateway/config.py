@@ -197,6 +197,24 @@ class KafkaSettings(_Model):
     )
     compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = "gzip"
     consumer_group: str = "dcp-gateway-egress"
+    session_timeout_ms: int = Field(
+        default=10_000,
+        ge=1000,
+        description="consumer group session: a member silent this long is removed from the "
+        "group (the broker bounds it by group.min/max.session.timeout.ms, 6000 by default)",
+    )
+    heartbeat_interval_ms: int = Field(
+        default=3000, ge=100, description="consumer heartbeats; at most a third of the session"
+    )
+    rebalance_timeout_ms: int = Field(
+        default=60_000,
+        ge=1000,
+        description="how long a rebalance waits for members to rejoin; egress drains in-flight "
+        "work (up to egress.shutdown_grace_seconds) before it rejoins",
+    )
+    max_poll_interval_ms: int = Field(
+        default=300_000, ge=1000, description="longest gap between polls before leaving the group"
+    )
     outbound_topics: tuple[str, ...] = ("dip.outbound",)
     status_outbound_topic: str | None = "dip.status.outbound"
     quarantine_topic: str = "dip.inbound.quarantine"
@@ -224,6 +242,15 @@ class KafkaSettings(_Model):
     @classmethod
     def _topic_field(cls, v: str | None) -> str | None:
         return None if v is None else _topic(v)
+
+    @model_validator(mode="after")
+    def _group_timing(self) -> KafkaSettings:
+        if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
+            raise ValueError(
+                "heartbeat_interval_ms must be at most a third of session_timeout_ms, so a "
+                "member survives a lost heartbeat"
+            )
+        return self
 
     @model_validator(mode="after")
     def _sasl(self) -> KafkaSettings:

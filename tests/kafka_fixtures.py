@@ -30,9 +30,22 @@ class KafkaUnderTest:
             "enable_idempotence": self.idempotence,
             "create_topics": True,
             "consumer_group": f"test-{uuid.uuid4().hex[:8]}",
+            **self.group_timing(),
         }
         values.update(overrides)
         return KafkaSettings.model_validate(values)
+
+    def group_timing(self) -> dict[str, int]:
+        """Short consumer group sessions, so joins and restarts do not dominate test time.
+
+        Tansu answers a JoinGroup after about half the session timeout (whole seconds, at
+        least 1 s): 10 s sessions cost 5 s per join. 3 s sessions (2 s joins) still leave a
+        busy event loop 2.5 s between heartbeats before the member is dropped. Apache Kafka
+        refuses sessions under group.min.session.timeout.ms (6 s by default).
+        """
+        if self.kind == "tansu":
+            return {"session_timeout_ms": 3000, "heartbeat_interval_ms": 500}
+        return {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
 
 
 def _docker_answers() -> bool:

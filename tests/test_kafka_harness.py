@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.kafka.clients import create_consumer, create_producer
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from pydantic import ValidationError
+
+from gateway.config import KafkaSettings
+from gateway.kafka.clients import common_kwargs, consumer_kwargs, create_consumer, create_producer
 from gateway.kafka.topics import ensure_topics
 from tests.kafka_fixtures import KafkaUnderTest, unique
 
@@ -45,3 +50,51 @@ async def test_produce_and_consume_with_headers_and_commit(kafka: KafkaUnderTest
         assert sum(c or 0 for c in committed) == 10
     finally:
         await consumer.stop()
+
+
+async def test_a_stopped_consumer_leaves_its_group(kafka: KafkaUnderTest) -> None:
+    """Including from the first generation, which Tansu numbers 0 (aiokafka only leaves from
+    generation 1 up): a member that stays behind keeps a restarted gateway waiting about two
+    session timeouts for its partitions."""
+    settings = kafka.settings()
+    topic = unique("leave")
+    await ensure_topics(settings, [topic])
+    admin = AIOKafkaAdminClient(**common_kwargs(settings))
+    await admin.start()
+    try:
+        for _ in range(2):  # first generation (0 on Tansu, 1 on Kafka), then the next one
+            consumer = create_consumer(settings, topic)
+            await consumer.start()
+            try:
+                async with asyncio.timeout(30):
+                    while not consumer.assignment():
+                        await consumer.getmany(timeout_ms=100)
+                assert await _members(admin, settings.consumer_group) == 1
+            finally:
+                await consumer.stop()
+            assert await _members(admin, settings.consumer_group) == 0
+    finally:
+        await admin.close()
+
+
+async def _members(admin: AIOKafkaAdminClient, group: str) -> int:
+    response = (await admin.describe_consumer_groups([group]))[0]
+    (described,) = response.groups
+    assert described[0] == 0, described  # error code
+    return len(described[5])  # members
+
+
+def test_consumer_group_timing_reaches_the_consumer() -> None:
+    settings = KafkaSettings(
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+        rebalance_timeout_ms=30_000,
+        max_poll_interval_ms=120_000,
+    )
+    kwargs = consumer_kwargs(settings)
+    assert kwargs["session_timeout_ms"] == 6000
+    assert kwargs["heartbeat_interval_ms"] == 1000
+    assert kwargs["rebalance_timeout_ms"] == 30_000
+    assert kwargs["max_poll_interval_ms"] == 120_000
+    with pytest.raises(ValidationError, match="at most a third of session_timeout_ms"):
+        KafkaSettings(session_timeout_ms=6000, heartbeat_interval_ms=3000)

@@ -7,12 +7,18 @@ same way.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.consumer.group_coordinator import GroupCoordinator
+from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
+from aiokafka.protocol.group import LeaveGroupRequest
 
 from gateway.config import KafkaSettings
+
+_log = logging.getLogger(__name__)
 
 
 def common_kwargs(settings: KafkaSettings) -> dict[str, Any]:
@@ -58,9 +64,48 @@ def consumer_kwargs(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         isolation_level="read_committed" if settings.enable_idempotence else "read_uncommitted",
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=settings.heartbeat_interval_ms,
+        rebalance_timeout_ms=settings.rebalance_timeout_ms,
+        max_poll_interval_ms=settings.max_poll_interval_ms,
     )
     kwargs.update(overrides)
     return kwargs
+
+
+class GroupConsumer(AIOKafkaConsumer):  # type: ignore[misc]
+    """An :class:`AIOKafkaConsumer` whose ``stop()`` leaves the group on every broker.
+
+    aiokafka sends LeaveGroup on stop only when the generation is above 0, as Apache Kafka
+    numbers generations from 1. Tansu numbers the first generation 0, so there the first member
+    of a group never left: it stayed a member until its session expired, and whoever joined next
+    (a restarted gateway) waited about two session timeouts for its partitions. LeaveGroup
+    carries no generation, so sending it for generation 0 as well is safe on any broker.
+    """
+
+    async def stop(self) -> None:
+        coordinator = getattr(self, "_coordinator", None)
+        if isinstance(coordinator, GroupCoordinator) and not self._closed:
+            _leave_from_generation_zero(coordinator)
+        await super().stop()
+
+
+def _leave_from_generation_zero(coordinator: Any) -> None:
+    """Wrap the coordinator's leave step (run by ``close()`` once heartbeats have stopped)."""
+    original = coordinator._maybe_leave_group
+
+    async def maybe_leave_group() -> None:
+        if coordinator.generation == 0 and coordinator._group_instance_id is None:
+            request = LeaveGroupRequest(coordinator.group_id, coordinator.member_id)
+            try:
+                await coordinator._send_req(request)
+            except KafkaError as exc:
+                _log.warning("LeaveGroup (generation 0) failed: %s", exc)
+            else:
+                _log.info("LeaveGroup (generation 0) succeeded for group %s", coordinator.group_id)
+        await original()
+
+    coordinator._maybe_leave_group = maybe_leave_group
 
 
 def create_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
@@ -68,4 +113,4 @@ def create_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProduc
 
 
 def create_consumer(settings: KafkaSettings, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(*topics, **consumer_kwargs(settings, **overrides))
+    return GroupConsumer(*topics, **consumer_kwargs(settings, **overrides))
