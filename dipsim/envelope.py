@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
+import jsonschema_rs
+
 MSG_SUCCESS: Final = "MSG0000 - Success"
 MSG_SCHEMA_FAILURE: Final = "MSG1001 - Schema Failure"
 #: Not in the published document (which shows no duplicate code): the simulator's choice.
@@ -160,3 +162,125 @@ def help_text(problems: list[str], limit: int = 500) -> str:
 def publication_id(interface_id: str) -> str:
     """``IF-043`` -> ``PUB-043``; ``REP-002A`` -> ``PUB-002A``."""
     return "PUB-" + interface_id.split("-", 1)[1]
+
+
+# --------------------------------------------------------------------- fast path (whole array)
+
+_D10: Final = {"type": "string", "pattern": "^[0-9]{10}$"}
+_NULL_OR_D10: Final = {"anyOf": [{"type": "null"}, _D10]}
+
+
+def _array_schema(interface_id: str) -> dict[str, Any]:
+    """A JSON schema for a submit array that :func:`check_message` accepts item by item.
+
+    It may be stricter than the Python checks (ASCII digits only, no trailing newline before
+    ``$``), never looser: an array it rejects goes through :func:`check_message`, which stays
+    the authority for which messages fail and how.
+    """
+    s1_keys = list(_S1_KEYS)
+    recipients = {"type": "array", "items": _NULL_OR_D10}
+    return {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": ["payload"],
+            "properties": {
+                "payload": {
+                    "type": "object",
+                    "required": ["CommonBlock"],
+                    "properties": {
+                        "CustomBlock": {"type": "object"},
+                        "CommonBlock": {
+                            "type": "object",
+                            "required": ["S0", "S1", "A0", "M0"],
+                            "properties": {
+                                "S0": {
+                                    "type": "object",
+                                    "required": ["interfaceID", "schemaVersion", "eventCode"],
+                                    "properties": {
+                                        "interfaceID": {"const": interface_id},
+                                        "schemaVersion": {"type": "string", "minLength": 1},
+                                        "eventCode": {"type": "string", "minLength": 1},
+                                    },
+                                },
+                                "S1": {
+                                    "type": "object",
+                                    "required": s1_keys,
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "environmentTag": {"enum": sorted(ENVIRONMENT_TAGS)},
+                                        "subText": {
+                                            "type": ["string", "null"],
+                                            "minLength": 1,
+                                            "maxLength": 500,
+                                        },
+                                        "senderUniqueReference": {
+                                            "type": "string",
+                                            "maxLength": 200,
+                                            "pattern": (
+                                                r"^S-((IF|REP)-)?[0-9]{3}[A-B]?-[0-9a-fA-F]{10}"
+                                                r"-[A-Z]{3,5}-[0-9]{8}-[a-zA-Z0-9]+$"
+                                            ),
+                                        },
+                                        "senderTimestamp": {
+                                            "type": "string",
+                                            "pattern": (
+                                                r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}"
+                                                r":[0-9]{2}[+-][0-9]{2}:[0-9]{2}$"
+                                            ),
+                                        },
+                                        "senderDIPID": _D10,
+                                        "senderRoleID": {
+                                            "type": "string",
+                                            "minLength": 3,
+                                            "maxLength": 5,
+                                        },
+                                        "senderCorrelationID": {
+                                            "type": ["string", "null"],
+                                            "minLength": 1,
+                                            "maxLength": 60,
+                                        },
+                                        "DIPConnectionProviderID": _NULL_OR_D10,
+                                    },
+                                },
+                                "A0": {
+                                    "type": "object",
+                                    "required": list(_A0_KEYS),
+                                    "additionalProperties": False,
+                                    "properties": {k: recipients for k in _A0_KEYS},
+                                },
+                                "M0": {
+                                    "type": "object",
+                                    "required": ["MPANCore", "distributorDIPID", "GSPGroupID"],
+                                    "properties": {
+                                        "MPANCore": {"type": "string", "pattern": "^[0-9]{13}$"},
+                                        "distributorDIPID": _D10,
+                                        "GSPGroupID": {"enum": sorted(GSP_GROUPS)},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                }
+            },
+        },
+    }
+
+
+_A0_KEYS: Final = ("primaryRecipients", "secondaryRecipients", "always")
+_VALIDATORS: dict[str, Any] = {}
+
+
+def envelope_array_ok(items: list[Any], interface_id: str) -> bool:
+    """True when every item of ``items`` passes :func:`check_message` (one native pass).
+
+    False means "check each item with :func:`check_message`": some item may still be fine.
+    """
+    validator = _VALIDATORS.get(interface_id)
+    if validator is None:
+        if len(_VALIDATORS) > 4096:
+            _VALIDATORS.clear()
+        validator = _VALIDATORS[interface_id] = jsonschema_rs.validator_for(
+            _array_schema(interface_id)
+        )
+    return bool(validator.is_valid(items))

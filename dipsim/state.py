@@ -18,6 +18,28 @@ import orjson
 STATUS_KIND = "status"  # webhook "interface" key for status messages
 
 
+class RequestBody:
+    """The raw JSON array of one submit request, shared by the messages accepted from it.
+
+    Keeping the bytes (about the size on the wire) instead of the parsed payload dicts (several
+    times that, and many objects for the GC) is what makes storing every message cheap; a
+    message's payload is parsed back on first use (publication pushes, replay, ``/_sim``).
+    """
+
+    __slots__ = ("_items", "body")
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self._items: list[Any] | None = None
+
+    def payload(self, index: int) -> dict[str, Any]:
+        items = self._items
+        if items is None:
+            items = self._items = orjson.loads(self.body)
+        payload: dict[str, Any] = items[index]["payload"]
+        return payload
+
+
 @dataclass(slots=True)
 class StoredMessage:
     seq: int
@@ -34,7 +56,14 @@ class StoredMessage:
     client_cert_subject: str | None
     client_cert_fingerprint: str | None
     signer_fingerprint: str
-    payload: dict[str, Any]
+    #: the request body the message came in and its index in the array
+    request: RequestBody
+    index: int
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The submitted ``{"CommonBlock": ..., "CustomBlock": ...}`` (parsed on demand)."""
+        return self.request.payload(self.index)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -62,22 +91,48 @@ class Publication:
     recipient: str
     published_at: datetime
     #: the submitted payload ({"CommonBlock":..., "CustomBlock":...}) without D0, or the
-    #: StandardResponseBodyType item of a status message (``d0`` None)
-    source: dict[str, Any]
-    d0: dict[str, Any] | None = None
+    #: StandardResponseBodyType item of a status message; None when ``origin`` holds it
+    src: dict[str, Any] | None = None
+    #: an interface publication (D0 added when pushed / replayed); False for status messages
+    has_d0: bool = False
     event_code: str | None = None
     mpan: str | None = None
     schema_version: str | None = None
     sender_unique_reference: str | None = None
     correlation_id: str | None = None
+    #: the accepted message this publishes (its payload is the source)
+    origin: StoredMessage | None = None
+
+    @property
+    def source(self) -> dict[str, Any]:
+        if self.src is not None:
+            return self.src
+        assert self.origin is not None
+        return self.origin.payload
+
+    @property
+    def d0(self) -> dict[str, Any] | None:
+        """The DIP's D0 block (built on demand), None for status messages."""
+        if not self.has_d0:
+            return None
+        return {
+            "transactionID": self.transaction_id,
+            "transactionTimestamp": self.published_at.strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+            "publicationID": "PUB-" + self.kind.split("-", 1)[1],
+            "initialCorrelationID": self.correlation_id,
+            "replayIndicator": False,
+            "serviceTicketURL": None,
+        }
 
     @property
     def body(self) -> dict[str, Any]:
         """What is pushed / replayed: ``{"payload": ...}`` with D0 filled (built on demand)."""
-        if self.d0 is None:
-            return self.source
-        common = self.source.get("CommonBlock") or {}
-        return {"payload": {**self.source, "CommonBlock": {**common, "D0": self.d0}}}
+        d0 = self.d0
+        source = self.source
+        if d0 is None:
+            return source
+        common = source.get("CommonBlock") or {}
+        return {"payload": {**source, "CommonBlock": {**common, "D0": d0}}}
 
 
 @dataclass(slots=True)
@@ -192,7 +247,6 @@ class SimState:
         self.messages: list[StoredMessage] = []
         self.by_sur: dict[str, StoredMessage] = {}
         self.publications: dict[tuple[str, str], list[Publication]] = defaultdict(list)
-        self.publication_index: dict[tuple[str, str, str], Publication] = {}
         self.deliveries: dict[tuple[str, str, str], Delivery] = {}
         self.webhooks: dict[tuple[str, str], Webhook] = {}
         self.requeues: dict[str, Requeue] = {}
@@ -226,16 +280,29 @@ class SimState:
     # ---------------------------------------------------------------------- messages
 
     def add_messages(self, messages: list[StoredMessage]) -> None:
+        if not messages:
+            return
+        self.messages.extend(messages)
+        by_sur = self.by_sur
+        senders: dict[str, int] = {}
+        interfaces: dict[str, int] = {}
+        recipients: dict[str, int] = {}
+        certs: dict[str, int] = {}
         for m in messages:
-            self.messages.append(m)
-            self.by_sur[m.sender_unique_reference] = m
-            self.by_sender[m.sender] += 1
-            self.by_interface[m.interface] += 1
+            by_sur[m.sender_unique_reference] = m
+            senders[m.sender] = senders.get(m.sender, 0) + 1
+            interfaces[m.interface] = interfaces.get(m.interface, 0) + 1
             for r in m.recipients:
-                self.by_recipient[r] += 1
+                recipients[r] = recipients.get(r, 0) + 1
             if m.client_cert_fingerprint:
-                self.by_client_cert[m.client_cert_fingerprint] += 1
-        if self._db is not None and messages:
+                fp = m.client_cert_fingerprint
+                certs[fp] = certs.get(fp, 0) + 1
+        self.by_sender.update(senders)
+        self.by_interface.update(interfaces)
+        self.by_recipient.update(recipients)
+        if certs:
+            self.by_client_cert.update(certs)
+        if self._db is not None:
             self._db.executemany(
                 "INSERT OR REPLACE INTO messages VALUES (?,?,?,?,?,?,?,?)",
                 [
@@ -282,7 +349,6 @@ class SimState:
 
     def add_publication(self, pub: Publication) -> None:
         self.publications[(pub.kind, pub.recipient)].append(pub)
-        self.publication_index[(pub.kind, pub.recipient, pub.transaction_id)] = pub
 
     def delivery(self, pub: Publication) -> Delivery:
         key = (pub.kind, pub.recipient, pub.transaction_id)

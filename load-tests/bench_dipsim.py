@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python load-tests/bench_dipsim.py [--batches 1,100,500] [--messages 30000]
 [--max-requests 1000] [--concurrency 4] [--schema off,on] [--bits 4096] [--pki DIR]
-[--keep-state]``
+[--keep-state] [--py-spy PREFIX]``
 
 What it does: makes a dev PKI (2 clients, RSA ``--bits``) unless ``--pki`` names an existing
 one, starts the simulator in a subprocess (``dipsim.process.start_in_subprocess``; once per
@@ -22,7 +22,9 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import ssl
+import subprocess
 import sys
 import tempfile
 import time
@@ -139,11 +141,34 @@ async def run_mode(
                 async with session.post(f"{sim.base_url}/_sim/reset") as r:
                     await r.read()
             warm = await send_all(session, url, requests[:WARMUP_REQUESTS], args.concurrency)
+            spy = None
+            if args.py_spy:
+                out = f"{args.py_spy}-{label}-{batch}.txt"
+                spy = subprocess.Popen(  # noqa: ASYNC220 - before the clock starts
+                    [
+                        str(Path(sys.executable).parent / "py-spy"),
+                        "record",
+                        "--pid",
+                        str(pid),
+                        "--format",
+                        "raw",
+                        "--rate",
+                        "500",
+                        "-o",
+                        out,
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                await asyncio.sleep(1.0)
             cpu0 = cpu_seconds(pid)
             t0 = time.perf_counter()
             statuses = await send_all(session, url, requests[WARMUP_REQUESTS:], args.concurrency)
             wall = time.perf_counter() - t0
             cpu = cpu_seconds(pid) - cpu0
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(30)
             messages = count * batch
             bad = {k: v for k, v in {**warm, **statuses}.items() if k != 201}
             row = {
@@ -190,6 +215,7 @@ def main() -> int:
     p.add_argument("--pki", type=Path, help="existing dev PKI folder (else a temporary one)")
     p.add_argument("--keep-state", action="store_true", help="no /_sim/reset between sizes")
     p.add_argument("--sim-arg", action="append", help="extra simulator CLI argument")
+    p.add_argument("--py-spy", help="record the simulator with py-spy to PREFIX-<schema>-<B>.txt")
     p.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = p.parse_args()
     args.batches = [int(b) for b in args.batches.split(",")]
