@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import os
 import socket
@@ -40,6 +39,7 @@ from dipsim.faults import FaultConfig, FaultInjector
 from dipsim.pusher import Pusher, _body_for
 from dipsim.state import (
     STATUS_KIND,
+    PendingBatch,
     Publication,
     RequestBody,
     Requeue,
@@ -60,13 +60,25 @@ def _id_prefix() -> str:
 
 
 _ID_PREFIX = _id_prefix()  # random per process: ids stay unique across restarts
-_ID_COUNTER = itertools.count(int.from_bytes(os.urandom(3), "big") << 24)
+_ID_MASK = (1 << 48) - 1
+_id_next = [int.from_bytes(os.urandom(3), "big") << 24]
+
+
+def take_transaction_ids(count: int) -> int:
+    """Reserve ``count`` consecutive ids; ``transaction_id(base + i)`` is the i-th."""
+    base = _id_next[0]
+    _id_next[0] = base + count
+    return base
+
+
+def transaction_id(number: int) -> str:
+    return f"{_ID_PREFIX}{number & _ID_MASK:012x}"
 
 
 def new_transaction_id() -> str:
     """A unique UUID-shaped (version 4 layout) id: a random per-process prefix and a 48-bit
     counter; ~20x cheaper than ``str(uuid.uuid4())``."""
-    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFF:012x}"
+    return transaction_id(take_transaction_ids(1))
 
 
 def dip_timestamp(when: datetime | None = None) -> str:
@@ -118,6 +130,7 @@ class SimCore:
         self.pusher = pusher
         self._tokens: dict[str, tuple[list[Any], int]] = {}
         self._schema = _schema_hook() if config.schema_validation else None
+        state.materialize = self._materialize
 
     # ------------------------------------------------------------------ plumbing
 
@@ -350,6 +363,18 @@ class SimCore:
         request = RequestBody(body)
         subject = peer.subject if peer else None
         peer_fp = peer.fingerprint_sha256 if peer else None
+        if (
+            envelope_ok
+            and schema is None
+            and not any_partial
+            and not state.persistent
+            and not any(kind == interface for kind, _ in state.webhooks)
+        ):
+            fast = self._accept_fast(
+                interface, sender, items, subject, peer_fp, signer_fp, request, now, ts
+            )
+            if fast is not None:
+                return fast
         seq = len(state.messages)
         entries: list[dict[str, Any]] = []
         append_entry = entries.append
@@ -436,6 +461,109 @@ class SimCore:
         status = 201 if failures == 0 else (400 if failures == len(items) else 207)
         return _json({"messageArray": entries, "timestamp": ts}, status)
 
+    def _accept_fast(
+        self,
+        interface: str,
+        sender: str,
+        items: list[Any],
+        subject: str | None,
+        peer_fp: str | None,
+        signer_fp: str,
+        request: RequestBody,
+        now: datetime,
+        ts: str,
+    ) -> web.Response | None:
+        """All messages envelope-valid and new, nothing to push or persist: record the batch
+        as a :class:`PendingBatch` and write the all-MSG0000 response directly. None when
+        some senderUniqueReference repeats (the general path reports the duplicates)."""
+        state = self.state
+        surs = [item["payload"]["CommonBlock"]["S1"]["senderUniqueReference"] for item in items]
+        count = len(surs)
+        if len(set(surs)) != count or not state.by_sur.keys().isdisjoint(surs):
+            return None
+        base = take_transaction_ids(count)
+        # The envelope schema limits references to [A-Za-z0-9-], DCP ids to 10 digits and
+        # transaction ids are hex: only the correlation id needs JSON encoding.
+        head = '{"transactionID":"' + _ID_PREFIX
+        mid_sur = '","senderUniqueReference":"'
+        mid_corr = '","correlationID":'
+        mid_dcp = (
+            f',"sentTimestamp":"{ts}","senderID":{orjson.dumps(self.config.dip_id).decode()}'
+            f',"recipientID":{orjson.dumps(sender).decode()},"DIPConnectionProviderID":'
+        )
+        tail = f',"message":"{MSG_SUCCESS}","help":null,"serviceTicketURL":null}}'
+        parts: list[str] = []
+        append = parts.append
+        recipients: dict[str, int] = {}
+        for index, item in enumerate(items):
+            common = item["payload"]["CommonBlock"]
+            s1 = common["S1"]
+            corr = s1["senderCorrelationID"]
+            dcp = s1["DIPConnectionProviderID"]
+            corr_json = "null" if corr is None else orjson.dumps(corr).decode()
+            dcp_json = "null" if dcp is None else '"' + dcp + '"'
+            append(
+                f"{head}{(base + index) & _ID_MASK:012x}{mid_sur}{surs[index]}{mid_corr}"
+                f"{corr_json}{mid_dcp}{dcp_json}{tail}"
+            )
+            a0 = common["A0"]
+            primary = a0["primaryRecipients"]
+            if len(primary) == 1 and not a0["secondaryRecipients"] and not a0["always"]:
+                r = primary[0]
+                if r:
+                    recipients[r] = recipients.get(r, 0) + 1
+            else:
+                for r in _recipients(a0):
+                    recipients[r] = recipients.get(r, 0) + 1
+        state.add_pending(
+            PendingBatch(
+                request,
+                count,
+                state.message_count,
+                base,
+                sender,
+                interface,
+                now,
+                subject,
+                peer_fp,
+                signer_fp,
+            ),
+            surs,
+            recipients,
+        )
+        body = '{"messageArray":[' + ",".join(parts) + '],"timestamp":"' + ts + '"}'
+        return web.Response(body=body.encode(), status=201, content_type="application/json")
+
+    def _materialize(self, batch: PendingBatch) -> list[StoredMessage]:
+        """The StoredMessages of a fast-path batch (see :meth:`_accept_fast`)."""
+        out: list[StoredMessage] = []
+        request = batch.request
+        for index in range(batch.count):
+            common = request.payload(index)["CommonBlock"]
+            s0 = common["S0"]
+            s1 = common["S1"]
+            out.append(
+                StoredMessage(
+                    batch.seq0 + index + 1,
+                    transaction_id(batch.txid_base + index),
+                    s1["senderUniqueReference"],
+                    batch.sender,
+                    batch.interface,
+                    s0.get("eventCode"),
+                    s0.get("schemaVersion"),
+                    common["M0"].get("MPANCore"),
+                    s1.get("senderCorrelationID"),
+                    _recipients(common["A0"]),
+                    batch.received_at,
+                    batch.client_cert_subject,
+                    batch.client_cert_fingerprint,
+                    batch.signer_fingerprint,
+                    request,
+                    index,
+                )
+            )
+        return out
+
     def _schema_check(self, payload: dict[str, Any]) -> tuple[str | None, str | None]:
         assert self._schema is not None
         registry_fn, failure_fn = self._schema
@@ -475,6 +603,7 @@ class SimCore:
                     m,
                 )
                 lane[0].append(pub)
+                self.state.publication_count += 1
                 if lane[1]:
                     to_push.append(pub)
         if to_push:
@@ -818,7 +947,7 @@ class SimCore:
             return authed
         rid, _ = authed
         interface = request.match_info["id"]
-        m = self.state.by_sur.get(request.match_info["mid"])
+        m = self.state.message_by_sur(request.match_info["mid"])
         if m is None or m.interface != interface or (rid != m.sender and rid not in m.recipients):
             return web.Response(status=204)
         return _json(self._journal(m))

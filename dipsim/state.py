@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -240,13 +241,40 @@ class StoredStatus:
     item: dict[str, Any]
 
 
+@dataclass(slots=True)
+class PendingBatch:
+    """Messages of one request accepted on the fast path, not yet turned into objects.
+
+    Everything a :class:`StoredMessage` / :class:`Publication` holds is in the request body or
+    here; :meth:`SimState.flush` builds them on first use (inspection, replay, requeue,
+    delivery status), so a load test that only counts pays nothing for them.
+    """
+
+    request: RequestBody
+    count: int
+    seq0: int  # seq of the first message minus one
+    txid_base: int  # transaction ids are transaction_id(txid_base + index)
+    sender: str
+    interface: str
+    received_at: datetime
+    client_cert_subject: str | None
+    client_cert_fingerprint: str | None
+    signer_fingerprint: str
+
+
 class SimState:
     """All simulator state. Counters are plain ``Counter``s, readable by tests directly."""
 
     def __init__(self, sqlite_path: Path | None = None) -> None:
-        self.messages: list[StoredMessage] = []
-        self.by_sur: dict[str, StoredMessage] = {}
-        self.publications: dict[tuple[str, str], list[Publication]] = defaultdict(list)
+        self._messages: list[StoredMessage] = []
+        #: senderUniqueReference -> the message, or the PendingBatch holding it
+        self.by_sur: dict[str, StoredMessage | PendingBatch] = {}
+        self._publications: dict[tuple[str, str], list[Publication]] = defaultdict(list)
+        self._pending: list[PendingBatch] = []
+        self.message_count = 0
+        self.publication_count = 0
+        #: builds a PendingBatch's messages and publications (set by the app)
+        self.materialize: Callable[[PendingBatch], list[StoredMessage]] | None = None
         self.deliveries: dict[tuple[str, str, str], Delivery] = {}
         self.webhooks: dict[tuple[str, str], Webhook] = {}
         self.requeues: dict[str, Requeue] = {}
@@ -279,10 +307,86 @@ class SimState:
 
     # ---------------------------------------------------------------------- messages
 
+    @property
+    def persistent(self) -> bool:
+        """Accepted messages are also written to SQLite."""
+        return self._db is not None
+
+    @property
+    def messages(self) -> list[StoredMessage]:
+        """Every accepted message, in order (builds pending ones first)."""
+        if self._pending:
+            self.flush()
+        return self._messages
+
+    @property
+    def publications(self) -> dict[tuple[str, str], list[Publication]]:
+        """(interface or STATUS_KIND, recipient) -> publications, in order."""
+        if self._pending:
+            self.flush()
+        return self._publications
+
+    def flush(self) -> None:
+        """Turn pending batches into StoredMessages and Publications."""
+        pending, self._pending = self._pending, []
+        assert self.materialize is not None or not pending
+        by_sur = self.by_sur
+        publications = self._publications
+        for batch in pending:
+            assert self.materialize is not None
+            for m in self.materialize(batch):
+                self._messages.append(m)
+                by_sur[m.sender_unique_reference] = m
+                for recipient in m.recipients:
+                    publications[(m.interface, recipient)].append(
+                        Publication(
+                            m.transaction_id,
+                            m.interface,
+                            recipient,
+                            m.received_at,
+                            None,
+                            True,
+                            m.event_code,
+                            m.mpan,
+                            m.schema_version,
+                            m.sender_unique_reference,
+                            m.correlation_id,
+                            m,
+                        )
+                    )
+
+    def message_by_sur(self, sur: str) -> StoredMessage | None:
+        found = self.by_sur.get(sur)
+        if isinstance(found, PendingBatch):
+            self.flush()
+            found = self.by_sur.get(sur)
+        assert not isinstance(found, PendingBatch)
+        return found
+
+    def add_pending(
+        self,
+        batch: PendingBatch,
+        surs: list[str],
+        recipients: dict[str, int],
+    ) -> None:
+        """Record a fast-path batch: ``surs`` its references (all new), ``recipients`` the
+        number of its messages per recipient."""
+        self._pending.append(batch)
+        self.by_sur.update(dict.fromkeys(surs, batch))
+        n = batch.count
+        self.message_count += n
+        self.by_sender[batch.sender] += n
+        self.by_interface[batch.interface] += n
+        self.by_recipient.update(recipients)
+        self.publication_count += sum(recipients.values())
+        if batch.client_cert_fingerprint:
+            self.by_client_cert[batch.client_cert_fingerprint] += n
+
     def add_messages(self, messages: list[StoredMessage]) -> None:
         if not messages:
             return
         self.messages.extend(messages)
+        self.message_count += len(messages)
         by_sur = self.by_sur
         senders: dict[str, int] = {}
         interfaces: dict[str, int] = {}
@@ -342,13 +446,14 @@ class SimState:
         recipient: str | None = None,
     ) -> int:
         if sender is None and interface is None and recipient is None:
-            return len(self.messages)
+            return self.message_count
         return len(self.find_messages(sender, interface, recipient))
 
     # ---------------------------------------------------------------------- publications
 
     def add_publication(self, pub: Publication) -> None:
         self.publications[(pub.kind, pub.recipient)].append(pub)
+        self.publication_count += 1
 
     def delivery(self, pub: Publication) -> Delivery:
         key = (pub.kind, pub.recipient, pub.transaction_id)
@@ -390,7 +495,7 @@ class SimState:
 
     def stats(self) -> dict[str, Any]:
         return {
-            "messages": len(self.messages),
+            "messages": self.message_count,
             "statusMessages": len(self.status_messages),
             "bySender": dict(self.by_sender),
             "byInterface": dict(self.by_interface),
@@ -402,7 +507,7 @@ class SimState:
             "authFailures": dict(self.auth_failures),
             "statusCodes": {str(k): v for k, v in self.status_codes.items()},
             "requests": dict(self.requests),
-            "publications": sum(len(v) for v in self.publications.values()),
+            "publications": self.publication_count,
             "deliveries": {
                 status: sum(1 for d in self.deliveries.values() if d.status == status)
                 for status in {d.status for d in self.deliveries.values()}
@@ -416,9 +521,11 @@ class SimState:
         """Forget messages, publications, deliveries and counters (webhooks stay)."""
         db = self._db
         webhooks = self.webhooks
+        materialize = self.materialize
         self.__init__()  # type: ignore[misc]
         self._db = db
         self.webhooks = webhooks
+        self.materialize = materialize
 
     def close(self) -> None:
         if self._db is not None:
