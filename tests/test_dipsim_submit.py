@@ -225,3 +225,55 @@ async def test_207_mixed_results_and_duplicates(simulator: Simulator, pki: DevPk
 async def test_unknown_channel_is_404(simulator: Simulator, pki: DevPki) -> None:
     r = await submit(simulator, pki, msgs(pki), interface="XX-1")
     assert r.status_code == 404
+
+
+async def test_clean_batch_fast_path_same_records_and_response(
+    simulator: Simulator, pki: DevPki
+) -> None:
+    """A clean batch is stored lazily: the response, the stored messages (built on first use),
+    publications, duplicates and delivery status are as for a message-by-message accept."""
+    first = msgs(pki, 2)
+    items = msgs(pki, 3)
+    items[1]["payload"]["CommonBlock"]["S1"]["senderCorrelationID"] = 'corr "1"\\'
+    items[2]["payload"]["CommonBlock"]["S1"]["DIPConnectionProviderID"] = "9000000001"
+    items[2]["payload"]["CommonBlock"]["A0"]["secondaryRecipients"] = ["2300000901", None]
+    r1 = await submit(simulator, pki, first)
+    r = await submit(simulator, pki, items)
+    assert r1.status_code == 201 and r.status_code == 201, r.text
+    body = r.json()
+    entries = body["messageArray"]
+    assert len(body["timestamp"]) == 25
+    sender = pki.dip_id(0)
+    for entry, item in zip(entries, items, strict=True):
+        s1 = item["payload"]["CommonBlock"]["S1"]
+        assert entry == {
+            "transactionID": entry["transactionID"],
+            "senderUniqueReference": s1["senderUniqueReference"],
+            "correlationID": s1["senderCorrelationID"],
+            "sentTimestamp": body["timestamp"],
+            "senderID": simulator.config.dip_id,
+            "recipientID": sender,
+            "DIPConnectionProviderID": s1["DIPConnectionProviderID"],
+            "message": "MSG0000 - Success",
+            "help": None,
+            "serviceTicketURL": None,
+        }
+    txids = [e["transactionID"] for e in r1.json()["messageArray"] + entries]
+    assert len(set(txids)) == 5 and all(len(t) == 36 and t[14] == "4" for t in txids)
+    stats = simulator.state.stats()
+    assert stats["messages"] == 5 and stats["publications"] == 6
+    assert stats["byRecipient"] == {"2300000900": 5, "2300000901": 1}
+    stored = simulator.state.messages
+    assert [m.seq for m in stored] == [1, 2, 3, 4, 5]
+    assert [m.transaction_id for m in stored] == txids
+    assert [m.payload for m in stored[2:]] == [i["payload"] for i in items]
+    assert stored[4].recipients == ("2300000900", "2300000901")
+    assert stored[4].event_code == "[ConnectionTypeChange]" and stored[4].signer_fingerprint
+    pubs = simulator.state.publications[("IF-043", "2300000901")]
+    assert [p.transaction_id for p in pubs] == [txids[4]]
+    assert pubs[0].body["payload"]["CommonBlock"]["D0"]["transactionID"] == txids[4]
+    # A later duplicate of a fast-path message is still a duplicate.
+    r2 = await submit(simulator, pki, [items[0], *msgs(pki, 1)])
+    assert r2.status_code == 207
+    assert [e["message"][:7] for e in r2.json()["messageArray"]] == ["MSG1002", "MSG0000"]
+    assert simulator.state.count() == 6
