@@ -70,6 +70,19 @@ class ConfigError(Exception):
     """Start-up must stop: the message names each bad field and how to fix it."""
 
 
+class FieldProblems(ValueError):
+    """What a model validator found wrong, field by field: ``(path, message)`` pairs, the path
+    relative to the model that raised it (``""`` for the model itself).
+
+    :func:`format_validation_error` lists each under its full path (``kafka.sasl_password_file``),
+    like the errors of single fields, rather than under the model that noticed them.
+    """
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(f"{p}: {m}" if p else m for p, m in self.problems))
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -254,13 +267,54 @@ class KafkaSettings(_Model):
 
     @model_validator(mode="after")
     def _sasl(self) -> KafkaSettings:
-        if self.security_protocol.startswith("SASL") and (
-            self.sasl_mechanism is None or self.sasl_username is None
-        ):
-            raise ValueError(
-                "security_protocol SASL_* needs sasl_mechanism, sasl_username and "
-                "sasl_password_file"
+        problems: list[tuple[str, str]] = []
+        sasl_fields = {
+            "sasl_mechanism": self.sasl_mechanism,
+            "sasl_username": self.sasl_username,
+            "sasl_password_file": self.sasl_password_file,
+        }
+        if self.security_protocol.startswith("SASL"):
+            problems += [
+                (name, f"security_protocol {self.security_protocol} needs it: set {name}")
+                for name, value in sasl_fields.items()
+                if value is None
+            ]
+        elif self.sasl_mechanism is not None:
+            problems.append(
+                (
+                    "sasl_mechanism",
+                    f"set, but security_protocol {self.security_protocol} does not use SASL: "
+                    "use SASL_SSL (or SASL_PLAINTEXT), or remove the sasl_* settings",
+                )
             )
+        if problems:
+            raise FieldProblems(problems)
+        return self
+
+    @model_validator(mode="after")
+    def _ssl(self) -> KafkaSettings:
+        problems: list[tuple[str, str]] = []
+        if (self.ssl_cert_file is None) != (self.ssl_key_file is None):
+            missing = "ssl_key_file" if self.ssl_key_file is None else "ssl_cert_file"
+            problems.append(
+                (
+                    missing,
+                    "ssl_cert_file and ssl_key_file go together (the client certificate and "
+                    f"its key): set {missing} too, or remove the other",
+                )
+            )
+        if self.security_protocol not in ("SSL", "SASL_SSL"):
+            problems += [
+                (
+                    name,
+                    f"set, but security_protocol {self.security_protocol} does not use TLS: "
+                    f"use SSL (or SASL_SSL), or remove {name}",
+                )
+                for name in ("ssl_ca_file", "ssl_cert_file", "ssl_key_file")
+                if getattr(self, name) is not None
+            ]
+        if problems:
+            raise FieldProblems(problems)
         return self
 
 
@@ -308,6 +362,15 @@ class IngressSettings(_Model):
     )
     max_message_count: int | None = Field(
         default=None, ge=1, description="maxMessageCount registered with each webhook"
+    )
+    max_concurrent_pushes: int = Field(
+        default=256,
+        ge=1,
+        description="pushes handled at once; more are answered 503 with Retry-After (the DIP "
+        "retries), so a burst cannot pile up unbounded bodies and Kafka waits",
+    )
+    busy_retry_after_seconds: int = Field(
+        default=1, ge=0, description="Retry-After of the 503 answered over max_concurrent_pushes"
     )
 
     @field_validator("tls_cert", "tls_key", "tls_client_ca")
@@ -477,12 +540,103 @@ class GatewayConfig(_Model):
                         f"{client.name!r}: a DIP ID belongs to exactly one client"
                     )
                 seen[dip.dip_id] = client.name
+        problems: list[tuple[str, str]] = []
         if self.ingress.enabled and self.trust.ca_bundle is None and not self.trust.pinned_sha256:
-            raise ValueError(
-                "trust: ingress needs the DIP trust anchor: set trust.ca_bundle or "
-                "trust.pinned_sha256 (or disable ingress)"
+            problems.append(
+                (
+                    "trust",
+                    "ingress needs the DIP trust anchor: set trust.ca_bundle or "
+                    "trust.pinned_sha256 (or disable ingress)",
+                )
             )
+        if not self.egress.enabled and not self.ingress.enabled:
+            problems.append(
+                (
+                    "egress.enabled",
+                    "egress and ingress are both disabled, so the gateway would do nothing: "
+                    "enable at least one of egress.enabled and ingress.enabled",
+                )
+            )
+        if self.environment is Environment.PRD and not self.dip.base_url.startswith("https://"):
+            problems.append(
+                (
+                    "dip.base_url",
+                    f"environment PRD needs an https:// DIP URL, not {self.dip.base_url!r}: "
+                    "use the DIP's https address",
+                )
+            )
+        problems += self._webhook_path_problems()
+        problems += self._topic_problems()
+        if problems:
+            raise FieldProblems(problems)
         return self
+
+    def _webhook_path_problems(self) -> list[tuple[str, str]]:
+        if not self.ingress.enabled:
+            return []
+        publication = _webhook_prefix(self.ingress.publication_path)
+        status = _webhook_prefix(self.ingress.status_path)
+        if publication.startswith(status) or status.startswith(publication):
+            return [
+                (
+                    "ingress.status_path",
+                    f"{self.ingress.status_path!r} overlaps ingress.publication_path "
+                    f"{self.ingress.publication_path!r} (one is a prefix of the other), so a "
+                    "webhook call could match both: use separate paths, e.g. /dip/publications "
+                    "and /dip/status",
+                )
+            ]
+        return []
+
+    def _topic_problems(self) -> list[tuple[str, str]]:
+        """Each client's topics are its own, and none is a topic the gateway shares."""
+        kafka = self.kafka
+        problems: list[tuple[str, str]] = []
+        shared: dict[str, str] = {}
+        for i, topic in enumerate(kafka.outbound_topics):
+            shared.setdefault(topic, f"kafka.outbound_topics[{i}]")
+        if kafka.status_outbound_topic is not None:
+            # Egress may read statuses from an outbound topic too: it subscribes once.
+            shared.setdefault(kafka.status_outbound_topic, "kafka.status_outbound_topic")
+        for name in ("quarantine_topic", "dead_letter_topic"):
+            topic = getattr(kafka, name)
+            if topic in shared and shared[topic] != f"kafka.{name}":
+                problems.append(
+                    (
+                        f"kafka.{name}",
+                        f"topic {topic!r} is also {shared[topic]}: the gateway would read back "
+                        f"what it writes there; give kafka.{name} its own topic",
+                    )
+                )
+            shared.setdefault(topic, f"kafka.{name}")
+        owners: dict[str, str] = {}
+        for i, client in enumerate(self.clients):
+            topics = client.topics
+            for name in ("inbound", "results", "dead_letter", "status"):
+                topic = getattr(topics, name)
+                if topic is None:
+                    continue
+                path = f"clients[{i}].topics.{name}"
+                if topic in shared:
+                    problems.append(
+                        (
+                            path,
+                            f"topic {topic!r} is the shared {shared[topic]}: give client "
+                            f"{client.name!r} a topic of its own",
+                        )
+                    )
+                    continue
+                owner = owners.setdefault(topic, client.name)
+                if owner != client.name:
+                    problems.append(
+                        (
+                            path,
+                            f"topic {topic!r} is also a topic of client {owner!r}: each "
+                            f"client needs its own topics (one client must never read another's "
+                            "messages)",
+                        )
+                    )
+        return problems
 
     def client_for(self, dip_id: str) -> ClientConfig | None:
         for client in self.clients:
@@ -499,6 +653,14 @@ def _dip_id(v: Any) -> str:
             f'DIP ID {v!r} must be exactly 10 digits, quoted in YAML (e.g. "1494431682")'
         )
     return v
+
+
+def _webhook_prefix(path: str) -> str:
+    """A webhook path as routing compares it: ``/dip/status`` -> ``/dip/status/``."""
+    path = path.strip()
+    if not path.startswith("/"):
+        path = "/" + path
+    return path.rstrip("/") + "/"
 
 
 def _topic(v: str) -> str:
@@ -541,17 +703,30 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
             len(other) > len(loc) and other[: len(loc)] == loc for other in item_locs
         )
 
-    errors = [e for e in errors if not follow_on(e)]
-    lines = [f"{source}: {len(errors)} problem(s) in the configuration:"]
+    problems: list[tuple[str, str]] = []
     for err in errors:
+        if follow_on(err):
+            continue
         loc = _location(err.get("loc", ()))
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, FieldProblems):
+            problems += [(_join(loc, path), msg) for path, msg in cause.problems]
+            continue
         msg = str(err.get("msg", "")).removeprefix("Value error, ")
         if err.get("type") == "missing":
             msg = "required field is missing: add it"
         elif err.get("type") == "extra_forbidden":
             msg = "unknown field: remove it or check its spelling"
-        lines.append(f"  - {loc or '(top level)'}: {msg}")
+        problems.append((loc, msg))
+    lines = [f"{source}: {len(problems)} problem(s) in the configuration:"]
+    lines += [f"  - {loc or '(top level)'}: {msg}" for loc, msg in problems]
     return "\n".join(lines)
+
+
+def _join(base: str, path: str) -> str:
+    if not base or not path:
+        return base or path
+    return base + path if path.startswith("[") else f"{base}.{path}"
 
 
 def _location(loc: tuple[int | str, ...] | list[int | str]) -> str:

@@ -179,3 +179,170 @@ def test_config_not_yaml(tmp_path: Path) -> None:
     path.write_text("clients: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(path, environ={})
+
+
+# -- cross-checks between fields -----------------------------------------------------------
+
+
+def test_client_topic_used_by_two_clients(dev_pki_dir: Path) -> None:
+    data = _base(dev_pki_dir)
+    data["clients"][1]["topics"]["inbound"] = data["clients"][0]["topics"]["inbound"]
+    message = _error(data, dev_pki_dir)
+    assert (
+        "clients[1].topics.inbound: topic 'client-1.dip.inbound' is also a topic of client "
+        "'client-1'" in message
+    )
+    assert "each client needs its own topics" in message
+
+
+@pytest.mark.parametrize(
+    ("field", "shared", "shared_path"),
+    [
+        ("results", "dip.outbound", "kafka.outbound_topics[0]"),
+        ("status", "dip.status.outbound", "kafka.status_outbound_topic"),
+        ("inbound", "dip.inbound.quarantine", "kafka.quarantine_topic"),
+        ("dead_letter", "dip.outbound.dead-letter", "kafka.dead_letter_topic"),
+    ],
+)
+def test_client_topic_is_a_shared_topic(
+    dev_pki_dir: Path, field: str, shared: str, shared_path: str
+) -> None:
+    data = _base(dev_pki_dir)
+    data["clients"][0]["topics"][field] = shared
+    message = _error(data, dev_pki_dir)
+    assert f"clients[0].topics.{field}: topic {shared!r} is the shared {shared_path}" in message
+    assert "give client 'client-1' a topic of its own" in message
+
+
+def test_dead_letter_topic_is_an_outbound_topic(dev_pki_dir: Path) -> None:
+    data = _base(dev_pki_dir)
+    data["kafka"]["outbound_topics"] = ["dip.outbound", "dip.outbound.more"]
+    data["kafka"]["dead_letter_topic"] = "dip.outbound.more"
+    message = _error(data, dev_pki_dir)
+    expected = "kafka.dead_letter_topic: topic 'dip.outbound.more' is also kafka.outbound_topics[1]"
+    assert expected in message
+
+
+def test_status_topic_may_be_an_outbound_topic(dev_pki_dir: Path) -> None:
+    # Egress subscribes to the union of both, so sharing one topic is a supported layout.
+    data = _base(dev_pki_dir)
+    data["kafka"]["status_outbound_topic"] = "dip.outbound"
+    assert parse_config(data, base_dir=dev_pki_dir).kafka.status_outbound_topic == "dip.outbound"
+
+
+@pytest.mark.parametrize(
+    ("publication_path", "status_path"),
+    [
+        ("/dip", "/dip/status"),
+        ("/dip/status/publications", "/dip/status"),
+        ("/dip/status", "dip/status/"),
+        ("/", "/dip/status"),
+    ],
+)
+def test_webhook_paths_overlap(dev_pki_dir: Path, publication_path: str, status_path: str) -> None:
+    data = _base(dev_pki_dir)
+    data["ingress"]["publication_path"] = publication_path
+    data["ingress"]["status_path"] = status_path
+    message = _error(data, dev_pki_dir)
+    assert f"ingress.status_path: {status_path!r} overlaps ingress.publication_path" in message
+    assert "use separate paths" in message
+
+
+def test_webhook_paths_sharing_only_a_string_prefix_are_fine(dev_pki_dir: Path) -> None:
+    data = _base(dev_pki_dir)
+    data["ingress"]["publication_path"] = "/dip/status-publications"
+    data["ingress"]["status_path"] = "/dip/status"
+    config = parse_config(data, base_dir=dev_pki_dir)
+    assert config.ingress.publication_path == "/dip/status-publications"
+
+
+def test_sasl_needs_a_password_file(dev_pki_dir: Path) -> None:
+    data = _base(dev_pki_dir)
+    data["kafka"].update(
+        security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512", sasl_username="gw"
+    )
+    message = _error(data, dev_pki_dir)
+    assert "1 problem(s)" in message
+    assert "kafka.sasl_password_file: security_protocol SASL_SSL needs it" in message
+    (dev_pki_dir / "kafka-sasl-password").write_text("secret\n")
+    data["kafka"]["sasl_password_file"] = "kafka-sasl-password"
+    config = parse_config(data, base_dir=dev_pki_dir)
+    assert config.kafka.sasl_password_file == dev_pki_dir / "kafka-sasl-password"
+
+
+def test_sasl_protocol_lists_each_missing_setting(dev_pki_dir: Path) -> None:
+    data = _base(dev_pki_dir)
+    data["kafka"]["security_protocol"] = "SASL_PLAINTEXT"
+    message = _error(data, dev_pki_dir)
+    assert "3 problem(s)" in message
+    for name in ("sasl_mechanism", "sasl_username", "sasl_password_file"):
+        assert f"kafka.{name}: security_protocol SASL_PLAINTEXT needs it: set {name}" in message
+
+
+def test_sasl_mechanism_without_a_sasl_protocol(dev_pki_dir: Path) -> None:
+    data = _base(dev_pki_dir)
+    data["kafka"]["sasl_mechanism"] = "PLAIN"
+    message = _error(data, dev_pki_dir)
+    assert "kafka.sasl_mechanism: set, but security_protocol PLAINTEXT does not use SASL" in (
+        message
+    )
+
+
+def test_kafka_ssl_cert_without_key(dev_pki_dir: Path) -> None:
+    data = _base(dev_pki_dir)
+    data["kafka"].update(security_protocol="SSL", ssl_cert_file="webhook/server.pem")
+    message = _error(data, dev_pki_dir)
+    assert "kafka.ssl_key_file: ssl_cert_file and ssl_key_file go together" in message
+    data["kafka"]["ssl_key_file"] = "webhook/server.key"
+    assert parse_config(data, base_dir=dev_pki_dir).kafka.ssl_key_file is not None
+
+
+def test_kafka_ssl_key_without_cert(dev_pki_dir: Path) -> None:
+    data = _base(dev_pki_dir)
+    data["kafka"].update(security_protocol="SSL", ssl_key_file="webhook/server.key")
+    assert "kafka.ssl_cert_file: ssl_cert_file and ssl_key_file go together" in _error(
+        data, dev_pki_dir
+    )
+
+
+def test_kafka_ssl_files_without_tls(dev_pki_dir: Path) -> None:
+    data = _base(dev_pki_dir)
+    data["kafka"]["ssl_ca_file"] = "ca/dip-ca.pem"
+    message = _error(data, dev_pki_dir)
+    assert "kafka.ssl_ca_file: set, but security_protocol PLAINTEXT does not use TLS" in message
+
+
+def test_production_needs_https_to_the_dip(dev_pki_dir: Path) -> None:
+    data = _base(dev_pki_dir)
+    data["environment"] = "PRD"
+    data["dip"]["base_url"] = "http://dip.example"
+    message = _error(data, dev_pki_dir)
+    assert "dip.base_url: environment PRD needs an https:// DIP URL" in message
+    data["dip"]["base_url"] = "https://dip.example"
+    assert parse_config(data, base_dir=dev_pki_dir).dip.base_url == "https://dip.example"
+
+
+def test_plain_http_to_the_dip_is_fine_outside_production(dev_pki_dir: Path) -> None:
+    data = _base(dev_pki_dir)
+    data["dip"]["base_url"] = "http://127.0.0.1:8444"
+    assert parse_config(data, base_dir=dev_pki_dir).dip.base_url == "http://127.0.0.1:8444"
+
+
+def test_egress_and_ingress_both_disabled(dev_pki_dir: Path) -> None:
+    data = _base(dev_pki_dir)
+    data["egress"] = {"enabled": False}
+    data["ingress"]["enabled"] = False
+    message = _error(data, dev_pki_dir)
+    assert "egress.enabled: egress and ingress are both disabled" in message
+    assert "enable at least one of egress.enabled and ingress.enabled" in message
+
+
+def test_cross_check_problems_are_all_listed(dev_pki_dir: Path) -> None:
+    data = _base(dev_pki_dir)
+    data["environment"] = "PRD"
+    data["dip"]["base_url"] = "http://dip.example"
+    data["clients"][1]["topics"]["results"] = data["clients"][0]["topics"]["results"]
+    message = _error(data, dev_pki_dir)
+    assert "2 problem(s)" in message
+    assert "  - dip.base_url: " in message
+    assert "  - clients[1].topics.results: " in message
