@@ -210,7 +210,7 @@ async def test_replay_across_pages_lands_every_message_once(
     assert {dict(r.headers)["dip-source"] for r in records} == {b"replay"}
 
 
-async def test_requeue_is_acknowledged_but_not_routed_twice(
+async def test_requeue_the_operator_asked_for_lands_again_as_replays(
     kafka: KafkaUnderTest,
     dev_pki: Path,  # noqa: F811
     simulator: Simulator,  # noqa: F811
@@ -233,11 +233,18 @@ async def test_requeue_is_acknowledged_but_not_routed_twice(
         status = printed_json(capsys.readouterr().out)
         sentinel = simulator.publish("IF-043", recipient, payloads("IF-043", recipient, 1))
         await simulator.wait_pushes()
-        records = await consume(config.kafka, client.topics.inbound, 5)
+        records = await consume(config.kafka, client.topics.inbound, 9)
     assert status[0]["requeueId"] == requeue_id
     assert status[0]["status"] == "Completed"
-    assert [dict(r.headers)["dip-transaction-id"].decode() for r in records] == [
-        p.transaction_id for p in (*first, *sentinel)
+    # Replays are routed again (gateway.ingress.deliver): the operator asked for them.
+    ids = [p.transaction_id for p in first]
+    assert [
+        (dict(r.headers)["dip-transaction-id"].decode(), dict(r.headers)["dip-replay-indicator"])
+        for r in records
+    ] == [
+        *((t, b"false") for t in ids),
+        *((t, b"true") for t in ids),
+        (sentinel[0].transaction_id, b"false"),
     ]
 
 

@@ -8,9 +8,11 @@ after the refused pushes and finding it first and alone on the topic.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
+import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,19 +21,25 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import structlog
 import yaml
 from aiokafka import ConsumerRecord
 
 from gateway.config import GatewayConfig, KafkaSettings, parse_config
+from gateway.ingress.dedup import DedupWindow
+from gateway.ingress.deliver import Deliverer
+from gateway.ingress.pipeline import Delivery, Outcome
 from gateway.ingress.routes import publication_callback_url, status_callback_url
 from gateway.ingress.samples import body_of, publication, sign_push, status_message
-from gateway.ingress.service import IngressService
+from gateway.ingress.service import IngressServerFailed, IngressService
 from gateway.kafka.clients import create_consumer
 from gateway.kafka.embedded import EmbeddedBroker, EmbeddedBrokerUnavailable, free_port
 from gateway.kafka.topics import ensure_topics, gateway_topics
 from gateway.ops.health import Health
+from gateway.ops.server import start_ops_server
 from gateway.signing.credentials import SigningCredential, load_credential
 from gateway.signing.pki import DevPkiOptions, Purpose, create_ca, create_dev_pki, issue
+from gateway.signing.scheme import content_hash
 from tests.kafka_fixtures import KafkaUnderTest
 
 PUBLIC = "https://dcp-gateway.example.test"
@@ -319,3 +327,213 @@ async def test_kafka_outage_gives_503_and_the_retry_lands_after_recovery(
         assert orjson.loads(record.value)["CommonBlock"]["A0"]["primaryRecipients"] == [recipient]
     finally:
         broker.stop()
+
+
+# -- liveness, failures, guards ---------------------------------------------------------------
+
+
+async def test_idle_ingress_stays_live_past_the_stall_window_and_stalls_once_stopped(
+    kafka: KafkaUnderTest, dev_pki: Path
+) -> None:
+    config = gateway_config(dev_pki, kafka.settings())
+    await ensure_topics(config.kafka, gateway_topics(config), partitions=1)
+    health = Health(stall_seconds=0.6)
+    ops_port = free_port()
+    runner = await start_ops_server(health, "127.0.0.1", ops_port)
+    service = IngressService(config, health)
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ops_port}") as ops:
+            await service.connected.wait()
+            await asyncio.sleep(2.0)  # over three stall windows with no push at all
+            assert health.liveness() == (True, {"ingress": "ok"})
+            livez = await ops.get("/livez")
+            assert livez.status_code == 200, livez.text
+            assert livez.json() == {"ok": True, "components": {"ingress": "ok"}}
+            stop.set()
+            await task
+            await asyncio.sleep(1.0)  # the heartbeat stopped with the service
+            ok, report = health.liveness()
+            assert not ok
+            assert report["ingress"].startswith("stalled")
+            assert (await ops.get("/livez")).status_code == 503
+    finally:
+        stop.set()
+        await task
+        await runner.cleanup()
+
+
+def test_health_judges_only_components_that_beat() -> None:
+    health = Health(stall_seconds=0.05)
+    health.set("reports-only", True, "ok")
+    health.beat("beats")
+    assert health.beat_interval == pytest.approx(0.0125)
+    time.sleep(0.1)
+    ok, report = health.liveness()
+    assert not ok
+    assert report["reports-only"] == "ok"
+    assert report["beats"].startswith("stalled")
+    health.beat("beats")
+    assert health.liveness() == (True, {"reports-only": "ok", "beats": "ok"})
+
+
+async def test_port_in_use_makes_run_raise(kafka: KafkaUnderTest, dev_pki: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = gateway_config(dev_pki, kafka.settings(), listen_port=port)
+        service = IngressService(config, Health())
+        with pytest.raises(OSError):
+            await asyncio.wait_for(service.run(asyncio.Event()), 10)
+    assert not service.started.is_set()
+
+
+async def test_server_that_cannot_start_makes_run_raise(
+    kafka: KafkaUnderTest, dev_pki: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.pem"
+    broken.write_text("-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n")
+    config = gateway_config(
+        dev_pki, kafka.settings(), tls_cert=str(broken), tls_key=str(dev_pki / "webhook/server.key")
+    )
+    health = Health()
+    service = IngressService(config, health)
+    with pytest.raises(IngressServerFailed, match="failed to start"):
+        await asyncio.wait_for(service.run(asyncio.Event()), 10)
+    assert health.readiness() == (False, {"ingress": "not ready: stopped"})
+
+
+async def test_server_that_stops_on_its_own_makes_run_raise(
+    kafka: KafkaUnderTest, dev_pki: Path
+) -> None:
+    config = gateway_config(dev_pki, kafka.settings())
+    service = IngressService(config, Health())
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    await service.started.wait()
+    assert service.server is not None
+    service.server.should_exit = True  # uvicorn's main loop ends without the gateway asking
+    with pytest.raises(IngressServerFailed, match="stopped unexpectedly"):
+        await asyncio.wait_for(task, 10)
+    assert not stop.is_set()
+
+
+class _ExplodingDeliverer(Deliverer):
+    """A delivery bug: the handler must still answer, with a 500."""
+
+    async def deliver(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+        raise RuntimeError("bug in delivery with secret detail")
+
+
+async def test_unexpected_error_is_a_logged_500_not_a_hung_request(
+    kafka: KafkaUnderTest, dev_pki: Path, dip_signer: SigningCredential
+) -> None:
+    config = gateway_config(dev_pki, kafka.settings())
+    recipient = config.clients[0].dip_ids[0].dip_id
+    url = publication_callback_url(config.ingress, "IF-043", recipient)
+    body = body_of([publication(recipient, tx())])
+    async with running(config) as (service, http):
+        service.handler.deliverer = _ExplodingDeliverer(None, DedupWindow(10), 1.0)
+        with structlog.testing.capture_logs() as logs:
+            answer = await asyncio.wait_for(push(http, url, body, dip_signer), 10)
+        assert answer.status_code == 500
+        entry = answer.json()["messageArray"][0]
+        assert entry["message"] == "500 internal_error"
+        assert entry["help"] == "RuntimeError; see the log"
+        assert "secret detail" not in answer.text
+        assert [e["event"] for e in logs if e["log_level"] == "error"] == ["ingress_internal_error"]
+        assert service.app.active == 0
+        again = await push(http, url, body, dip_signer)  # the server still answers
+        assert again.status_code == 500
+
+
+async def test_pushes_over_the_concurrency_cap_get_503_with_retry_after(
+    kafka: KafkaUnderTest, dev_pki: Path, dip_signer: SigningCredential
+) -> None:
+    config = gateway_config(
+        dev_pki, kafka.settings(), max_concurrent_pushes=1, busy_retry_after_seconds=7
+    )
+    client = config.clients[0]
+    recipient = client.dip_ids[0].dip_id
+    url = publication_callback_url(config.ingress, "IF-043", recipient)
+    slow_tx = tx()
+    body = body_of([publication(recipient, slow_tx)])
+    headers = sign_push(dip_signer, url, body)
+    release = asyncio.Event()
+
+    async def trickle() -> AsyncIterator[bytes]:
+        yield body[:10]
+        await release.wait()
+        yield body[10:]
+
+    async with running(config) as (service, http):
+        slow = asyncio.create_task(
+            http.post(url.removeprefix(PUBLIC), content=trickle(), headers=headers)
+        )
+        async with asyncio.timeout(10):
+            while service.app.active == 0:  # noqa: ASYNC110 (a counter, no event to wait on)
+                await asyncio.sleep(0.01)
+        other = body_of([publication(recipient, tx())])
+        busy = await push(http, url, other, dip_signer)
+        assert busy.status_code == 503
+        assert busy.headers["retry-after"] == "7"
+        assert busy.json()["messageArray"][0]["message"] == "503 busy"
+        release.set()
+        assert (await slow).status_code == 201
+        assert service.app.active == 0
+        [record] = await consume(config.kafka, client.topics.inbound, 1)
+    assert dict(record.headers)["dip-transaction-id"] == slow_tx.encode()
+
+
+async def test_rejections_do_not_echo_the_body_or_the_string_to_sign(
+    kafka: KafkaUnderTest, dev_pki: Path, dip_signer: SigningCredential
+) -> None:
+    config = gateway_config(dev_pki, kafka.settings())
+    recipient = config.clients[0].dip_ids[0].dip_id
+    url = publication_callback_url(config.ingress, "IF-043", recipient)
+    body = body_of([publication(recipient, tx())])
+
+    def other_date(h: dict[str, str]) -> None:  # signature over another date: bad_signature
+        h["X-DIP-Signature-Date"] = h["X-DIP-Signature-Date"][:-4] + "999Z"
+
+    async with running(config) as (_, http):
+        with structlog.testing.capture_logs() as logs:
+            answer = await push(http, url, body, dip_signer, tamper=other_date)
+    assert answer.status_code == 401
+    entry = answer.json()["messageArray"][0]
+    assert entry["message"] == "401 bad_signature"
+    assert "X-DIP-Signature does not verify" in entry["help"]
+    assert url.lower() not in answer.text
+    assert content_hash(body) not in answer.text
+    assert body.decode() not in answer.text and recipient not in answer.text
+    [logged] = [e for e in logs if e["event"] == "ingress_rejected"]
+    assert f"POST;{url.lower()};" in logged["detail"]  # the operator still sees it in the log
+
+
+async def test_operator_replay_lands_again_but_an_ordinary_repush_does_not(
+    kafka: KafkaUnderTest, dev_pki: Path, dip_signer: SigningCredential
+) -> None:
+    config = gateway_config(dev_pki, kafka.settings())
+    client = config.clients[0]
+    recipient = client.dip_ids[0].dip_id
+    url = publication_callback_url(config.ingress, "IF-043", recipient)
+    once = tx()
+    original = body_of([publication(recipient, once)])
+    replayed = body_of([publication(recipient, once, replay=True)])
+    async with running(config) as (_, http):
+        assert (await push(http, url, original, dip_signer)).status_code == 201
+        repush = await push(http, url, original, dip_signer)
+        assert "duplicate" in repush.json()["messageArray"][0]["message"]
+        replay = await push(http, url, replayed, dip_signer)
+        assert replay.json()["messageArray"][0]["message"] == "MSG0000 - Success"
+        retry = await push(http, url, original, dip_signer)  # a DIP retry: still de-duplicated
+        assert "duplicate" in retry.json()["messageArray"][0]["message"]
+        sentinel = tx()
+        await push(http, url, body_of([publication(recipient, sentinel)]), dip_signer)
+        records = await consume(config.kafka, client.topics.inbound, 3)
+    assert [
+        (dict(r.headers)["dip-transaction-id"], dict(r.headers)["dip-replay-indicator"])
+        for r in records
+    ] == [(once.encode(), b"false"), (once.encode(), b"true"), (sentinel.encode(), b"false")]

@@ -3,6 +3,11 @@
 Plain ASGI rather than a framework because the hot path is one route and every layer costs
 per request; the decisions all live in :mod:`gateway.ingress.pipeline`. The answer is sent only
 after Kafka has acknowledged (or the bounded wait has ended), so a 201 means "stored".
+
+Two guards sit around the handler: at most ``ingress.max_concurrent_pushes`` pushes are handled
+at once (more are answered 503 with ``Retry-After`` before their body is read; the DIP
+retries), and any unexpected exception becomes a logged 500 with a short reason, so a bug
+never leaves the DIP's request hanging.
 """
 
 from __future__ import annotations
@@ -117,7 +122,7 @@ class WebhookHandler:
             "ingress_rejected",
             status=rejection.status,
             reason=rejection.reason,
-            detail=rejection.detail,
+            detail=rejection.log_detail,
             recipient=route.recipient if route else None,
             interface=route.interface if route else None,
         )
@@ -127,12 +132,50 @@ class WebhookHandler:
 class WebhookApp:
     """ASGI entry: routing by path, method and size checks, then :class:`WebhookHandler`."""
 
-    def __init__(self, handler: WebhookHandler) -> None:
+    def __init__(
+        self,
+        handler: WebhookHandler,
+        *,
+        max_concurrent_pushes: int = 256,
+        retry_after_seconds: int = 1,
+    ) -> None:
         self.handler = handler
+        self.max_concurrent_pushes = max_concurrent_pushes
+        self.retry_after_seconds = retry_after_seconds
+        self.active = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
+        if self.active >= self.max_concurrent_pushes:
+            busy = Rejection(
+                503, "busy", f"more than {self.max_concurrent_pushes} pushes in progress; retry"
+            )
+            status, answer = self.handler.reject(busy, None, self.handler.clock())
+            retry = [(b"retry-after", str(self.retry_after_seconds).encode())]
+            await _respond(send, status, answer, retry)
+            return
+        self.active += 1
+        responded: list[bool] = []
+
+        async def tracked(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                responded.append(True)
+            await send(message)
+
+        try:
+            await self._serve(scope, receive, tracked)
+        except Exception as exc:  # last resort: a bug must not leave the DIP's request hanging
+            _log.exception("ingress_internal_error", path=scope.get("path", "")[:100])
+            metrics.REJECTED.labels("internal_error").inc()
+            metrics.PUSHES.labels("none", "500").inc()
+            if not responded:
+                failure = Rejection(500, "internal_error", f"{type(exc).__name__}; see the log")
+                await _respond(send, 500, rejection_body(failure, _timestamp(self.handler.clock())))
+        finally:
+            self.active -= 1
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw = scope.get("raw_path")
         path = raw.decode("latin-1") if raw else scope["path"]
         h = self.handler
@@ -173,12 +216,14 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def _respond(send: Send, status: int, body: bytes) -> None:
+async def _respond(
+    send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [*_JSON, (b"content-length", str(len(body)).encode())],
+            "headers": [*_JSON, (b"content-length", str(len(body)).encode()), *(extra or [])],
         }
     )
     await send({"type": "http.response.body", "body": body})

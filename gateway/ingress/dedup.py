@@ -1,12 +1,13 @@
 """A bounded memory of what has been routed, so a re-pushed publication is routed once.
 
-The DIP retries a push it did not see acknowledged and replays on request; both bring
+The DIP retries a push it did not see acknowledged (and requeues on request); both bring
 transaction IDs the gateway has already put on Kafka. The key is (channel, recipient DIP ID,
 transaction ID): the same transaction legitimately reaches two recipients that are both
 clients of this DCP (primary and secondary), and each must get it. Keys are remembered only
 once Kafka has acknowledged them, and the oldest are forgotten first when the window is full:
 memory stays bounded, and a duplicate older than the window is routed again (at-least-once,
-which consumers must tolerate anyway).
+which consumers must tolerate anyway). Replays (``D0.replayIndicator``) an operator asked for
+are routed again despite the window: see :mod:`gateway.ingress.deliver`.
 """
 
 from __future__ import annotations

@@ -11,6 +11,15 @@ De-duplication is two-level: keys acknowledged by Kafka live in the bounded
 duplicate that arrives while the first copy is being produced waits for that copy's outcome
 instead of being acknowledged blindly (if the first copy then fails, both are reported failed
 and the DIP retries).
+
+Replays are routed again. A publication whose ``D0.replayIndicator`` is true comes from a
+requeue (or replay) an operator asked the DIP for, typically because something downstream lost
+or must re-process what was delivered; swallowing it as a duplicate would make that request a
+silent no-op for as long as the window remembers the transaction. So a replay skips the window
+check (it still joins an identical copy already in flight, and is remembered once acknowledged,
+so the DIP's own retries of an ordinary push stay de-duplicated). The cost is at-least-once: a
+DIP retry of a replay push whose answer was lost lands twice, which consumers tolerate anyway.
+The ``dip-replay-indicator`` header tells consumers which records are replays.
 """
 
 from __future__ import annotations
@@ -39,7 +48,7 @@ class Deliverer:
         theirs: list[tuple[int, asyncio.Future[bool]]] = []
         loop = asyncio.get_running_loop()
         for i, d in enumerate(deliveries):
-            if d.dedup_key in self.window:
+            if d.dedup_key in self.window and not d.replay:
                 outcomes[i] = Outcome.DUPLICATE
                 continue
             pending = self._in_flight.get(d.dedup_key)

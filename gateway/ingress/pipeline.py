@@ -50,7 +50,7 @@ from gateway.ingress.envelope import (
     parse_status_messages,
 )
 from gateway.ingress.routes import Route, RouteKind
-from gateway.signing.errors import SignatureRejected
+from gateway.signing.errors import RejectReason, SignatureRejected
 from gateway.signing.trust import TrustPolicy
 from gateway.signing.verify import verify_request
 
@@ -77,11 +77,16 @@ Message = Publication | StatusMessage
 class Rejection(Exception):
     """A push refused as a whole: ``status`` for the answer, ``reason`` for the metric."""
 
-    def __init__(self, status: int, reason: str, detail: str) -> None:
+    def __init__(
+        self, status: int, reason: str, detail: str, *, log_detail: str | None = None
+    ) -> None:
         super().__init__(f"{status} {reason}: {detail}")
         self.status = status
         self.reason = reason
+        #: what the answer carries: short, and never an echo of the body or string to sign
         self.detail = detail[:300]
+        #: what the log carries (may say more, e.g. the string to sign of a bad signature)
+        self.log_detail = (log_detail or detail)[:1000]
 
 
 class Outcome(StrEnum):
@@ -132,6 +137,8 @@ class Delivery:
     headers: list[tuple[str, bytes]]
     dedup_key: DedupKey
     quarantine_reason: str | None = None
+    #: a replay (``D0.replayIndicator``): routed even when the window has seen its key
+    replay: bool = False
 
 
 # -- checks ---------------------------------------------------------------------------------
@@ -159,7 +166,8 @@ def check_push(
     try:
         verify_request("POST", signed_url, body, headers, trust, now, max_skew)
     except SignatureRejected as exc:
-        raise Rejection(401, exc.reason.value, exc.detail) from None
+        public = _PUBLIC_SIGNATURE_DETAIL.get(exc.reason, exc.detail)
+        raise Rejection(401, exc.reason.value, public, log_detail=exc.detail) from None
     try:
         document = parse_json(body)
         if route.kind is RouteKind.PUBLICATION:
@@ -171,6 +179,16 @@ def check_push(
         return statuses
     except EnvelopeError as exc:
         raise Rejection(400, exc.reason, exc.detail) from None
+
+
+#: Signature reasons whose verifier detail quotes request data (the string to sign): the
+#: answer says what was checked instead, and the full detail goes to the log only.
+_PUBLIC_SIGNATURE_DETAIL = {
+    RejectReason.BAD_SIGNATURE: (
+        "X-DIP-Signature does not verify with the signer certificate's key over "
+        "POST;<the callback URL as called, lower-case>;X-DIP-Signature-Date;X-DIP-Content-Hash"
+    ),
+}
 
 
 def check_publication_addressing(route: Route, messages: Sequence[Publication]) -> None:
@@ -241,6 +259,7 @@ def plan_deliveries(
                 headers=headers,
                 dedup_key=(route.kind.value, route.recipient, m.dedup_id),
                 quarantine_reason=reason,
+                replay=isinstance(m, Publication) and m.replay,
             )
         )
     return out

@@ -6,6 +6,12 @@ lets readiness report exactly what is missing. TLS is terminated here when ``ing
 /``tls_key`` are set (and a client certificate is required when ``tls_client_ca`` is set);
 otherwise plain HTTP behind a Kubernetes ingress. Either way the signature is verified over
 ``ingress.public_base_url`` + path, the URL the DIP called.
+
+Liveness: while the server is serving and the Kafka producer is up (or still being connected),
+a small task beats the ``ingress`` heartbeat every :attr:`Health.beat_interval` seconds, so an
+idle webhook stays live and a wedged event loop or a dead server does not. If the server stops
+without being asked (or fails to start), :meth:`IngressService.run` raises: the gateway must
+not keep running without its webhook.
 """
 
 from __future__ import annotations
@@ -36,6 +42,10 @@ _COMPONENT = "ingress"
 _KAFKA_RETRY_SECONDS = 2.0
 
 
+class IngressServerFailed(RuntimeError):
+    """The webhook server stopped (or never started) without being asked to."""
+
+
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handling: the gateway's stop event decides."""
 
@@ -48,7 +58,10 @@ class _Server(uvicorn.Server):
         yield
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
+        try:
+            await super().startup(sockets=sockets)
+        except SystemExit as exc:  # uvicorn exits the process on some start-up failures
+            raise IngressServerFailed(f"webhook server start-up exit {exc.code}") from None
         self.up.set()
 
 
@@ -81,6 +94,8 @@ class IngressService:
         self.started = asyncio.Event()
         self.connected = asyncio.Event()
         self._port: int | None = None
+        #: the uvicorn server while :meth:`run` runs
+        self.server: uvicorn.Server | None = None
         settings = config.ingress
         self.deliverer = Deliverer(
             None, DedupWindow(settings.dedup_window), settings.produce_timeout_seconds + 1.0
@@ -94,7 +109,11 @@ class IngressService:
             max_skew=timedelta(seconds=config.trust.max_skew_seconds),
             clock=clock or (lambda: datetime.now(UTC)),
         )
-        self.app = WebhookApp(self.handler)
+        self.app = WebhookApp(
+            self.handler,
+            max_concurrent_pushes=settings.max_concurrent_pushes,
+            retry_after_seconds=settings.busy_retry_after_seconds,
+        )
 
     @property
     def port(self) -> int:
@@ -135,22 +154,31 @@ class IngressService:
         return sock
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Serve until ``stop`` is set, then drain in-flight pushes and close the producer."""
+        """Serve until ``stop`` is set, then drain in-flight pushes and close the producer.
+
+        Raises when the port cannot be bound, when the server fails to start, and when it
+        stops on its own before ``stop`` is set (:class:`IngressServerFailed`)."""
         self.health.set(_COMPONENT, False, "starting")
         sock = self._bind()
         self._port = int(sock.getsockname()[1])
-        server = _Server(self._uvicorn_config())
+        server = self.server = _Server(self._uvicorn_config())
         serving = asyncio.create_task(server.serve(sockets=[sock]), name="ingress-http")
         kafka = asyncio.create_task(self._connect_kafka(stop), name="ingress-kafka")
+        heart: asyncio.Task[None] | None = None
         try:
             up = asyncio.create_task(server.up.wait())
             await asyncio.wait([up, serving], return_when=asyncio.FIRST_COMPLETED)
             up.cancel()
             if not server.started:
-                if serving.done():
-                    serving.result()
-                raise RuntimeError("ingress webhook server stopped during start-up")
+                if serving.done() and not serving.cancelled():
+                    exc = serving.exception()
+                    if exc is not None:
+                        raise IngressServerFailed(
+                            f"ingress webhook server failed to start: {exc}"
+                        ) from exc
+                raise IngressServerFailed("ingress webhook server stopped during start-up")
             self.started.set()
+            heart = asyncio.create_task(self._heartbeat(serving, kafka), name="ingress-heartbeat")
             _log.info(
                 "ingress_listening",
                 host=self.config.ingress.listen_host,
@@ -163,9 +191,17 @@ class IngressService:
                 await asyncio.wait([stopper, serving], return_when=asyncio.FIRST_COMPLETED)
             finally:
                 stopper.cancel()
+            if serving.done() and not stop.is_set():
+                exc = None if serving.cancelled() else serving.exception()
+                _log.error("ingress_server_failed", error=repr(exc))
+                raise IngressServerFailed(
+                    f"ingress webhook server stopped unexpectedly: {exc!r}"
+                ) from exc
         finally:
+            if heart is not None:
+                heart.cancel()
             server.should_exit = True
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await serving
             kafka.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -177,6 +213,19 @@ class IngressService:
             sock.close()
             self.health.set(_COMPONENT, False, "stopped")
             _log.info("ingress_stopped")
+
+    async def _heartbeat(self, serving: asyncio.Task[None], kafka: asyncio.Task[None]) -> None:
+        """Beat while the server serves and the producer is up or still being connected.
+
+        Stops beating (so ``/livez`` fails after the stall window) when the server task has
+        ended or the Kafka task ended without leaving a producer behind (it failed)."""
+        while True:
+            if serving.done():
+                return
+            if kafka.done() and self.deliverer.producer is None:
+                return
+            self.health.beat(_COMPONENT)
+            await asyncio.sleep(self.health.beat_interval)
 
     async def _connect_kafka(self, stop: asyncio.Event) -> None:
         """Start the producer, retrying until Kafka answers; the webhook answers 503 meanwhile."""
