@@ -30,6 +30,8 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.signing.fingerprint import normalise_fingerprint
+
 ENV_PREFIX = "DCP_GATEWAY__"
 
 DIP_ID_PATTERN = re.compile(r"^[0-9]{10}$")
@@ -165,13 +167,24 @@ class DcpSettings(_Model):
 
 
 class TrustSettings(_Model):
-    """The DIP trust anchor for publications pushed to the webhook."""
+    """The DIP trust anchor for publications pushed to the webhook.
+
+    The DIP's CA issues every MP's signing certificate too, so chaining to ``ca_bundle`` does
+    not make a certificate the DIP's: ``signer_names`` lists the names (subject CN or DNS
+    subjectAltName) of the DIP's publication signing certificate(s), and is required with
+    ``ca_bundle``. A pinned certificate (``pinned_sha256``) needs no name.
+    """
 
     ca_bundle: Path | None = Field(
         default=None, description="PEM CA bundle the DIP signer chains to"
     )
     pinned_sha256: tuple[str, ...] = Field(
         default=(), description="SHA-256 fingerprints of accepted DIP signing certificates"
+    )
+    signer_names: tuple[str, ...] = Field(
+        default=(),
+        description="CN / DNS subjectAltName values of the DIP's publication signing "
+        "certificate(s); required with ca_bundle",
     )
     max_skew_seconds: float = Field(default=300.0, gt=0)
 
@@ -183,13 +196,32 @@ class TrustSettings(_Model):
     @field_validator("pinned_sha256")
     @classmethod
     def _pins(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(normalise_fingerprint(item) for item in v)
+
+    @field_validator("signer_names")
+    @classmethod
+    def _names(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         out = []
         for item in v:
-            cleaned = item.replace(":", "").replace(" ", "").lower()
-            if not re.fullmatch(r"[0-9a-f]{64}", cleaned):
-                raise ValueError(f"{item!r} is not a SHA-256 fingerprint (64 hex digits)")
-            out.append(cleaned)
+            name = item.strip().lower()
+            if not name or any(c.isspace() for c in name):
+                raise ValueError(
+                    f"{item!r} is not a certificate name: give the DIP signing certificate's "
+                    "CN or DNS name, e.g. dip-signing.example"
+                )
+            out.append(name)
         return tuple(out)
+
+    @model_validator(mode="after")
+    def _signer_names_with_bundle(self) -> TrustSettings:
+        if self.ca_bundle is not None and not self.signer_names:
+            raise ValueError(
+                "trust.signer_names is required with trust.ca_bundle: the DIP CA also issues "
+                "every MP's signing certificate, so list the CN or DNS name of the DIP's "
+                "publication signing certificate (dcp-gateway pki inspect shows it), or pin "
+                "that certificate with trust.pinned_sha256 instead of trust.ca_bundle"
+            )
+        return self
 
 
 class KafkaSettings(_Model):

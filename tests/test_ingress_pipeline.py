@@ -56,7 +56,9 @@ def dip_signer() -> SigningCredential:
 
 @pytest.fixture(scope="module")
 def trust() -> TrustPolicy:
-    return TrustPolicy.from_files([VECTORS / "test-ca.pem"])
+    return TrustPolicy.from_files(
+        [VECTORS / "test-ca.pem"], signer_names=["dip-signing.example.test"]
+    )
 
 
 @pytest.fixture(scope="module")

@@ -537,3 +537,23 @@ async def test_operator_replay_lands_again_but_an_ordinary_repush_does_not(
         (dict(r.headers)["dip-transaction-id"], dict(r.headers)["dip-replay-indicator"])
         for r in records
     ] == [(once.encode(), b"false"), (once.encode(), b"true"), (sentinel.encode(), b"false")]
+
+
+async def test_an_mp_signing_cert_from_the_dip_ca_cannot_push_publications(
+    kafka: KafkaUnderTest, dev_pki: Path, dip_signer: SigningCredential
+) -> None:
+    config = gateway_config(dev_pki, kafka.settings())
+    assert config.trust.signer_names == ("dip-signing.dev.test",)
+    client = config.clients[0]
+    recipient = client.dip_ids[0].dip_id
+    url = publication_callback_url(config.ingress, "IF-043", recipient)
+    mp = load_credential(dev_pki / "clients" / "client-2" / "signing.pfx")  # same DIP CA
+    async with running(config) as (_, http):
+        forged = await push(http, url, body_of([publication(recipient, tx())]), mp)
+        assert forged.status_code == 401
+        assert forged.json()["messageArray"][0]["message"] == "401 signer_not_allowed"
+        sentinel = tx()
+        ok = await push(http, url, body_of([publication(recipient, sentinel)]), dip_signer)
+        assert ok.status_code == 201
+        [record] = await consume(config.kafka, client.topics.inbound, 1)
+    assert dict(record.headers)["dip-transaction-id"] == sentinel.encode()

@@ -66,9 +66,11 @@ class _Server(uvicorn.Server):
 
 
 def build_trust(config: GatewayConfig) -> TrustPolicy:
-    """The DIP trust anchor(s) and pins from ``trust``."""
+    """The DIP trust anchor(s), pins and accepted DIP signer names from ``trust``."""
     bundles = [config.trust.ca_bundle] if config.trust.ca_bundle is not None else []
-    return TrustPolicy.from_files(bundles, config.trust.pinned_sha256)
+    return TrustPolicy.from_files(
+        bundles, config.trust.pinned_sha256, signer_names=config.trust.signer_names
+    )
 
 
 def producer_overrides(config: GatewayConfig) -> dict[str, Any]:

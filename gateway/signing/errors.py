@@ -11,6 +11,7 @@ class RejectReason(StrEnum):
     BAD_CONTENT_HASH = "bad_content_hash"
     BAD_SIGNATURE = "bad_signature"
     UNTRUSTED_CERTIFICATE = "untrusted_certificate"
+    SIGNER_NOT_ALLOWED = "signer_not_allowed"  # chains to the anchor, but is not a DIP signer
     CERTIFICATE_EXPIRED = "certificate_expired"
     CERTIFICATE_NOT_YET_VALID = "certificate_not_yet_valid"
     CERTIFICATE_NOT_FOR_SIGNING = "certificate_not_for_signing"

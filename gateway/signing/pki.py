@@ -250,11 +250,21 @@ _DEV_ROLES = ("SUP", "SDS", "MSA", "ADS", "MDS", "LDSO")
 _DEV_PUBLICATIONS = ("IF-043", "IF-021")
 
 
+#: CN of the dev PKI's DIP publication signing certificate (``trust.signer_names``).
+DEV_DIP_SIGNER_NAME = "dip-signing.dev.test"
+
+
 def _write(path: Path, data: bytes, secret: bool = False) -> None:
+    """Write ``data``; a secret is created 0600 from the start (never readable by others,
+    not even between the write and a later chmod), and an existing file is narrowed too."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    if secret:
-        os.chmod(path, 0o600)
+    if not secret:
+        path.write_bytes(data)
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        os.fchmod(out.fileno(), 0o600)  # an existing file keeps its mode through O_CREAT
+        out.write(data)
 
 
 def _write_issued(folder: Path, stem: str, issued: Issued, pfx: bool = True) -> dict[str, str]:
@@ -297,7 +307,8 @@ def create_dev_pki(out: Path, options: DevPkiOptions | None = None) -> dict[str,
     Layout (all paths in the manifest are relative to ``out``)::
 
         ca/dip-ca.pem, .key          test DIP CA: issues everything below; the trust anchor
-        dip/signing.pem, .key, .pfx  the DIP's signing certificate (signs publications)
+        dip/signing.pem, .key, .pfx  the DIP's signing certificate (signs publications; its
+                                     CN is trust.signer_names, as MP certs share the CA)
         dip/server.pem, .key         the DIP simulator's HTTPS server certificate
         dcp/mtls.pem, .key, .pfx     the DCP's mTLS client certificate
         webhook/server.pem, .key     the gateway webhook's HTTPS server certificate
@@ -313,7 +324,7 @@ def create_dev_pki(out: Path, options: DevPkiOptions | None = None) -> dict[str,
     ca = create_ca("Dev DIP CA (dcp-gateway dev PKI)", bits=opts.bits)
     ca_names = _rel(out / "ca", out, _write_issued(out / "ca", "dip-ca", ca, pfx=False))
 
-    dip_signing = issue(ca, "dip-signing.dev.test", Purpose.SIGNING, bits=opts.bits)
+    dip_signing = issue(ca, DEV_DIP_SIGNER_NAME, Purpose.SIGNING, bits=opts.bits)
     dip_sign_names = _rel(out / "dip", out, _write_issued(out / "dip", "signing", dip_signing))
     server_kw: dict[str, Any] = {
         "dns_names": list(opts.server_names),
@@ -369,6 +380,7 @@ def create_dev_pki(out: Path, options: DevPkiOptions | None = None) -> dict[str,
         "dcp_id": opts.dcp_id,
         "ca": ca_names,
         "dip_signing": dip_sign_names,
+        "dip_signer_name": DEV_DIP_SIGNER_NAME,
         "dip_server": dip_server_names,
         "dcp_mtls": dcp_names,
         "webhook_server": webhook_names,
@@ -407,7 +419,11 @@ def render_dev_config(manifest: dict[str, Any], opts: DevPkiOptions) -> str:
         "environment": manifest["environment"],
         "dip": {"base_url": manifest["dip_base_url"], "ca_bundle": manifest["ca"]["cert"]},
         "dcp": {"dcp_id": manifest["dcp_id"], "mtls_pfx": manifest["dcp_mtls"]["pfx"]},
-        "trust": {"ca_bundle": manifest["ca"]["cert"], "max_skew_seconds": 300},
+        "trust": {
+            "ca_bundle": manifest["ca"]["cert"],
+            "signer_names": [manifest["dip_signer_name"]],
+            "max_skew_seconds": 300,
+        },
         "kafka": {
             "bootstrap_servers": opts.kafka_bootstrap,
             "enable_idempotence": False,

@@ -5,6 +5,18 @@ issued (possibly through intermediates held in the bundle) by a configured ancho
 of the pinned certificates, and every certificate on the way must be valid at the time asked.
 Chain decisions are cached per certificate because the DIP signs with the same certificate for
 months; validity dates are re-checked on every call because time moves.
+
+Only CA certificates act as issuers: ``BasicConstraints`` ``ca=True``, ``keyCertSign`` when the
+certificate has a ``KeyUsage``, and a ``pathLen`` no smaller than the number of CAs below it. A
+leaf that happens to be in the bundle (or whose key signed something) issues nothing.
+
+Chaining to the anchor is not enough for a DIP signer: the DIP's CA also issues every Market
+Participant's signing certificate, and an MP must not be able to sign "publications". So a
+policy built with ``signer_names`` accepts a chained certificate only when its subject CN or
+one of its DNS subjectAltNames is one of those names (``trust.signer_names``); a pinned
+certificate is accepted by its fingerprint alone. A policy without ``signer_names`` accepts any
+chained certificate: that is for callers that judge the signer otherwise (the simulator, which
+compares an MP's certificate with the one registered for its DIP ID; ``pki verify``).
 """
 
 from __future__ import annotations
@@ -20,6 +32,15 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 
 from gateway.signing.errors import RejectReason, SignatureRejected
+from gateway.signing.fingerprint import normalise_fingerprint
+
+__all__ = [
+    "TrustPolicy",
+    "certificate_names",
+    "fingerprint_sha256",
+    "load_certificates",
+    "normalise_fingerprint",
+]
 
 _MAX_CHAIN_DEPTH = 6
 
@@ -29,12 +50,19 @@ def fingerprint_sha256(certificate: x509.Certificate) -> str:
     return certificate.fingerprint(hashes.SHA256()).hex()
 
 
-def normalise_fingerprint(value: str) -> str:
-    """Accept ``AB:CD:...`` or ``abcd...`` forms; return lower-case hex without separators."""
-    cleaned = value.replace(":", "").replace(" ", "").strip().lower()
-    if len(cleaned) != 64 or any(c not in "0123456789abcdef" for c in cleaned):
-        raise ValueError(f"{value!r} is not a SHA-256 fingerprint (64 hex digits)")
-    return cleaned
+def certificate_names(certificate: x509.Certificate) -> frozenset[str]:
+    """Lower-case subject CN(s) and DNS subjectAltNames; ``ValueError`` (or
+    ``x509.DuplicateExtension``) when the certificate's extensions do not parse."""
+    names = {
+        str(a.value).lower()
+        for a in certificate.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    }
+    try:
+        sans = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return frozenset(names)
+    names.update(n.lower() for n in sans.value.get_values_for_type(x509.DNSName))
+    return frozenset(names)
 
 
 def load_certificates(path: Path) -> list[x509.Certificate]:
@@ -48,10 +76,15 @@ def load_certificates(path: Path) -> list[x509.Certificate]:
 
 @dataclass(frozen=True)
 class TrustPolicy:
-    """Anchors (CA certificates) and pinned signer fingerprints. Either may be empty, not both."""
+    """Anchors (CA certificates) and pinned signer fingerprints. Either may be empty, not both.
+
+    ``signer_names``: when not empty, a certificate trusted through the anchors must carry one
+    of these names (subject CN or DNS subjectAltName, case-insensitive); see the module text.
+    """
 
     anchors: tuple[x509.Certificate, ...] = ()
     pinned_sha256: frozenset[str] = frozenset()
+    signer_names: frozenset[str] = frozenset()
     _chain_cache: dict[str, tuple[x509.Certificate, ...]] = field(
         default_factory=dict, compare=False, repr=False
     )
@@ -62,16 +95,22 @@ class TrustPolicy:
             raise ValueError(
                 "a trust policy needs at least one CA certificate or pinned fingerprint"
             )
+        object.__setattr__(
+            self, "signer_names", frozenset(n.strip().lower() for n in self.signer_names)
+        )
 
     @classmethod
     def from_files(
-        cls, ca_bundles: Iterable[Path] = (), pinned_sha256: Iterable[str] = ()
+        cls,
+        ca_bundles: Iterable[Path] = (),
+        pinned_sha256: Iterable[str] = (),
+        signer_names: Iterable[str] = (),
     ) -> TrustPolicy:
         anchors: list[x509.Certificate] = []
         for path in ca_bundles:
             anchors.extend(load_certificates(path))
         pins = frozenset(normalise_fingerprint(p) for p in pinned_sha256)
-        return cls(anchors=tuple(anchors), pinned_sha256=pins)
+        return cls(anchors=tuple(anchors), pinned_sha256=pins, signer_names=frozenset(signer_names))
 
     def check(self, certificate: x509.Certificate, at: datetime) -> None:
         """Raise :class:`SignatureRejected` unless ``certificate`` is trusted and valid ``at``."""
@@ -82,6 +121,24 @@ class TrustPolicy:
         chain = self._chain(certificate, fingerprint)
         for issuer in chain:
             _check_validity(issuer, at, f"issuer {issuer.subject.rfc4514_string()}")
+        if self.signer_names:
+            self._check_name(certificate)
+
+    def _check_name(self, certificate: x509.Certificate) -> None:
+        try:
+            names = certificate_names(certificate)
+        except (ValueError, x509.DuplicateExtension) as exc:
+            raise SignatureRejected(
+                RejectReason.MALFORMED_HEADER, f"signer certificate names do not parse: {exc}"
+            ) from None
+        if names & self.signer_names:
+            return
+        raise SignatureRejected(
+            RejectReason.SIGNER_NOT_ALLOWED,
+            f"{certificate.subject.rfc4514_string()} chains to the DIP CA but is not a DIP "
+            f"signer: its names ({', '.join(sorted(names)) or 'none'}) are not in "
+            f"trust.signer_names ({', '.join(sorted(self.signer_names))})",
+        )
 
     def _chain(
         self, certificate: x509.Certificate, fingerprint: str
@@ -104,7 +161,8 @@ class TrustPolicy:
         chain: list[x509.Certificate] = []
         current = certificate
         for _ in range(_MAX_CHAIN_DEPTH):
-            issuer = self._find_issuer(current)
+            # CAs already on the chain below the next issuer (the leaf does not count).
+            issuer = self._find_issuer(current, cas_below=len(chain))
             if issuer is None:
                 break
             chain.append(issuer)
@@ -121,7 +179,15 @@ class TrustPolicy:
             f"{certificate.issuer.rfc4514_string()}) does not chain to a trusted DIP CA",
         )
 
-    def _find_issuer(self, certificate: x509.Certificate) -> x509.Certificate | None:
+    def _find_issuer(
+        self, certificate: x509.Certificate, cas_below: int
+    ) -> x509.Certificate | None:
+        """The bundle CA that issued ``certificate``, or None when the bundle has none.
+
+        Raises when the only certificates in the bundle that did issue it may not issue
+        (not a CA, no keyCertSign, pathLen exceeded): that is a broken or forged chain, not
+        the end of a chain at an intermediate the operator trusts directly."""
+        refused: list[str] = []
         for anchor in self.anchors:
             if anchor.subject != certificate.issuer:
                 continue
@@ -129,8 +195,39 @@ class TrustPolicy:
                 certificate.verify_directly_issued_by(anchor)
             except (ValueError, TypeError, InvalidSignature):
                 continue
-            return anchor
+            why = _may_not_issue(anchor, cas_below)
+            if why is None:
+                return anchor
+            refused.append(f"{anchor.subject.rfc4514_string()} {why}")
+        if refused:
+            raise SignatureRejected(
+                RejectReason.UNTRUSTED_CERTIFICATE,
+                f"{certificate.subject.rfc4514_string()} was signed by a bundle certificate "
+                f"that may not issue certificates: {'; '.join(refused)}",
+            )
         return None
+
+
+def _may_not_issue(candidate: x509.Certificate, cas_below: int) -> str | None:
+    """Why ``candidate`` may not issue a certificate with ``cas_below`` intermediate CAs
+    under it, or None when it may: a CA (basicConstraints ca=True), allowed to sign
+    certificates (keyCertSign when it has a keyUsage), whose pathLen leaves room."""
+    try:
+        extensions = candidate.extensions
+        basic = extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return "is not a CA (no basicConstraints)"
+    except (ValueError, x509.DuplicateExtension) as exc:
+        return f"has extensions that do not parse ({exc})"
+    if not basic.ca:
+        return "is not a CA (basicConstraints ca=False)"
+    if basic.path_length is not None and cas_below > basic.path_length:
+        return f"allows {basic.path_length} CA(s) below it (pathLen), the chain has {cas_below}"
+    try:
+        usage = extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return None
+    return None if usage.key_cert_sign else "has a keyUsage without keyCertSign"
 
 
 def _check_validity(certificate: x509.Certificate, at: datetime, what: str) -> None:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
@@ -85,7 +85,13 @@ def verify_request(
             f"({actual_hash}, {len(body)} bytes)",
         )
 
-    public_key = certificate.public_key()
+    try:
+        public_key = certificate.public_key()
+    except (UnsupportedAlgorithm, ValueError) as exc:
+        raise SignatureRejected(
+            RejectReason.MALFORMED_HEADER,
+            f"{HEADER_CERTIFICATE}: the certificate's public key cannot be read: {exc}",
+        ) from None
     if not isinstance(public_key, rsa.RSAPublicKey):
         raise SignatureRejected(
             RejectReason.MALFORMED_HEADER, "signer certificate does not hold an RSA key"
@@ -149,6 +155,11 @@ def _check_key_usage(certificate: x509.Certificate) -> None:
         usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
         return
+    except (ValueError, x509.DuplicateExtension) as exc:  # duplicate or malformed extensions
+        raise SignatureRejected(
+            RejectReason.MALFORMED_HEADER,
+            f"{HEADER_CERTIFICATE}: the certificate's extensions do not parse: {exc}",
+        ) from None
     if not usage.digital_signature:
         raise SignatureRejected(
             RejectReason.CERTIFICATE_NOT_FOR_SIGNING,
