@@ -4,7 +4,9 @@ mTLS connection pool, with the ops endpoint, credential hot reload and graceful 
 ``run_gateway`` is the imperative shell around everything; ``dcp-gateway run`` and the demo
 both call it. Shutdown is one :class:`asyncio.Event`: SIGTERM sets it, each service stops
 fetching / accepting, finishes or abandons in-flight work within its grace period, commits
-what is final, and returns.
+what is final, and returns. A service that ends before ``stop`` was set (an error, or a plain
+return) is a failure: the others are stopped the same way and :class:`ServiceFailed` is raised,
+so the process exits non-zero and Kubernetes restarts it.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 import structlog
 
-from gateway.config import GatewayConfig
+from gateway.config import ConfigError, GatewayConfig
 from gateway.dip.client import DipClient, signing_pool
 from gateway.dip.tls import load_dcp_credential
 from gateway.kafka.topics import ensure_topics, gateway_topics
@@ -24,10 +27,67 @@ from gateway.keys import build_keystore
 from gateway.ops.health import Health
 from gateway.ops.metrics import CREDENTIAL_RELOADS, export_certificate_expiry
 from gateway.ops.server import start_ops_server
-from gateway.signing.credentials import SigningCredential
+from gateway.signing.credentials import (
+    CredentialError,
+    Severity,
+    SigningCredential,
+    check_credential,
+)
 from gateway.signing.keystore import KeyStore
+from gateway.signing.trust import TrustPolicy
 
 _log = structlog.get_logger(__name__)
+
+#: Beyond egress's own grace: how long the others get to stop after one service failed.
+_FAILURE_GRACE_MARGIN_SECONDS = 5.0
+
+
+class ServiceFailed(RuntimeError):
+    """A service ended before the gateway was asked to stop; the process must exit non-zero."""
+
+    def __init__(self, service: str, detail: str) -> None:
+        super().__init__(f"{service} stopped before shutdown was requested: {detail}")
+        self.service = service
+
+
+def load_ingress_trust(config: GatewayConfig) -> TrustPolicy | None:
+    """The webhook's DIP trust policy (None with ingress off). Built at start-up, before
+    anything connects, so an unreadable ``trust.ca_bundle`` stops the gateway with a
+    :class:`ConfigError` instead of failing the ingress service later."""
+    if not config.ingress.enabled:
+        return None
+    bundle = config.trust.ca_bundle
+    try:
+        return TrustPolicy.from_files(
+            [bundle] if bundle is not None else [], config.trust.pinned_sha256
+        )
+    except (ValueError, OSError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(
+            f"trust.ca_bundle: {bundle}: not a usable PEM CA bundle ({detail}): point it at "
+            "the PEM file of the CA certificate(s) the DIP signs publications with"
+        ) from None
+
+
+def load_checked_dcp_credential(
+    config: GatewayConfig, now: datetime | None = None
+) -> SigningCredential:
+    """The DCP's mTLS credential, judged as the key store judges signing credentials: an
+    ERROR finding refuses it (:class:`CredentialError`), a WARNING is logged."""
+    dcp = config.dcp
+    if dcp.mtls_pfx is None and dcp.mtls_key is None:
+        raise ConfigError(
+            "dcp.mtls_pfx: the DIP connection needs the DCP's mTLS certificate: set "
+            "dcp.mtls_pfx (or dcp.mtls_key + dcp.mtls_cert)"
+        )
+    credential = load_dcp_credential(dcp)
+    findings = check_credential(credential, now or datetime.now(UTC))
+    errors = [f.message for f in findings if f.severity is Severity.ERROR]
+    if errors:
+        raise CredentialError(f"dcp mTLS certificate {credential.source}: " + "; ".join(errors))
+    for warning in (f for f in findings if f.severity is Severity.WARNING):
+        _log.warning("credential_warning", certificate="mtls:dcp", detail=warning.message)
+    return credential
 
 
 async def _watch_credentials(
@@ -67,8 +127,10 @@ async def run_gateway(
     from gateway.ingress.service import IngressService
 
     health = health or Health()
+    # Cheap checks first: a wrong file stops start-up before anything connects.
+    await asyncio.to_thread(load_ingress_trust, config)
+    others = {"mtls:dcp": await asyncio.to_thread(load_checked_dcp_credential, config)}
     keystore = await asyncio.to_thread(build_keystore, config)
-    others = {"mtls:dcp": await asyncio.to_thread(load_dcp_credential, config.dcp)}
     export_certificate_expiry(keystore, others)
     if config.kafka.create_topics:
         created = await ensure_topics(config.kafka, gateway_topics(config))
@@ -114,7 +176,11 @@ async def run_gateway(
             )
             if on_ready is not None:
                 await on_ready()
-            await _until_stop_or_failure(tasks, stop)
+            await _until_stop_or_failure(
+                tasks,
+                stop,
+                grace=config.egress.shutdown_grace_seconds + _FAILURE_GRACE_MARGIN_SECONDS,
+            )
     finally:
         stop.set()
         for task in tasks:
@@ -127,17 +193,46 @@ async def run_gateway(
         _log.info("gateway_stopped")
 
 
-async def _until_stop_or_failure(tasks: list[asyncio.Task[None]], stop: asyncio.Event) -> None:
-    """Wait for ``stop``; if a service dies first, stop the others and re-raise its error."""
+async def _until_stop_or_failure(
+    tasks: list[asyncio.Task[None]], stop: asyncio.Event, *, grace: float
+) -> None:
+    """Wait for ``stop``, then for every service to finish its own shutdown.
+
+    A service that ends first, by an error or by simply returning, is a failure: it is logged,
+    ``stop`` is set so the others shut down as they would on SIGTERM (for up to ``grace``
+    seconds; the caller cancels what is left), and :class:`ServiceFailed` is raised.
+    """
     stopper = asyncio.create_task(stop.wait(), name="stop-wait")
     try:
         done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if task is not stopper and task.exception() is not None:
-                _log.error("service_failed", service=task.get_name(), error=str(task.exception()))
-                stop.set()
-                raise task.exception()  # type: ignore[misc]
+        failure = _first_failure([t for t in tasks if t in done], stopping=stop.is_set())
+        if failure is not None:
+            task, detail, cause = failure
+            _log.error("service_failed", service=task.get_name(), error=detail)
+            stop.set()
+            others = [t for t in tasks if not t.done()]
+            if others:
+                await asyncio.wait(others, timeout=grace)
+            raise ServiceFailed(task.get_name(), detail) from cause
         # Graceful: give every service the chance to finish its own shutdown.
-        await asyncio.gather(*tasks, return_exceptions=True)
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        for task, outcome in zip(tasks, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                _log.error("service_shutdown_failed", service=task.get_name(), error=repr(outcome))
     finally:
         stopper.cancel()
+
+
+def _first_failure(
+    ended: list[asyncio.Task[None]], *, stopping: bool
+) -> tuple[asyncio.Task[None], str, BaseException | None] | None:
+    """The first ended task that failed: raised, was cancelled, or returned unasked."""
+    for task in ended:
+        if task.cancelled():
+            return task, "cancelled", None
+        exc = task.exception()
+        if exc is not None:
+            return task, f"{type(exc).__name__}: {exc}", exc
+        if not stopping:
+            return task, "returned without an error", None
+    return None

@@ -1,18 +1,44 @@
-"""The whole gateway process (`dcp-gateway run`): ops endpoint, readiness, hot reload, stop."""
+"""The whole gateway process (`dcp-gateway run`): ops endpoint, readiness, hot reload, stop,
+start-up checks of the trust bundle and the DCP mTLS certificate, and a service that dies."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
+import pytest
+from structlog.testing import capture_logs
 
 from dipsim import Simulator
-from gateway.app import run_gateway
-from gateway.config import load_config
+from gateway.app import (
+    ServiceFailed,
+    _until_stop_or_failure,
+    load_checked_dcp_credential,
+    run_gateway,
+)
+from gateway.config import ConfigError, load_config
 from gateway.kafka.embedded import free_port
+from gateway.signing.credentials import CredentialError
+from gateway.signing.pki import Purpose, cert_pem, create_ca, issue, key_pem
 from tests.kafka_fixtures import KafkaUnderTest, unique
+
+
+def _kafka_env(kafka: KafkaUnderTest) -> dict[str, str]:
+    """Broker, a fresh group and topic, and short group sessions (joins cost half of one)."""
+    timing = kafka.group_timing()
+    return {
+        "DCP_GATEWAY__KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "DCP_GATEWAY__KAFKA__CONSUMER_GROUP": unique("app"),
+        "DCP_GATEWAY__KAFKA__OUTBOUND_TOPICS": f"[{unique('app-out')}]",
+        "DCP_GATEWAY__KAFKA__SESSION_TIMEOUT_MS": str(timing["session_timeout_ms"]),
+        "DCP_GATEWAY__KAFKA__HEARTBEAT_INTERVAL_MS": str(timing["heartbeat_interval_ms"]),
+    }
 
 
 async def test_run_gateway_serves_probes_metrics_and_reloads_api_keys(
@@ -20,9 +46,7 @@ async def test_run_gateway_serves_probes_metrics_and_reloads_api_keys(
 ) -> None:
     ops_port, webhook_port = free_port(), free_port()
     env = {
-        "DCP_GATEWAY__KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "DCP_GATEWAY__KAFKA__CONSUMER_GROUP": unique("app"),
-        "DCP_GATEWAY__KAFKA__OUTBOUND_TOPICS": f"[{unique('app-out')}]",
+        **_kafka_env(kafka),
         "DCP_GATEWAY__DIP__BASE_URL": simulator.base_url,
         "DCP_GATEWAY__INGRESS__LISTEN_PORT": str(webhook_port),
         "DCP_GATEWAY__INGRESS__PUBLIC_BASE_URL": f"https://127.0.0.1:{webhook_port}",
@@ -84,3 +108,165 @@ def _reloads(metrics: str) -> float:
         if line.startswith('dcpgw_credential_reloads_total{outcome="ok"}'):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+async def test_a_service_that_dies_stops_the_gateway_with_an_error(
+    dev_pki: Path, simulator: Simulator, kafka: KafkaUnderTest
+) -> None:
+    # The webhook's port is taken: ingress cannot serve, so the whole gateway must fail (not
+    # run on with egress alone and report ready), and egress must be stopped, not leaked.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = {
+            **_kafka_env(kafka),
+            "DCP_GATEWAY__DIP__BASE_URL": simulator.base_url,
+            "DCP_GATEWAY__INGRESS__LISTEN_PORT": str(taken.getsockname()[1]),
+            "DCP_GATEWAY__OPS__HEALTH_PORT": "0",
+        }
+        config = load_config(dev_pki / "gateway.yaml", env)
+        stop = asyncio.Event()
+        with capture_logs() as logs, pytest.raises(ServiceFailed) as info:
+            async with asyncio.timeout(60):
+                await run_gateway(config, stop)
+    assert info.value.service == "ingress"
+    assert "ingress stopped before shutdown was requested" in str(info.value)
+    assert "Address already in use" in str(info.value)
+    assert stop.is_set()
+    failed = [e for e in logs if e["event"] == "service_failed"]
+    assert [e["service"] for e in failed] == ["ingress"]
+    assert any(e["event"] == "gateway_stopped" for e in logs)
+    leftovers = [t for t in asyncio.all_tasks() if t.get_name() in ("egress", "credential-watch")]
+    assert leftovers == []
+
+
+async def test_a_service_returning_before_stop_is_a_failure() -> None:
+    stop = asyncio.Event()
+    saw_stop = asyncio.Event()
+
+    async def quits() -> None:
+        await asyncio.sleep(0)
+
+    async def well_behaved() -> None:
+        await stop.wait()
+        saw_stop.set()
+
+    tasks = [
+        asyncio.create_task(quits(), name="egress"),
+        asyncio.create_task(well_behaved(), name="ingress"),
+    ]
+    with capture_logs() as logs, pytest.raises(ServiceFailed, match="egress stopped before"):
+        await _until_stop_or_failure(tasks, stop, grace=5)
+    assert stop.is_set()
+    assert saw_stop.is_set(), "the other service was not given its graceful stop"
+    assert all(t.done() for t in tasks)
+    assert [(e["event"], e["service"]) for e in logs] == [("service_failed", "egress")]
+
+
+async def test_a_service_raising_is_a_failure_with_its_cause() -> None:
+    stop = asyncio.Event()
+
+    async def breaks() -> None:
+        raise OSError("disk gone")
+
+    async def stuck() -> None:
+        await asyncio.Event().wait()  # ignores stop: cut off after the grace period
+
+    stuck_task = asyncio.create_task(stuck(), name="egress")
+    tasks = [asyncio.create_task(breaks(), name="ingress"), stuck_task]
+    try:
+        with pytest.raises(ServiceFailed) as info:
+            await _until_stop_or_failure(tasks, stop, grace=0.1)
+        assert isinstance(info.value.__cause__, OSError)
+        assert "OSError: disk gone" in str(info.value)
+        assert not stuck_task.done()  # the caller (run_gateway) cancels what is left
+    finally:
+        stuck_task.cancel()
+
+
+async def test_stop_requested_is_a_clean_return() -> None:
+    stop = asyncio.Event()
+
+    async def service() -> None:
+        await stop.wait()
+
+    tasks = [asyncio.create_task(service(), name="egress")]
+    asyncio.get_running_loop().call_later(0.05, stop.set)
+    await _until_stop_or_failure(tasks, stop, grace=5)
+    assert tasks[0].done() and tasks[0].exception() is None
+
+
+async def test_unreadable_trust_bundle_stops_start_up(dev_pki: Path, tmp_path: Path) -> None:
+    bundle = tmp_path / "dip-signing-ca.pem"
+    bundle.write_text("this is not a certificate\n")
+    config = load_config(
+        dev_pki / "gateway.yaml",
+        {"DCP_GATEWAY__TRUST__CA_BUNDLE": str(bundle), "DCP_GATEWAY__OPS__HEALTH_PORT": "0"},
+    )
+    with pytest.raises(ConfigError) as info:
+        async with asyncio.timeout(30):
+            await run_gateway(config, asyncio.Event())
+    message = str(info.value)
+    assert message.startswith(f"trust.ca_bundle: {bundle}: not a usable PEM CA bundle")
+    assert "point it at the PEM file" in message
+
+
+def test_run_command_exits_non_zero_with_the_field_named(dev_pki: Path, tmp_path: Path) -> None:
+    bundle = tmp_path / "dip-signing-ca.pem"
+    bundle.write_text("")
+    env = {
+        **os.environ,
+        "DCP_GATEWAY__TRUST__CA_BUNDLE": str(bundle),
+        "DCP_GATEWAY__OPS__HEALTH_PORT": "0",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "run", "--config", str(dev_pki / "gateway.yaml")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert f"error: trust.ca_bundle: {bundle}: not a usable PEM CA bundle" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def _mtls_env(
+    tmp_path: Path, *, not_before: dt.datetime | None = None, days: int = 365
+) -> dict[str, str]:
+    ca = create_ca("Other DCP CA", bits=2048)
+    issued = issue(
+        ca, "dcp.example.test", Purpose.MTLS, bits=2048, not_before=not_before, days=days
+    )
+    key, cert = tmp_path / "mtls.key", tmp_path / "mtls.pem"
+    key.write_bytes(key_pem(issued.key))
+    cert.write_bytes(cert_pem(issued.cert))
+    return {
+        "DCP_GATEWAY__DCP__MTLS_PFX": "",
+        "DCP_GATEWAY__DCP__MTLS_KEY": str(key),
+        "DCP_GATEWAY__DCP__MTLS_CERT": str(cert),
+        "DCP_GATEWAY__OPS__HEALTH_PORT": "0",
+    }
+
+
+async def test_expired_dcp_mtls_certificate_is_refused_at_start(
+    dev_pki: Path, tmp_path: Path
+) -> None:
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=400)
+    config = load_config(dev_pki / "gateway.yaml", _mtls_env(tmp_path, not_before=long_ago))
+    with pytest.raises(CredentialError) as info:
+        async with asyncio.timeout(30):
+            await run_gateway(config, asyncio.Event())
+    assert "dcp mTLS certificate" in str(info.value)
+    assert "certificate expired" in str(info.value)
+
+
+def test_dcp_mtls_certificate_warnings_are_logged(dev_pki: Path, tmp_path: Path) -> None:
+    config = load_config(dev_pki / "gateway.yaml", _mtls_env(tmp_path, days=10))
+    with capture_logs() as logs:
+        credential = load_checked_dcp_credential(config)
+    assert "CN=dcp.example.test" in credential.subject
+    warnings = [e["detail"] for e in logs if e["event"] == "credential_warning"]
+    assert all(e["certificate"] == "mtls:dcp" for e in logs)
+    assert any("requires 4096" in w for w in warnings)  # a 2048-bit key
+    assert any("certificate expires in" in w for w in warnings)

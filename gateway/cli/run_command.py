@@ -25,7 +25,7 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise CliError(str(exc)) from None
     configure_logging(config.ops.log_level, config.ops.log_format)
-    from gateway.app import install_signal_handlers, run_gateway
+    from gateway.app import ServiceFailed, install_signal_handlers, run_gateway
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -34,6 +34,10 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(main())
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
     except CredentialError as exc:
         raise CliError(f"credentials: {exc}") from None
+    except ServiceFailed as exc:
+        raise CliError(str(exc)) from None
     return 0
