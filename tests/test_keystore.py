@@ -196,3 +196,32 @@ async def test_watch_reloads_in_background(pki: Pki, files: tuple[Path, Path, Pa
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+def test_a_file_replaced_while_it_is_read_is_read_again_next_time(
+    files: tuple[Path, Path, Path],
+) -> None:
+    """The identity is taken before the read: a rotation that lands between reading the file
+    and remembering it must not be mistaken for what was read."""
+    pfx, primary, secondary = files
+
+    class RotatedMidRead(KeyStore):
+        rotations: list[str] = []
+
+        @staticmethod
+        def _read_api_keys(dip: DipIdSpec) -> tuple[str, ...]:
+            keys = KeyStore._read_api_keys(dip)
+            if RotatedMidRead.rotations:  # the writer lands right after this read
+                _replace(primary, RotatedMidRead.rotations.pop().encode())
+            return keys
+
+    store = RotatedMidRead([SignerSpec("mp", pfx)], [DipIdSpec(DIP_ID, "mp", primary, secondary)])
+    _replace(primary, b"primary-key-2\n")
+    RotatedMidRead.rotations.append("primary-key-3\n")
+    events = store.reload_if_changed()
+    assert [e.ok for e in events] == [True]
+    assert store.api_key_for(DIP_ID) == "primary-key-2"  # what was read this tick
+    events = store.reload_if_changed()
+    assert [e.ok for e in events] == [True]
+    assert store.api_key_for(DIP_ID) == "primary-key-3"  # the mid-read rotation is not lost
+    assert store.reload_if_changed() == []

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 
@@ -325,3 +326,22 @@ def test_sign_at_vector_time_with_vector_pfx(capsys: pytest.CaptureFixture[str])
     )
     assert code == 0
     assert json.loads(capsys.readouterr().out) == vector["headers"]
+
+
+def test_dev_pki_secrets_are_created_owner_only(tmp_path: Path) -> None:
+    from gateway.signing.pki import _write
+
+    old_umask = os.umask(0)  # nothing masked: the mode passed at creation is what counts
+    try:
+        _write(tmp_path / "k" / "fresh.key", b"secret", secret=True)
+        loose = tmp_path / "k" / "existing.key"
+        loose.write_bytes(b"old")
+        loose.chmod(0o644)
+        _write(loose, b"secret", secret=True)
+        _write(tmp_path / "k" / "public.pem", b"cert")
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE((tmp_path / "k" / "fresh.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE(loose.stat().st_mode) == 0o600
+    assert loose.read_bytes() == b"secret"
+    assert stat.S_IMODE((tmp_path / "k" / "public.pem").stat().st_mode) == 0o666

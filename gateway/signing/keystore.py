@@ -161,15 +161,17 @@ class KeyStore:
     def _load_all(self) -> None:
         now = self._clock()
         for name, spec in self._signer_specs.items():
+            seen = self._stat(_watched_files(spec))  # before reading: see _snapshot
             credential, findings = _load_signer(spec, now)
             self._credentials[name] = credential
             self._findings[name] = findings
             for warning in (f for f in findings if f.severity is Severity.WARNING):
                 _log.warning("credential_warning", signer=name, detail=warning.message)
-            self._remember(_watched_files(spec))
+            self._seen.update(seen)
         for dip_id, dip in self._dip_specs.items():
+            seen = self._stat(self._api_key_paths(dip))
             self._api_keys[dip_id] = self._read_api_keys(dip)
-            self._remember(self._api_key_paths(dip))
+            self._seen.update(seen)
 
     @staticmethod
     def _api_key_paths(dip: DipIdSpec) -> list[Path]:
@@ -179,50 +181,57 @@ class KeyStore:
     def _read_api_keys(dip: DipIdSpec) -> tuple[str, ...]:
         return tuple(read_secret_file(p) for p in KeyStore._api_key_paths(dip))
 
-    def _remember(self, paths: Iterable[Path]) -> None:
-        for path in paths:
-            self._seen[path] = _file_id(path)
-
-    def _changed(self, paths: Iterable[Path]) -> bool:
-        changed = False
+    @staticmethod
+    def _stat(paths: Iterable[Path]) -> dict[Path, _FileId]:
+        """Identity of each file that can be stat'ed now (a missing one is left out)."""
+        out: dict[Path, _FileId] = {}
         for path in paths:
             try:
-                if _file_id(path) != self._seen.get(path):
-                    changed = True
+                out[path] = _file_id(path)
             except OSError:
-                # Mid-swap or deleted: keep what we have and look again next time.
-                continue
-        return changed
+                continue  # mid-swap or deleted: keep what we have and look again next time
+        return out
+
+    def _snapshot(self, paths: Iterable[Path]) -> dict[Path, _FileId] | None:
+        """The files' identities when any changed since last read, else None.
+
+        Taken *before* the files are read and remembered only after: a file replaced while
+        it is being read then differs from the remembered identity, so the next tick reads
+        it again instead of keeping the half-old content for good."""
+        current = self._stat(paths)
+        if all(self._seen.get(path) == fid for path, fid in current.items()):
+            return None
+        return current
 
     def reload_if_changed(self) -> list[ReloadEvent]:
         """Re-read every credential or API key file that changed since it was last read."""
         events: list[ReloadEvent] = []
         now = self._clock()
         for name, spec in self._signer_specs.items():
-            files = _watched_files(spec)
-            if not self._changed(files):
+            seen = self._snapshot(_watched_files(spec))
+            if seen is None:
                 continue
             try:
                 credential, findings = _load_signer(spec, now)
             except (CredentialError, OSError) as exc:
                 events.append(ReloadEvent(str(spec.key_path), False, str(exc)))
-                self._remember_existing(files)
+                self._seen.update(seen)  # do not retry a broken file every tick
                 continue
             self._credentials[name] = credential
             self._findings[name] = findings
-            self._remember(files)
+            self._seen.update(seen)
             events.append(ReloadEvent(str(spec.key_path), True, credential.subject))
         for dip_id, dip in self._dip_specs.items():
-            files = self._api_key_paths(dip)
-            if not self._changed(files):
+            seen = self._snapshot(self._api_key_paths(dip))
+            if seen is None:
                 continue
             try:
                 self._api_keys[dip_id] = self._read_api_keys(dip)
             except CredentialError as exc:
                 events.append(ReloadEvent(str(dip.api_key_file), False, str(exc)))
-                self._remember_existing(files)
+                self._seen.update(seen)
                 continue
-            self._remember(files)
+            self._seen.update(seen)
             events.append(ReloadEvent(str(dip.api_key_file), True, f"API keys for {dip_id}"))
         for event in events:
             if event.ok:
@@ -230,14 +239,6 @@ class KeyStore:
             else:
                 _log.error("credential_reload_failed", path=event.path, error=event.detail)
         return events
-
-    def _remember_existing(self, paths: Iterable[Path]) -> None:
-        """Do not retry a broken file every tick; retry when it changes again."""
-        for path in paths:
-            try:
-                self._seen[path] = _file_id(path)
-            except OSError:
-                continue
 
     async def watch(self, interval: float = 10.0) -> None:
         """Poll for changed files until cancelled. Polling, not inotify: it works on every
