@@ -1,4 +1,4 @@
-"""TLS contexts: the DCP's mTLS client context for the DIP, and server contexts for webhooks.
+"""TLS for the DIP connection: the DCP's mTLS client context.
 
 Python's ``ssl`` loads certificates only from files, and the DIP hands out PFX files; a PFX is
 converted to PEM in a private temporary file that exists only for the duration of the load.
@@ -54,20 +54,11 @@ def _load_chain(context: ssl.SSLContext, credential: SigningCredential) -> None:
 
 
 def client_context(credential: SigningCredential | None, ca_bundle: Path | None) -> ssl.SSLContext:
-    """Verify the server against ``ca_bundle`` (system store when None); present ``credential``."""
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    if ca_bundle is not None:
-        context.load_verify_locations(cafile=str(ca_bundle))
+    """Verify the server against ``ca_bundle`` alone when it is set (the system store is then
+    not consulted: any public CA could otherwise vouch for a "DIP"), against the system store
+    when it is None; present ``credential`` as the client certificate."""
+    cafile = str(ca_bundle) if ca_bundle is not None else None
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
     if credential is not None:
         _load_chain(context, credential)
-    return context
-
-
-def server_context(cert: Path, key: Path, client_ca: Path | None = None) -> ssl.SSLContext:
-    """A server context; asks for (and requires) a client certificate when ``client_ca`` is set."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(str(cert), str(key))
-    if client_ca is not None:
-        context.load_verify_locations(cafile=str(client_ca))
-        context.verify_mode = ssl.CERT_REQUIRED
     return context
