@@ -47,6 +47,7 @@ from dipsim.state import (
     StoredMessage,
     StoredStatus,
 )
+from gateway.signing.verify import VerifiedSigner
 
 log = logging.getLogger("dipsim")
 
@@ -281,13 +282,14 @@ class SimCore:
             status,
         )
 
-    # ------------------------------------------------------------------ submit
+    async def _signed_array(
+        self, request: web.Request, expected: str
+    ) -> tuple[str, VerifiedSigner, bytes, list[Any]] | web.Response:
+        """Read, authenticate and parse a submission whose body is a JSON array.
 
-    async def submit(self, request: web.Request) -> web.Response:
-        interface = request.match_info["id"]
-        self.state.requests["submit"] += 1
-        if not INTERFACE_PATTERN.match(interface):
-            return _json({"statusCode": 404, "message": f"unknown channel {interface}"}, 404)
+        The order is the DIP's: size limit, API key and signature, JSON, then the
+        array's bounds; the first failure is the answer (413, 401/403 or 400).
+        """
         try:
             body = await self._body(request)
         except _TooLarge as exc:
@@ -302,7 +304,7 @@ class SimCore:
         except orjson.JSONDecodeError as exc:
             return self._bad_request(f"body is not valid JSON: {exc}", owner)
         if not isinstance(items, list) or not items:
-            return self._bad_request("body must be a non-empty JSON array of messages", owner)
+            return self._bad_request(f"body must be {expected}", owner)
         if len(items) > self.config.max_messages_per_request:
             return self._bad_request(
                 f"{len(items)} messages in one request; at most "
@@ -310,6 +312,19 @@ class SimCore:
                 owner,
                 status=413,
             )
+        return owner, signer, body, items
+
+    # ------------------------------------------------------------------ submit
+
+    async def submit(self, request: web.Request) -> web.Response:
+        interface = request.match_info["id"]
+        self.state.requests["submit"] += 1
+        if not INTERFACE_PATTERN.match(interface):
+            return _json({"statusCode": 404, "message": f"unknown channel {interface}"}, 404)
+        signed = await self._signed_array(request, "a non-empty JSON array of messages")
+        if isinstance(signed, web.Response):
+            return signed
+        owner, signer, body, items = signed
         envelope_ok = envelope_array_ok(items, interface)
         commons: list[dict[str, Any]] | None = None
         if envelope_ok:
@@ -656,23 +671,10 @@ class SimCore:
 
     async def status_submit(self, request: web.Request) -> web.Response:
         self.state.requests["statusmessage"] += 1
-        try:
-            body = await self._body(request)
-        except _TooLarge as exc:
-            return self._bad_request(str(exc), status=413)
-        try:
-            owner = self.auth.api_key_owner(request.headers)
-            self.auth.verify(request, body, owner)
-        except AuthError as exc:
-            return self._auth_error(exc)
-        try:
-            items = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            return self._bad_request(f"body is not valid JSON: {exc}", owner)
-        if not isinstance(items, list) or not items:
-            return self._bad_request("body must be a non-empty StandardResponseArray", owner)
-        if len(items) > self.config.max_messages_per_request:
-            return self._bad_request("too many status messages in one request", owner, 413)
+        signed = await self._signed_array(request, "a non-empty StandardResponseArray")
+        if isinstance(signed, web.Response):
+            return signed
+        owner, _signer, _body, items = signed
         others = {i.get("senderID") for i in items if isinstance(i, dict) and i.get("senderID")} - {
             owner
         }
