@@ -25,7 +25,7 @@ import orjson
 
 from gateway.config import GatewayConfig
 from gateway.dip.client import DipClient, DipResponse, dip_path
-from gateway.ingress.routes import publication_callback_url, status_callback_url
+from gateway.dip.webhook_urls import publication_callback_url, status_callback_url
 
 STATUS_CHANNEL = "status"
 CONTINUATION_HEADER = "X-Continuation-Token"
@@ -230,32 +230,69 @@ def _expect(response: DipResponse, ok: Iterable[int], what: str) -> None:
         raise AdminError(f"{what}: DIP answered {response.status}: {text}")
 
 
+def _decode(response: DipResponse, what: str) -> Any:
+    """The JSON body of a DIP answer; :class:`AdminError` (naming the call) when it is not."""
+    try:
+        return orjson.loads(response.body)
+    except orjson.JSONDecodeError:
+        text = response.body[:200].decode("utf-8", "replace")
+        raise AdminError(
+            f"{what}: DIP answered {response.status} with a body that is not JSON: {text!r}"
+        ) from None
+
+
+def _call(label: str, method: str, path: str) -> str:
+    return f"{label} ({method} {path})"
+
+
 async def replay_pages(
     dip: DipClient, dip_id: str, interface: str | None, request_body: bytes
 ) -> AsyncIterator[list[Any]]:
-    """Each page of a replay, following ``X-Continuation-Token`` (206) to the last (200)."""
+    """Each page of a replay, following ``X-Continuation-Token`` (206) to the last (200).
+
+    A 206 without a token, or a token the DIP already gave, raises :class:`AdminError`: the
+    first would silently cut the replay short, the second would loop for ever.
+    """
     path = channel_path("replay", dip_id, interface)
+    what = _call(f"replay {interface or 'status'} for {dip_id}", "POST", path)
     token: str | None = None
+    seen: set[str] = set()
+    pages = 0
     while True:
         headers = {CONTINUATION_HEADER: token} if token else None
         response = await dip.request("POST", path, dip_id, request_body, headers=headers)
-        _expect(response, (200, 206), f"replay {interface or 'status'} for {dip_id}")
-        page = orjson.loads(response.body) if response.body else []
+        _expect(response, (200, 206), what)
+        page = _decode(response, what) if response.body else []
         if not isinstance(page, list):
-            raise AdminError(f"replay: expected a JSON array, got {type(page).__name__}")
+            raise AdminError(f"{what}: expected a JSON array, got {type(page).__name__}")
+        pages += 1
         yield page
-        token = _header(response.headers, CONTINUATION_HEADER)
-        if response.status != 206 or not token:
+        if response.status != 206:
             return
+        token = _header(response.headers, CONTINUATION_HEADER)
+        if not token:
+            raise AdminError(
+                f"{what}: DIP answered 206 (more pages) to page {pages} without "
+                f"{CONTINUATION_HEADER}: the replay is incomplete"
+            )
+        if token in seen:
+            raise AdminError(
+                f"{what}: DIP returned {CONTINUATION_HEADER} {token!r} again after page "
+                f"{pages}: stopped rather than fetch the same pages for ever; replay a "
+                "narrower time range"
+            )
+        seen.add(token)
 
 
 async def requeue(dip: DipClient, dip_id: str, interface: str | None, request_body: bytes) -> str:
     """Ask the DIP to push past publications again; returns the requeue ID (202)."""
-    response = await dip.request(
-        "POST", channel_path("requeue", dip_id, interface), dip_id, request_body
-    )
-    _expect(response, (202,), f"requeue {interface or 'status'} for {dip_id}")
-    value = orjson.loads(response.body)
+    path = channel_path("requeue", dip_id, interface)
+    what = _call(f"requeue {interface or 'status'} for {dip_id}", "POST", path)
+    response = await dip.request("POST", path, dip_id, request_body)
+    _expect(response, (202,), what)
+    value = _decode(response, what)
+    if value is None or value == "" or isinstance(value, list | dict):
+        raise AdminError(f"{what}: DIP answered 202 without a requeue ID: {value!r}")
     return value if isinstance(value, str) else str(value)
 
 
@@ -264,13 +301,13 @@ async def requeue_status(
 ) -> list[Any]:
     """Progress of requeues (all of this DIP ID's on the channel when no ID is given)."""
     params = {"requeue-id": requeue_id} if requeue_id else None
-    response = await dip.request(
-        "GET", channel_path("requeueStatus", dip_id, interface), dip_id, params=params
-    )
-    _expect(response, (200, 204), f"requeueStatus {interface or 'status'} for {dip_id}")
+    path = channel_path("requeueStatus", dip_id, interface)
+    what = _call(f"requeueStatus {interface or 'status'} for {dip_id}", "GET", path)
+    response = await dip.request("GET", path, dip_id, params=params)
+    _expect(response, (200, 204), what)
     if response.status == 204 or not response.body:
         return []
-    data = orjson.loads(response.body)
+    data = _decode(response, what)
     return data if isinstance(data, list) else [data]
 
 
@@ -279,11 +316,12 @@ async def delivery_status(
 ) -> dict[str, Any] | None:
     """The DIP's journal of one message (by senderUniqueReference); None when it has none."""
     path = dip_path("dip-channel", interface, "deliveryStatus", dip_id, message_id)
+    what = _call(f"deliveryStatus {message_id}", "GET", path)
     response = await dip.request("GET", path, dip_id)
-    _expect(response, (200, 204), f"deliveryStatus {message_id}")
+    _expect(response, (200, 204), what)
     if response.status == 204 or not response.body:
         return None
-    data = orjson.loads(response.body)
+    data = _decode(response, what)
     return data if isinstance(data, dict) else {"journal": data}
 
 

@@ -23,6 +23,9 @@ from enum import StrEnum
 from urllib.parse import urlsplit
 
 from gateway.config import INTERFACE_PATTERN, IngressSettings
+from gateway.dip.webhook_urls import publication_callback_url as publication_callback_url
+from gateway.dip.webhook_urls import status_callback_url as status_callback_url
+from gateway.dip.webhook_urls import webhook_path as _clean
 
 _DIP_ID = re.compile(r"^[0-9]{10}$")
 
@@ -39,16 +42,6 @@ class Route:
     kind: RouteKind
     recipient: str
     interface: str | None = None
-
-
-def publication_callback_url(ingress: IngressSettings, interface: str, dip_id: str) -> str:
-    """The URL registered for publications of ``interface`` sent to ``dip_id``."""
-    return f"{ingress.public_base_url}{_clean(ingress.publication_path)}/{interface}/{dip_id}"
-
-
-def status_callback_url(ingress: IngressSettings, dip_id: str) -> str:
-    """The URL registered for status messages sent to ``dip_id``."""
-    return f"{ingress.public_base_url}{_clean(ingress.status_path)}/{dip_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +90,3 @@ class RouteTable:
             if _DIP_ID.fullmatch(rest):
                 return Route(RouteKind.STATUS, rest)
         return None
-
-
-def _clean(path: str) -> str:
-    path = path.strip()
-    if not path.startswith("/"):
-        path = "/" + path
-    return path.rstrip("/")
