@@ -20,10 +20,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,7 +37,7 @@ import yaml
 
 from dipsim.process import start_in_subprocess
 from gateway.config import GatewayConfig, parse_config
-from gateway.dip.client import DipClient, signing_pool
+from gateway.dip.client import DipClient, available_cpus, signing_pool
 from gateway.egress import metrics
 from gateway.egress.service import EgressService
 from gateway.kafka.clients import create_producer
@@ -50,7 +54,17 @@ INTERFACE = "IF-043"
 DCP_ID = DevPkiOptions().dcp_id
 
 
-def _config(pki: Path, bootstrap: str, base_url: str, batch: int) -> GatewayConfig:
+@dataclass(frozen=True)
+class Options:
+    compression: str | None = None
+    transport: str | None = None
+    signing_threads: int = 0
+    py_spy: str | None = None  # record the gateway (this process) to PREFIX-<label>.txt
+
+
+def _config(
+    pki: Path, bootstrap: str, base_url: str, batch: int, options: Options
+) -> GatewayConfig:
     data: dict[str, Any] = yaml.safe_load((pki / "gateway.yaml").read_text())
     tag = uuid.uuid4().hex[:8]
     data["dip"]["base_url"] = base_url
@@ -59,7 +73,7 @@ def _config(pki: Path, bootstrap: str, base_url: str, batch: int) -> GatewayConf
     data["kafka"] = {
         "bootstrap_servers": bootstrap,
         "enable_idempotence": False,
-        "compression_type": None,
+        "compression_type": options.compression,
         "create_topics": True,
         "consumer_group": f"bench-{tag}",
         "outbound_topics": [f"bench-out-{tag}"],
@@ -72,7 +86,10 @@ def _config(pki: Path, bootstrap: str, base_url: str, batch: int) -> GatewayConf
         "linger_ms": 5,
         "max_in_flight_messages": 50_000,
         "max_concurrent_requests": 32 if batch == 1 else 8,
+        "signing_threads": options.signing_threads,
     }
+    if options.transport:
+        data["egress"]["transport"] = options.transport
     for client in data["clients"]:
         client["topics"] = {
             "inbound": f"{client['name']}-in-{tag}",
@@ -127,11 +144,73 @@ async def _produce(config: GatewayConfig, values: list[bytes]) -> None:
         await producer.stop()
 
 
+@dataclass
+class Run:
+    """One scenario's figures; CPU in seconds over the timed window."""
+
+    label: str
+    messages: int
+    wall: float
+    cpu: float  # this process: the gateway
+    main_cpu: float  # the event-loop thread alone
+    broker_cpu: float
+    sim_cpu: float
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.wall
+
+    def per_msg(self, seconds: float) -> float:
+        return seconds / self.messages
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the simulator may run worker processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo.extend(children.get(current, []))
+    return out
+
+
+def _proc_cpu(pids: list[int]) -> float:
+    """utime + stime of ``pids`` (seconds, from /proc/<pid>/stat)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / _TICK
+    return total
+
+
 async def _scenario(
-    pki: Path, bootstrap: str, base_url: str, batch: int, values: list[bytes]
-) -> tuple[float, float]:
-    """(messages/s, CPU seconds per message) for one batch size."""
-    config = _config(pki, bootstrap, base_url, batch)
+    pki: Path,
+    bootstrap: str,
+    base_url: str,
+    batch: int,
+    values: list[bytes],
+    options: Options,
+    pids: tuple[int, int],
+    label: str,
+) -> Run:
+    """Messages/s and CPU of the gateway (this process), the broker and the simulator."""
+    config = _config(pki, bootstrap, base_url, batch, options)
     await ensure_topics(config.kafka, gateway_topics(config))
     await _produce(config, values)
     keystore = build_keystore(config)
@@ -140,12 +219,22 @@ async def _scenario(
     accepted0 = _counter("dcpgw_egress_messages_accepted_total")
     rejected0 = _counter("dcpgw_egress_messages_dead_lettered_total")
     n = len(values)
-    async with DipClient(config.dip, config.dcp, keystore, pool=pool) as dip:
+    broker_pid, sim_pid = pids
+    spy = (
+        _start_py_spy(f"{options.py_spy}-{label.replace(' ', '_')}.txt") if options.py_spy else None
+    )
+    if spy is not None:
+        await asyncio.sleep(1.0)  # let it attach before the clock starts
+    async with DipClient(
+        config.dip, config.dcp, keystore, pool=pool, transport=config.egress.transport
+    ) as dip:
         stop = asyncio.Event()
         task = asyncio.create_task(EgressService(config, keystore, dip).run(stop))
         while _counter("dcpgw_egress_messages_consumed_total") == consumed0:  # noqa: ASYNC110
             await asyncio.sleep(0.001)
-        wall0, cpu0 = time.perf_counter(), time.process_time()
+        broker_pids, sim_pids = _tree(broker_pid), _tree(sim_pid)
+        broker0, sim0 = _proc_cpu(broker_pids), _proc_cpu(sim_pids)
+        wall0, cpu0, main0 = time.perf_counter(), time.process_time(), time.thread_time()
         while True:
             done = _counter("dcpgw_egress_messages_accepted_total") - accepted0
             dead = _counter("dcpgw_egress_messages_dead_lettered_total") - rejected0
@@ -153,12 +242,28 @@ async def _scenario(
                 break
             await asyncio.sleep(0.02)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        main = time.thread_time() - main0
+        broker, sim = _proc_cpu(broker_pids) - broker0, _proc_cpu(sim_pids) - sim0
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
         stop.set()
         await task
     pool.shutdown(wait=True)
     if dead:
         print(f"  warning: {int(dead)} messages dead-lettered")
-    return n / wall, cpu / n
+    return Run(label, n, wall, cpu, main, broker, sim)
+
+
+def _start_py_spy(out: str) -> subprocess.Popen[bytes]:
+    """py-spy (if installed in the venv) sampling this process, every thread, raw format."""
+    spy = str(Path(sys.executable).parent / "py-spy")
+    args = ["record", "--pid", str(os.getpid()), "--threads", "--format", "raw", "--rate", "997"]
+    return subprocess.Popen(
+        [spy, *args, "-o", out],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _signing(pki: Path, base_url: str, body: bytes, rounds: int) -> tuple[float, float, float]:
@@ -193,13 +298,50 @@ def _schema_us(values: list[bytes], rounds: int = 5) -> float:
     return best
 
 
+def _print_run(run: Run, sign_cpu: float | None) -> None:
+    us = 1e6
+    print(
+        f"{run.label:<28}{run.messages:>7}{run.rate:>10.0f}"
+        f"{run.per_msg(run.cpu) * us:>10.1f}{run.per_msg(run.main_cpu) * us:>10.1f}"
+        f"{run.per_msg(run.cpu - run.main_cpu) * us:>10.1f}"
+        f"{run.per_msg(run.broker_cpu) * us:>9.1f}{run.per_msg(run.sim_cpu) * us:>9.1f}"
+        f"{(run.cpu + run.broker_cpu + run.sim_cpu) / run.wall:>7.2f}"
+    )
+    if sign_cpu is not None:
+        in_run = run.per_msg(run.cpu - run.main_cpu)
+        print(
+            f"{'':28}ratio CPU/msg / CPU/sig: {run.per_msg(run.cpu) / sign_cpu:.3f} vs the "
+            f"1-thread signature, {run.per_msg(run.cpu) / in_run:.3f} vs the signing threads' "
+            f"own CPU per message in this run (target <= 1.25)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--single", type=int, default=400, help="messages at batch size 1")
     parser.add_argument("--batched", type=int, default=30_000, help="messages at --batch")
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument(
+        "--compression",
+        default="none",
+        choices=["none", "gzip", "lz4", "snappy", "zstd"],
+        help="compression_type of the gateway's producer (results, dead letters)",
+    )
+    parser.add_argument("--transport", default=None, help="egress.transport (default: config's)")
+    parser.add_argument(
+        "--signing-threads",
+        default="0",
+        help="comma-separated egress.signing_threads values for batch 1 (0 = one per CPU)",
+    )
+    parser.add_argument(
+        "--py-spy", help="record the gateway with py-spy to PREFIX-<scenario>.txt (skews CPU)"
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="batched runs (best is kept)")
     args = parser.parse_args()
+    compression = None if args.compression == "none" else args.compression
+    threads = [int(t) for t in args.signing_threads.split(",")]
 
+    runs: list[tuple[Run, bool]] = []
     with tempfile.TemporaryDirectory(prefix="bench-egress-") as tmp:
         pki = Path(tmp)
         print("creating a 4096-bit dev PKI ...")
@@ -210,32 +352,61 @@ def main() -> None:
             EmbeddedBroker() as broker,
             start_in_subprocess(pki, 0, extra_args=["--max-messages", "10000"]) as sim,
         ):
+            assert broker._proc is not None
+            pids = (broker._proc.pid, sim.process.pid)
             sign_cpu, sign_rate, pool_rate = _signing(
-                pki, sim.base_url, b"[" + single[0] + b"]", 100
+                pki, sim.base_url, b"[" + (single or batched)[0] + b"]", 100
             )
-            schema = _schema_us(batched)
-            rate1, cpu1 = asyncio.run(
-                _scenario(pki, broker.bootstrap_servers, sim.base_url, 1, single)
-            )
-            rate_b, cpu_b = asyncio.run(
-                _scenario(pki, broker.bootstrap_servers, sim.base_url, args.batch, batched)
-            )
+            schema = _schema_us(batched or single)
+            for i, t in enumerate(threads if args.single else []):
+                options = Options(compression, args.transport, t, args.py_spy)
+                values = _payloads(10_000 * i, args.single) if i else single
+                label = f"batch 1, {t or available_cpus()} signing thr"
+                run = asyncio.run(
+                    _scenario(
+                        pki, broker.bootstrap_servers, sim.base_url, 1, values, options, pids, label
+                    )
+                )
+                runs.append((run, True))
+            for i in range(args.repeat if args.batched else 0):
+                options = Options(compression, args.transport, 0, args.py_spy)
+                run = asyncio.run(
+                    _scenario(
+                        pki,
+                        broker.bootstrap_servers,
+                        sim.base_url,
+                        args.batch,
+                        _payloads(2_000_000 * (i + 1), args.batched) if i else batched,
+                        options,
+                        pids,
+                        f"batch {args.batch}",
+                    )
+                )
+                runs.append((run, False))
     cores = os.cpu_count()
     print(
-        f"\nmachine: {cores} CPUs; broker and simulator in separate processes on the same machine"
+        f"\nmachine: {cores} CPUs; broker and simulator in separate processes on the same machine;"
+        f" producer compression {args.compression}"
     )
     print(
         f"RSA-4096 sign, same key: {sign_cpu * 1e3:.2f} ms CPU/signature, "
         f"{sign_rate:.0f} sig/s on one thread, {pool_rate:.0f} sig/s on {cores} threads"
     )
     print(f"schema validation (IF-043): {schema:.2f} us CPU/message")
-    print(f"batch 1:   {args.single} msgs, {rate1:8.0f} msgs/s, {cpu1 * 1e3:.3f} ms CPU/message")
     print(
-        f"batch {args.batch}: {args.batched} msgs, {rate_b:8.0f} msgs/s, "
-        f"{cpu_b * 1e6:.1f} us CPU/message"
+        f"\n{'scenario':<28}{'msgs':>7}{'msgs/s':>10}{'gw us':>10}{'main us':>10}"
+        f"{'other us':>10}{'broker':>9}{'sim':>9}{'CPUs':>7}"
     )
-    print(f"ratio CPU/message / CPU/signature at batch 1: {cpu1 / sign_cpu:.3f} (target <= 1.25)")
-    print(f"msgs/s with batching: {rate_b:.0f} (target >= 20000)")
+    print(
+        f"{'':28}{'':>7}{'':>10}{'CPU/msg':>10}{'thread':>10}{'threads':>10}"
+        f"{'us/msg':>9}{'us/msg':>9}{'busy':>7}"
+    )
+    for run, single_run in runs:
+        _print_run(run, sign_cpu if single_run else None)
+    batched_runs = [r for r, single_run in runs if not single_run]
+    if batched_runs:
+        best = max(batched_runs, key=lambda r: r.rate)
+        print(f"\nmsgs/s with batching: {best.rate:.0f} (target >= 20000)")
 
 
 if __name__ == "__main__":
