@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,6 +42,7 @@ from gateway.egress.ordering import KeyGate
 from gateway.egress.retry import RetryPolicy
 from gateway.egress.routing import Rejected, Router
 from gateway.egress.sender import BatchSender, Delivery
+from gateway.egress.writer import OutcomeWriter, OutRecord
 from gateway.kafka.clients import create_consumer, create_producer
 from gateway.kafka.topics import ensure_topics, gateway_topics
 from gateway.ops.health import Health
@@ -57,16 +57,6 @@ _COMMIT_INTERVAL = 0.2
 _LAG_INTERVAL = 5.0
 _PRODUCE_RETRY_SECONDS = 1.0
 _UNROUTED = "(none)"
-
-
-@dataclass(slots=True)
-class _OutRecord:
-    """One record to write for a final outcome (result or dead letter)."""
-
-    topic: str
-    value: bytes | None
-    key: bytes | None
-    headers: list[tuple[str, bytes]] | None
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -111,6 +101,7 @@ class EgressService:
         self._semaphore = asyncio.Semaphore(egress.max_concurrent_requests)
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._writer: OutcomeWriter | None = None
         self._paused = False
         self._last_commit = 0.0
         self._last_lag = 0.0
@@ -126,6 +117,7 @@ class EgressService:
         producer = create_producer(kafka)
         consumer = create_consumer(kafka)
         self._producer, self._consumer = producer, consumer
+        self._writer = OutcomeWriter(producer)
         await producer.start()
         try:
             consumer.subscribe(self._topics, listener=_Listener(self))
@@ -146,6 +138,7 @@ class EgressService:
             self._set_health(False, "stopped")
             await producer.stop()
             self._producer = self._consumer = None
+            self._writer = None
             _log.info("egress_stopped")
 
     def _set_health(self, ready: bool, detail: str) -> None:
@@ -168,11 +161,14 @@ class EgressService:
             if data:
                 today = datetime.now(UTC).date()
                 now = loop.time()
+                consumed: dict[tuple[str, str], int] = {}
                 for records in data.values():
                     for record in records:
-                        self._ingest(record, today, now)
+                        self._ingest(record, today, now, consumed)
                     last = records[-1]
                     self._fetched[(last.topic, last.partition)] = last.offset + 1
+                for (client, interface), count in consumed.items():
+                    metrics.counters(client, interface)[0].inc(count)
             for batch in self._batcher.due(loop.time()):
                 self._dispatch(batch)
             self._backpressure()
@@ -183,8 +179,11 @@ class EgressService:
                 self._last_lag = now
                 self._export_lag()
 
-    def _ingest(self, record: Any, today: Any, now: float) -> None:
-        """One record: track it, then parse, route and batch it, or refuse it. Never raises."""
+    def _ingest(
+        self, record: Any, today: Any, now: float, consumed: dict[tuple[str, str], int]
+    ) -> None:
+        """One record: track it, then parse, route and batch it, or refuse it. Never raises.
+        Counts it in ``consumed`` by (client, interface) when it is batched."""
         topic, partition, offset = record.topic, record.partition, record.offset
         generation = self._tracker.track((topic, partition), offset)
         ref = RecordRef(topic, partition, offset, record.key, record.value, generation)
@@ -200,7 +199,8 @@ class EgressService:
         if isinstance(outcome, Rejected):
             self._refuse(outcome)
             return
-        metrics.counters(outcome.route.client.name, outcome.message.interface_id)[0].inc()
+        labels = (outcome.route.client.name, outcome.message.interface_id)
+        consumed[labels] = consumed.get(labels, 0) + 1
         for batch in self._batcher.add(outcome, now):
             self._dispatch(batch)
 
@@ -253,11 +253,12 @@ class EgressService:
         try:
             async with self._semaphore:
                 deliveries = await self._sender.deliver(batch)
-            await self._write([self._outcome_record(d) for d in deliveries])
+            await self._write(self._outcome_records(deliveries))
+            self._count(deliveries)
+            finish = self._tracker.finish
             for delivery in deliveries:
-                self._count(delivery)
                 ref = delivery.prepared.message.ref
-                self._tracker.finish((ref.topic, ref.partition), ref.offset, ref.generation)
+                finish((ref.topic, ref.partition), ref.offset, ref.generation)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -269,25 +270,56 @@ class EgressService:
                 if waiting is not None:
                     self._spawn(self._run_batch(waiting))
 
-    def _count(self, delivery: Delivery) -> None:
-        route = delivery.prepared.route
-        _, accepted, rejected, dead, _ = metrics.counters(
-            route.client.name, delivery.prepared.message.interface_id
-        )
-        if delivery.result.accepted:
-            accepted.inc()
-        else:
-            rejected.inc()
-            dead.inc()
+    @staticmethod
+    def _count(deliveries: list[Delivery]) -> None:
+        """Accepted / rejected counters, one increment per (client, interface, outcome)."""
+        counts: dict[tuple[str, str, bool], int] = {}
+        for delivery in deliveries:
+            labels = (
+                delivery.prepared.route.client.name,
+                delivery.prepared.message.interface_id,
+                delivery.result.accepted,
+            )
+            counts[labels] = counts.get(labels, 0) + 1
+        for (client, interface, accepted), count in counts.items():
+            children = metrics.counters(client, interface)
+            if accepted:
+                children[1].inc(count)
+            else:
+                children[2].inc(count)
+                children[3].inc(count)
 
     # --------------------------------------------------------------------- outcome records
 
-    def _outcome_record(self, delivery: Delivery) -> _OutRecord:
-        message = delivery.prepared.message
-        client = delivery.prepared.route.client
-        ref = message.ref
-        result = delivery.result
-        if result.accepted:
+    @staticmethod
+    def _outcome_records(deliveries: list[Delivery]) -> list[OutRecord]:
+        """Result or dead-letter record per delivery. The deliveries of one request share
+        their timestamps: each is formatted once per distinct value, not once per message."""
+        iso: dict[datetime | None, str | None] = {None: None}
+        out: list[OutRecord] = []
+        for delivery in deliveries:
+            message = delivery.prepared.message
+            client = delivery.prepared.route.client
+            ref = message.ref
+            result = delivery.result
+            if not result.accepted:
+                out.append(
+                    _dead_letter(
+                        client.topics.dead_letter,
+                        ref,
+                        result.reason or "rejected",
+                        delivery.attempts,
+                        delivery.status,
+                        message.sender_dip_id,
+                        message.interface_id,
+                    )
+                )
+                continue
+            submitted, acknowledged = delivery.submitted_at, delivery.acknowledged_at
+            if submitted not in iso:
+                iso[submitted] = submitted.isoformat()
+            if acknowledged not in iso:
+                iso[acknowledged] = acknowledged.isoformat() if acknowledged else None
             value = orjson.dumps(
                 {
                     "senderUniqueReference": message.sender_unique_reference,
@@ -296,10 +328,8 @@ class EgressService:
                     "interfaceID": message.interface_id,
                     "dipStatus": delivery.status,
                     "dipMessage": result.dip_message,
-                    "submittedAt": delivery.submitted_at.isoformat(),
-                    "acknowledgedAt": delivery.acknowledged_at.isoformat()
-                    if delivery.acknowledged_at
-                    else None,
+                    "submittedAt": iso[submitted],
+                    "acknowledgedAt": iso[acknowledged],
                     "attempts": delivery.attempts,
                     "source": {
                         "topic": ref.topic,
@@ -308,16 +338,8 @@ class EgressService:
                     },
                 }
             )
-            return _OutRecord(client.topics.results, value, ref.key, None)
-        return _dead_letter(
-            client.topics.dead_letter,
-            ref,
-            result.reason or "rejected",
-            delivery.attempts,
-            delivery.status,
-            message.sender_dip_id,
-            message.interface_id,
-        )
+            out.append(OutRecord(client.topics.results, value, ref.key, None))
+        return out
 
     def _refuse(self, rejected: Rejected) -> None:
         refusal = rejected.refusal
@@ -333,22 +355,18 @@ class EgressService:
         )
         self._spawn(self._write_refusal(record, refusal.ref))
 
-    async def _write_refusal(self, record: _OutRecord, ref: RecordRef) -> None:
+    async def _write_refusal(self, record: OutRecord, ref: RecordRef) -> None:
         await self._write([record])
         self._tracker.finish((ref.topic, ref.partition), ref.offset, ref.generation)
 
-    async def _write(self, records: list[_OutRecord]) -> None:
+    async def _write(self, records: list[OutRecord]) -> None:
         """Produce every record and wait for all acknowledgements; retry until it works (a
         record is final only once Kafka has it). Shutdown/revoke may abandon this wait."""
-        producer = self._producer
-        assert producer is not None
+        writer = self._writer
+        assert writer is not None
         while True:
             try:
-                futures = [
-                    await producer.send(r.topic, r.value, key=r.key, headers=r.headers)
-                    for r in records
-                ]
-                await asyncio.gather(*futures)
+                await writer.write(records)
                 return
             except KafkaError as exc:
                 _log.error("egress_outcome_write_failed", error=str(exc), records=len(records))
@@ -425,7 +443,7 @@ def _dead_letter(
     status: int | None,
     sender: str | None,
     interface: str | None,
-) -> _OutRecord:
+) -> OutRecord:
     """The original value and key, with where it came from and why in the headers."""
     headers = [
         ("dcpgw-source-topic", ref.topic.encode()),
@@ -441,7 +459,7 @@ def _dead_letter(
         headers.append(("dcpgw-sender-dip-id", sender.encode()))
     if interface is not None:
         headers.append(("dcpgw-interface", interface.encode()))
-    return _OutRecord(topic, ref.value, ref.key, headers)
+    return OutRecord(topic, ref.value, ref.key, headers)
 
 
 __all__ = ["HEALTH_NAME", "EgressService"]
