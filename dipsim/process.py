@@ -19,13 +19,9 @@ class SimulatorProcess:
     base_url: str
 
     def stop(self, timeout: float = 10.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        """SIGTERM (SIGKILL after ``timeout``), then close the stdout pipe; returns the exit
+        code. Safe to call twice."""
+        _stop(self.process, timeout)
         return self.process.returncode
 
     def __enter__(self) -> SimulatorProcess:
@@ -58,13 +54,28 @@ def start_in_subprocess(
     )
     deadline = time.monotonic() + ready_timeout
     assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            if proc.poll() is not None:
-                raise RuntimeError(f"dipsim exited with {proc.returncode} before it was ready")
-            continue
-        if line.startswith(READY_PREFIX):
-            return SimulatorProcess(proc, line[len(READY_PREFIX) :].strip())
-    proc.kill()
-    raise TimeoutError("dipsim did not print its readiness line in time")
+    try:
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"dipsim exited with {proc.returncode} before it was ready")
+                continue
+            if line.startswith(READY_PREFIX):
+                return SimulatorProcess(proc, line[len(READY_PREFIX) :].strip())
+        raise TimeoutError("dipsim did not print its readiness line in time")
+    except BaseException:
+        _stop(proc, 5.0)
+        raise
+
+
+def _stop(proc: subprocess.Popen[str], timeout: float) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()

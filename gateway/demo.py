@@ -16,11 +16,9 @@ import asyncio
 import contextlib
 import itertools
 import os
-import subprocess
 import sys
-import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,41 +63,62 @@ def ensure_dev_pki(folder: Path, clients: int, bits: int) -> Path:
     return folder
 
 
-@contextlib.contextmanager
-def _simulator(pki: Path, port: int) -> Iterator[str]:
-    """Run the DIP simulator as a separate program and yield its base URL."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dipsim.cli",
-            "--dev-pki",
-            str(pki),
-            "--port",
-            str(port),
-            "--schema-validation",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
+@contextlib.asynccontextmanager
+async def _simulator(pki: Path, port: int, ready_timeout: float = 60.0) -> AsyncIterator[str]:
+    """Run the DIP simulator as a separate program and yield its base URL.
+
+    Its output is read without blocking the event loop, drained for as long as it runs (a full
+    pipe would stall it), and the pipe is closed with the process.
+    """
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "dipsim.cli",
+        "--dev-pki",
+        str(pki),
+        "--port",
+        str(port),
+        "--schema-validation",
+        stdout=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+    assert proc.stdout is not None
+    drain: asyncio.Task[None] | None = None
     try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"the DIP simulator exited with code {proc.wait()}")
-            if line.startswith(_SIM_READY):
-                yield line[len(_SIM_READY) :].strip()
-                return
-        raise RuntimeError("the DIP simulator did not start within 60s")
-    finally:
-        proc.terminate()
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            async with asyncio.timeout(ready_timeout):
+                url = await _ready_url(proc, proc.stdout)
+        except TimeoutError:
+            raise RuntimeError(
+                f"the DIP simulator did not start within {ready_timeout:g}s"
+            ) from None
+        drain = asyncio.create_task(_discard(proc.stdout), name="dipsim-stdout")
+        yield url
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        # The process is gone, so its output ends: read it to the end, where the pipe closes.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(drain or _discard(proc.stdout), 10)
+
+
+async def _ready_url(proc: asyncio.subprocess.Process, stdout: asyncio.StreamReader) -> str:
+    while True:
+        line = (await stdout.readline()).decode("utf-8", "replace")
+        if not line:
+            raise RuntimeError(f"the DIP simulator exited with code {await proc.wait()}")
+        if line.startswith(_SIM_READY):
+            return line[len(_SIM_READY) :].strip()
+
+
+async def _discard(stdout: asyncio.StreamReader) -> None:
+    while await stdout.read(65536):
+        pass
 
 
 def _overrides(bootstrap: str, sim_url: str, webhook_port: int, ops_port: int) -> dict[str, str]:
@@ -218,12 +237,12 @@ async def run_demo(
     stop = asyncio.Event()
     if handle_signals:
         install_signal_handlers(stop)
-    with contextlib.ExitStack() as stack:
+    async with contextlib.AsyncExitStack() as stack:
         bootstrap = kafka_bootstrap or os.environ.get("DCP_GATEWAY__KAFKA__BOOTSTRAP_SERVERS")
         if not bootstrap:
             bootstrap = stack.enter_context(EmbeddedBroker()).bootstrap_servers
             print(f"embedded Kafka-compatible broker (Tansu) on {bootstrap}")
-        sim_url = stack.enter_context(_simulator(pki, free_port()))
+        sim_url = await stack.enter_async_context(_simulator(pki, free_port()))
         print(f"DIP simulator on {sim_url}")
         env = _overrides(bootstrap, sim_url, free_port(), free_port())
         config = load_config(pki / "gateway.yaml", env)
