@@ -44,6 +44,7 @@ def test_fresh_dev_pki_is_ok(dev_pki_dir: Path, capsys: pytest.CaptureFixture[st
         "config",
         "dip.ca_bundle",
         "trust.ca_bundle",
+        "trust.signer_names",
         "ingress.tls_cert",
         "clients[0].dip_ids[0].api_key_file",
         "clients[1].dip_ids[0].secondary_api_key_file",
@@ -51,7 +52,9 @@ def test_fresh_dev_pki_is_ok(dev_pki_dir: Path, capsys: pytest.CaptureFixture[st
     # 2048-bit test keys: warned, not failed.
     warned = {line.split()[1].rstrip(":") for line in _lines(lines, "WARN")}
     assert warned == {"dcp.mtls_pfx", "clients[0].signing_pfx", "clients[1].signing_pfx"}
-    assert lines[-1] == "7 OK, 3 WARN, 0 FAIL"
+    assert lines[-1] == "8 OK, 3 WARN, 0 FAIL"
+    (names,) = [line for line in _lines(lines, "OK") if "trust.signer_names" in line]
+    assert names.endswith("dip-signing.dev.test")
 
 
 def test_no_secret_is_printed(dev_pki_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -316,6 +316,13 @@ def _check_trust(config: GatewayConfig, now: datetime, report: Report) -> None:
         report.add(Status.OK, "trust", "no DIP trust anchor: fine while ingress is disabled")
         return
     _check_bundle(report, "trust.ca_bundle", trust.ca_bundle, now, None, need_ca=True)
+    if trust.signer_names:
+        report.add(
+            Status.OK,
+            "trust.signer_names",
+            "publications signed by a CA-issued certificate are accepted only from "
+            + ", ".join(trust.signer_names),
+        )
     if trust.pinned_sha256:
         report.add(
             Status.OK,
