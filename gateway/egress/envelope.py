@@ -70,6 +70,12 @@ class OutboundMessage:
         s1: dict[str, Any] = self.payload["CommonBlock"]["S1"]
         return s1
 
+    def release_payload(self) -> None:
+        """Drop the parsed payload once routing and validation are done: only ``item`` is sent.
+        Thousands of messages wait in flight, and their parsed dicts (dozens of containers
+        each) made every garbage collection walk a large heap."""
+        self.payload = {}
+
     def replace_payload(self) -> None:
         """Rebuild ``item`` after ``payload`` was modified (the raw bytes no longer match)."""
         body = orjson.dumps(self.payload)

@@ -28,7 +28,7 @@ class KeyGate:
 
     def __init__(self) -> None:
         self._queues: dict[GateKey, deque[int]] = {}
-        self._keys: dict[int, tuple[GateKey, ...]] = {}
+        self._keys: dict[int, dict[GateKey, None]] = {}  # ordered sets
         self._blocked: dict[int, int] = {}
 
     def __len__(self) -> int:
@@ -36,7 +36,7 @@ class KeyGate:
 
     def register(self, batch_id: int, keys: Iterable[GateKey]) -> bool:
         """Register a new batch; True when it may be sent now."""
-        unique = tuple(dict.fromkeys(keys))
+        unique = dict.fromkeys(keys)
         blocked = 0
         for key in unique:
             queue = self._queues.get(key)
@@ -54,7 +54,7 @@ class KeyGate:
         keys = self._keys[batch_id]
         if key in keys:
             return
-        self._keys[batch_id] = (*keys, key)
+        keys[key] = None
         queue = self._queues.get(key)
         if queue is None:
             self._queues[key] = deque((batch_id,))
@@ -73,7 +73,7 @@ class KeyGate:
 
     def release(self, batch_id: int) -> list[int]:
         """The batch is final (or abandoned): return the batches that may go now."""
-        keys = self._keys.pop(batch_id, ())
+        keys = self._keys.pop(batch_id, {})
         self._blocked.pop(batch_id, None)
         ready: list[int] = []
         for key in keys:

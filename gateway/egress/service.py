@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from collections.abc import Coroutine
 from datetime import UTC, datetime
@@ -123,6 +124,11 @@ class EgressService:
             consumer.subscribe(self._topics, listener=_Listener(self))
             await consumer.start()
             try:
+                # Everything alive now (modules, configuration, schemas, TLS and Kafka
+                # clients) lives as long as the service: keep the garbage collector from
+                # walking it on every full collection while messages stream through (it was
+                # ~5 us CPU per message at batch 500). Unfrozen again when the service stops.
+                gc.freeze()
                 self._set_health(True, "consuming")
                 _log.info("egress_started", topics=self._topics, group=kafka.consumer_group)
                 await self._consume(stop)
@@ -135,6 +141,7 @@ class EgressService:
                 await self._commit(force=True)
                 await consumer.stop()
         finally:
+            gc.unfreeze()
             self._set_health(False, "stopped")
             await producer.stop()
             self._producer = self._consumer = None
@@ -199,6 +206,7 @@ class EgressService:
         if isinstance(outcome, Rejected):
             self._refuse(outcome)
             return
+        outcome.message.release_payload()
         labels = (outcome.route.client.name, outcome.message.interface_id)
         consumed[labels] = consumed.get(labels, 0) + 1
         for batch in self._batcher.add(outcome, now):
