@@ -7,6 +7,9 @@ Set-up, so that ``time.process_time()`` of this process is the gateway's CPU onl
 * a fresh 4096-bit dev PKI (the production key size; signing cost depends on it);
 * Tansu (``EmbeddedBroker``) and the simulator (``python -m dipsim.cli``) in their own processes;
 * the messages (schema-valid IF-043 from ``sample_payload``) are produced before timing starts;
+* a warm-up run (64 messages at batch 1, 8 batches otherwise) through the same DipClient first,
+  so the pooled mTLS connections are open (each handshake costs the event loop an RSA-4096
+  signature for the client certificate), as in a gateway that has been running;
 * timing runs from the first record consumed to the last message whose result record Kafka
   acknowledged (that is after the simulator's acknowledgement), read from the egress metrics.
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import signal
 import subprocess
@@ -59,6 +63,7 @@ class Options:
     compression: str | None = None
     transport: str | None = None
     signing_threads: int = 0
+    keys: int = 0
     py_spy: str | None = None  # record the gateway (this process) to PREFIX-<label>.txt
 
 
@@ -131,13 +136,18 @@ def _payloads(start: int, count: int) -> list[bytes]:
     ]
 
 
-async def _produce(config: GatewayConfig, values: list[bytes]) -> None:
+async def _produce(config: GatewayConfig, values: list[bytes], keys: int) -> None:
+    """``values`` keyed ``meter-<i mod keys>`` (``keys`` 0: one key per message). Egress keeps
+    per-key order, so a batch waits for every earlier batch that holds one of its keys: with
+    few keys every batch holds them all and batches go one at a time."""
     producer = create_producer(config.kafka, linger_ms=20)
     await producer.start()
     try:
         topic = config.kafka.outbound_topics[0]
+        n = len(values)
         futures = [
-            await producer.send(topic, v, key=str(i % 64).encode()) for i, v in enumerate(values)
+            await producer.send(topic, v, key=f"meter-{i % (keys or n)}".encode())
+            for i, v in enumerate(values)
         ]
         await asyncio.gather(*futures)
     finally:
@@ -153,6 +163,8 @@ class Run:
     wall: float
     cpu: float  # this process: the gateway
     main_cpu: float  # the event-loop thread alone
+    gc_cpu: float  # in the garbage collector (on the event-loop thread)
+    gc_runs: list[int]  # collections per generation
     broker_cpu: float
     sim_cpu: float
 
@@ -165,6 +177,26 @@ class Run:
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
+
+
+class _GcClock:
+    """CPU seconds this process spends in the cyclic garbage collector (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = [0, 0, 0]
+        self._start = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.thread_time()
+        else:
+            self.seconds += time.thread_time() - self._start
+            self.collections[info["generation"]] += 1
+
+
+_GC = _GcClock()
+gc.callbacks.append(_GC)
 
 
 def _tree(pid: int) -> list[int]:
@@ -208,26 +240,33 @@ async def _scenario(
     options: Options,
     pids: tuple[int, int],
     label: str,
+    warmup: list[bytes],
 ) -> Run:
     """Messages/s and CPU of the gateway (this process), the broker and the simulator."""
     config = _config(pki, bootstrap, base_url, batch, options)
     await ensure_topics(config.kafka, gateway_topics(config))
-    await _produce(config, values)
+    await _produce(config, values, options.keys)
     keystore = build_keystore(config)
     pool = signing_pool(config.egress.signing_threads)
-    consumed0 = _counter("dcpgw_egress_messages_consumed_total")
-    accepted0 = _counter("dcpgw_egress_messages_accepted_total")
-    rejected0 = _counter("dcpgw_egress_messages_dead_lettered_total")
     n = len(values)
     broker_pid, sim_pid = pids
-    spy = (
-        _start_py_spy(f"{options.py_spy}-{label.replace(' ', '_')}.txt") if options.py_spy else None
-    )
-    if spy is not None:
-        await asyncio.sleep(1.0)  # let it attach before the clock starts
     async with DipClient(
         config.dip, config.dcp, keystore, pool=pool, transport=config.egress.transport
     ) as dip:
+        if warmup:
+            # Same DipClient: its pooled mTLS connections (each handshake costs the event loop
+            # an RSA-4096 signature) are open before the measured run, as in a running gateway.
+            warm = _config(pki, bootstrap, base_url, batch, options)
+            await ensure_topics(warm.kafka, gateway_topics(warm))
+            await _produce(warm, warmup, options.keys)
+            await _until_done(warm, keystore, dip, len(warmup))
+        spy = None
+        if options.py_spy:
+            spy = _start_py_spy(f"{options.py_spy}-{label.replace(' ', '_')}.txt")
+            await asyncio.sleep(1.0)  # let it attach before the clock starts
+        consumed0 = _counter("dcpgw_egress_messages_consumed_total")
+        accepted0 = _counter("dcpgw_egress_messages_accepted_total")
+        rejected0 = _counter("dcpgw_egress_messages_dead_lettered_total")
         stop = asyncio.Event()
         task = asyncio.create_task(EgressService(config, keystore, dip).run(stop))
         while _counter("dcpgw_egress_messages_consumed_total") == consumed0:  # noqa: ASYNC110
@@ -235,6 +274,7 @@ async def _scenario(
         broker_pids, sim_pids = _tree(broker_pid), _tree(sim_pid)
         broker0, sim0 = _proc_cpu(broker_pids), _proc_cpu(sim_pids)
         wall0, cpu0, main0 = time.perf_counter(), time.process_time(), time.thread_time()
+        gc0, runs0 = _GC.seconds, list(_GC.collections)
         while True:
             done = _counter("dcpgw_egress_messages_accepted_total") - accepted0
             dead = _counter("dcpgw_egress_messages_dead_lettered_total") - rejected0
@@ -243,6 +283,8 @@ async def _scenario(
             await asyncio.sleep(0.02)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         main = time.thread_time() - main0
+        gc_cpu = _GC.seconds - gc0
+        gc_runs = [b - a for a, b in zip(runs0, _GC.collections, strict=True)]
         broker, sim = _proc_cpu(broker_pids) - broker0, _proc_cpu(sim_pids) - sim0
         if spy is not None:
             spy.send_signal(signal.SIGINT)
@@ -250,9 +292,27 @@ async def _scenario(
         stop.set()
         await task
     pool.shutdown(wait=True)
+    print(f"  {label}: gc collections per generation {gc_runs}, {gc_cpu * 1e3:.0f} ms")
     if dead:
         print(f"  warning: {int(dead)} messages dead-lettered")
-    return Run(label, n, wall, cpu, main, broker, sim)
+    return Run(label, n, wall, cpu, main, gc_cpu, gc_runs, broker, sim)
+
+
+def _final() -> float:
+    return _counter("dcpgw_egress_messages_accepted_total") + _counter(
+        "dcpgw_egress_messages_dead_lettered_total"
+    )
+
+
+async def _until_done(config: GatewayConfig, keystore: Any, dip: DipClient, n: int) -> None:
+    """Run an EgressService until ``n`` more messages are final (warm-up, not measured)."""
+    base = _final()
+    stop = asyncio.Event()
+    task = asyncio.create_task(EgressService(config, keystore, dip).run(stop))
+    while _final() < base + n:  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
+    stop.set()
+    await task
 
 
 def _start_py_spy(out: str) -> subprocess.Popen[bytes]:
@@ -303,7 +363,7 @@ def _print_run(run: Run, sign_cpu: float | None) -> None:
     print(
         f"{run.label:<28}{run.messages:>7}{run.rate:>10.0f}"
         f"{run.per_msg(run.cpu) * us:>10.1f}{run.per_msg(run.main_cpu) * us:>10.1f}"
-        f"{run.per_msg(run.cpu - run.main_cpu) * us:>10.1f}"
+        f"{run.per_msg(run.gc_cpu) * us:>7.1f}{run.per_msg(run.cpu - run.main_cpu) * us:>10.1f}"
         f"{run.per_msg(run.broker_cpu) * us:>9.1f}{run.per_msg(run.sim_cpu) * us:>9.1f}"
         f"{(run.cpu + run.broker_cpu + run.sim_cpu) / run.wall:>7.2f}"
     )
@@ -336,6 +396,12 @@ def main() -> None:
     parser.add_argument(
         "--py-spy", help="record the gateway with py-spy to PREFIX-<scenario>.txt (skews CPU)"
     )
+    parser.add_argument(
+        "--keys",
+        type=int,
+        default=0,
+        help="distinct Kafka keys (0: one per message, like meter IDs; few keys serialise batches)",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="batched runs (best is kept)")
     args = parser.parse_args()
     compression = None if args.compression == "none" else args.compression
@@ -359,17 +425,25 @@ def main() -> None:
             )
             schema = _schema_us(batched or single)
             for i, t in enumerate(threads if args.single else []):
-                options = Options(compression, args.transport, t, args.py_spy)
+                options = Options(compression, args.transport, t, args.keys, args.py_spy)
                 values = _payloads(10_000 * i, args.single) if i else single
                 label = f"batch 1, {t or available_cpus()} signing thr"
                 run = asyncio.run(
                     _scenario(
-                        pki, broker.bootstrap_servers, sim.base_url, 1, values, options, pids, label
+                        pki,
+                        broker.bootstrap_servers,
+                        sim.base_url,
+                        1,
+                        values,
+                        options,
+                        pids,
+                        label,
+                        _payloads(5_000_000 + 1000 * i, 64),
                     )
                 )
                 runs.append((run, True))
             for i in range(args.repeat if args.batched else 0):
-                options = Options(compression, args.transport, 0, args.py_spy)
+                options = Options(compression, args.transport, 0, args.keys, args.py_spy)
                 run = asyncio.run(
                     _scenario(
                         pki,
@@ -380,13 +454,14 @@ def main() -> None:
                         options,
                         pids,
                         f"batch {args.batch}",
+                        _payloads(6_000_000 + 100_000 * i, args.batch * 8),
                     )
                 )
                 runs.append((run, False))
     cores = os.cpu_count()
     print(
         f"\nmachine: {cores} CPUs; broker and simulator in separate processes on the same machine;"
-        f" producer compression {args.compression}"
+        f" producer compression {args.compression}; keys: {args.keys or 'one per message'}"
     )
     print(
         f"RSA-4096 sign, same key: {sign_cpu * 1e3:.2f} ms CPU/signature, "
@@ -394,11 +469,11 @@ def main() -> None:
     )
     print(f"schema validation (IF-043): {schema:.2f} us CPU/message")
     print(
-        f"\n{'scenario':<28}{'msgs':>7}{'msgs/s':>10}{'gw us':>10}{'main us':>10}"
+        f"\n{'scenario':<28}{'msgs':>7}{'msgs/s':>10}{'gw us':>10}{'main us':>10}{'gc us':>7}"
         f"{'other us':>10}{'broker':>9}{'sim':>9}{'CPUs':>7}"
     )
     print(
-        f"{'':28}{'':>7}{'':>10}{'CPU/msg':>10}{'thread':>10}{'threads':>10}"
+        f"{'':28}{'':>7}{'':>10}{'CPU/msg':>10}{'thread':>10}{'(main)':>7}{'threads':>10}"
         f"{'us/msg':>9}{'us/msg':>9}{'busy':>7}"
     )
     for run, single_run in runs:
