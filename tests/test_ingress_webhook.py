@@ -8,6 +8,7 @@ after the refused pushes and finding it first and alone on the topic.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import ssl
 import time
@@ -32,7 +33,7 @@ from gateway.ingress.pipeline import Delivery, Outcome
 from gateway.ingress.routes import publication_callback_url, status_callback_url
 from gateway.ingress.samples import body_of, publication, sign_push, status_message
 from gateway.ingress.service import IngressServerFailed, IngressService
-from gateway.kafka.clients import create_consumer
+from gateway.kafka.clients import create_consumer, create_producer
 from gateway.kafka.embedded import EmbeddedBroker, EmbeddedBrokerUnavailable, free_port
 from gateway.kafka.topics import ensure_topics, gateway_topics
 from gateway.ops.health import Health
@@ -385,8 +386,11 @@ async def test_port_in_use_makes_run_raise(kafka: KafkaUnderTest, dev_pki: Path)
         port = taken.getsockname()[1]
         config = gateway_config(dev_pki, kafka.settings(), listen_port=port)
         service = IngressService(config, Health())
-        with pytest.raises(OSError):
+        open_before = len(os.listdir("/proc/self/fd"))
+        with pytest.raises(OSError) as info:
             await asyncio.wait_for(service.run(asyncio.Event()), 10)
+        # The socket that failed to bind is closed now, not when the traceback is collected.
+        assert len(os.listdir("/proc/self/fd")) == open_before, info.value
     assert not service.started.is_set()
 
 
@@ -557,3 +561,33 @@ async def test_an_mp_signing_cert_from_the_dip_ca_cannot_push_publications(
         assert ok.status_code == 201
         [record] = await consume(config.kafka, client.topics.inbound, 1)
     assert dict(record.headers)["dip-transaction-id"] == sentinel.encode()
+
+
+async def test_stopping_while_kafka_does_not_answer_closes_the_producer(
+    kafka: KafkaUnderTest, dev_pki: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop that lands while the producer is still connecting must close that producer
+    (its connections and tasks), not abandon it to the garbage collector."""
+    made: list[Any] = []
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        made.append(create_producer(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr("gateway.ingress.service.create_producer", recording)
+    with socket.socket() as silent:  # takes the connection (backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        settings = kafka.settings(bootstrap_servers=f"127.0.0.1:{silent.getsockname()[1]}")
+        service = IngressService(gateway_config(dev_pki, settings), Health())
+        stop = asyncio.Event()
+        task = asyncio.create_task(service.run(stop))
+        await service.started.wait()
+        async with asyncio.timeout(10):
+            while not made:  # noqa: ASYNC110 (no event marks the producer's creation)
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # start() now waits for a metadata answer that never comes
+        stop.set()
+        await asyncio.wait_for(task, 15)
+    assert not service.connected.is_set()
+    assert [p._closed for p in made] == [True]

@@ -150,9 +150,13 @@ class IngressService:
         s = self.config.ingress
         family = socket.AF_INET6 if ":" in s.listen_host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((s.listen_host, s.listen_port))
-        sock.set_inheritable(True)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((s.listen_host, s.listen_port))
+            sock.set_inheritable(True)
+        except BaseException:
+            sock.close()  # port taken or host unknown: do not leave the socket to the GC
+            raise
         return sock
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -169,8 +173,10 @@ class IngressService:
         heart: asyncio.Task[None] | None = None
         try:
             up = asyncio.create_task(server.up.wait())
-            await asyncio.wait([up, serving], return_when=asyncio.FIRST_COMPLETED)
-            up.cancel()
+            try:
+                await asyncio.wait([up, serving], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                up.cancel()  # also when run is cancelled during start-up
             if not server.started:
                 if serving.done() and not serving.cancelled():
                     exc = serving.exception()
@@ -235,6 +241,11 @@ class IngressService:
             producer = create_producer(self.config.kafka, **producer_overrides(self.config))
             try:
                 await producer.start()
+            except asyncio.CancelledError:
+                # Stopped mid-connect: close what start() opened before giving up.
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                raise
             except Exception as exc:  # any start failure means "not yet"
                 with contextlib.suppress(Exception):
                     await producer.stop()
