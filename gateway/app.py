@@ -147,50 +147,62 @@ async def run_gateway(
         async with DipClient(
             config.dip, config.dcp, keystore, pool=pool, transport=config.egress.transport
         ) as dip:
-            tasks.append(
-                asyncio.create_task(
-                    _watch_credentials(keystore, config.ops.reload_interval_seconds, stop, others),
-                    name="credential-watch",
+            try:
+                tasks.append(
+                    asyncio.create_task(
+                        _watch_credentials(
+                            keystore, config.ops.reload_interval_seconds, stop, others
+                        ),
+                        name="credential-watch",
+                    )
                 )
-            )
-            # Declare every enabled component before it starts, so /readyz cannot report
-            # ready while one of them is still connecting.
-            for name, enabled in (
-                ("egress", config.egress.enabled),
-                ("ingress", config.ingress.enabled),
-            ):
-                if enabled:
-                    health.set(name, False, "starting")
-            if config.egress.enabled:
-                egress = EgressService(config, keystore, dip, health)
-                tasks.append(asyncio.create_task(egress.run(stop), name="egress"))
-            if config.ingress.enabled:
-                ingress = IngressService(config, health)
-                tasks.append(asyncio.create_task(ingress.run(stop), name="ingress"))
-            _log.info(
-                "gateway_started",
-                environment=config.environment.value,
-                clients=len(config.clients),
-                egress=config.egress.enabled,
-                ingress=config.ingress.enabled,
-            )
-            if on_ready is not None:
-                await on_ready()
-            await _until_stop_or_failure(
-                tasks,
-                stop,
-                grace=config.egress.shutdown_grace_seconds + _FAILURE_GRACE_MARGIN_SECONDS,
-            )
+                # Declare every enabled component before it starts, so /readyz cannot report
+                # ready while one of them is still connecting.
+                for name, enabled in (
+                    ("egress", config.egress.enabled),
+                    ("ingress", config.ingress.enabled),
+                ):
+                    if enabled:
+                        health.set(name, False, "starting")
+                if config.egress.enabled:
+                    egress = EgressService(config, keystore, dip, health)
+                    tasks.append(asyncio.create_task(egress.run(stop), name="egress"))
+                if config.ingress.enabled:
+                    ingress = IngressService(config, health)
+                    tasks.append(asyncio.create_task(ingress.run(stop), name="ingress"))
+                _log.info(
+                    "gateway_started",
+                    environment=config.environment.value,
+                    clients=len(config.clients),
+                    egress=config.egress.enabled,
+                    ingress=config.ingress.enabled,
+                )
+                if on_ready is not None:
+                    await on_ready()
+                await _until_stop_or_failure(
+                    tasks,
+                    stop,
+                    grace=config.egress.shutdown_grace_seconds + _FAILURE_GRACE_MARGIN_SECONDS,
+                )
+            finally:
+                # Still inside the DipClient block: a service cut off after the grace period
+                # ends while the connection it may be sending on is open, not after.
+                await _end_all(tasks, stop)
     finally:
-        stop.set()
-        for task in tasks:
-            if not task.done():
-                task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _end_all(tasks, stop)  # also when DipClient() itself failed
         pool.shutdown(wait=False, cancel_futures=True)
         if ops_runner is not None:
             await ops_runner.cleanup()
         _log.info("gateway_stopped")
+
+
+async def _end_all(tasks: list[asyncio.Task[None]], stop: asyncio.Event) -> None:
+    """Set ``stop``, cancel the services still running, and wait for all of them."""
+    stop.set()
+    for task in tasks:
+        if not task.done():
+            task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _until_stop_or_failure(

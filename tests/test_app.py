@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -270,3 +271,44 @@ def test_dcp_mtls_certificate_warnings_are_logged(dev_pki: Path, tmp_path: Path)
     assert all(e["certificate"] == "mtls:dcp" for e in logs)
     assert any("requires 4096" in w for w in warnings)  # a 2048-bit key
     assert any("certificate expires in" in w for w in warnings)
+
+
+async def test_services_are_ended_before_the_dip_connection_closes(
+    dev_pki: Path, simulator: Simulator, kafka: KafkaUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service still running after the failure grace is cancelled while the DIP connection
+    it may be using is still open, never after: a send on a closed client would fail records
+    that were never really tried."""
+    from gateway.dip.client import DipClient
+    from gateway.egress.service import EgressService
+
+    order: list[str] = []
+
+    class RecordingDip(DipClient):
+        async def __aexit__(self, *exc: Any) -> Any:
+            order.append("dip-closed")
+            return await super().__aexit__(*exc)
+
+    async def ignores_stop(self: EgressService, stop: asyncio.Event) -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            order.append("egress-ended")
+
+    monkeypatch.setattr("gateway.app.DipClient", RecordingDip)
+    monkeypatch.setattr(EgressService, "run", ignores_stop)
+    with socket.socket() as taken:  # ingress cannot bind: the gateway fails
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = {
+            **_kafka_env(kafka),
+            "DCP_GATEWAY__DIP__BASE_URL": simulator.base_url,
+            "DCP_GATEWAY__INGRESS__LISTEN_PORT": str(taken.getsockname()[1]),
+            "DCP_GATEWAY__OPS__HEALTH_PORT": "0",
+            "DCP_GATEWAY__EGRESS__SHUTDOWN_GRACE_SECONDS": "0",
+        }
+        config = load_config(dev_pki / "gateway.yaml", env)
+        with pytest.raises(ServiceFailed):
+            async with asyncio.timeout(60):
+                await run_gateway(config, asyncio.Event())
+    assert order == ["egress-ended", "dip-closed"]
