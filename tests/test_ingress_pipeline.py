@@ -187,6 +187,19 @@ def test_public_base_url_with_a_prefix_accepts_both_proxy_styles() -> None:
     assert table.signed_url(f"/dip/status/{OWNED}", "a=1") == expected
 
 
+def test_prefix_that_is_also_the_webhook_paths_first_segment_routes_both_proxy_styles() -> None:
+    # Base /dip and publications under /dip/publications: a proxy that strips /dip forwards
+    # /dip/publications/..., one that keeps it forwards /dip/dip/publications/...
+    s = IngressSettings(public_base_url="https://gw.example.test/dip")
+    table = RouteTable.from_settings(s)
+    route = Route(RouteKind.PUBLICATION, OWNED, "IF-043")
+    expected = f"https://gw.example.test/dip/dip/publications/IF-043/{OWNED}"
+    for path in (f"/dip/publications/IF-043/{OWNED}", f"/dip/dip/publications/IF-043/{OWNED}"):
+        assert table.match(path) == route
+        assert table.signed_url(path, "") == expected
+    assert publication_callback_url(s, "IF-043", OWNED) == expected
+
+
 # -- envelope -----------------------------------------------------------------------------------
 
 

@@ -63,9 +63,17 @@ class RouteTable:
         )
 
     def local_path(self, raw_path: str) -> str:
-        """The path without the public base URL's own prefix, if the proxy kept it."""
+        """The path without the public base URL's own prefix, if the proxy kept it.
+
+        Ambiguous when the prefix is also the webhook path's first segment (base ``/dip`` and
+        publications under ``/dip/publications``): ``/dip/publications/...`` may be a request
+        whose prefix the proxy stripped, or not. The reading that addresses a webhook wins, so
+        both proxy styles route, and the signed URL follows the same reading.
+        """
         if self.base_prefix and raw_path.startswith(self.base_prefix + "/"):
-            return raw_path[len(self.base_prefix) :]
+            stripped = raw_path[len(self.base_prefix) :]
+            if self._route(stripped) is not None or self._route(raw_path) is None:
+                return stripped
         return raw_path
 
     def signed_url(self, raw_path: str, query: str) -> str:
@@ -75,7 +83,9 @@ class RouteTable:
 
     def match(self, raw_path: str) -> Route | None:
         """The route a path addresses, or None (404) for anything else."""
-        path = self.local_path(raw_path)
+        return self._route(self.local_path(raw_path))
+
+    def _route(self, path: str) -> Route | None:
         if path.startswith(self.publication_prefix):
             parts = path[len(self.publication_prefix) :].split("/")
             if (
