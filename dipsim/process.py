@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -52,21 +53,38 @@ def start_in_subprocess(
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
     )
-    deadline = time.monotonic() + ready_timeout
-    assert proc.stdout is not None
     try:
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"dipsim exited with {proc.returncode} before it was ready")
-                continue
-            if line.startswith(READY_PREFIX):
-                return SimulatorProcess(proc, line[len(READY_PREFIX) :].strip())
-        raise TimeoutError("dipsim did not print its readiness line in time")
+        return SimulatorProcess(proc, _wait_ready(proc, ready_timeout))
     except BaseException:
         _stop(proc, 5.0)
         raise
+
+
+def _wait_ready(proc: subprocess.Popen[str], timeout: float) -> str:
+    """The base URL from the readiness line, within ``timeout`` even when the child hangs silent.
+
+    Reads the pipe's file descriptor behind a ``select`` rather than ``readline``, which would
+    block past the deadline for a child that neither prints nor exits.
+    """
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    deadline = time.monotonic() + timeout
+    prefix = READY_PREFIX.encode()
+    pending = b""
+    while (remaining := deadline - time.monotonic()) > 0:
+        readable, _, _ = select.select([fd], [], [], remaining)
+        if not readable:
+            continue
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            code = proc.wait(5.0)
+            raise RuntimeError(f"dipsim exited with {code} before it was ready")
+        pending += chunk
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            if line.startswith(prefix):
+                return line[len(prefix) :].decode().strip()
+    raise TimeoutError(f"dipsim did not print its readiness line within {timeout:g} s")
 
 
 def _stop(proc: subprocess.Popen[str], timeout: float) -> None:
