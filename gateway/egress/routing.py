@@ -68,6 +68,7 @@ class Router:
             d.dip_id: (c, d) for c in config.clients for d in c.dip_ids
         }
         self._paths: dict[str, str] = {}
+        self._routes: dict[tuple[str, str], Route] = {}
 
     def client_for(self, dip_id: str | None) -> ClientConfig | None:
         found = self._by_dip_id.get(dip_id) if dip_id is not None else None
@@ -103,7 +104,7 @@ class Router:
             problem = self._check_dcp_id(message, client, message.payload)
             if problem is not None:
                 return Rejected(self._refusal(message, problem), client)
-            return Prepared(message, Route(client, dip, STATUS_PATH))
+            return Prepared(message, self._route(client, dip, STATUS_PATH))
 
         s1 = message.s1
         tag = s1.get("environmentTag")
@@ -125,7 +126,7 @@ class Router:
             reason = self._schema_problem(message)
             if reason is not None:
                 return Rejected(self._refusal(message, reason), client)
-        return Prepared(message, Route(client, dip, self._path(message.interface_id)))
+        return Prepared(message, self._route(client, dip, self._path(message.interface_id)))
 
     def _check_dcp_id(
         self, message: OutboundMessage, client: ClientConfig, block: dict[str, object]
@@ -150,6 +151,13 @@ class Router:
         except UnknownInterface as exc:
             return f"cannot validate: {exc.reason}"
         return format_violations(violations) if violations else None
+
+    def _route(self, client: ClientConfig, dip: DipIdConfig, path: str) -> Route:
+        """One (frozen) Route per DIP ID and path, shared by their messages."""
+        route = self._routes.get((dip.dip_id, path))
+        if route is None:
+            route = self._routes[(dip.dip_id, path)] = Route(client, dip, path)
+        return route
 
     def _path(self, interface_id: str) -> str:
         path = self._paths.get(interface_id)

