@@ -17,7 +17,6 @@ Keys are scoped by (topic, partition, key): Kafka orders records only within a p
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Hashable, Iterable
 
 GateKey = Hashable
@@ -27,7 +26,7 @@ class KeyGate:
     """Pure bookkeeping: who holds which keys, who waits for whom."""
 
     def __init__(self) -> None:
-        self._queues: dict[GateKey, deque[int]] = {}
+        self._queues: dict[GateKey, list[int]] = {}  # short: a list beats a deque to make
         self._keys: dict[int, dict[GateKey, None]] = {}  # ordered sets
         self._blocked: dict[int, int] = {}
 
@@ -41,7 +40,7 @@ class KeyGate:
         for key in unique:
             queue = self._queues.get(key)
             if queue is None:
-                self._queues[key] = deque((batch_id,))
+                self._queues[key] = [batch_id]
             else:
                 queue.append(batch_id)
                 blocked += 1
@@ -57,7 +56,7 @@ class KeyGate:
         keys[key] = None
         queue = self._queues.get(key)
         if queue is None:
-            self._queues[key] = deque((batch_id,))
+            self._queues[key] = [batch_id]
         else:
             queue.append(batch_id)
             self._blocked[batch_id] += 1
@@ -79,7 +78,7 @@ class KeyGate:
         for key in keys:
             queue = self._queues[key]
             if queue[0] == batch_id:
-                queue.popleft()
+                queue.pop(0)
                 if not queue:
                     del self._queues[key]
                     continue

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from http import HTTPStatus
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -40,9 +40,8 @@ class Action(Enum):
     SPLIT = "split"
 
 
-@dataclass(frozen=True, slots=True)
-class MessageResult:
-    """The DIP's word on one message."""
+class MessageResult(NamedTuple):
+    """The DIP's word on one message (a NamedTuple: one per message, cheap to make)."""
 
     accepted: bool
     transaction_id: str | None = None

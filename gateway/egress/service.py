@@ -119,16 +119,13 @@ class EgressService:
         consumer = create_consumer(kafka)
         self._producer, self._consumer = producer, consumer
         self._writer = OutcomeWriter(producer)
+        thresholds = gc.get_threshold()
         await producer.start()
         try:
             consumer.subscribe(self._topics, listener=_Listener(self))
             await consumer.start()
             try:
-                # Everything alive now (modules, configuration, schemas, TLS and Kafka
-                # clients) lives as long as the service: keep the garbage collector from
-                # walking it on every full collection while messages stream through (it was
-                # ~5 us CPU per message at batch 500). Unfrozen again when the service stops.
-                gc.freeze()
+                _collect_less()
                 self._set_health(True, "consuming")
                 _log.info("egress_started", topics=self._topics, group=kafka.consumer_group)
                 await self._consume(stop)
@@ -141,7 +138,7 @@ class EgressService:
                 await self._commit(force=True)
                 await consumer.stop()
         finally:
-            gc.unfreeze()
+            _collect_as_before(thresholds)
             self._set_health(False, "stopped")
             await producer.stop()
             self._producer = self._consumer = None
@@ -441,6 +438,27 @@ class EgressService:
         if self._paused:
             self._paused = False
             metrics.PAUSED.set(0)
+
+
+_GC_THRESHOLDS = (20_000, 10, 10)
+"""While egress runs; CPython's default is (700, 10, 10)."""
+
+
+def _collect_less() -> None:
+    """Garbage-collector settings for streaming: everything alive now (modules, configuration,
+    schemas, TLS and Kafka clients) lives as long as the service, so it is frozen out of the
+    collector's walks; and the young generation is collected every 20,000 net allocations
+    instead of 700 (thousands of in-flight messages survive each young collection and were
+    walked again and again). Measured at batch 500: GC 27-32 us/msg with the defaults, ~6 after
+    dropping parsed payloads and freezing, ~1.5 with these thresholds. Process-wide: restored
+    by :func:`_collect_as_before` when the service stops."""
+    gc.freeze()
+    gc.set_threshold(*_GC_THRESHOLDS)
+
+
+def _collect_as_before(thresholds: tuple[int, int, int]) -> None:
+    gc.set_threshold(*thresholds)
+    gc.unfreeze()
 
 
 def _dead_letter(
