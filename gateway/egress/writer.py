@@ -81,29 +81,46 @@ class OutcomeWriter:
             else:
                 group.append(record)
         futures: list[asyncio.Future[Any]] = []
-        for (topic, partition), group in groups.items():
-            if len(group) < _OWN_BATCH_MIN:
-                for record in group:
-                    futures.append(
-                        await producer.send(
-                            topic,
-                            record.value,
-                            key=record.key,
-                            partition=partition,
-                            headers=record.headers,
+        try:
+            for (topic, partition), group in groups.items():
+                if len(group) < _OWN_BATCH_MIN:
+                    for record in group:
+                        futures.append(
+                            await producer.send(
+                                topic,
+                                record.value,
+                                key=record.key,
+                                partition=partition,
+                                headers=record.headers,
+                            )
                         )
-                    )
-                continue
-            builder = producer.create_batch()
-            for record in group:
-                key, value, headers = record.key, record.value, record.headers or []
-                if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
-                    # full: send it; the first record always fits a new batch
-                    futures.append(await producer.send_batch(builder, topic, partition=partition))
-                    builder = producer.create_batch()
-                    builder.append(timestamp=None, key=key, value=value, headers=headers)
-            futures.append(await producer.send_batch(builder, topic, partition=partition))
-        await asyncio.gather(*futures)
+                    continue
+                builder = producer.create_batch()
+                for record in group:
+                    key, value, headers = record.key, record.value, record.headers or []
+                    if (
+                        builder.append(timestamp=None, key=key, value=value, headers=headers)
+                        is None
+                    ):
+                        # full: send it; the first record always fits a new batch
+                        futures.append(
+                            await producer.send_batch(builder, topic, partition=partition)
+                        )
+                        builder = producer.create_batch()
+                        builder.append(timestamp=None, key=key, value=value, headers=headers)
+                futures.append(await producer.send_batch(builder, topic, partition=partition))
+            await asyncio.gather(*futures)
+        except BaseException:
+            # the caller retries the whole list; the other writes may fail too, or later
+            for future in futures:
+                future.add_done_callback(_retrieve)
+            raise
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a write's failure as seen (it is retried as a whole): no 'never retrieved' noise."""
+    if not future.cancelled():
+        future.exception()
 
 
 def murmur2(data: bytes) -> int:
