@@ -167,6 +167,7 @@ class Run:
     gc_runs: list[int]  # collections per generation
     broker_cpu: float
     sim_cpu: float
+    system_cpu: float  # the kernel's share of ``cpu`` (system calls: sockets, epoll, futexes)
 
     @property
     def rate(self) -> float:
@@ -274,6 +275,7 @@ async def _scenario(
         broker_pids, sim_pids = _tree(broker_pid), _tree(sim_pid)
         broker0, sim0 = _proc_cpu(broker_pids), _proc_cpu(sim_pids)
         wall0, cpu0, main0 = time.perf_counter(), time.process_time(), time.thread_time()
+        sys0 = os.times().system
         gc0, runs0 = _GC.seconds, list(_GC.collections)
         while True:
             done = _counter("dcpgw_egress_messages_accepted_total") - accepted0
@@ -283,6 +285,7 @@ async def _scenario(
             await asyncio.sleep(0.02)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         main = time.thread_time() - main0
+        system = os.times().system - sys0
         gc_cpu = _GC.seconds - gc0
         gc_runs = [b - a for a, b in zip(runs0, _GC.collections, strict=True)]
         broker, sim = _proc_cpu(broker_pids) - broker0, _proc_cpu(sim_pids) - sim0
@@ -292,10 +295,13 @@ async def _scenario(
         stop.set()
         await task
     pool.shutdown(wait=True)
-    print(f"  {label}: gc collections per generation {gc_runs}, {gc_cpu * 1e3:.0f} ms")
+    print(
+        f"  {label}: gc collections per generation {gc_runs}, {gc_cpu * 1e3:.0f} ms; "
+        f"gateway system CPU {system / n * 1e6:.1f} us/msg of {cpu / n * 1e6:.1f}"
+    )
     if dead:
         print(f"  warning: {int(dead)} messages dead-lettered")
-    return Run(label, n, wall, cpu, main, gc_cpu, gc_runs, broker, sim)
+    return Run(label, n, wall, cpu, main, gc_cpu, gc_runs, broker, sim, system)
 
 
 def _final() -> float:
