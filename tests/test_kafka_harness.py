@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
@@ -98,3 +104,40 @@ def test_consumer_group_timing_reaches_the_consumer() -> None:
     assert kwargs["max_poll_interval_ms"] == 120_000
     with pytest.raises(ValidationError, match="at most a third of session_timeout_ms"):
         KafkaSettings(session_timeout_ms=6000, heartbeat_interval_ms=3000)
+
+
+def test_embedded_broker_dies_with_a_killed_parent() -> None:
+    """A test run or demo killed outright (SIGKILL: no clean-up runs) leaves no broker behind."""
+    script = (
+        "import sys, time\n"
+        "from gateway.kafka.embedded import EmbeddedBroker\n"
+        "broker = EmbeddedBroker()\n"
+        "broker.start()\n"
+        "print(broker._proc.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    try:
+        broker_pid = int(parent.stdout.readline())
+        assert Path(f"/proc/{broker_pid}").exists()
+    finally:
+        parent.kill()
+        parent.wait()
+        parent.stdout.close()
+    deadline = time.monotonic() + 10
+    while _alive(broker_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = _alive(broker_pid)
+    if alive:
+        os.kill(broker_pid, signal.SIGKILL)
+    assert not alive, "the broker outlived its killed parent"
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie reaped by init counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

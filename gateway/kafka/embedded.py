@@ -8,13 +8,29 @@ so clients of this broker must run with ``enable_idempotence: false``.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux for SIGTERM when the starting thread's process dies.
+
+    The broker runs in its own session (a terminal's Ctrl-C is the parent's to handle), so
+    without this a test run or demo that is killed outright leaves an orphan broker behind.
+    Start the broker from a long-lived thread: the signal follows the thread that forked it.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 class EmbeddedBrokerUnavailable(RuntimeError):
@@ -74,6 +90,7 @@ class EmbeddedBroker:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
