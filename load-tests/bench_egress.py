@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import itertools
 import os
 import signal
 import subprocess
@@ -118,7 +119,13 @@ def _counter(name: str) -> float:
     return float(child._value.get())
 
 
-def _payloads(start: int, count: int) -> list[bytes]:
+_SEQ = itertools.count()
+
+
+def _payloads(count: int) -> list[bytes]:
+    """``count`` new messages: sequence numbers (and so senderUniqueReferences) never repeat in
+    a run, or the simulator would rightly reject them as duplicates."""
+    seqs = list(itertools.islice(_SEQ, count))
     now = datetime.now(UTC)
     return [
         orjson.dumps(
@@ -132,7 +139,7 @@ def _payloads(start: int, count: int) -> list[bytes]:
                 dcp_id=DCP_ID,  # already set: the record's bytes are sent as they are
             )
         )
-        for seq in range(start, start + count)
+        for seq in seqs
     ]
 
 
@@ -418,8 +425,8 @@ def main() -> None:
         pki = Path(tmp)
         print("creating a 4096-bit dev PKI ...")
         create_dev_pki(pki, DevPkiOptions(clients=1, bits=4096))
-        single = _payloads(0, args.single)
-        batched = _payloads(1_000_000, args.batched)
+        single = _payloads(args.single)
+        batched = _payloads(args.batched)
         with (
             EmbeddedBroker() as broker,
             start_in_subprocess(pki, 0, extra_args=["--max-messages", "10000"]) as sim,
@@ -432,7 +439,7 @@ def main() -> None:
             schema = _schema_us(batched or single)
             for i, t in enumerate(threads if args.single else []):
                 options = Options(compression, args.transport, t, args.keys, args.py_spy)
-                values = _payloads(10_000 * i, args.single) if i else single
+                values = _payloads(args.single) if i else single
                 label = f"batch 1, {t or available_cpus()} signing thr"
                 run = asyncio.run(
                     _scenario(
@@ -444,7 +451,7 @@ def main() -> None:
                         options,
                         pids,
                         label,
-                        _payloads(5_000_000 + 1000 * i, 64),
+                        _payloads(64),
                     )
                 )
                 runs.append((run, True))
@@ -456,11 +463,11 @@ def main() -> None:
                         broker.bootstrap_servers,
                         sim.base_url,
                         args.batch,
-                        _payloads(2_000_000 * (i + 1), args.batched) if i else batched,
+                        _payloads(args.batched) if i else batched,
                         options,
                         pids,
                         f"batch {args.batch}",
-                        _payloads(6_000_000 + 100_000 * i, args.batch * 8),
+                        _payloads(args.batch * 8),
                     )
                 )
                 runs.append((run, False))
