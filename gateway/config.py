@@ -431,6 +431,10 @@ class OpsSettings(_Model):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
     reload_interval_seconds: float = Field(default=10.0, gt=0)
+    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        default="auto",
+        description="auto: uvloop when installed (less event-loop CPU per request), else asyncio",
+    )
 
 
 class DipIdConfig(_Model):

@@ -49,6 +49,7 @@ from gateway.kafka.clients import create_producer
 from gateway.kafka.embedded import EmbeddedBroker
 from gateway.kafka.topics import ensure_topics, gateway_topics
 from gateway.keys import build_keystore
+from gateway.ops import eventloop
 from gateway.schema import default_registry
 from gateway.schema.samples import sample_payload
 from gateway.signing.pki import DevPkiOptions, create_dev_pki
@@ -416,6 +417,12 @@ def main() -> None:
         help="distinct Kafka keys (0: one per message, like meter IDs; few keys serialise batches)",
     )
     parser.add_argument("--repeat", type=int, default=1, help="batched runs (best is kept)")
+    parser.add_argument(
+        "--loop",
+        choices=["auto", "uvloop", "asyncio"],
+        default="auto",
+        help="event loop, as ops.event_loop (auto: uvloop when installed, as `dcp-gateway run`)",
+    )
     args = parser.parse_args()
     compression = None if args.compression == "none" else args.compression
     threads = [int(t) for t in args.signing_threads.split(",")]
@@ -441,7 +448,7 @@ def main() -> None:
                 options = Options(compression, args.transport, t, args.keys, args.py_spy)
                 values = _payloads(args.single) if i else single
                 label = f"batch 1, {t or available_cpus()} signing thr"
-                run = asyncio.run(
+                run = eventloop.run(
                     _scenario(
                         pki,
                         broker.bootstrap_servers,
@@ -452,12 +459,13 @@ def main() -> None:
                         pids,
                         label,
                         _payloads(64),
-                    )
+                    ),
+                    args.loop,
                 )
                 runs.append((run, True))
             for i in range(args.repeat if args.batched else 0):
                 options = Options(compression, args.transport, 0, args.keys, args.py_spy)
-                run = asyncio.run(
+                run = eventloop.run(
                     _scenario(
                         pki,
                         broker.bootstrap_servers,
@@ -468,13 +476,15 @@ def main() -> None:
                         pids,
                         f"batch {args.batch}",
                         _payloads(args.batch * 8),
-                    )
+                    ),
+                    args.loop,
                 )
                 runs.append((run, False))
     cores = os.cpu_count()
     print(
         f"\nmachine: {cores} CPUs; broker and simulator in separate processes on the same machine;"
-        f" producer compression {args.compression}; keys: {args.keys or 'one per message'}"
+        f" producer compression {args.compression}; keys: {args.keys or 'one per message'};"
+        f" event loop {eventloop.loop_factory(args.loop).__module__.split('.')[0]}"
     )
     print(
         f"RSA-4096 sign, same key: {sign_cpu * 1e3:.2f} ms CPU/signature, "

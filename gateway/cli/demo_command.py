@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from pathlib import Path
 from typing import Any
 
+from gateway.ops import eventloop
 from gateway.ops.logging import configure_logging
 
 
@@ -28,7 +28,7 @@ def _demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
     configure_logging("warning", "console")
-    counts = asyncio.run(
+    counts = eventloop.run(
         run_demo(
             args.workdir,
             clients=args.clients,

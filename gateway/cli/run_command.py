@@ -9,6 +9,7 @@ from typing import Any
 
 from gateway.cli import CliError
 from gateway.config import ConfigError, load_config
+from gateway.ops import eventloop
 from gateway.ops.logging import configure_logging
 from gateway.signing.credentials import CredentialError
 
@@ -33,7 +34,7 @@ def _run(args: argparse.Namespace) -> int:
         await run_gateway(config, stop)
 
     try:
-        asyncio.run(main())
+        eventloop.run(main(), config.ops.event_loop)
     except ConfigError as exc:
         raise CliError(str(exc)) from None
     except CredentialError as exc:
