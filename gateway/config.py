@@ -11,6 +11,7 @@ Environment overrides use ``__`` between path segments and YAML for the value, e
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from collections.abc import Mapping
@@ -601,11 +602,35 @@ class GatewayConfig(_Model):
                     "use the DIP's https address",
                 )
             )
+        problems += self._http2_problems()
         problems += self._webhook_path_problems()
         problems += self._topic_problems()
         if problems:
             raise FieldProblems(problems)
         return self
+
+    def _http2_problems(self) -> list[tuple[str, str]]:
+        """HTTP/2 is httpx's alone, and httpx needs the ``h2`` package for it."""
+        if not self.dip.http2:
+            return []
+        if self.egress.transport != "httpx":
+            return [
+                (
+                    "dip.http2",
+                    f"HTTP/2 needs egress.transport 'httpx' (the {self.egress.transport!r} "
+                    "transport speaks HTTP/1.1): set egress.transport to 'httpx' or dip.http2 "
+                    "to false",
+                )
+            ]
+        if importlib.util.find_spec("h2") is None:
+            return [
+                (
+                    "dip.http2",
+                    "HTTP/2 needs the h2 package, which is not installed: "
+                    "pip install 'httpx[http2]', or set dip.http2 to false",
+                )
+            ]
+        return []
 
     def _webhook_path_problems(self) -> list[tuple[str, str]]:
         if not self.ingress.enabled:

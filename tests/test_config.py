@@ -7,6 +7,7 @@ and each test breaks exactly one thing.
 from __future__ import annotations
 
 import copy
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -346,3 +347,18 @@ def test_cross_check_problems_are_all_listed(dev_pki_dir: Path) -> None:
     assert "2 problem(s)" in message
     assert "  - dip.base_url: " in message
     assert "  - clients[1].topics.results: " in message
+
+
+def test_http2_needs_the_httpx_transport_and_the_h2_package(
+    dev_pki_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _base(dev_pki_dir)
+    data["dip"]["http2"] = True
+    message = _error(data, dev_pki_dir)
+    assert "dip.http2: HTTP/2 needs egress.transport 'httpx'" in message
+    data.setdefault("egress", {})["transport"] = "httpx"
+    # h2 is not a dependency: without it httpx would fail on the first request, not at start.
+    monkeypatch.setitem(sys.modules, "h2", None)
+    assert "dip.http2: HTTP/2 needs the h2 package" in _error(data, dev_pki_dir)
+    data["dip"]["http2"] = False
+    assert parse_config(data, base_dir=dev_pki_dir).egress.transport == "httpx"
