@@ -605,20 +605,7 @@ class SimCore:
                 lane = lanes.get(key)
                 if lane is None:
                     lane = lanes[key] = (publications[key], key in webhooks)
-                pub = Publication(
-                    m.transaction_id,
-                    interface,
-                    recipient,
-                    now,
-                    None,
-                    True,
-                    m.event_code,
-                    m.mpan,
-                    m.schema_version,
-                    m.sender_unique_reference,
-                    m.correlation_id,
-                    m,
-                )
+                pub = Publication.of_message(m, recipient, now)
                 lane[0].append(pub)
                 self.state.publication_count += 1
                 if lane[1]:

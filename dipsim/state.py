@@ -104,6 +104,24 @@ class Publication:
     #: the accepted message this publishes (its payload is the source)
     origin: StoredMessage | None = None
 
+    @classmethod
+    def of_message(cls, m: StoredMessage, recipient: str, at: datetime) -> Publication:
+        """The publication of accepted message ``m`` to ``recipient`` (payload read from ``m``)."""
+        return cls(
+            m.transaction_id,
+            m.interface,
+            recipient,
+            at,
+            None,
+            True,
+            m.event_code,
+            m.mpan,
+            m.schema_version,
+            m.sender_unique_reference,
+            m.correlation_id,
+            m,
+        )
+
     @property
     def source(self) -> dict[str, Any]:
         if self.src is not None:
@@ -339,20 +357,7 @@ class SimState:
                 by_sur[m.sender_unique_reference] = m
                 for recipient in m.recipients:
                     publications[(m.interface, recipient)].append(
-                        Publication(
-                            m.transaction_id,
-                            m.interface,
-                            recipient,
-                            m.received_at,
-                            None,
-                            True,
-                            m.event_code,
-                            m.mpan,
-                            m.schema_version,
-                            m.sender_unique_reference,
-                            m.correlation_id,
-                            m,
-                        )
+                        Publication.of_message(m, recipient, m.received_at)
                     )
 
     def message_by_sur(self, sur: str) -> StoredMessage | None:
