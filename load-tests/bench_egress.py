@@ -107,16 +107,16 @@ def _config(
 
 
 _COUNTERS = {
-    "dcpgw_egress_messages_consumed_total": 0,
-    "dcpgw_egress_messages_accepted_total": 1,
-    "dcpgw_egress_messages_dead_lettered_total": 3,
+    "dcpgw_egress_messages_consumed_total": "consumed",
+    "dcpgw_egress_messages_accepted_total": "accepted",
+    "dcpgw_egress_messages_dead_lettered_total": "dead_lettered",
 }
 
 
 def _counter(name: str) -> float:
     """Read the egress counter child directly: ``REGISTRY.get_sample_value`` would collect the
     whole registry (and read /proc) on every poll and bill that CPU to the gateway."""
-    child = metrics.counters(CLIENT, INTERFACE)[_COUNTERS[name]]
+    child = getattr(metrics.counters(CLIENT, INTERFACE), _COUNTERS[name])
     return float(child._value.get())
 
 

@@ -7,6 +7,8 @@ cached per (client, interface) so the hot path does one dict lookup, not a label
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from prometheus_client import Counter, Gauge, Histogram
 
 CONSUMED = Counter(
@@ -56,16 +58,26 @@ CONSUMER_LAG = Gauge(
     ["topic", "partition"],
 )
 
-_Children = tuple[Counter, Counter, Counter, Counter, Counter]
-_cache: dict[tuple[str, str], _Children] = {}
+
+class Counters(NamedTuple):
+    """The per-message counters' children for one (client, interface), looked up once."""
+
+    consumed: Counter
+    accepted: Counter
+    rejected: Counter
+    dead_lettered: Counter
+    retried: Counter
 
 
-def counters(client: str, interface: str) -> _Children:
-    """(consumed, accepted, rejected, dead_lettered, retried) for one client and interface."""
+_cache: dict[tuple[str, str], Counters] = {}
+
+
+def counters(client: str, interface: str) -> Counters:
+    """The counters of one client and interface (``.labels`` costs a lock and a dict walk)."""
     key = (client, interface)
     found = _cache.get(key)
     if found is None:
-        found = _cache[key] = (
+        found = _cache[key] = Counters(
             CONSUMED.labels(client, interface),
             ACCEPTED.labels(client, interface),
             REJECTED.labels(client, interface),

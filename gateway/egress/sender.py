@@ -105,9 +105,8 @@ class BatchSender:
                 reason = f"gave up after {attempt} attempts: {decision.reason}"
                 self._final_all(batch, out, reason, decision.status, attempt)
                 return
-            for prepared in batch.items:
-                route = prepared.route
-                metrics.counters(route.client.name, batch.interface_id)[4].inc()
+            client = batch.items[0].route.client.name  # one sender DIP ID: one client
+            metrics.counters(client, batch.interface_id).retried.inc(len(batch.items))
             _log.warning(
                 "dip_submit_retry",
                 sender=sender,

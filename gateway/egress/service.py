@@ -172,7 +172,7 @@ class EgressService:
                     last = records[-1]
                     self._fetched[(last.topic, last.partition)] = last.offset + 1
                 for (client, interface), count in consumed.items():
-                    metrics.counters(client, interface)[0].inc(count)
+                    metrics.counters(client, interface).consumed.inc(count)
             for batch in self._batcher.due(loop.time()):
                 self._dispatch(batch)
             self._backpressure()
@@ -289,10 +289,10 @@ class EgressService:
         for (client, interface, accepted), count in counts.items():
             children = metrics.counters(client, interface)
             if accepted:
-                children[1].inc(count)
+                children.accepted.inc(count)
             else:
-                children[2].inc(count)
-                children[3].inc(count)
+                children.rejected.inc(count)
+                children.dead_lettered.inc(count)
 
     # --------------------------------------------------------------------- outcome records
 
@@ -353,8 +353,8 @@ class EgressService:
         counters = metrics.counters(
             client.name if client else _UNROUTED, refusal.interface_id or _UNROUTED
         )
-        counters[0].inc()
-        counters[3].inc()
+        counters.consumed.inc()
+        counters.dead_lettered.inc()
         record = _dead_letter(
             topic, refusal.ref, refusal.reason, 0, None, refusal.sender_dip_id, refusal.interface_id
         )
