@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.dip.webhook_urls import webhook_path
 from gateway.signing.fingerprint import normalise_fingerprint
 
 ENV_PREFIX = "DCP_GATEWAY__"
@@ -635,8 +636,9 @@ class GatewayConfig(_Model):
     def _webhook_path_problems(self) -> list[tuple[str, str]]:
         if not self.ingress.enabled:
             return []
-        publication = _webhook_prefix(self.ingress.publication_path)
-        status = _webhook_prefix(self.ingress.status_path)
+        # Compared as routing does, segment by segment: /dip/status -> /dip/status/
+        publication = webhook_path(self.ingress.publication_path) + "/"
+        status = webhook_path(self.ingress.status_path) + "/"
         if publication.startswith(status) or status.startswith(publication):
             return [
                 (
@@ -714,14 +716,6 @@ def _dip_id(v: Any) -> str:
             f'DIP ID {v!r} must be exactly 10 digits, quoted in YAML (e.g. "1494431682")'
         )
     return v
-
-
-def _webhook_prefix(path: str) -> str:
-    """A webhook path as routing compares it: ``/dip/status`` -> ``/dip/status/``."""
-    path = path.strip()
-    if not path.startswith("/"):
-        path = "/" + path
-    return path.rstrip("/") + "/"
 
 
 def _topic(v: str) -> str:

@@ -13,7 +13,10 @@ side imports the other: both import this module.
 
 from __future__ import annotations
 
-from gateway.config import IngressSettings
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the configuration imports webhook_path from here
+    from gateway.config import IngressSettings
 
 
 def publication_callback_url(ingress: IngressSettings, interface: str, dip_id: str) -> str:
