@@ -7,9 +7,9 @@ same way.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
+import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.errors import KafkaError
@@ -18,7 +18,7 @@ from aiokafka.protocol.group import LeaveGroupRequest
 
 from gateway.config import KafkaSettings
 
-_log = logging.getLogger(__name__)
+_log = structlog.get_logger(__name__)
 
 
 def common_kwargs(settings: KafkaSettings) -> dict[str, Any]:
@@ -100,9 +100,9 @@ def _leave_from_generation_zero(coordinator: Any) -> None:
             try:
                 await coordinator._send_req(request)
             except KafkaError as exc:
-                _log.warning("LeaveGroup (generation 0) failed: %s", exc)
+                _log.warning("kafka_leave_group_failed", generation=0, error=str(exc))
             else:
-                _log.info("LeaveGroup (generation 0) succeeded for group %s", coordinator.group_id)
+                _log.info("kafka_left_group", generation=0, group=coordinator.group_id)
         await original()
 
     coordinator._maybe_leave_group = maybe_leave_group
