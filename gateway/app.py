@@ -56,16 +56,15 @@ def load_ingress_trust(config: GatewayConfig) -> TrustPolicy | None:
     :class:`ConfigError` instead of failing the ingress service later."""
     if not config.ingress.enabled:
         return None
-    bundle = config.trust.ca_bundle
+    from gateway.ingress.service import build_trust
+
     try:
-        return TrustPolicy.from_files(
-            [bundle] if bundle is not None else [], config.trust.pinned_sha256
-        )
+        return build_trust(config)
     except (ValueError, OSError) as exc:
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError(
-            f"trust.ca_bundle: {bundle}: not a usable PEM CA bundle ({detail}): point it at "
-            "the PEM file of the CA certificate(s) the DIP signs publications with"
+            f"trust.ca_bundle: {config.trust.ca_bundle}: not a usable PEM CA bundle ({detail}): "
+            "point it at the PEM file of the CA certificate(s) the DIP signs publications with"
         ) from None
 
 
