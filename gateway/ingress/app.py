@@ -179,7 +179,7 @@ class WebhookApp:
         raw = scope.get("raw_path")
         path = raw.decode("latin-1") if raw else scope["path"]
         h = self.handler
-        route = h.routes.match(path)
+        route, local_path = h.routes.resolve(path)
         try:
             if route is None:
                 raise Rejection(404, "unknown_path", f"no webhook at {path[:100]}")
@@ -195,7 +195,8 @@ class WebhookApp:
             return
         started = time.perf_counter()
         query = scope.get("query_string", b"").decode("latin-1")
-        status, answer = await h.handle(route, h.routes.signed_url(path, query), body, headers)
+        signed_url = h.routes.public_url(local_path, query)
+        status, answer = await h.handle(route, signed_url, body, headers)
         metrics.PUSH_SECONDS.observe(time.perf_counter() - started)
         await _respond(send, status, answer)
 

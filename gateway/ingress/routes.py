@@ -62,8 +62,9 @@ class RouteTable:
             public_base_url=ingress.public_base_url,
         )
 
-    def local_path(self, raw_path: str) -> str:
-        """The path without the public base URL's own prefix, if the proxy kept it.
+    def resolve(self, raw_path: str) -> tuple[Route | None, str]:
+        """The route a path addresses (None: 404) and the path without the public base URL's
+        own prefix, if the proxy kept it.
 
         Ambiguous when the prefix is also the webhook path's first segment (base ``/dip`` and
         publications under ``/dip/publications``): ``/dip/publications/...`` may be a request
@@ -72,18 +73,26 @@ class RouteTable:
         """
         if self.base_prefix and raw_path.startswith(self.base_prefix + "/"):
             stripped = raw_path[len(self.base_prefix) :]
-            if self._route(stripped) is not None or self._route(raw_path) is None:
-                return stripped
-        return raw_path
+            route = self._route(stripped)
+            if route is None:
+                kept = self._route(raw_path)
+                if kept is not None:
+                    return kept, raw_path
+            return route, stripped
+        return self._route(raw_path), raw_path
+
+    def public_url(self, local_path: str, query: str) -> str:
+        """The URL the DIP signed: public base URL + local path (+ ``?query`` when there is one)."""
+        url = self.public_base_url + local_path
+        return f"{url}?{query}" if query else url
 
     def signed_url(self, raw_path: str, query: str) -> str:
-        """The URL the DIP signed: public base URL + path (+ ``?query`` when there is one)."""
-        url = self.public_base_url + self.local_path(raw_path)
-        return f"{url}?{query}" if query else url
+        """The URL the DIP signed for a request to ``raw_path``."""
+        return self.public_url(self.resolve(raw_path)[1], query)
 
     def match(self, raw_path: str) -> Route | None:
         """The route a path addresses, or None (404) for anything else."""
-        return self._route(self.local_path(raw_path))
+        return self.resolve(raw_path)[0]
 
     def _route(self, path: str) -> Route | None:
         if path.startswith(self.publication_prefix):
