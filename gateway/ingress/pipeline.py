@@ -137,8 +137,11 @@ class Delivery:
     headers: list[tuple[str, bytes]]
     dedup_key: DedupKey
     quarantine_reason: str | None = None
-    #: a replay (``D0.replayIndicator``): routed even when the window has seen its key
-    replay: bool = False
+
+    @property
+    def replay(self) -> bool:
+        """A replay (``D0.replayIndicator``): routed even when the window has seen its key."""
+        return isinstance(self.message, Publication) and self.message.replay
 
 
 # -- checks ---------------------------------------------------------------------------------
@@ -259,7 +262,6 @@ def plan_deliveries(
                 headers=headers,
                 dedup_key=(route.kind.value, route.recipient, m.dedup_id),
                 quarantine_reason=reason,
-                replay=isinstance(m, Publication) and m.replay,
             )
         )
     return out
