@@ -27,12 +27,7 @@ from gateway.keys import build_keystore
 from gateway.ops.health import Health
 from gateway.ops.metrics import CREDENTIAL_RELOADS, export_certificate_expiry
 from gateway.ops.server import start_ops_server
-from gateway.signing.credentials import (
-    CredentialError,
-    Severity,
-    SigningCredential,
-    check_credential,
-)
+from gateway.signing.credentials import Severity, SigningCredential, usable_findings
 from gateway.signing.keystore import KeyStore
 from gateway.signing.trust import TrustPolicy
 
@@ -80,10 +75,7 @@ def load_checked_dcp_credential(
             "dcp.mtls_pfx (or dcp.mtls_key + dcp.mtls_cert)"
         )
     credential = load_dcp_credential(dcp)
-    findings = check_credential(credential, now or datetime.now(UTC))
-    errors = [f.message for f in findings if f.severity is Severity.ERROR]
-    if errors:
-        raise CredentialError(f"dcp mTLS certificate {credential.source}: " + "; ".join(errors))
+    findings = usable_findings(credential, now or datetime.now(UTC), "dcp mTLS certificate ")
     for warning in (f for f in findings if f.severity is Severity.WARNING):
         _log.warning("credential_warning", certificate="mtls:dcp", detail=warning.message)
     return credential

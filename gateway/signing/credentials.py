@@ -182,6 +182,16 @@ def check_credential(credential: SigningCredential, now: datetime) -> list[Findi
     return findings
 
 
+def usable_findings(credential: SigningCredential, now: datetime, what: str = "") -> list[Finding]:
+    """:func:`check_credential`'s findings for a credential about to be used; raises
+    :class:`CredentialError` (``what`` + source + every ERROR) when any finding refuses it."""
+    findings = check_credential(credential, now)
+    errors = [f.message for f in findings if f.severity is Severity.ERROR]
+    if errors:
+        raise CredentialError(f"{what}{credential.source}: " + "; ".join(errors))
+    return findings
+
+
 def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()

@@ -24,8 +24,8 @@ from gateway.signing.credentials import (
     Finding,
     Severity,
     SigningCredential,
-    check_credential,
     load_credential,
+    usable_findings,
 )
 
 _log = structlog.get_logger(__name__)
@@ -87,11 +87,7 @@ def _load_signer(spec: SignerSpec, now: datetime) -> tuple[SigningCredential, li
         read_secret_file(spec.password_file).encode() if spec.password_file is not None else None
     )
     credential = load_credential(spec.key_path, spec.cert_path, password)
-    findings = check_credential(credential, now)
-    errors = [f.message for f in findings if f.severity is Severity.ERROR]
-    if errors:
-        raise CredentialError(f"{credential.source}: " + "; ".join(errors))
-    return credential, findings
+    return credential, usable_findings(credential, now)
 
 
 def _watched_files(spec: SignerSpec) -> list[Path]:
