@@ -34,14 +34,6 @@ from cryptography.hazmat.primitives import hashes
 from gateway.signing.errors import RejectReason, SignatureRejected
 from gateway.signing.fingerprint import normalise_fingerprint
 
-__all__ = [
-    "TrustPolicy",
-    "certificate_names",
-    "fingerprint_sha256",
-    "load_certificates",
-    "normalise_fingerprint",
-]
-
 _MAX_CHAIN_DEPTH = 6
 
 
