@@ -34,10 +34,6 @@ class Health:
         self._stall = stall_seconds
 
     @property
-    def stall_seconds(self) -> float:
-        return self._stall
-
-    @property
     def beat_interval(self) -> float:
         """How often a component that beats on a timer should beat: a quarter of the stall
         window (at most 5 s), so one late beat never reads as a stall."""
