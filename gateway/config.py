@@ -41,6 +41,9 @@ MPID_PATTERN = re.compile(r"^[A-Z0-9]{4}$")
 INTERFACE_PATTERN = re.compile(r"^(IF|REP)-[0-9]{3}[A-B]?$")
 TOPIC_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
+#: ``ops.event_loop``; :mod:`gateway.ops.eventloop` builds the loop.
+EventLoopChoice = Literal["auto", "uvloop", "asyncio"]
+
 
 class Environment(StrEnum):
     PRD = "PRD"
@@ -433,7 +436,7 @@ class OpsSettings(_Model):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
     reload_interval_seconds: float = Field(default=10.0, gt=0)
-    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+    event_loop: EventLoopChoice = Field(
         default="auto",
         description="auto: uvloop when installed (less event-loop CPU per request), else asyncio",
     )

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
-from gateway.config import ConfigError
+from gateway.config import ConfigError, EventLoopChoice
 
-EventLoopChoice = Literal["auto", "uvloop", "asyncio"]
 T = TypeVar("T")
 
 
