@@ -35,10 +35,8 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         eventloop.run(main(), config.ops.event_loop)
-    except ConfigError as exc:
+    except (ConfigError, ServiceFailed) as exc:
         raise CliError(str(exc)) from None
     except CredentialError as exc:
         raise CliError(f"credentials: {exc}") from None
-    except ServiceFailed as exc:
-        raise CliError(str(exc)) from None
     return 0
