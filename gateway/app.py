@@ -68,13 +68,7 @@ def load_checked_dcp_credential(
 ) -> SigningCredential:
     """The DCP's mTLS credential, judged as the key store judges signing credentials: an
     ERROR finding refuses it (:class:`CredentialError`), a WARNING is logged."""
-    dcp = config.dcp
-    if dcp.mtls_pfx is None and dcp.mtls_key is None:
-        raise ConfigError(
-            "dcp.mtls_pfx: the DIP connection needs the DCP's mTLS certificate: set "
-            "dcp.mtls_pfx (or dcp.mtls_key + dcp.mtls_cert)"
-        )
-    credential = load_dcp_credential(dcp)
+    credential = load_dcp_credential(config.dcp)
     findings = usable_findings(credential, now or datetime.now(UTC), "dcp mTLS certificate ")
     for warning in (f for f in findings if f.severity is Severity.WARNING):
         _log.warning("credential_warning", certificate="mtls:dcp", detail=warning.message)
