@@ -19,8 +19,10 @@ from gateway.ingress.envelope import parse_publications
 from gateway.ingress.pipeline import Delivery, Destination, Outcome, RoutingTable, plan_deliveries
 from gateway.ingress.routes import Route, RouteKind
 from gateway.ingress.samples import body_of, publication
-from gateway.kafka.clients import create_consumer, create_producer
+from gateway.kafka.clients import create_producer
 from gateway.kafka.topics import ensure_topics
+from tests import ingress_fixtures
+from tests.ingress_fixtures import tx
 from tests.kafka_fixtures import KafkaUnderTest
 
 OWNED = "1400010001"
@@ -58,10 +60,6 @@ async def producer(kafka: KafkaUnderTest) -> AsyncIterator[AIOKafkaProducer]:
         await p.stop()
 
 
-def tx() -> str:
-    return f"T-IF-043-1009012345-REGS-20261123-{uuid.uuid4().hex[:16].upper()}"
-
-
 def plan(
     topics: Topics, ids: list[str], *, route: Route = ROUTE, replay: bool = False
 ) -> list[Delivery]:
@@ -71,19 +69,7 @@ def plan(
 
 async def consume(settings: KafkaSettings, topic: str, count: int) -> list[ConsumerRecord]:
     """Exactly the first ``count`` records, then proof that no further record follows."""
-    consumer = create_consumer(settings, topic, group_id=None)
-    await consumer.start()
-    records: list[ConsumerRecord] = []
-    try:
-        async with asyncio.timeout(30):
-            while len(records) < count:
-                for part in (await consumer.getmany(timeout_ms=200)).values():
-                    records.extend(part)
-        for part in (await consumer.getmany(timeout_ms=1000)).values():
-            records.extend(part)
-    finally:
-        await consumer.stop()
-    return records
+    return await ingress_fixtures.consume(settings, topic, count, settle_ms=1000)
 
 
 def ids_of(records: list[ConsumerRecord]) -> list[str]:

@@ -18,7 +18,6 @@ from typing import Any
 import orjson
 import pytest
 import yaml
-from aiokafka import ConsumerRecord
 
 from dipsim import Simulator, SimulatorConfig, run_simulator
 from dipsim.samples import sample_payload
@@ -26,10 +25,10 @@ from gateway.cli import main as cli_main
 from gateway.config import GatewayConfig, KafkaSettings, load_config
 from gateway.dip.admin import desired_webhooks
 from gateway.ingress.service import IngressService
-from gateway.kafka.clients import create_consumer
 from gateway.kafka.embedded import EmbeddedBroker, EmbeddedBrokerUnavailable, free_port
 from gateway.kafka.topics import ensure_topics, gateway_topics
 from tests.dipsim_fixtures import dev_pki, simulator  # noqa: F401
+from tests.ingress_fixtures import consume
 from tests.kafka_fixtures import KafkaUnderTest
 
 
@@ -85,20 +84,6 @@ async def webhook(config: GatewayConfig) -> AsyncIterator[IngressService]:
 
 async def cli(*argv: str) -> int:
     return await asyncio.to_thread(cli_main, list(argv))
-
-
-async def consume(settings: KafkaSettings, topic: str, count: int) -> list[ConsumerRecord]:
-    consumer = create_consumer(settings, topic, group_id=None)
-    await consumer.start()
-    records: list[ConsumerRecord] = []
-    try:
-        async with asyncio.timeout(30):
-            while len(records) < count:
-                for part in (await consumer.getmany(timeout_ms=200)).values():
-                    records.extend(part)
-    finally:
-        await consumer.stop()
-    return records
 
 
 def printed_json(out: str) -> Any:

@@ -24,16 +24,15 @@ import orjson
 import pytest
 import structlog
 import yaml
-from aiokafka import ConsumerRecord
 
-from gateway.config import GatewayConfig, KafkaSettings, parse_config
+from gateway.config import ClientConfig, GatewayConfig, KafkaSettings, parse_config
 from gateway.ingress.dedup import DedupWindow
 from gateway.ingress.deliver import Deliverer
 from gateway.ingress.pipeline import Delivery, Outcome
 from gateway.ingress.routes import publication_callback_url, status_callback_url
 from gateway.ingress.samples import body_of, publication, sign_push, status_message
 from gateway.ingress.service import IngressServerFailed, IngressService
-from gateway.kafka.clients import create_consumer, create_producer
+from gateway.kafka.clients import create_producer
 from gateway.kafka.embedded import EmbeddedBroker, EmbeddedBrokerUnavailable, free_port
 from gateway.kafka.topics import ensure_topics, gateway_topics
 from gateway.ops.health import Health
@@ -41,6 +40,7 @@ from gateway.ops.server import start_ops_server
 from gateway.signing.credentials import SigningCredential, load_credential
 from gateway.signing.pki import DevPkiOptions, Purpose, create_ca, create_dev_pki, issue
 from gateway.signing.scheme import content_hash
+from tests.ingress_fixtures import consume, tx
 from tests.kafka_fixtures import KafkaUnderTest
 
 PUBLIC = "https://dcp-gateway.example.test"
@@ -84,6 +84,13 @@ def gateway_config(
 
 def dip_ids(config: GatewayConfig) -> list[str]:
     return [d.dip_id for c in config.clients for d in c.dip_ids]
+
+
+def first_webhook(config: GatewayConfig) -> tuple[ClientConfig, str, str]:
+    """The first client, its first DIP ID, and that DIP ID's IF-043 publication webhook URL."""
+    client = config.clients[0]
+    recipient = client.dip_ids[0].dip_id
+    return client, recipient, publication_callback_url(config.ingress, "IF-043", recipient)
 
 
 @asynccontextmanager
@@ -133,26 +140,6 @@ async def push(
     )  # fmt: skip
 
 
-async def consume(settings: KafkaSettings, topic: str, count: int) -> list[ConsumerRecord]:
-    """The first ``count`` records of ``topic`` (fails the test if they do not come in 30 s)."""
-    consumer = create_consumer(settings, topic, group_id=None)
-    await consumer.start()
-    records: list[ConsumerRecord] = []
-    try:
-        async with asyncio.timeout(30):
-            while len(records) < count:
-                batch = await consumer.getmany(timeout_ms=200)
-                for part in batch.values():
-                    records.extend(part)
-    finally:
-        await consumer.stop()
-    return records
-
-
-def tx() -> str:
-    return f"T-IF-043-1009012345-REGS-20261123-{uuid.uuid4().hex[:16].upper()}"
-
-
 async def test_signed_push_over_tls_lands_on_the_client_topic_with_headers(
     kafka: KafkaUnderTest, dev_pki: Path, dip_signer: SigningCredential
 ) -> None:
@@ -187,10 +174,8 @@ async def test_every_bad_push_is_refused_and_nothing_is_routed(
     kafka: KafkaUnderTest, dev_pki: Path, dip_signer: SigningCredential
 ) -> None:
     config = gateway_config(dev_pki, kafka.settings(), max_body_bytes=4096)
-    client = config.clients[0]
-    recipient = client.dip_ids[0].dip_id
+    client, recipient, url = first_webhook(config)
     other = config.clients[1].dip_ids[0].dip_id
-    url = publication_callback_url(config.ingress, "IF-043", recipient)
     good = body_of([publication(recipient, tx())])
     stranger_ca = create_ca("Not the DIP CA", bits=2048)
     stranger = issue(stranger_ca, "dip-signing.dev.test", Purpose.SIGNING, bits=2048)
@@ -249,9 +234,7 @@ async def test_duplicate_pushes_are_routed_once(
     kafka: KafkaUnderTest, dev_pki: Path, dip_signer: SigningCredential
 ) -> None:
     config = gateway_config(dev_pki, kafka.settings())
-    client = config.clients[0]
-    recipient = client.dip_ids[0].dip_id
-    url = publication_callback_url(config.ingress, "IF-043", recipient)
+    client, recipient, url = first_webhook(config)
     repeated = tx()
     body = body_of([publication(recipient, repeated)])
     async with running(config) as (_, http):
@@ -307,9 +290,7 @@ async def test_kafka_outage_gives_503_and_the_retry_lands_after_recovery(
             bootstrap_servers=broker.bootstrap_servers, enable_idempotence=False
         )
         config = gateway_config(dev_pki, settings, produce_timeout_seconds=2)
-        client = config.clients[0]
-        recipient = client.dip_ids[0].dip_id
-        url = publication_callback_url(config.ingress, "IF-043", recipient)
+        client, recipient, url = first_webhook(config)
         body = body_of([publication(recipient, tx())])
         async with running(config) as (_, http):
             await asyncio.to_thread(broker.stop)
@@ -435,8 +416,7 @@ async def test_unexpected_error_is_a_logged_500_not_a_hung_request(
     kafka: KafkaUnderTest, dev_pki: Path, dip_signer: SigningCredential
 ) -> None:
     config = gateway_config(dev_pki, kafka.settings())
-    recipient = config.clients[0].dip_ids[0].dip_id
-    url = publication_callback_url(config.ingress, "IF-043", recipient)
+    _, recipient, url = first_webhook(config)
     body = body_of([publication(recipient, tx())])
     async with running(config) as (service, http):
         service.handler.deliverer = _ExplodingDeliverer(None, DedupWindow(10), 1.0)
@@ -459,9 +439,7 @@ async def test_pushes_over_the_concurrency_cap_get_503_with_retry_after(
     config = gateway_config(
         dev_pki, kafka.settings(), max_concurrent_pushes=1, busy_retry_after_seconds=7
     )
-    client = config.clients[0]
-    recipient = client.dip_ids[0].dip_id
-    url = publication_callback_url(config.ingress, "IF-043", recipient)
+    client, recipient, url = first_webhook(config)
     slow_tx = tx()
     body = body_of([publication(recipient, slow_tx)])
     headers = sign_push(dip_signer, url, body)
@@ -495,8 +473,7 @@ async def test_rejections_do_not_echo_the_body_or_the_string_to_sign(
     kafka: KafkaUnderTest, dev_pki: Path, dip_signer: SigningCredential
 ) -> None:
     config = gateway_config(dev_pki, kafka.settings())
-    recipient = config.clients[0].dip_ids[0].dip_id
-    url = publication_callback_url(config.ingress, "IF-043", recipient)
+    _, recipient, url = first_webhook(config)
     body = body_of([publication(recipient, tx())])
 
     def other_date(h: dict[str, str]) -> None:  # signature over another date: bad_signature
@@ -520,9 +497,7 @@ async def test_operator_replay_lands_again_but_an_ordinary_repush_does_not(
     kafka: KafkaUnderTest, dev_pki: Path, dip_signer: SigningCredential
 ) -> None:
     config = gateway_config(dev_pki, kafka.settings())
-    client = config.clients[0]
-    recipient = client.dip_ids[0].dip_id
-    url = publication_callback_url(config.ingress, "IF-043", recipient)
+    client, recipient, url = first_webhook(config)
     once = tx()
     original = body_of([publication(recipient, once)])
     replayed = body_of([publication(recipient, once, replay=True)])
@@ -548,9 +523,7 @@ async def test_an_mp_signing_cert_from_the_dip_ca_cannot_push_publications(
 ) -> None:
     config = gateway_config(dev_pki, kafka.settings())
     assert config.trust.signer_names == ("dip-signing.dev.test",)
-    client = config.clients[0]
-    recipient = client.dip_ids[0].dip_id
-    url = publication_callback_url(config.ingress, "IF-043", recipient)
+    client, recipient, url = first_webhook(config)
     mp = load_credential(dev_pki / "clients" / "client-2" / "signing.pfx")  # same DIP CA
     async with running(config) as (_, http):
         forged = await push(http, url, body_of([publication(recipient, tx())]), mp)
