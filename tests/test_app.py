@@ -26,8 +26,9 @@ from gateway.app import (
 from gateway.config import ConfigError, load_config
 from gateway.kafka.embedded import free_port
 from gateway.signing.credentials import CredentialError
-from gateway.signing.pki import Purpose, cert_pem, create_ca, issue, key_pem
+from gateway.signing.pki import Purpose, create_ca, issue
 from tests.kafka_fixtures import KafkaUnderTest, unique
+from tests.pki_fixtures import write_pem
 
 
 def _kafka_env(kafka: KafkaUnderTest) -> dict[str, str]:
@@ -239,9 +240,7 @@ def _mtls_env(
     issued = issue(
         ca, "dcp.example.test", Purpose.MTLS, bits=2048, not_before=not_before, days=days
     )
-    key, cert = tmp_path / "mtls.key", tmp_path / "mtls.pem"
-    key.write_bytes(key_pem(issued.key))
-    cert.write_bytes(cert_pem(issued.cert))
+    key, cert = write_pem(tmp_path, "mtls", issued)
     return {
         "DCP_GATEWAY__DCP__MTLS_PFX": "",
         "DCP_GATEWAY__DCP__MTLS_KEY": str(key),
