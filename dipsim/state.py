@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from dipsim.envelope import publication_id
+
 STATUS_KIND = "status"  # webhook "interface" key for status messages
 
 
@@ -137,7 +139,7 @@ class Publication:
         return {
             "transactionID": self.transaction_id,
             "transactionTimestamp": self.published_at.strftime("%Y-%m-%dT%H:%M:%S+00:00"),
-            "publicationID": "PUB-" + self.kind.split("-", 1)[1],
+            "publicationID": publication_id(self.kind),
             "initialCorrelationID": self.correlation_id,
             "replayIndicator": False,
             "serviceTicketURL": None,
@@ -347,7 +349,6 @@ class SimState:
     def flush(self) -> None:
         """Turn pending batches into StoredMessages and Publications."""
         pending, self._pending = self._pending, []
-        assert self.materialize is not None or not pending
         by_sur = self.by_sur
         publications = self._publications
         for batch in pending:
@@ -392,25 +393,13 @@ class SimState:
             return
         self.messages.extend(messages)
         self.message_count += len(messages)
-        by_sur = self.by_sur
-        senders: dict[str, int] = {}
-        interfaces: dict[str, int] = {}
-        recipients: dict[str, int] = {}
-        certs: dict[str, int] = {}
-        for m in messages:
-            by_sur[m.sender_unique_reference] = m
-            senders[m.sender] = senders.get(m.sender, 0) + 1
-            interfaces[m.interface] = interfaces.get(m.interface, 0) + 1
-            for r in m.recipients:
-                recipients[r] = recipients.get(r, 0) + 1
-            if m.client_cert_fingerprint:
-                fp = m.client_cert_fingerprint
-                certs[fp] = certs.get(fp, 0) + 1
-        self.by_sender.update(senders)
-        self.by_interface.update(interfaces)
-        self.by_recipient.update(recipients)
-        if certs:
-            self.by_client_cert.update(certs)
+        self.by_sur.update((m.sender_unique_reference, m) for m in messages)
+        self.by_sender.update(m.sender for m in messages)
+        self.by_interface.update(m.interface for m in messages)
+        self.by_recipient.update(r for m in messages for r in m.recipients)
+        self.by_client_cert.update(
+            m.client_cert_fingerprint for m in messages if m.client_cert_fingerprint
+        )
         if self._db is not None:
             self._db.executemany(
                 "INSERT OR REPLACE INTO messages VALUES (?,?,?,?,?,?,?,?)",
