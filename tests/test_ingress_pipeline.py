@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from gateway.config import IngressSettings, parse_config
+from gateway.dip.webhook_urls import publication_callback_url, status_callback_url
 from gateway.ingress.dedup import DedupWindow
 from gateway.ingress.envelope import EnvelopeError, parse_publications, parse_status_messages
 from gateway.ingress.pipeline import (
@@ -30,13 +31,7 @@ from gateway.ingress.pipeline import (
     rejection_body,
     response_body,
 )
-from gateway.ingress.routes import (
-    Route,
-    RouteKind,
-    RouteTable,
-    publication_callback_url,
-    status_callback_url,
-)
+from gateway.ingress.routes import Route, RouteKind, RouteTable
 from gateway.ingress.samples import body_of, publication, sign_push, status_message
 from gateway.signing.credentials import SigningCredential, load_pem
 from gateway.signing.pki import Issued, Purpose, create_ca, issue

@@ -26,10 +26,10 @@ import structlog
 import yaml
 
 from gateway.config import ClientConfig, GatewayConfig, KafkaSettings, parse_config
+from gateway.dip.webhook_urls import publication_callback_url, status_callback_url
 from gateway.ingress.dedup import DedupWindow
 from gateway.ingress.deliver import Deliverer
 from gateway.ingress.pipeline import Delivery, Outcome
-from gateway.ingress.routes import publication_callback_url, status_callback_url
 from gateway.ingress.samples import body_of, publication, sign_push, status_message
 from gateway.ingress.service import IngressServerFailed, IngressService
 from gateway.kafka.clients import create_producer

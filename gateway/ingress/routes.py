@@ -23,9 +23,7 @@ from enum import StrEnum
 from urllib.parse import urlsplit
 
 from gateway.config import INTERFACE_PATTERN, IngressSettings
-from gateway.dip.webhook_urls import publication_callback_url as publication_callback_url
-from gateway.dip.webhook_urls import status_callback_url as status_callback_url
-from gateway.dip.webhook_urls import webhook_path as _clean
+from gateway.dip.webhook_urls import webhook_path
 
 _DIP_ID = re.compile(r"^[0-9]{10}$")
 
@@ -57,8 +55,8 @@ class RouteTable:
     def from_settings(cls, ingress: IngressSettings) -> RouteTable:
         return cls(
             base_prefix=urlsplit(ingress.public_base_url).path.rstrip("/"),
-            publication_prefix=_clean(ingress.publication_path) + "/",
-            status_prefix=_clean(ingress.status_path) + "/",
+            publication_prefix=webhook_path(ingress.publication_path) + "/",
+            status_prefix=webhook_path(ingress.status_path) + "/",
             public_base_url=ingress.public_base_url,
         )
 
