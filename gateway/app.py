@@ -113,8 +113,9 @@ async def run_gateway(
 
     health = health or Health()
     # Cheap checks first: a wrong file stops start-up before anything connects.
-    await asyncio.to_thread(load_ingress_trust, config)
-    others = {"mtls:dcp": await asyncio.to_thread(load_checked_dcp_credential, config)}
+    trust = await asyncio.to_thread(load_ingress_trust, config)
+    dcp_credential = await asyncio.to_thread(load_checked_dcp_credential, config)
+    others = {"mtls:dcp": dcp_credential}
     keystore = await asyncio.to_thread(build_keystore, config)
     export_certificate_expiry(keystore, others)
     if config.kafka.create_topics:
@@ -130,7 +131,12 @@ async def run_gateway(
     tasks: list[asyncio.Task[None]] = []
     try:
         async with DipClient(
-            config.dip, config.dcp, keystore, pool=pool, transport=config.egress.transport
+            config.dip,
+            config.dcp,
+            keystore,
+            pool=pool,
+            transport=config.egress.transport,
+            credential=dcp_credential,
         ) as dip:
             try:
                 tasks.append(
@@ -153,7 +159,7 @@ async def run_gateway(
                     egress = EgressService(config, keystore, dip, health)
                     tasks.append(asyncio.create_task(egress.run(stop), name="egress"))
                 if config.ingress.enabled:
-                    ingress = IngressService(config, health)
+                    ingress = IngressService(config, health, trust=trust)
                     tasks.append(asyncio.create_task(ingress.run(stop), name="ingress"))
                 _log.info(
                     "gateway_started",

@@ -88,12 +88,15 @@ class DipClient:
         *,
         pool: Executor | None = None,
         transport: Literal["aiohttp", "httpx"] = "aiohttp",
+        credential: SigningCredential | None = None,
     ) -> None:
+        """``credential``: the DCP's mTLS credential if already loaded (and checked) by the
+        caller; loaded from ``dcp`` otherwise."""
         self._dip = dip
         self._keystore = keystore
         self._own_pool = pool is None
         self._pool: Executor = pool or signing_pool()
-        self._ssl = client_context(load_dcp_credential(dcp), dip.ca_bundle)
+        self._ssl = client_context(credential or load_dcp_credential(dcp), dip.ca_bundle)
         self._transport_name = transport
         self._http: httpx.AsyncClient | None = None
         self._session: aiohttp.ClientSession | None = None

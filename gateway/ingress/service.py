@@ -90,7 +90,10 @@ class IngressService:
         health: Health | None = None,
         *,
         clock: Callable[[], datetime] | None = None,
+        trust: TrustPolicy | None = None,
     ) -> None:
+        """``trust``: the policy already built from ``config`` (the run process checks it at
+        start-up); built here when not given."""
         self.config = config
         self.health = health or Health()
         self.started = asyncio.Event()
@@ -105,7 +108,7 @@ class IngressService:
         self.handler = WebhookHandler(
             RouteTable.from_settings(settings),
             RoutingTable.from_config(config),
-            build_trust(config),
+            trust or build_trust(config),
             self.deliverer,
             max_body_bytes=settings.max_body_bytes,
             max_skew=timedelta(seconds=config.trust.max_skew_seconds),
