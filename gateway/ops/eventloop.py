@@ -34,5 +34,10 @@ def loop_factory(choice: EventLoopChoice = "auto") -> Callable[[], asyncio.Abstr
 
 def run(main: Coroutine[Any, Any, T], choice: EventLoopChoice = "auto") -> T:
     """``asyncio.run`` on the chosen loop."""
-    with asyncio.Runner(loop_factory=loop_factory(choice)) as runner:
+    try:
+        factory = loop_factory(choice)
+    except BaseException:
+        main.close()  # never awaited: no "coroutine was never awaited" warning on the way out
+        raise
+    with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main)
