@@ -4,11 +4,13 @@ start-up checks of the trust bundle and the DCP mTLS certificate, and a service 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,18 +114,25 @@ def _reloads(metrics: str) -> float:
     return 0.0
 
 
+@contextlib.contextmanager
+def _taken_port() -> Iterator[int]:
+    """A loopback port something else is listening on while the block runs."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield taken.getsockname()[1]
+
+
 async def test_a_service_that_dies_stops_the_gateway_with_an_error(
     dev_pki: Path, simulator: Simulator, kafka: KafkaUnderTest
 ) -> None:
     # The webhook's port is taken: ingress cannot serve, so the whole gateway must fail (not
     # run on with egress alone and report ready), and egress must be stopped, not leaked.
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
+    with _taken_port() as taken:
         env = {
             **_kafka_env(kafka),
             "DCP_GATEWAY__DIP__BASE_URL": simulator.base_url,
-            "DCP_GATEWAY__INGRESS__LISTEN_PORT": str(taken.getsockname()[1]),
+            "DCP_GATEWAY__INGRESS__LISTEN_PORT": str(taken),
             "DCP_GATEWAY__OPS__HEALTH_PORT": "0",
         }
         config = load_config(dev_pki / "gateway.yaml", env)
@@ -296,13 +305,11 @@ async def test_services_are_ended_before_the_dip_connection_closes(
 
     monkeypatch.setattr("gateway.app.DipClient", RecordingDip)
     monkeypatch.setattr(EgressService, "run", ignores_stop)
-    with socket.socket() as taken:  # ingress cannot bind: the gateway fails
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
+    with _taken_port() as taken:  # ingress cannot bind: the gateway fails
         env = {
             **_kafka_env(kafka),
             "DCP_GATEWAY__DIP__BASE_URL": simulator.base_url,
-            "DCP_GATEWAY__INGRESS__LISTEN_PORT": str(taken.getsockname()[1]),
+            "DCP_GATEWAY__INGRESS__LISTEN_PORT": str(taken),
             "DCP_GATEWAY__OPS__HEALTH_PORT": "0",
             "DCP_GATEWAY__EGRESS__SHUTDOWN_GRACE_SECONDS": "0",
         }
