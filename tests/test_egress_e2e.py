@@ -447,3 +447,95 @@ async def test_stop_and_kill_mid_stream_then_restart_loses_nothing(
             assert "MSG" in o.reason and "already received" in o.reason, o.reason
             resolved.add(orjson.loads(o.value or b"")["CommonBlock"]["S1"]["senderUniqueReference"])
         assert resolved == expected_refs
+
+
+async def test_in_flight_records_never_exceed_the_limit_and_nothing_is_lost(
+    pki: Path, kafka: KafkaUnderTest
+) -> None:
+    """A slow DIP fills the in-flight window: the consumer holds at the limit (and, held long
+    enough, pauses its partitions), then takes records again; every record still arrives once."""
+    from gateway.egress import metrics
+
+    async with _simulator(pki, latency_ms=40) as sim:
+        limit = 6
+        config = _gateway_config(
+            pki,
+            kafka,
+            sim,
+            max_batch_messages=2,
+            linger_ms=0,
+            max_concurrent_requests=1,
+            max_in_flight_messages=limit,
+        )
+        await ensure_topics(config.kafka, gateway_topics(config))
+        topic = config.kafka.outbound_topics[0]
+        payloads = [_payload(1 + seq % CLIENTS, seq) for seq in range(60)]
+        await _produce(
+            config, [(topic, f"k{seq}".encode(), orjson.dumps(p)) for seq, p in enumerate(payloads)]
+        )
+        seen_in_flight: list[float] = []
+        seen_stopped: list[float] = []
+
+        async def sample() -> None:
+            while True:
+                seen_in_flight.append(metrics.IN_FLIGHT._value.get())
+                seen_stopped.append(metrics.PAUSED._value.get())
+                await asyncio.sleep(0.005)
+
+        gateway = Gateway(config)
+        sampler = asyncio.create_task(sample())
+        await gateway.start()
+        try:
+            outcomes = await _collect(config, len(payloads))
+        finally:
+            sampler.cancel()
+            await gateway.stop_gracefully()
+        assert outcomes.dead == []
+        assert outcomes.result_refs() == Counter(_sur(p) for p in payloads)
+        assert max(seen_in_flight) == limit  # reached, never passed
+        assert 1.0 in seen_stopped  # the consumer did hold back
+        stored = Counter(m.sender_unique_reference for m in sim.state.messages)
+        assert max(stored.values()) == 1
+
+
+async def test_a_long_hold_pauses_the_partitions_and_keeps_the_group_membership(
+    pki: Path, kafka: KafkaUnderTest
+) -> None:
+    """A DIP slower than the hold time: partitions are paused and getmany keeps being called,
+    so the member is not dropped from the group (max_poll_interval_ms 2 s; each answer takes
+    2.5 s, during which no record may be taken)."""
+    import structlog
+
+    async with _simulator(pki, latency_ms=2500) as sim:
+        config = _gateway_config(
+            pki,
+            kafka,
+            sim,
+            max_batch_messages=2,
+            linger_ms=0,
+            max_concurrent_requests=1,
+            max_in_flight_messages=2,
+        )
+        config = config.model_copy(
+            update={"kafka": config.kafka.model_copy(update={"max_poll_interval_ms": 2000})}
+        )
+        await ensure_topics(config.kafka, gateway_topics(config))
+        topic = config.kafka.outbound_topics[0]
+        payloads = [_payload(1, seq) for seq in range(4)]
+        await _produce(config, [(topic, b"one-key", orjson.dumps(p)) for p in payloads])
+        with structlog.testing.capture_logs() as logs:
+            gateway = Gateway(config)
+            await gateway.start()
+            try:
+                outcomes = await _collect(config, len(payloads))
+            finally:
+                await gateway.stop_gracefully()
+        events = [e["event"] for e in logs]
+        assert "egress_fetch_paused" in events
+        assert "egress_partitions_revoked" not in events  # never left the group
+        assert outcomes.dead == []
+        assert outcomes.result_refs() == Counter(_sur(p) for p in payloads)
+        stored = [
+            m.sender_unique_reference for m in sorted(sim.state.messages, key=lambda m: m.seq)
+        ]
+        assert stored == [_sur(p) for p in payloads]  # one key: offset order, each once

@@ -51,7 +51,10 @@ REQUEST_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
 IN_FLIGHT = Gauge("dcpgw_egress_in_flight_messages", "Records consumed but not final yet.")
-PAUSED = Gauge("dcpgw_egress_fetch_paused", "1 while fetching is paused for back-pressure.")
+PAUSED = Gauge(
+    "dcpgw_egress_fetch_paused",
+    "1 while no records are taken for back-pressure (held at the in-flight limit, or paused).",
+)
 CONSUMER_LAG = Gauge(
     "dcpgw_egress_consumer_lag_records",
     "Records between the consumer position and the partition end.",

@@ -38,6 +38,7 @@ from gateway.dip.client import DipClient
 from gateway.egress import metrics
 from gateway.egress.batching import Batch, Batcher
 from gateway.egress.envelope import OutboundMessage, RecordRef, Refusal, parse_record
+from gateway.egress.flow import FlowControl, Step
 from gateway.egress.offsets import OffsetTracker
 from gateway.egress.ordering import KeyGate
 from gateway.egress.retry import RetryPolicy
@@ -57,6 +58,11 @@ _POLL_SECONDS = 0.1
 _COMMIT_INTERVAL = 0.2
 _LAG_INTERVAL = 5.0
 _PRODUCE_RETRY_SECONDS = 1.0
+_INGEST_SLICE = 1000
+"""Most records taken per consume-loop turn (see :mod:`gateway.egress.flow`): about 25 ms of
+event-loop work at batch 500, so DIP answers and the webhook are never kept waiting long."""
+_HOLD_POLL_SECONDS = 0.005
+_HOLD_SECONDS_MAX = 5.0
 _UNROUTED = "(none)"
 
 
@@ -103,7 +109,11 @@ class EgressService:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._writer: OutcomeWriter | None = None
-        self._paused = False
+        self._flow = FlowControl(
+            egress.max_in_flight_messages,
+            slice_records=_INGEST_SLICE,
+            hold_seconds=min(_HOLD_SECONDS_MAX, config.kafka.max_poll_interval_ms / 10_000),
+        )
         self._last_commit = 0.0
         self._last_lag = 0.0
         self._fetched: dict[tuple[str, int], int] = {}
@@ -155,13 +165,11 @@ class EgressService:
         consumer = self._consumer
         assert consumer is not None
         loop = asyncio.get_running_loop()
-        limit = self._config.egress.max_in_flight_messages
         while not stop.is_set():
             now = loop.time()
             deadline = self._batcher.next_deadline()
             wait = _POLL_SECONDS if deadline is None else min(_POLL_SECONDS, deadline - now)
-            room = max(limit - self._tracker.in_flight(), 1)
-            data = await consumer.getmany(timeout_ms=max(int(wait * 1000), 0), max_records=room)
+            data = await self._fetch(consumer, max(wait, 0.0), now)
             if data:
                 today = datetime.now(UTC).date()
                 now = loop.time()
@@ -175,13 +183,42 @@ class EgressService:
                     metrics.counters(client, interface).consumed.inc(count)
             for batch in self._batcher.due(loop.time()):
                 self._dispatch(batch)
-            self._backpressure()
+            metrics.IN_FLIGHT.set(self._tracker.in_flight())
             await self._commit()
             if self._health is not None:
                 self._health.beat(HEALTH_NAME)
             if now - self._last_lag >= _LAG_INTERVAL:
                 self._last_lag = now
                 self._export_lag()
+            if data:
+                await asyncio.sleep(0)  # let answers and acknowledgements run between slices
+
+    async def _fetch(self, consumer: AIOKafkaConsumer, wait: float, now: float) -> dict[Any, Any]:
+        """One turn of flow control (:class:`FlowControl`): records to ingest, or none."""
+        in_flight = self._tracker.in_flight()
+        was_stopped = self._flow.stopped
+        decision = self._flow.decide(in_flight, now)
+        step = decision.step
+        if self._flow.stopped != was_stopped:
+            metrics.PAUSED.set(1 if self._flow.stopped else 0)
+            event = "egress_fetch_held" if self._flow.stopped else "egress_fetch_resumed"
+            _log.info(event, in_flight=in_flight, limit=self._flow.limit)
+        if step is Step.HOLD:
+            await asyncio.sleep(min(wait, _HOLD_POLL_SECONDS))
+            return {}
+        if step is Step.PAUSE or step is Step.POLL:
+            assignment = consumer.assignment()
+            if assignment:
+                consumer.pause(*assignment)  # again each turn: new assignments start unpaused
+            if step is Step.PAUSE:
+                _log.warning("egress_fetch_paused", in_flight=in_flight, limit=self._flow.limit)
+            data: dict[Any, Any] = await consumer.getmany(timeout_ms=int(wait * 1000))
+            return data
+        if step is Step.RESUME:
+            consumer.resume(*consumer.assignment())
+        timeout_ms = int(wait * 1000)
+        data = await consumer.getmany(timeout_ms=timeout_ms, max_records=decision.room)
+        return data
 
     def _ingest(
         self, record: Any, today: Any, now: float, consumed: dict[tuple[str, str], int]
@@ -208,26 +245,6 @@ class EgressService:
         consumed[labels] = consumed.get(labels, 0) + 1
         for batch in self._batcher.add(outcome, now):
             self._dispatch(batch)
-
-    def _backpressure(self) -> None:
-        consumer = self._consumer
-        assert consumer is not None
-        in_flight = self._tracker.in_flight()
-        metrics.IN_FLIGHT.set(in_flight)
-        over = in_flight >= self._config.egress.max_in_flight_messages
-        if over:
-            assignment = consumer.assignment()
-            if assignment:
-                consumer.pause(*assignment)
-            if not self._paused:
-                self._paused = True
-                metrics.PAUSED.set(1)
-                _log.info("egress_fetch_paused", in_flight=in_flight)
-        elif self._paused:
-            consumer.resume(*consumer.assignment())
-            self._paused = False
-            metrics.PAUSED.set(0)
-            _log.info("egress_fetch_resumed", in_flight=in_flight)
 
     def _export_lag(self) -> None:
         consumer = self._consumer
@@ -435,9 +452,9 @@ class EgressService:
         await self._commit(force=True)
         self._tracker.forget(set(self._tracker.partitions()))
         self._fetched.clear()
-        if self._paused:
-            self._paused = False
+        if self._flow.stopped:
             metrics.PAUSED.set(0)
+        self._flow.reset()
 
 
 _GC_THRESHOLDS = (20_000, 10, 10)
