@@ -67,6 +67,7 @@ class Options:
     signing_threads: int = 0
     keys: int = 0
     py_spy: str | None = None  # record the gateway (this process) to PREFIX-<label>.txt
+    trace: float = 0.0  # print a time series every this many seconds (0: off)
 
 
 def _config(
@@ -285,6 +286,9 @@ async def _scenario(
         wall0, cpu0, main0 = time.perf_counter(), time.process_time(), time.thread_time()
         sys0 = os.times().system
         gc0, runs0 = _GC.seconds, list(_GC.collections)
+        tracer = None
+        if options.trace:
+            tracer = asyncio.create_task(_trace(options.trace, broker_pids, sim_pids))
         while True:
             done = _counter("dcpgw_egress_messages_accepted_total") - accepted0
             dead = _counter("dcpgw_egress_messages_dead_lettered_total") - rejected0
@@ -297,6 +301,8 @@ async def _scenario(
         gc_cpu = _GC.seconds - gc0
         gc_runs = [b - a for a, b in zip(runs0, _GC.collections, strict=True)]
         broker, sim = _proc_cpu(broker_pids) - broker0, _proc_cpu(sim_pids) - sim0
+        if tracer is not None:
+            tracer.cancel()
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(30)
@@ -310,6 +316,40 @@ async def _scenario(
     if dead:
         print(f"  warning: {int(dead)} messages dead-lettered")
     return Run(label, n, wall, cpu, main, gc_cpu, gc_runs, broker, sim, system)
+
+
+async def _trace(every: float, broker_pids: list[int], sim_pids: list[int]) -> None:
+    """Per interval: messages final, records in flight, CPU of the event-loop thread, the
+    whole gateway, the broker and the simulator (fractions of one CPU). Shows whether a run's
+    rate is steady or decays, and which process is busy when it does."""
+    print(
+        f"  {'t s':>5} {'final/s':>8} {'in flight':>9} {'loop':>5} {'gw':>5} {'brk':>5}"
+        f" {'sim':>5} {'steal':>5}"
+    )
+    start = last_t = time.perf_counter()
+    last = (_final(), time.thread_time(), time.process_time())
+    last_b, last_s, last_st = _proc_cpu(broker_pids), _proc_cpu(sim_pids), _steal()
+    while True:
+        await asyncio.sleep(every)
+        now = time.perf_counter()
+        cur = (_final(), time.thread_time(), time.process_time())
+        b, s, st = _proc_cpu(broker_pids), _proc_cpu(sim_pids), _steal()
+        dt = now - last_t
+        print(
+            f"  {now - start:>5.1f} {(cur[0] - last[0]) / dt:>8.0f}"
+            f" {metrics.IN_FLIGHT._value.get():>9.0f} {(cur[1] - last[1]) / dt:>5.2f}"
+            f" {(cur[2] - last[2]) / dt:>5.2f} {(b - last_b) / dt:>5.2f} {(s - last_s) / dt:>5.2f}"
+            f" {(st - last_st) / dt:>5.2f}"
+        )
+        last, last_t, last_b, last_s, last_st = cur, now, b, s, st
+
+
+def _steal() -> float:
+    """CPU seconds the hypervisor gave to other guests (all CPUs, /proc/stat): on a virtual
+    machine this is time the benchmark wanted to run and could not."""
+    with open("/proc/stat") as handle:
+        fields = handle.readline().split()
+    return int(fields[8]) / _TICK
 
 
 def _final() -> float:
@@ -332,7 +372,8 @@ async def _until_done(config: GatewayConfig, keystore: Any, dip: DipClient, n: i
 def _start_py_spy(out: str) -> subprocess.Popen[bytes]:
     """py-spy (if installed in the venv) sampling this process, every thread, raw format."""
     spy = str(Path(sys.executable).parent / "py-spy")
-    args = ["record", "--pid", str(os.getpid()), "--threads", "--format", "raw", "--rate", "997"]
+    args = ["record", "--pid", str(os.getpid()), "--threads", "--nonblocking"]
+    args += ["--format", "raw", "--rate", "499"]
     return subprocess.Popen(
         [spy, *args, "-o", out],
         stdout=subprocess.DEVNULL,
@@ -416,6 +457,12 @@ def main() -> None:
         default=0,
         help="distinct Kafka keys (0: one per message, like meter IDs; few keys serialise batches)",
     )
+    parser.add_argument(
+        "--trace",
+        type=float,
+        default=0.0,
+        help="print rate, in-flight records and CPU per process every N seconds of a run",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="batched runs (best is kept)")
     parser.add_argument(
         "--loop",
@@ -445,7 +492,9 @@ def main() -> None:
             )
             schema = _schema_us(batched or single)
             for i, t in enumerate(threads if args.single else []):
-                options = Options(compression, args.transport, t, args.keys, args.py_spy)
+                options = Options(
+                    compression, args.transport, t, args.keys, args.py_spy, args.trace
+                )
                 values = _payloads(args.single) if i else single
                 label = f"batch 1, {t or available_cpus()} signing thr"
                 run = eventloop.run(
@@ -464,7 +513,9 @@ def main() -> None:
                 )
                 runs.append((run, True))
             for i in range(args.repeat if args.batched else 0):
-                options = Options(compression, args.transport, 0, args.keys, args.py_spy)
+                options = Options(
+                    compression, args.transport, 0, args.keys, args.py_spy, args.trace
+                )
                 run = eventloop.run(
                     _scenario(
                         pki,
