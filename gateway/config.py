@@ -362,7 +362,12 @@ class EgressSettings(_Model):
     max_batch_messages: int = Field(default=100, ge=1, le=10_000)
     max_batch_bytes: int = Field(default=1_000_000, ge=1_024)
     linger_ms: float = Field(default=20.0, ge=0)
-    max_in_flight_messages: int = Field(default=20_000, ge=1)
+    max_in_flight_messages: int = Field(
+        default=20_000,
+        ge=1,
+        description="records consumed but not final; at the limit fetching holds (buffers kept), "
+        "and after a long hold the partitions are paused",
+    )
     max_concurrent_requests: int = Field(default=32, ge=1)
     signing_threads: int = Field(default=0, ge=0, description="0 = one per CPU core")
     max_attempts: int = Field(default=8, ge=1, description="tries per request before dead-letter")

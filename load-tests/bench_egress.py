@@ -11,7 +11,13 @@ Set-up, so that ``time.process_time()`` of this process is the gateway's CPU onl
   so the pooled mTLS connections are open (each handshake costs the event loop an RSA-4096
   signature for the client certificate), as in a gateway that has been running;
 * timing runs from the first record consumed to the last message whose result record Kafka
-  acknowledged (that is after the simulator's acknowledgement), read from the egress metrics.
+  acknowledged (that is after the simulator's acknowledgement), read from the egress metrics;
+* ``max_in_flight_messages`` is the product default (20,000), so runs longer than that are in
+  the steady state a running gateway is in (fetch held at the limit, slices of 1,000);
+* ``steal`` is the CPU time the hypervisor gave to other guests during the run (``/proc/stat``):
+  this is a virtual machine, and figures from a run with steal are not comparable with one
+  without; ``--trace SECONDS`` prints rate, in-flight records, CPU per process and steal per
+  interval, to see where a run stalls.
 
 Beside it, the same run measures RSA-4096 signing with the same key (one thread: CPU per
 signature; and the pool's signatures/s) and the cost of the pre-flight schema validation, and
@@ -92,7 +98,7 @@ def _config(
         "max_batch_messages": batch,
         "max_batch_bytes": 8_000_000,
         "linger_ms": 5,
-        "max_in_flight_messages": 50_000,
+        "max_in_flight_messages": 20_000,  # the product default
         "max_concurrent_requests": 32 if batch == 1 else 8,
         "signing_threads": options.signing_threads,
     }
@@ -177,6 +183,7 @@ class Run:
     broker_cpu: float
     sim_cpu: float
     system_cpu: float  # the kernel's share of ``cpu`` (system calls: sockets, epoll, futexes)
+    steal: float  # CPU seconds the hypervisor gave to other guests meanwhile (all CPUs)
 
     @property
     def rate(self) -> float:
@@ -286,6 +293,7 @@ async def _scenario(
         wall0, cpu0, main0 = time.perf_counter(), time.process_time(), time.thread_time()
         sys0 = os.times().system
         gc0, runs0 = _GC.seconds, list(_GC.collections)
+        steal0 = _steal()
         tracer = None
         if options.trace:
             tracer = asyncio.create_task(_trace(options.trace, broker_pids, sim_pids))
@@ -301,6 +309,7 @@ async def _scenario(
         gc_cpu = _GC.seconds - gc0
         gc_runs = [b - a for a, b in zip(runs0, _GC.collections, strict=True)]
         broker, sim = _proc_cpu(broker_pids) - broker0, _proc_cpu(sim_pids) - sim0
+        steal = _steal() - steal0
         if tracer is not None:
             tracer.cancel()
         if spy is not None:
@@ -315,7 +324,7 @@ async def _scenario(
     )
     if dead:
         print(f"  warning: {int(dead)} messages dead-lettered")
-    return Run(label, n, wall, cpu, main, gc_cpu, gc_runs, broker, sim, system)
+    return Run(label, n, wall, cpu, main, gc_cpu, gc_runs, broker, sim, system, steal)
 
 
 async def _trace(every: float, broker_pids: list[int], sim_pids: list[int]) -> None:
@@ -421,6 +430,7 @@ def _print_run(run: Run, sign_cpu: float | None) -> None:
         f"{run.per_msg(run.gc_cpu) * us:>7.1f}{run.per_msg(run.cpu - run.main_cpu) * us:>10.1f}"
         f"{run.per_msg(run.broker_cpu) * us:>9.1f}{run.per_msg(run.sim_cpu) * us:>9.1f}"
         f"{(run.cpu + run.broker_cpu + run.sim_cpu) / run.wall:>7.2f}"
+        f"{run.steal / run.wall:>7.2f}"
     )
     if sign_cpu is not None:
         in_run = run.per_msg(run.cpu - run.main_cpu)
@@ -541,14 +551,19 @@ def main() -> None:
         f"RSA-4096 sign, same key: {sign_cpu * 1e3:.2f} ms CPU/signature, "
         f"{sign_rate:.0f} sig/s on one thread, {pool_rate:.0f} sig/s on {cores} threads"
     )
+    print(
+        f"parallel capacity at the start: {pool_rate / sign_rate:.2f} CPUs' worth of signatures "
+        f"(a quiet 2-CPU machine gives ~1.9; ~1.0 means something else holds a CPU, or the "
+        f"hypervisor does: compare the steal column)"
+    )
     print(f"schema validation (IF-043): {schema:.2f} us CPU/message")
     print(
         f"\n{'scenario':<28}{'msgs':>7}{'msgs/s':>10}{'gw us':>10}{'main us':>10}{'gc us':>7}"
-        f"{'other us':>10}{'broker':>9}{'sim':>9}{'CPUs':>7}"
+        f"{'other us':>10}{'broker':>9}{'sim':>9}{'CPUs':>7}{'steal':>7}"
     )
     print(
         f"{'':28}{'':>7}{'':>10}{'CPU/msg':>10}{'thread':>10}{'(main)':>7}{'threads':>10}"
-        f"{'us/msg':>9}{'us/msg':>9}{'busy':>7}"
+        f"{'us/msg':>9}{'us/msg':>9}{'busy':>7}{'CPUs':>7}"
     )
     for run, single_run in runs:
         _print_run(run, sign_cpu if single_run else None)

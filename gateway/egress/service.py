@@ -8,8 +8,10 @@ outcomes -> track offsets). What it adds is I/O and its guarantees:
   is not final (:class:`OffsetTracker`). A crash re-sends the unfinished tail, never loses one.
 * **Per-key order.** A batch holding a key waits for every earlier unfinished batch holding
   that key (:class:`KeyGate`), including through retries and 413 splits.
-* **Back-pressure.** Fetching pauses while ``egress.max_in_flight_messages`` records are not
-  final, and resumes below that; ``max_concurrent_requests`` bounds requests.
+* **Back-pressure.** No records are taken while ``egress.max_in_flight_messages`` records are
+  not final (held, with fetched buffers kept; paused after a long hold so the group membership
+  stays), nor more than a slice per loop turn (:class:`FlowControl`);
+  ``max_concurrent_requests`` bounds requests.
 * **No poison pills.** Every record reaches an outcome: unreadable, unroutable or refused
   records are dead-lettered with a reason; nothing on the record's content can raise here.
 * **Rebalance and shutdown.** On revoke (aiokafka revokes the whole assignment) and on stop,
