@@ -17,8 +17,10 @@ import os
 import socket
 import struct
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -80,6 +82,99 @@ def new_transaction_id() -> str:
     """A unique UUID-shaped (version 4 layout) id: a random per-process prefix and a 48-bit
     counter; ~20x cheaper than ``str(uuid.uuid4())``."""
     return transaction_id(take_transaction_ids(1))
+
+
+# Field getters for the fast path: map() over a batch with these runs the loop in C.
+_PAYLOAD = itemgetter("payload")
+_COMMON_BLOCK = itemgetter("CommonBlock")
+_S1_BLOCK = itemgetter("S1")
+_A0_BLOCK = itemgetter("A0")
+_SENDER_DIP_ID = itemgetter("senderDIPID")
+_SUR = itemgetter("senderUniqueReference")
+_CORRELATION_ID = itemgetter("senderCorrelationID")
+_DCP_ID = itemgetter("DIPConnectionProviderID")
+_PRIMARY = itemgetter("primaryRecipients")
+_SECONDARY = itemgetter("secondaryRecipients")
+_ALWAYS = itemgetter("always")
+_FIRST = itemgetter(0)
+
+
+def _json_texts(values: list[Any]) -> list[str]:
+    """Each value as JSON text. Correlation and DCP ids are usually all null: then it is one
+    list multiplication, no call per message."""
+    if values.count(None) == len(values):
+        return ["null"] * len(values)
+    return [orjson.dumps(v).decode() for v in values]
+
+
+#: Pieces of JSON text per entry in :func:`_success_response`.
+_PIECES_PER_ENTRY = 8
+#: A transaction id's counter is 12 hex digits: 9 that change every 4096 ids, then 3 from here.
+_LOW_HEX = [f"{low:03x}" for low in range(4096)]
+
+
+def _success_response(
+    base: int,
+    surs: list[str],
+    correlations: list[str],
+    dcps: list[str],
+    dip_id_json: str,
+    sender_json: str,
+    ts: str,
+) -> bytes:
+    """The all-MSG0000 StandardResponse of a clean batch whose transaction ids are
+    ``transaction_id(base + i)``: byte for byte what ``orjson.dumps`` writes for the general
+    path's entries.
+
+    The entries differ only in a few values, so the text is laid out as one list of pieces:
+    constant pieces by list multiplication, the values by slice assignment, then a single join;
+    no string or dict per message. Even a transaction id is two shared pieces: its first 9
+    counter digits (the same for up to 4096 consecutive ids) end the piece before it, the last
+    3 come from ``_LOW_HEX``. The envelope schema limits references to ``[A-Za-z0-9-]`` and the
+    ids are hex, so they need no escaping; ``correlations`` and ``dcps`` are JSON text already
+    (:func:`_json_texts`).
+    """
+    count = len(surs)
+    k = _PIECES_PER_ENTRY
+    head = '{"transactionID":"' + _ID_PREFIX
+    tail = f',"message":"{MSG_SUCCESS}","help":null,"serviceTicketURL":null}}'
+    parts: list[str] = [""] * (k * count)
+    index = 0
+    while index < count:  # runs of ids sharing their first 9 counter digits
+        high, low = divmod((base + index) & _ID_MASK, 4096)
+        run = min(count - index, 4096 - low)
+        parts[k * index : k * (index + run) : k] = [f"{tail},{head}{high:09x}"] * run
+        parts[k * index + 1 : k * (index + run) : k] = _LOW_HEX[low : low + run]
+        index += run
+    parts[0] = '{"messageArray":[' + parts[0][len(tail) + 1 :]  # no entry before the first
+    parts[2::k] = ['","senderUniqueReference":"'] * count
+    parts[3::k] = surs
+    parts[4::k] = ['","correlationID":'] * count
+    parts[5::k] = correlations
+    parts[6::k] = [
+        f',"sentTimestamp":"{ts}","senderID":{dip_id_json}'
+        f',"recipientID":{sender_json},"DIPConnectionProviderID":'
+    ] * count
+    parts[7::k] = dcps
+    parts.append(f'{tail}],"timestamp":"{ts}"}}')
+    return "".join(parts).encode()
+
+
+def _recipient_counts(a0s: list[dict[str, Any]]) -> Counter[str]:
+    """Messages per recipient over a batch's A0 blocks, each message counting once per distinct
+    recipient (as :func:`_recipients`). The usual batch, one primary recipient per message and
+    no secondary or always ones, is counted in C-level passes; others message by message."""
+    primaries = list(map(_PRIMARY, a0s))
+    if (
+        set(map(len, primaries)) == {1}
+        and not any(map(_SECONDARY, a0s))
+        and not any(map(_ALWAYS, a0s))
+    ):
+        counts: Counter[str] = Counter(map(_FIRST, primaries))
+        for empty in [r for r in counts if not r]:  # a null primary recipient: nobody
+            del counts[empty]
+        return counts
+    return Counter(r for a0 in a0s for r in _recipients(a0))
 
 
 def dip_timestamp(when: datetime | None = None) -> str:
@@ -328,8 +423,8 @@ class SimCore:
         envelope_ok = envelope_array_ok(items, interface)
         commons: list[dict[str, Any]] | None = None
         if envelope_ok:
-            commons = [item["payload"]["CommonBlock"] for item in items]
-            senders = {common["S1"]["senderDIPID"] for common in commons}
+            commons = list(map(_COMMON_BLOCK, map(_PAYLOAD, items)))
+            senders = set(map(_SENDER_DIP_ID, map(_S1_BLOCK, commons)))
         else:
             senders = {s1.get("senderDIPID") for s1 in map(_s1, items) if s1 is not None}
             senders.discard(None)
@@ -495,43 +590,21 @@ class SimCore:
         as a :class:`PendingBatch` and write the all-MSG0000 response directly. None when
         some senderUniqueReference repeats (the general path reports the duplicates)."""
         state = self.state
-        surs = [common["S1"]["senderUniqueReference"] for common in commons]
+        s1s = list(map(_S1_BLOCK, commons))
+        surs = list(map(_SUR, s1s))
         count = len(surs)
         if len(set(surs)) != count or not state.by_sur.keys().isdisjoint(surs):
             return None
         base = take_transaction_ids(count)
-        # The envelope schema limits references to [A-Za-z0-9-], DCP ids to 10 digits and
-        # transaction ids are hex: only the correlation id needs JSON encoding.
-        head = '{"transactionID":"' + _ID_PREFIX
-        mid_sur = '","senderUniqueReference":"'
-        mid_corr = '","correlationID":'
-        mid_dcp = (
-            f',"sentTimestamp":"{ts}","senderID":{orjson.dumps(self.config.dip_id).decode()}'
-            f',"recipientID":{orjson.dumps(sender).decode()},"DIPConnectionProviderID":'
+        body = _success_response(
+            base,
+            surs,
+            _json_texts(list(map(_CORRELATION_ID, s1s))),
+            _json_texts(list(map(_DCP_ID, s1s))),
+            orjson.dumps(self.config.dip_id).decode(),
+            orjson.dumps(sender).decode(),
+            ts,
         )
-        tail = f',"message":"{MSG_SUCCESS}","help":null,"serviceTicketURL":null}}'
-        parts: list[str] = []
-        append = parts.append
-        recipients: dict[str, int] = {}
-        for index, common in enumerate(commons):
-            s1 = common["S1"]
-            corr = s1["senderCorrelationID"]
-            dcp = s1["DIPConnectionProviderID"]
-            corr_json = "null" if corr is None else orjson.dumps(corr).decode()
-            dcp_json = "null" if dcp is None else '"' + dcp + '"'
-            append(
-                f"{head}{(base + index) & _ID_MASK:012x}{mid_sur}{surs[index]}{mid_corr}"
-                f"{corr_json}{mid_dcp}{dcp_json}{tail}"
-            )
-            a0 = common["A0"]
-            primary = a0["primaryRecipients"]
-            if len(primary) == 1 and not a0["secondaryRecipients"] and not a0["always"]:
-                r = primary[0]
-                if r:
-                    recipients[r] = recipients.get(r, 0) + 1
-            else:
-                for r in _recipients(a0):
-                    recipients[r] = recipients.get(r, 0) + 1
         state.add_pending(
             PendingBatch(
                 request,
@@ -546,10 +619,9 @@ class SimCore:
                 signer_fp,
             ),
             surs,
-            recipients,
+            _recipient_counts(list(map(_A0_BLOCK, commons))),
         )
-        body = '{"messageArray":[' + ",".join(parts) + '],"timestamp":"' + ts + '"}'
-        return web.Response(body=body.encode(), status=201, content_type="application/json")
+        return web.Response(body=body, status=201, content_type="application/json")
 
     def _materialize(self, batch: PendingBatch) -> list[StoredMessage]:
         """The StoredMessages of a fast-path batch (see :meth:`_accept_fast`)."""

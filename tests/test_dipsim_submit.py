@@ -277,3 +277,82 @@ async def test_clean_batch_fast_path_same_records_and_response(
     assert r2.status_code == 207
     assert [e["message"][:7] for e in r2.json()["messageArray"]] == ["MSG1002", "MSG0000"]
     assert simulator.state.count() == 6
+
+
+async def test_fast_path_response_bytes_are_the_general_paths(
+    simulator: Simulator, pki: DevPki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path writes its StandardResponse text piece by piece: for the same ids and
+    timestamp it must be byte for byte what the general path's ``orjson.dumps`` writes, and it
+    must count recipients the same way (escaped correlation ids, DCP ids, several and null
+    recipients included)."""
+    from dipsim import app as sim_app
+    from dipsim.envelope import envelope_array_ok
+
+    items = msgs(pki, 6)
+    s1 = [item["payload"]["CommonBlock"]["S1"] for item in items]
+    a0 = [item["payload"]["CommonBlock"]["A0"] for item in items]
+    s1[1]["senderCorrelationID"] = 'corr "1"\\ é\u2028'
+    s1[2]["DIPConnectionProviderID"] = "9000000001"
+    a0[3]["secondaryRecipients"] = ["2300000901", None, "2300000900"]
+    a0[4]["primaryRecipients"] = [None]
+    a0[5]["always"] = ["2300000902"]
+    assert envelope_array_ok(items, "IF-043")
+    body = orjson.dumps(items)
+    commons = [item["payload"]["CommonBlock"] for item in items]
+    monkeypatch.setattr(sim_app, "dip_timestamp", lambda when=None: "2026-03-01T09:30:00+00:00")
+    core, state, sender = simulator.core, simulator.state, pki.dip_id(0)
+    start = sim_app._id_next[0]
+    results = []
+    for fast in (True, False):
+        state.reset()
+        sim_app._id_next[0] = start
+        response = core._accept(
+            "IF-043", sender, items, None, "fp", body, commons if fast else None
+        )
+        assert response.status == 201
+        assert bool(state._pending) is fast  # the fast path took it (or did not)
+        stored = [{**m.summary(), "receivedAt": None} for m in state.messages]
+        results.append((response.body, state.stats(), stored))
+    assert results[0] == results[1]
+    assert results[0][1]["byRecipient"] == {"2300000900": 5, "2300000901": 1, "2300000902": 1}
+
+
+@pytest.mark.parametrize("base", [0, 4096 - 3, 3 * 4096 + 5, (1 << 48) - 2])
+def test_success_response_is_orjsons_text(base: int) -> None:
+    """The clean-batch response text across runs of 4096 ids and the 48-bit counter wrap."""
+    from dipsim.app import MSG_SUCCESS, _success_response, transaction_id
+
+    count = 4100 if base == 3 * 4096 + 5 else 7
+    surs = [f"S-IF-043-1400010001-SUP-20260301-{i}" for i in range(count)]
+    corrs = [None if i % 2 else f'c"{i}' for i in range(count)]
+    dcps = [None if i % 3 else "9000000001" for i in range(count)]
+    ts = "2026-03-01T09:30:00+00:00"
+    expected = {
+        "messageArray": [
+            {
+                "transactionID": transaction_id(base + i),
+                "senderUniqueReference": surs[i],
+                "correlationID": corrs[i],
+                "sentTimestamp": ts,
+                "senderID": "2000000000",
+                "recipientID": "1400010001",
+                "DIPConnectionProviderID": dcps[i],
+                "message": MSG_SUCCESS,
+                "help": None,
+                "serviceTicketURL": None,
+            }
+            for i in range(count)
+        ],
+        "timestamp": ts,
+    }
+    text = _success_response(
+        base,
+        surs,
+        [orjson.dumps(c).decode() for c in corrs],
+        [orjson.dumps(d).decode() for d in dcps],
+        '"2000000000"',
+        '"1400010001"',
+        ts,
+    )
+    assert text == orjson.dumps(expected)
