@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -378,7 +379,7 @@ class SimState:
         """Record a fast-path batch: ``surs`` its references (all new), ``recipients`` the
         number of its messages per recipient."""
         self._pending.append(batch)
-        self.by_sur.update(dict.fromkeys(surs, batch))
+        self.by_sur.update(zip(surs, repeat(batch)))  # no temporary dict (dict.fromkeys)
         n = batch.count
         self.message_count += n
         self.by_sender[batch.sender] += n
