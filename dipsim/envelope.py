@@ -119,7 +119,8 @@ def _check_s1(s1: dict[str, Any]) -> list[str]:
     extra = set(s1) - _S1_ALLOWED
     if extra:
         problems.append(f"{p}: unexpected {sorted(extra)}")
-    if "environmentTag" in s1 and s1["environmentTag"] not in ENVIRONMENT_TAGS:
+    tag = s1.get("environmentTag")
+    if "environmentTag" in s1 and not (isinstance(tag, str) and tag in ENVIRONMENT_TAGS):
         problems.append(
             f"{p}.environmentTag: {s1['environmentTag']!r} is not one of PRD/SITB/SIT/UIT/DEV"
         )

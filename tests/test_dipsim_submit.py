@@ -165,6 +165,7 @@ async def test_malformed_json(simulator: Simulator, pki: DevPki) -> None:
         (("S1", "senderUniqueReference"), "S-IF-043-bad", "senderUniqueReference"),
         (("S1", "senderTimestamp"), "2026-03-01T09:30:00Z", "senderTimestamp"),
         (("S1", "environmentTag"), "PROD", "environmentTag"),
+        (("S1", "environmentTag"), ["DEV"], "environmentTag"),  # unhashable: MSG1001, not a 500
         (("M0", "MPANCore"), "12345", "MPANCore"),
         (("A0", "primaryRecipients"), ["123"], "primaryRecipients"),
         (("S0",), None, "S0"),
