@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 import pytest
+import structlog
 import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from cryptography import x509
@@ -27,6 +28,7 @@ from dipsim import SimulatorConfig, run_simulator
 from dipsim.server import Simulator
 from gateway.config import GatewayConfig, parse_config
 from gateway.dip.client import DipClient
+from gateway.egress import metrics
 from gateway.egress.service import EgressService
 from gateway.kafka.clients import common_kwargs, create_producer
 from gateway.kafka.topics import ensure_topics, gateway_topics
@@ -449,24 +451,29 @@ async def test_stop_and_kill_mid_stream_then_restart_loses_nothing(
         assert resolved == expected_refs
 
 
+def _small_window_config(
+    pki: Path, kafka: KafkaUnderTest, sim: Simulator, limit: int
+) -> GatewayConfig:
+    """Batches of 2, one request at a time, ``limit`` records in flight: the window fills."""
+    return _gateway_config(
+        pki,
+        kafka,
+        sim,
+        max_batch_messages=2,
+        linger_ms=0,
+        max_concurrent_requests=1,
+        max_in_flight_messages=limit,
+    )
+
+
 async def test_in_flight_records_never_exceed_the_limit_and_nothing_is_lost(
     pki: Path, kafka: KafkaUnderTest
 ) -> None:
-    """A slow DIP fills the in-flight window: the consumer holds at the limit (and, held long
-    enough, pauses its partitions), then takes records again; every record still arrives once."""
-    from gateway.egress import metrics
-
+    """A slow DIP fills the in-flight window: the consumer holds at the limit, then takes
+    records again at the low-water mark; every record still arrives once."""
     async with _simulator(pki, latency_ms=40) as sim:
         limit = 6
-        config = _gateway_config(
-            pki,
-            kafka,
-            sim,
-            max_batch_messages=2,
-            linger_ms=0,
-            max_concurrent_requests=1,
-            max_in_flight_messages=limit,
-        )
+        config = _small_window_config(pki, kafka, sim, limit)
         await ensure_topics(config.kafka, gateway_topics(config))
         topic = config.kafka.outbound_topics[0]
         payloads = [_payload(1 + seq % CLIENTS, seq) for seq in range(60)]
@@ -504,18 +511,8 @@ async def test_a_long_hold_pauses_the_partitions_and_keeps_the_group_membership(
     """A DIP slower than the hold time: partitions are paused and getmany keeps being called,
     so the member is not dropped from the group (max_poll_interval_ms 2 s; each answer takes
     2.5 s, during which no record may be taken)."""
-    import structlog
-
     async with _simulator(pki, latency_ms=2500) as sim:
-        config = _gateway_config(
-            pki,
-            kafka,
-            sim,
-            max_batch_messages=2,
-            linger_ms=0,
-            max_concurrent_requests=1,
-            max_in_flight_messages=2,
-        )
+        config = _small_window_config(pki, kafka, sim, 2)
         config = config.model_copy(
             update={"kafka": config.kafka.model_copy(update={"max_poll_interval_ms": 2000})}
         )
