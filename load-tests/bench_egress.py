@@ -444,7 +444,9 @@ def _print_run(run: Run, sign_cpu: float | None) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--single", type=int, default=400, help="messages at batch size 1")
-    parser.add_argument("--batched", type=int, default=30_000, help="messages at --batch")
+    parser.add_argument(
+        "--batched", type=int, default=60_000, help="messages at --batch (steady state: > 20,000)"
+    )
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument(
         "--compression",
