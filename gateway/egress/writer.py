@@ -128,9 +128,9 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
 def murmur2(data: bytes) -> int:
     """Kafka's murmur2 of ``data``, masked to 31 bits (``Utils.toPositive(Utils.murmur2(key))``,
     what the default partitioner takes the partition modulo of). Same result as
-    ``aiokafka.partitioner.murmur2(data) & 0x7FFFFFFF``, about 3.5 times faster: the 4-byte words
-    are unpacked at once by a prepared ``Struct`` rather than assembled byte by byte (1.32 against
-    1.55 µs for a meter-ID key with a format string built per call)."""
+    ``aiokafka.partitioner.murmur2(data) & 0x7FFFFFFF``, faster because the 4-byte words are
+    unpacked at once by a prepared ``Struct`` rather than assembled byte by byte: 1.4 against
+    2.35 µs for a 10-byte meter-ID key (the gap grows with the key)."""
     length = len(data)
     h = 0x9747B28C ^ length
     words = length >> 2
