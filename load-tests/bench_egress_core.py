@@ -153,8 +153,10 @@ class Core:
         return out, gate, tracker
 
     def fresh(self) -> None:
-        """New batches, gate and tracker for an outcome round (not measured)."""
+        """New batches, gate, tracker and writer for an outcome round (not measured): a new
+        writer has an empty key-hash cache, as with a stream of distinct meter IDs."""
         self.batches, self.gate, self.tracker = self.ingest()
+        self.writer = OutcomeWriter(_Producer(self.loop))  # type: ignore[arg-type]
 
     def outcome(self) -> None:
         """Each batch's 201 to final records (call :meth:`fresh` before the next round)."""
