@@ -529,6 +529,7 @@ async def test_a_long_hold_pauses_the_partitions_and_keeps_the_group_membership(
                 await gateway.stop_gracefully()
         events = [e["event"] for e in logs]
         assert "egress_fetch_paused" in events
+        assert events.index("egress_fetch_resumed") > events.index("egress_fetch_paused")
         assert "egress_partitions_revoked" not in events  # never left the group
         assert outcomes.dead == []
         assert outcomes.result_refs() == Counter(_sur(p) for p in payloads)

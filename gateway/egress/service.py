@@ -204,9 +204,8 @@ class EgressService:
         decision = self._flow.decide(in_flight, now)
         step = decision.step
         if self._flow.stopped != was_stopped:
+            # Holds come and go with every refill at the limit: the gauge, not the log.
             metrics.PAUSED.set(1 if self._flow.stopped else 0)
-            event = "egress_fetch_held" if self._flow.stopped else "egress_fetch_resumed"
-            _log.info(event, in_flight=in_flight, limit=self._flow.limit)
         if step is Step.HOLD:
             # Sleep until finished work makes room (see _finished), or the next linger deadline.
             self._room.clear()
@@ -224,6 +223,7 @@ class EgressService:
             return data
         if step is Step.RESUME:
             consumer.resume(*consumer.assignment())
+            _log.info("egress_fetch_resumed", in_flight=in_flight, limit=self._flow.limit)
         timeout_ms = int(wait * 1000)
         data = await consumer.getmany(timeout_ms=timeout_ms, max_records=decision.room)
         return data
