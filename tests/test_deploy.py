@@ -19,8 +19,12 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import REGISTRY
 from pydantic import BaseModel
 
+import gateway.egress.metrics
+import gateway.ingress.metrics
+import gateway.ops.metrics  # noqa: F401  (with the two above: every module defining dcpgw_ series)
 from gateway.config import GatewayConfig, parse_config
 from gateway.ops.health import Health
 from gateway.ops.server import ops_app
@@ -470,3 +474,23 @@ def test_build_context_filter_keeps_what_the_dockerfile_copies() -> None:
         for file in files:
             hit = [p for p in excluded if fnmatch.fnmatch(file.name, p)]
             assert not hit, f"package data {file.name} is filtered out by {hit}"
+
+
+def test_the_operators_guide_lists_every_metric_with_its_type_and_labels() -> None:
+    """deploy/README.md's metrics table is what /metrics serves: a renamed, added or relabelled
+    series fails here instead of breaking somebody's dashboard unannounced."""
+    rows = {
+        m.group(1): (m.group(2), m.group(3))
+        for m in re.finditer(
+            r"^\| `(dcpgw_\w+)` \| (\w+) \| ([^|]+) \|", (DEPLOY / "README.md").read_text(), re.M
+        )
+    }
+    served = {}
+    for collector in list(REGISTRY._collector_to_names):
+        name = getattr(collector, "_name", "")
+        if name.startswith("dcpgw_"):
+            full = name + ("_total" if collector._type == "counter" else "")
+            labels = ", ".join(f"`{label}`" for label in collector._labelnames) or "—"
+            served[full] = (collector._type, labels)
+    assert len(served) >= 18
+    assert {name: (kind, labels.strip()) for name, (kind, labels) in rows.items()} == served
