@@ -3,8 +3,8 @@
 A certificate carried in ``X-DIP-Signature-Certificate`` proves nothing by itself; it must be
 issued (possibly through intermediates held in the bundle) by a configured anchor, or be one
 of the pinned certificates, and every certificate on the way must be valid at the time asked.
-Chain decisions are cached per certificate because the DIP signs with the same certificate for
-months; validity dates are re-checked on every call because time moves.
+Chain and signer-name decisions are cached per certificate because the DIP signs with the same
+certificate for months; validity dates are re-checked on every call because time moves.
 
 Only CA certificates act as issuers: ``BasicConstraints`` ``ca=True``, ``keyCertSign`` when the
 certificate has a ``KeyUsage``, and a ``pathLen`` no smaller than the number of CAs below it. A
@@ -113,8 +113,6 @@ class TrustPolicy:
         chain = self._chain(certificate, fingerprint)
         for issuer in chain:
             _check_validity(issuer, at, f"issuer {issuer.subject.rfc4514_string()}")
-        if self.signer_names:
-            self._check_name(certificate)
 
     def _check_name(self, certificate: x509.Certificate) -> None:
         try:
@@ -140,6 +138,9 @@ class TrustPolicy:
         if cached is not None:
             return cached
         chain = self._build_chain(certificate)
+        if self.signer_names:
+            # Like the chain, a property of the certificate: judged once, then cached with it.
+            self._check_name(certificate)
         with self._lock:
             self._chain_cache[fingerprint] = chain
         return chain
