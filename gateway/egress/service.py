@@ -213,18 +213,18 @@ class EgressService:
                 async with asyncio.timeout(wait):
                     await self._room.wait()
             return {}
+        timeout_ms = int(wait * 1000)
         if step is Step.PAUSE or step is Step.POLL:
             assignment = consumer.assignment()
             if assignment:
                 consumer.pause(*assignment)  # again each turn: new assignments start unpaused
             if step is Step.PAUSE:
                 _log.warning("egress_fetch_paused", in_flight=in_flight, limit=self._flow.limit)
-            data: dict[Any, Any] = await consumer.getmany(timeout_ms=int(wait * 1000))
+            data: dict[Any, Any] = await consumer.getmany(timeout_ms=timeout_ms)
             return data
         if step is Step.RESUME:
             consumer.resume(*consumer.assignment())
             _log.info("egress_fetch_resumed", in_flight=in_flight, limit=self._flow.limit)
-        timeout_ms = int(wait * 1000)
         data = await consumer.getmany(timeout_ms=timeout_ms, max_records=decision.room)
         return data
 
@@ -392,7 +392,7 @@ class EgressService:
         self._finished()
 
     def _finished(self) -> None:
-        """Records became final: wake a held consumer once there is a slice of room."""
+        """Records became final: wake a held consumer once the refill is free (low water)."""
         if self._flow.stopped and self._tracker.in_flight() <= self._flow.low_water:
             self._room.set()
 
@@ -467,9 +467,8 @@ class EgressService:
         await self._commit(force=True)
         self._tracker.forget(set(self._tracker.partitions()))
         self._fetched.clear()
-        if self._flow.stopped:
-            metrics.PAUSED.set(0)
         self._flow.reset()
+        metrics.PAUSED.set(0)
 
 
 _GC_THRESHOLDS = (20_000, 10, 10)
