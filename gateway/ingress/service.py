@@ -244,14 +244,13 @@ class IngressService:
             producer = create_producer(self.config.kafka, **producer_overrides(self.config))
             try:
                 await producer.start()
-            except asyncio.CancelledError:
-                # Stopped mid-connect: close what start() opened before giving up.
+            except (asyncio.CancelledError, Exception) as exc:
+                # Close what start() opened, whether stopped mid-connect or refused.
                 with contextlib.suppress(Exception):
                     await producer.stop()
-                raise
-            except Exception as exc:  # any start failure means "not yet"
-                with contextlib.suppress(Exception):
-                    await producer.stop()
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                # any start failure means "not yet"
                 self.health.set(_COMPONENT, False, f"kafka unreachable: {exc}")
                 _log.warning("ingress_kafka_unreachable", error=str(exc))
                 with contextlib.suppress(TimeoutError):
