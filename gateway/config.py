@@ -671,7 +671,7 @@ class GatewayConfig(_Model):
             shared.setdefault(kafka.status_outbound_topic, "kafka.status_outbound_topic")
         for name in ("quarantine_topic", "dead_letter_topic"):
             topic = getattr(kafka, name)
-            if topic in shared and shared[topic] != f"kafka.{name}":
+            if topic in shared:
                 problems.append(
                     (
                         f"kafka.{name}",
