@@ -84,7 +84,7 @@ def _config() -> GatewayConfig:
 
 
 class _Producer:
-    """The three producer calls ``OutcomeWriter`` makes; batches are built, nothing is sent."""
+    """The producer calls ``OutcomeWriter`` makes; batches are built, nothing is sent."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -97,9 +97,6 @@ class _Producer:
 
     async def send_batch(self, builder: BatchBuilder, topic: str, *, partition: int) -> Any:
         builder._build()
-        return self._done()
-
-    async def send(self, *args: Any, **kwargs: Any) -> Any:
         return self._done()
 
     def _done(self) -> asyncio.Future[None]:

@@ -1,17 +1,20 @@
 """The outcome writer: Kafka's murmur2 partitioning (as aiokafka's default partitioner), and
-real writes to Kafka through both of its paths."""
+real writes to Kafka through its per-partition builder lanes."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 import uuid
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
 from gateway.egress.writer import OutcomeWriter, OutRecord, murmur2
-from gateway.kafka.clients import common_kwargs, create_producer
+from gateway.kafka.clients import common_kwargs, create_producer, producer_kwargs
 from gateway.kafka.topics import ensure_topics
 from tests.kafka_fixtures import KafkaUnderTest
 
@@ -35,8 +38,7 @@ def test_murmur2_known_values() -> None:
 async def test_writes_land_where_the_default_partitioner_puts_them_in_order(
     kafka: KafkaUnderTest,
 ) -> None:
-    """Big groups go through send_batch, small ones through send: either way every record is
-    in its key's murmur2 partition, in write order, with its headers."""
+    """Every record is in its key's murmur2 partition, in write order, with its headers."""
     settings = kafka.settings()
     topic = f"writer-{uuid.uuid4().hex[:8]}"
     await ensure_topics(settings, [topic], partitions=3)
@@ -49,18 +51,7 @@ async def test_writes_land_where_the_default_partitioner_puts_them_in_order(
     finally:
         await producer.stop()
 
-    consumer = AIOKafkaConsumer(
-        topic, **common_kwargs(settings), auto_offset_reset="earliest", enable_auto_commit=False
-    )
-    await consumer.start()
-    got: list[ConsumerRecord[bytes, bytes]] = []
-    try:
-        while len(got) < len(big) + len(small):
-            batch = await asyncio.wait_for(consumer.getmany(timeout_ms=500), 30)
-            for records in batch.values():
-                got.extend(records)
-    finally:
-        await consumer.stop()
+    got = await _read(settings, topic, len(big) + len(small))
     for record in got:
         assert record.key is not None
         assert record.partition == murmur2(record.key) % 3, record.key
@@ -69,3 +60,85 @@ async def test_writes_land_where_the_default_partitioner_puts_them_in_order(
         assert values == [r.value for r in big if r.key == key]
     (alone,) = [r for r in got if r.key == b"k-alone"]
     assert alone.value == b"dead" and list(alone.headers) == [("dcpgw-reason", b"why")]
+
+
+class _CountingProducer(AIOKafkaProducer):  # type: ignore[misc]
+    """A real producer that counts the batches handed to it."""
+
+    sent_batches = 0
+
+    async def send_batch(self, batch: Any, topic: str, *, partition: int) -> Any:
+        self.sent_batches += 1
+        return await super().send_batch(batch, topic, partition=partition)
+
+
+async def test_concurrent_writes_share_each_partitions_builders(kafka: KafkaUnderTest) -> None:
+    """Forty deliveries writing at once fill shared builders (one lane per partition) instead
+    of one builder each: aiokafka takes one batch per partition into each produce request, so
+    a builder per write capped results at one delivery per broker round trip. Small builders
+    (16 KB) make full ones queue and new ones open; every record still lands once, in order."""
+    settings = kafka.settings()
+    topic = f"writer-lanes-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(settings, [topic], partitions=3)
+    writes = [
+        [
+            OutRecord(topic, f"w{w}-{i}-".encode() + b"x" * 200, f"w{w}-k{i % 4}".encode(), None)
+            for i in range(40)
+        ]
+        for w in range(40)
+    ]
+    producer = _CountingProducer(**producer_kwargs(settings, max_batch_size=16 * 1024))
+    await producer.start()
+    writer = OutcomeWriter(producer)
+    try:
+        await asyncio.wait_for(asyncio.gather(*(writer.write(w) for w in writes)), 60)
+    finally:
+        await writer.close()
+        await producer.stop()
+    assert 3 <= producer.sent_batches < len(writes), producer.sent_batches
+
+    flat = [r for w in writes for r in w]
+    got = await _read(settings, topic, len(flat))
+    assert sorted(r.value for r in got) == sorted(r.value for r in flat)  # each once
+    for record in got:
+        assert record.key is not None
+        assert record.partition == murmur2(record.key) % 3
+    by_offset = sorted(got, key=lambda r: (r.partition, r.offset))
+    for key in {r.key for r in flat}:
+        assert [r.value for r in by_offset if r.key == key] == [
+            r.value for r in flat if r.key == key
+        ]
+
+
+async def test_a_write_the_producer_cannot_take_raises_kafka_error(kafka: KafkaUnderTest) -> None:
+    """The caller retries on KafkaError; a write to a stopped producer must say so, not hang."""
+    settings = kafka.settings()
+    topic = f"writer-closed-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(settings, [topic], partitions=3)
+    producer = create_producer(settings)
+    await producer.start()
+    writer = OutcomeWriter(producer)
+    await writer.write([OutRecord(topic, b"first", b"k", None)])  # metadata known
+    await producer.stop()
+    with pytest.raises(KafkaError):
+        await asyncio.wait_for(writer.write([OutRecord(topic, b"late", b"k", None)]), 30)
+    await writer.close()
+
+
+async def _read(settings: Any, topic: str, count: int) -> list[ConsumerRecord[bytes, bytes]]:
+    consumer = AIOKafkaConsumer(
+        topic, **common_kwargs(settings), auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    got: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        while len(got) < count:
+            batch = await asyncio.wait_for(consumer.getmany(timeout_ms=500), 30)
+            for records in batch.values():
+                got.extend(records)
+        extra = await consumer.getmany(timeout_ms=300)  # nothing beyond: no duplicates
+        for records in extra.values():
+            got.extend(records)
+    finally:
+        await consumer.stop()
+    return got

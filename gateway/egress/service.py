@@ -154,6 +154,7 @@ class EgressService:
         finally:
             _collect_as_before(thresholds)
             self._set_health(False, "stopped")
+            await self._writer.close()
             await producer.stop()
             self._producer = self._consumer = None
             self._writer = None
