@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterator
@@ -29,7 +30,7 @@ from dipsim.server import Simulator
 from gateway.config import GatewayConfig, parse_config
 from gateway.dip.client import DipClient
 from gateway.egress import metrics
-from gateway.egress.service import EgressService
+from gateway.egress.service import EgressService, young_threshold
 from gateway.kafka.clients import common_kwargs, create_producer
 from gateway.kafka.topics import ensure_topics, gateway_topics
 from gateway.keys import build_keystore
@@ -482,11 +483,14 @@ async def test_in_flight_records_never_exceed_the_limit_and_nothing_is_lost(
         )
         seen_in_flight: list[float] = []
         seen_stopped: list[float] = []
+        seen_young: set[int] = set()
+        thresholds_before = gc.get_threshold()
 
         async def sample() -> None:
             while True:
                 seen_in_flight.append(metrics.IN_FLIGHT._value.get())
                 seen_stopped.append(metrics.PAUSED._value.get())
+                seen_young.add(gc.get_threshold()[0])
                 await asyncio.sleep(0.005)
 
         gateway = Gateway(config)
@@ -503,6 +507,16 @@ async def test_in_flight_records_never_exceed_the_limit_and_nothing_is_lost(
         assert 1.0 in seen_stopped  # the consumer did hold back
         stored = Counter(m.sender_unique_reference for m in sim.state.messages)
         assert max(stored.values()) == 1
+        assert young_threshold(limit) in seen_young  # the collector was set for streaming
+        assert gc.get_threshold() == thresholds_before  # and restored on stop
+
+
+def test_the_young_generation_outgrows_the_in_flight_working_set() -> None:
+    """About four tracked objects per in-flight message stay alive; a young generation smaller
+    than that is collected over and over while finding nothing to free."""
+    assert young_threshold(20_000) == 100_000
+    assert young_threshold(100_000) > 4 * 100_000
+    assert young_threshold(6) == 20_000  # small windows keep a floor well above CPython's 700
 
 
 async def test_a_long_hold_pauses_the_partitions_and_keeps_the_group_membership(
