@@ -330,27 +330,39 @@ async def _scenario(
 async def _trace(every: float, broker_pids: list[int], sim_pids: list[int]) -> None:
     """Per interval: messages final, records in flight, CPU of the event-loop thread, the
     whole gateway, the broker and the simulator (fractions of one CPU). Shows whether a run's
-    rate is steady or decays, and which process is busy when it does."""
+    rate is steady or decays, and which process is busy when it does. ``ready`` is the share of
+    the interval the event-loop thread was runnable but waiting for a CPU (the kernel's run-queue
+    delay): ``loop`` + ``ready`` near 1 means the loop wanted a whole CPU."""
     print(
-        f"  {'t s':>5} {'final/s':>8} {'in flight':>9} {'loop':>5} {'gw':>5} {'brk':>5}"
-        f" {'sim':>5} {'steal':>5}"
+        f"  {'t s':>5} {'final/s':>8} {'in flight':>9} {'loop':>5} {'ready':>5} {'gw':>5}"
+        f" {'brk':>5} {'sim':>5} {'steal':>5}"
     )
     start = last_t = time.perf_counter()
-    last = (_final(), time.thread_time(), time.process_time())
+    last = (_final(), time.thread_time(), time.process_time(), _run_queue_wait())
     last_b, last_s, last_st = _proc_cpu(broker_pids), _proc_cpu(sim_pids), _steal()
     while True:
         await asyncio.sleep(every)
         now = time.perf_counter()
-        cur = (_final(), time.thread_time(), time.process_time())
+        cur = (_final(), time.thread_time(), time.process_time(), _run_queue_wait())
         b, s, st = _proc_cpu(broker_pids), _proc_cpu(sim_pids), _steal()
         dt = now - last_t
         print(
             f"  {now - start:>5.1f} {(cur[0] - last[0]) / dt:>8.0f}"
             f" {metrics.IN_FLIGHT._value.get():>9.0f} {(cur[1] - last[1]) / dt:>5.2f}"
+            f" {(cur[3] - last[3]) / dt:>5.2f}"
             f" {(cur[2] - last[2]) / dt:>5.2f} {(b - last_b) / dt:>5.2f} {(s - last_s) / dt:>5.2f}"
             f" {(st - last_st) / dt:>5.2f}"
         )
         last, last_t, last_b, last_s, last_st = cur, now, b, s, st
+
+
+def _run_queue_wait() -> float:
+    """Seconds the calling thread has spent runnable but not running (/proc schedstat)."""
+    try:
+        with open("/proc/thread-self/schedstat") as handle:
+            return int(handle.read().split()[1]) / 1e9
+    except OSError:
+        return 0.0
 
 
 def _steal() -> float:
