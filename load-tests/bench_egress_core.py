@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from aiokafka.producer.message_accumulator import BatchBuilder  # noqa: E402
 
-from gateway.config import GatewayConfig, parse_config  # noqa: E402
+from gateway.config import EgressSettings, GatewayConfig, parse_config  # noqa: E402
 from gateway.egress.batching import Batch, Batcher  # noqa: E402
 from gateway.egress.envelope import RecordRef, parse_record  # noqa: E402
 from gateway.egress.offsets import OffsetTracker  # noqa: E402
@@ -241,7 +241,8 @@ def main() -> None:
     )
     parser.add_argument("--inside-callgrind", choices=STAGES, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    _collect_less()  # the garbage-collector settings egress runs with
+    # the garbage-collector settings egress runs with, at the product's in-flight default
+    _collect_less(EgressSettings().max_in_flight_messages)
     core = Core(args.messages)
     if args.inside_callgrind:
         core.outcome()  # warm: validators compiled, caches filled, first batches done
