@@ -70,6 +70,7 @@ def _with(path: list[str], value: object) -> bytes:
 
 
 _DELETE = object()
+_FULLWIDTH_ID = "\uff12\uff13" + "\uff10" * 8  # "2300000000" in fullwidth digits
 
 
 @pytest.mark.parametrize(
@@ -87,6 +88,11 @@ _DELETE = object()
         (_with(["CommonBlock", "S1"], []), "CommonBlock.S1 is missing or not an object", None),
         (_with(["CommonBlock", "S0", "interfaceID"], "XX-1"), "interfaceID 'XX-1'", ALICE_ID),
         (_with(["CommonBlock", "S1", "senderDIPID"], "12"), "senderDIPID '12'", None),
+        # digits of other scripts are digits to str.isdigit, not to the DIP
+        (_with(["CommonBlock", "S1", "senderDIPID"], _FULLWIDTH_ID), "senderDIPID", None),
+        (_with(["CommonBlock", "S1", "senderDIPID"], 2300000001), "senderDIPID 2300000001", None),
+        (_with(["CommonBlock", "S0", "interfaceID"], "IF-0211"), "interfaceID 'IF-0211'", ALICE_ID),
+        (_with(["CommonBlock", "S0", "interfaceID"], None), "interfaceID None", ALICE_ID),
     ],
 )
 def test_refusals_name_the_problem(value: bytes | None, reason: str, sender: str | None) -> None:

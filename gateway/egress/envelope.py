@@ -16,15 +16,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, TypeGuard
 
 import orjson
 
 STATUS_INTERFACE: Final = "STATUS"
 """Interface label used for status messages (metrics, batching, result records)."""
 
-_DIP_ID: Final = re.compile(r"^[0-9]{10}$")
 _INTERFACE: Final = re.compile(r"^(IF|REP)-[0-9]{3}[A-B]?$")
+_interfaces_seen: set[str] = set()
+"""Interface IDs that matched ``_INTERFACE`` (a few dozen exist): a set hit instead of a regex
+per message. Only matching strings are kept, so the set is bounded by the pattern."""
 _WRAP_PREFIX: Final = b'{"payload":'
 
 
@@ -140,32 +142,24 @@ def _parse_dip(ref: RecordRef, raw: bytes, doc: dict[str, Any]) -> OutboundMessa
     if not isinstance(s1, dict):
         return Refusal(ref, "CommonBlock.S1 is missing or not an object")
     sender = s1.get("senderDIPID")
-    sender_ok = isinstance(sender, str) and _DIP_ID.match(sender) is not None
+    sender_id = sender if _is_dip_id(sender) else None
     interface = s0.get("interfaceID")
-    if not isinstance(interface, str) or not _INTERFACE.match(interface):
+    if not _is_interface_id(interface):
         return Refusal(
             ref,
             f"CommonBlock.S0.interfaceID {interface!r} is not an interface ID like IF-021",
-            sender if sender_ok else None,
+            sender_id,
         )
-    if not sender_ok:
+    if sender_id is None:
         return Refusal(
             ref,
             f"CommonBlock.S1.senderDIPID {sender!r} is not a 10-digit DIP ID",
             None,
             interface,
         )
-    assert isinstance(sender, str)
     sur = s1.get("senderUniqueReference")
-    return OutboundMessage(
-        ref=ref,
-        kind=MessageKind.DIP,
-        payload=payload,
-        item=item,
-        interface_id=interface,
-        sender_dip_id=sender,
-        sender_unique_reference=sur if isinstance(sur, str) else None,
-    )
+    sur = sur if isinstance(sur, str) else None
+    return OutboundMessage(ref, MessageKind.DIP, payload, item, interface, sender_id, sur)
 
 
 def _parse_status(ref: RecordRef, raw: bytes, doc: dict[str, Any]) -> OutboundMessage | Refusal:
@@ -178,7 +172,7 @@ def _parse_status(ref: RecordRef, raw: bytes, doc: dict[str, Any]) -> OutboundMe
         body = doc
         item = raw
     sender = body.get("senderID")
-    if not isinstance(sender, str) or not _DIP_ID.match(sender):
+    if not _is_dip_id(sender):
         return Refusal(
             ref,
             f"status message senderID {sender!r} is not a 10-digit DIP ID",
@@ -195,6 +189,22 @@ def _parse_status(ref: RecordRef, raw: bytes, doc: dict[str, Any]) -> OutboundMe
         sender_dip_id=sender,
         sender_unique_reference=sur if isinstance(sur, str) else None,
     )
+
+
+def _is_dip_id(value: object) -> TypeGuard[str]:
+    """Ten ASCII digits (``str.isdigit`` alone would take other scripts' digits too)."""
+    return isinstance(value, str) and len(value) == 10 and value.isascii() and value.isdigit()
+
+
+def _is_interface_id(value: object) -> TypeGuard[str]:
+    if not isinstance(value, str):
+        return False
+    if value in _interfaces_seen:
+        return True
+    if _INTERFACE.match(value) is None:
+        return False
+    _interfaces_seen.add(value)
+    return True
 
 
 def _json_type(value: object) -> str:
