@@ -56,6 +56,16 @@ class Rejected:
     client: ClientConfig | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """Everything routing decides from (sender DIP ID, interface) alone, decided once."""
+
+    client: ClientConfig
+    dip: DipIdConfig
+    route: Route
+    validates: bool
+
+
 class Router:
     """Routes parsed messages; built once from the configuration (lookups are dict hits)."""
 
@@ -67,8 +77,7 @@ class Router:
         self._by_dip_id: dict[str, tuple[ClientConfig, DipIdConfig]] = {
             d.dip_id: (c, d) for c in config.clients for d in c.dip_ids
         }
-        self._paths: dict[str, str] = {}
-        self._routes: dict[tuple[str, str], Route] = {}
+        self._plans: dict[tuple[str, str], _Plan] = {}
 
     def client_for(self, dip_id: str | None) -> ClientConfig | None:
         found = self._by_dip_id.get(dip_id) if dip_id is not None else None
@@ -80,17 +89,20 @@ class Router:
 
     def prepare(self, message: OutboundMessage, today: date) -> Prepared | Rejected:
         """Apply every rule; may fill ``S1.DIPConnectionProviderID`` (and rebuild the item)."""
-        found = self._by_dip_id.get(message.sender_dip_id)
-        if found is None:
-            return Rejected(
-                self._refusal(
-                    message,
-                    f"unknown sender DIP ID {message.sender_dip_id}: no client of this gateway "
-                    "owns it",
-                ),
-                None,
-            )
-        client, dip = found
+        plan = self._plans.get((message.sender_dip_id, message.interface_id))
+        if plan is None:
+            found = self._plan(message)
+            if found is None:
+                return Rejected(
+                    self._refusal(
+                        message,
+                        f"unknown sender DIP ID {message.sender_dip_id}: no client of this "
+                        "gateway owns it",
+                    ),
+                    None,
+                )
+            plan = found
+        client, dip = plan.client, plan.dip
         if not dip.effective_on(today):
             return Rejected(
                 self._refusal(
@@ -104,9 +116,9 @@ class Router:
             problem = self._check_dcp_id(message, client, message.payload)
             if problem is not None:
                 return Rejected(self._refusal(message, problem), client)
-            return Prepared(message, self._route(client, dip, STATUS_PATH))
+            return Prepared(message, plan.route)
 
-        s1 = message.s1
+        s1 = message.payload["CommonBlock"]["S1"]
         tag = s1.get("environmentTag")
         if tag != self._environment:
             return Rejected(
@@ -120,13 +132,30 @@ class Router:
         problem = self._check_dcp_id(message, client, s1)
         if problem is not None:
             return Rejected(self._refusal(message, problem), client)
-        if self._validator is not None and client.validates(
-            message.interface_id, self._validate_default
-        ):
+        if plan.validates:
             reason = self._schema_problem(message)
             if reason is not None:
                 return Rejected(self._refusal(message, reason), client)
-        return Prepared(message, self._route(client, dip, self._path(message.interface_id)))
+        return Prepared(message, plan.route)
+
+    def _plan(self, message: OutboundMessage) -> _Plan | None:
+        """Decide and keep the plan of a known sender's interface (``None``: unknown sender).
+        Bounded: senders are the configured DIP IDs, interfaces the parser's pattern."""
+        found = self._by_dip_id.get(message.sender_dip_id)
+        if found is None:
+            return None
+        client, dip = found
+        interface = message.interface_id
+        if message.kind is MessageKind.STATUS:
+            path, validates = STATUS_PATH, False
+        else:
+            path = dip_path("dip-channel", interface)
+            validates = self._validator is not None and client.validates(
+                interface, self._validate_default
+            )
+        plan = _Plan(client, dip, Route(client, dip, path), validates)
+        self._plans[(dip.dip_id, interface)] = plan
+        return plan
 
     def _check_dcp_id(
         self, message: OutboundMessage, client: ClientConfig, block: dict[str, object]
@@ -151,19 +180,6 @@ class Router:
         except UnknownInterface as exc:
             return f"cannot validate: {exc.reason}"
         return format_violations(violations) if violations else None
-
-    def _route(self, client: ClientConfig, dip: DipIdConfig, path: str) -> Route:
-        """One (frozen) Route per DIP ID and path, shared by their messages."""
-        route = self._routes.get((dip.dip_id, path))
-        if route is None:
-            route = self._routes[(dip.dip_id, path)] = Route(client, dip, path)
-        return route
-
-    def _path(self, interface_id: str) -> str:
-        path = self._paths.get(interface_id)
-        if path is None:
-            path = self._paths[interface_id] = dip_path("dip-channel", interface_id)
-        return path
 
     @staticmethod
     def _refusal(message: OutboundMessage, reason: str) -> Refusal:
