@@ -304,22 +304,19 @@ class EgressService:
 
     @staticmethod
     def _count(deliveries: list[Delivery]) -> None:
-        """Accepted / rejected counters, one increment per (client, interface, outcome)."""
-        counts: dict[tuple[str, str, bool], int] = {}
-        for delivery in deliveries:
-            labels = (
-                delivery.prepared.route.client.name,
-                delivery.prepared.message.interface_id,
-                delivery.result.accepted,
-            )
-            counts[labels] = counts.get(labels, 0) + 1
-        for (client, interface, accepted), count in counts.items():
-            children = metrics.counters(client, interface)
-            if accepted:
-                children.accepted.inc(count)
-            else:
-                children.rejected.inc(count)
-                children.dead_lettered.inc(count)
+        """Accepted / rejected counters. The deliveries are one batch's: one sender DIP ID (so
+        one client) and one interface, so one labelled child per outcome."""
+        if not deliveries:
+            return
+        first = deliveries[0].prepared
+        children = metrics.counters(first.route.client.name, first.message.interface_id)
+        accepted = sum(1 for delivery in deliveries if delivery.result.accepted)
+        rejected = len(deliveries) - accepted
+        if accepted:
+            children.accepted.inc(accepted)
+        if rejected:
+            children.rejected.inc(rejected)
+            children.dead_lettered.inc(rejected)
 
     # --------------------------------------------------------------------- outcome records
 
