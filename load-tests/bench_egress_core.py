@@ -150,8 +150,7 @@ class Core:
         return out, gate, tracker
 
     def fresh(self) -> None:
-        """New batches, gate, tracker and writer for an outcome round (not measured): a new
-        writer has an empty key-hash cache, as with a stream of distinct meter IDs."""
+        """New batches, gate, tracker and writer for an outcome round (not measured)."""
         self.batches, self.gate, self.tracker = self.ingest()
         self.writer = OutcomeWriter(_Producer(self.loop))  # type: ignore[arg-type]
 
