@@ -9,7 +9,7 @@ What the event loop does for every message apart from I/O, in two stages, exactl
   environment and effective-date checks, schema validation with jsonschema-rs), dropping the
   parsed payload, ``Batcher.add`` with the key gate; batches of 500 IF-043 messages;
 * **outcome**: for each batch, ``decide`` on a 201 answer with one entry per message (as the
-  simulator gives), the deliveries, the result records (``_outcome_records``), the writer's
+  simulator gives), the deliveries, the result records (``outcome_records``), the writer's
   grouping and murmur2 partitioning into Kafka record batches (a producer stand-in that builds
   the batches but sends nothing), the counters, the offset tracker and the key gate release.
 
@@ -48,6 +48,7 @@ from gateway.egress.envelope import RecordRef, parse_record  # noqa: E402
 from gateway.egress.offsets import OffsetTracker  # noqa: E402
 from gateway.egress.ordering import KeyGate  # noqa: E402
 from gateway.egress.outcomes import decide  # noqa: E402
+from gateway.egress.records import outcome_records  # noqa: E402
 from gateway.egress.routing import Prepared, Router  # noqa: E402
 from gateway.egress.sender import Delivery  # noqa: E402
 from gateway.egress.service import EgressService, _collect_less  # noqa: E402
@@ -165,9 +166,7 @@ class Core:
                 Delivery(p, r, 201, 1, at, at)
                 for p, r in zip(batch.items, decision.results, strict=True)
             ]
-            self.loop.run_until_complete(
-                self.writer.write(EgressService._outcome_records(deliveries))
-            )
+            self.loop.run_until_complete(self.writer.write(outcome_records(deliveries)))
             EgressService._count(deliveries)
             for delivery in deliveries:
                 ref = delivery.prepared.message.ref

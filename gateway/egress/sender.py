@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import aiohttp
 import httpx
@@ -30,9 +30,8 @@ _log = structlog.get_logger(__name__)
 _TRANSPORT_ERRORS = (httpx.HTTPError, aiohttp.ClientError, OSError, TimeoutError)
 
 
-@dataclass(slots=True)
-class Delivery:
-    """The final word on one message."""
+class Delivery(NamedTuple):
+    """The final word on one message (a NamedTuple: one per message, cheap to make)."""
 
     prepared: Prepared
     result: MessageResult

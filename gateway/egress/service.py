@@ -29,7 +29,6 @@ from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -43,6 +42,7 @@ from gateway.egress.envelope import OutboundMessage, RecordRef, Refusal, parse_r
 from gateway.egress.flow import FlowControl, Step
 from gateway.egress.offsets import OffsetTracker
 from gateway.egress.ordering import KeyGate
+from gateway.egress.records import dead_letter, outcome_records
 from gateway.egress.retry import RetryPolicy
 from gateway.egress.routing import Rejected, Router
 from gateway.egress.sender import BatchSender, Delivery
@@ -284,7 +284,7 @@ class EgressService:
         try:
             async with self._semaphore:
                 deliveries = await self._sender.deliver(batch)
-            await self._write(self._outcome_records(deliveries))
+            await self._write(outcome_records(deliveries))
             self._count(deliveries)
             finish = self._tracker.finish
             for delivery in deliveries:
@@ -318,58 +318,6 @@ class EgressService:
             children.rejected.inc(rejected)
             children.dead_lettered.inc(rejected)
 
-    # --------------------------------------------------------------------- outcome records
-
-    @staticmethod
-    def _outcome_records(deliveries: list[Delivery]) -> list[OutRecord]:
-        """Result or dead-letter record per delivery. The deliveries of one request share
-        their timestamps: each is formatted once per distinct value, not once per message."""
-        iso: dict[datetime | None, str | None] = {None: None}
-        out: list[OutRecord] = []
-        for delivery in deliveries:
-            message = delivery.prepared.message
-            client = delivery.prepared.route.client
-            ref = message.ref
-            result = delivery.result
-            if not result.accepted:
-                out.append(
-                    _dead_letter(
-                        client.topics.dead_letter,
-                        ref,
-                        result.reason or "rejected",
-                        delivery.attempts,
-                        delivery.status,
-                        message.sender_dip_id,
-                        message.interface_id,
-                    )
-                )
-                continue
-            submitted, acknowledged = delivery.submitted_at, delivery.acknowledged_at
-            if submitted not in iso:
-                iso[submitted] = submitted.isoformat()
-            if acknowledged not in iso:
-                iso[acknowledged] = acknowledged.isoformat() if acknowledged else None
-            value = orjson.dumps(
-                {
-                    "senderUniqueReference": message.sender_unique_reference,
-                    "transactionID": result.transaction_id,
-                    "senderDIPID": message.sender_dip_id,
-                    "interfaceID": message.interface_id,
-                    "dipStatus": delivery.status,
-                    "dipMessage": result.dip_message,
-                    "submittedAt": iso[submitted],
-                    "acknowledgedAt": iso[acknowledged],
-                    "attempts": delivery.attempts,
-                    "source": {
-                        "topic": ref.topic,
-                        "partition": ref.partition,
-                        "offset": ref.offset,
-                    },
-                }
-            )
-            out.append(OutRecord(client.topics.results, value, ref.key, None))
-        return out
-
     def _refuse(self, rejected: Rejected) -> None:
         refusal = rejected.refusal
         client = rejected.client
@@ -379,7 +327,7 @@ class EgressService:
         )
         counters.consumed.inc()
         counters.dead_lettered.inc()
-        record = _dead_letter(
+        record = dead_letter(
             topic, refusal.ref, refusal.reason, 0, None, refusal.sender_dip_id, refusal.interface_id
         )
         self._spawn(self._write_refusal(record, refusal.ref))
@@ -503,33 +451,6 @@ def _collect_less(max_in_flight: int) -> None:
 def _collect_as_before(thresholds: tuple[int, int, int]) -> None:
     gc.set_threshold(*thresholds)
     gc.unfreeze()
-
-
-def _dead_letter(
-    topic: str,
-    ref: RecordRef,
-    reason: str,
-    attempts: int,
-    status: int | None,
-    sender: str | None,
-    interface: str | None,
-) -> OutRecord:
-    """The original value and key, with where it came from and why in the headers."""
-    headers = [
-        ("dcpgw-source-topic", ref.topic.encode()),
-        ("dcpgw-source-partition", str(ref.partition).encode()),
-        ("dcpgw-source-offset", str(ref.offset).encode()),
-        ("dcpgw-source-key", ref.key or b""),
-        ("dcpgw-reason", reason.encode("utf-8", "replace")),
-        ("dcpgw-attempts", str(attempts).encode()),
-    ]
-    if status is not None:
-        headers.append(("dcpgw-dip-status", str(status).encode()))
-    if sender is not None:
-        headers.append(("dcpgw-sender-dip-id", sender.encode()))
-    if interface is not None:
-        headers.append(("dcpgw-interface", interface.encode()))
-    return OutRecord(topic, ref.value, ref.key, headers)
 
 
 __all__ = ["HEALTH_NAME", "EgressService"]

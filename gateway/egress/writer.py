@@ -25,7 +25,7 @@ import asyncio
 import random
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -34,9 +34,9 @@ from murmurhash2 import murmurhash2 as _murmurhash2
 _KAFKA_SEED = 0x9747B28C
 
 
-@dataclass(slots=True)
-class OutRecord:
-    """One record to write for a final outcome (result or dead letter)."""
+class OutRecord(NamedTuple):
+    """One record to write for a final outcome (result or dead letter); a NamedTuple, as one
+    is made per message (cheaper to make than a dataclass)."""
 
     topic: str
     value: bytes | None

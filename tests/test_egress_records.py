@@ -1,0 +1,75 @@
+"""Result and dead-letter records: the templated result JSON is byte for byte what serialising
+the result document gives, whatever the values hold (quotes, ``%``, non-ASCII, nulls)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import orjson
+
+from gateway.egress.outcomes import MessageResult
+from gateway.egress.records import dead_letter, outcome_records, result_document
+from gateway.egress.routing import Prepared, Router
+from gateway.egress.sender import Delivery
+from tests.test_egress_support import ALICE_ID, make_config, message
+
+_ROUTER = Router(make_config())
+_AT = datetime(2026, 11, 23, 20, 0, 0, 123456, tzinfo=UTC)
+
+
+def _prepared(seq: int, *, partition: int = 0, key: bytes | None = None) -> Prepared:
+    out = _ROUTER.prepare(
+        message(ALICE_ID, seq, offset=1000 + seq, partition=partition, key=key), date(2026, 11, 23)
+    )
+    assert isinstance(out, Prepared)
+    return out
+
+
+def test_results_are_the_serialised_result_document_byte_for_byte() -> None:
+    odd = ['quote " and \\ back', "100% sure %d %b %s", "clé ⚡ 電", "", None]
+    deliveries = []
+    for seq in range(40):
+        prepared = _prepared(seq, partition=seq % 3, key=f"meter-{seq}".encode())
+        prepared.message.sender_unique_reference = odd[seq % 5]
+        if seq % 4 == 0:  # not a legal Kafka topic name, but the template must not care
+            prepared.message.ref = prepared.message.ref._replace(topic="out%d-topic")
+        result = MessageResult(True, odd[(seq + 1) % 5], odd[(seq + 2) % 5])
+        acknowledged = None if seq % 7 == 0 else _AT + timedelta(milliseconds=seq // 10)
+        deliveries.append(
+            Delivery(prepared, result, 201 if seq % 2 else 207, 1 + seq % 3, _AT, acknowledged)
+        )
+    records = outcome_records(deliveries)
+    assert len(records) == len(deliveries)
+    for record, delivery in zip(records, deliveries, strict=True):
+        assert record.value == orjson.dumps(result_document(delivery))
+        assert record.key == delivery.prepared.message.ref.key
+        assert record.topic == delivery.prepared.route.client.topics.results
+        assert record.headers is None
+    # the values really differ where they should (one template per request and partition)
+    offsets = [orjson.loads(r.value)["source"]["offset"] for r in records]
+    assert offsets == [1000 + seq for seq in range(40)]
+
+
+def test_rejected_messages_become_dead_letters_with_the_reason_in_headers() -> None:
+    prepared = _prepared(1, key=b"meter-1")
+    result = MessageResult(False, None, "MSG1001 - Schema Failure", "MSG1001: fix the schema")
+    (record,) = outcome_records([Delivery(prepared, result, 207, 2, _AT, _AT)])
+    ref = prepared.message.ref
+    client = prepared.route.client
+    assert record.topic == client.topics.dead_letter
+    assert (record.key, record.value) == (ref.key, ref.value)
+    headers = dict(record.headers or [])
+    assert headers["dcpgw-reason"] == b"MSG1001: fix the schema"
+    assert headers["dcpgw-dip-status"] == b"207"
+    assert headers["dcpgw-attempts"] == b"2"
+    assert headers["dcpgw-source-offset"] == str(ref.offset).encode()
+    assert headers["dcpgw-sender-dip-id"] == ALICE_ID.encode()
+
+
+def test_a_refusal_without_sender_or_status_names_only_what_is_known() -> None:
+    ref = message().ref._replace(value=b"{not json", key=None)
+    record = dead_letter("gw-dead", ref, "malformed JSON: x", 0, None, None, None)
+    headers = dict(record.headers or [])
+    assert record.topic == "gw-dead" and record.value == b"{not json"
+    assert "dcpgw-dip-status" not in headers and "dcpgw-sender-dip-id" not in headers
+    assert headers["dcpgw-source-key"] == b""
