@@ -505,56 +505,46 @@ def main() -> None:
         create_dev_pki(pki, DevPkiOptions(clients=1, bits=4096))
         single = _payloads(args.single)
         batched = _payloads(args.batched)
-        with (
-            EmbeddedBroker() as broker,
-            start_in_subprocess(pki, 0, extra_args=["--max-messages", "10000"]) as sim,
-        ):
-            assert broker._proc is not None
-            pids = (broker._proc.pid, sim.process.pid)
+        with start_in_subprocess(pki, 0, extra_args=["--max-messages", "10000"]) as sim:
             sign_cpu, sign_rate, pool_rate = _signing(
                 pki, sim.base_url, b"[" + (single or batched)[0] + b"]", 100
             )
             schema = _schema_us(batched or single)
-            for i, t in enumerate(threads if args.single else []):
+            plan: list[tuple[str, int, int, bool]] = [  # label, batch, signing threads, single
+                (f"batch 1, {t or available_cpus()} signing thr", 1, t, True)
+                for t in (threads if args.single else [])
+            ]
+            plan += [(f"batch {args.batch}", args.batch, 0, False)] * (
+                args.repeat if args.batched else 0
+            )
+            fresh = {True: [single], False: [batched]}  # made before the clock; then new ones
+            for label, batch, signing_threads, single_run in plan:
                 options = Options(
-                    compression, args.transport, t, args.keys, args.py_spy, args.trace
+                    compression, args.transport, signing_threads, args.keys, args.py_spy, args.trace
                 )
-                values = _payloads(args.single) if i else single
-                label = f"batch 1, {t or available_cpus()} signing thr"
-                run = eventloop.run(
-                    _scenario(
-                        pki,
-                        broker.bootstrap_servers,
-                        sim.base_url,
-                        1,
-                        values,
-                        options,
-                        pids,
-                        label,
-                        _payloads(64),
-                    ),
-                    args.loop,
+                made = fresh[single_run]
+                values = (
+                    made.pop() if made else _payloads(args.single if single_run else args.batched)
                 )
-                runs.append((run, True))
-            for i in range(args.repeat if args.batched else 0):
-                options = Options(
-                    compression, args.transport, 0, args.keys, args.py_spy, args.trace
-                )
-                run = eventloop.run(
-                    _scenario(
-                        pki,
-                        broker.bootstrap_servers,
-                        sim.base_url,
-                        args.batch,
-                        _payloads(args.batched) if i else batched,
-                        options,
-                        pids,
-                        f"batch {args.batch}",
-                        _payloads(args.batch * 8),
-                    ),
-                    args.loop,
-                )
-                runs.append((run, False))
+                # A fresh broker per scenario: none runs on a broker holding the earlier ones'
+                # topics and groups (Tansu keeps everything in memory, in one process).
+                with EmbeddedBroker() as broker:
+                    assert broker._proc is not None
+                    run = eventloop.run(
+                        _scenario(
+                            pki,
+                            broker.bootstrap_servers,
+                            sim.base_url,
+                            batch,
+                            values,
+                            options,
+                            (broker._proc.pid, sim.process.pid),
+                            label,
+                            _payloads(64 if single_run else batch * 8),
+                        ),
+                        args.loop,
+                    )
+                runs.append((run, single_run))
     cores = os.cpu_count()
     print(
         f"\nmachine: {cores} CPUs; broker and simulator in separate processes on the same machine;"
