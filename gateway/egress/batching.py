@@ -104,7 +104,7 @@ class Batcher:
             or (
                 gate is not None
                 and gate_key is not None
-                and gate.must_close(batch.batch_id, gate_key)
+                and not gate.join(batch.batch_id, gate_key)
             )
         ):
             closed.append(self._open.pop(key))
@@ -114,11 +114,9 @@ class Batcher:
             self._open[key] = batch
             if gate is not None:
                 gate.register(batch.batch_id, () if gate_key is None else (gate_key,))
-        else:
+        else:  # the gate (if any) has the key already: join() took it
             batch.items.append(prepared)
             batch.nbytes += 1 + size
-            if gate is not None and gate_key is not None:
-                gate.add_key(batch.batch_id, gate_key)
         if len(batch.items) >= self._max_messages or batch.nbytes >= self._max_bytes:
             closed.append(self._open.pop(key))
         return closed

@@ -9,7 +9,7 @@ Records without a key carry no constraint.
 
 Batch ids grow with creation, and a batch may only ever wait for batches with smaller ids: a
 message whose key is already held by a *newer* batch must not join an older open batch (that
-would make the two wait for each other). :meth:`KeyGate.must_close` tells the batcher so; it
+would make the two wait for each other). :meth:`KeyGate.join` tells the batcher so; it
 closes the older batch and starts a new one. Hence the gate cannot deadlock.
 
 Keys are scoped by (topic, partition, key): Kafka orders records only within a partition.
@@ -48,24 +48,24 @@ class KeyGate:
         self._blocked[batch_id] = blocked
         return blocked == 0
 
-    def add_key(self, batch_id: int, key: GateKey) -> None:
-        """A message with ``key`` joined the (registered, open) batch ``batch_id``."""
-        keys = self._keys[batch_id]
-        if key in keys:
-            return
-        keys[key] = None
+    def join(self, batch_id: int, key: GateKey) -> bool:
+        """A message with ``key`` asks to join the registered, open batch ``batch_id``.
+
+        False when a newer batch already holds ``key``: the message may not join (it would
+        overtake, or deadlock with, the newer batch's message), so the caller closes
+        ``batch_id`` and starts a new batch. Otherwise the batch holds ``key`` from now on."""
         queue = self._queues.get(key)
         if queue is None:
             self._queues[key] = [batch_id]
         else:
-            queue.append(batch_id)
-            self._blocked[batch_id] += 1
-
-    def must_close(self, batch_id: int, key: GateKey) -> bool:
-        """True when a newer batch already holds ``key``: a message with that key may not join
-        ``batch_id`` (it would overtake, or deadlock with, the newer batch's message)."""
-        queue = self._queues.get(key)
-        return queue is not None and queue[-1] > batch_id
+            newest = queue[-1]
+            if newest != batch_id:
+                if newest > batch_id:
+                    return False
+                queue.append(batch_id)
+                self._blocked[batch_id] += 1
+        self._keys[batch_id][key] = None
+        return True
 
     def is_ready(self, batch_id: int) -> bool:
         return self._blocked.get(batch_id) == 0
