@@ -12,6 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from gateway.egress.writer import OutcomeWriter, OutRecord, murmur2
 from gateway.kafka.clients import common_kwargs, create_producer, producer_kwargs
@@ -142,3 +143,105 @@ async def _read(settings: Any, topic: str, count: int) -> list[ConsumerRecord[by
     finally:
         await consumer.stop()
     return got
+
+
+class _HeldProducer:
+    """The producer calls a lane makes, for failure paths real Kafka will not produce on cue:
+    ``send_batch`` can be held, made to fail, and its acknowledgements are set by the test."""
+
+    def __init__(self, batch_size: int = 1024) -> None:
+        self.batch_size = batch_size
+        self.sent: list[int] = []  # records per batch handed over
+        self.failures: list[BaseException | None] = []  # per send_batch call, in order
+        self.hold: asyncio.Event | None = None
+        self.acks: list[asyncio.Future[None]] = []
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0}
+
+    def create_batch(self) -> BatchBuilder:
+        return BatchBuilder(self.batch_size, 0)
+
+    async def send_batch(self, builder: BatchBuilder, topic: str, *, partition: int) -> Any:
+        if self.hold is not None:
+            await self.hold.wait()
+        failure = self.failures.pop(0) if self.failures else None
+        if failure is not None:
+            raise failure
+        self.sent.append(builder.record_count())
+        ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.acks.append(ack)
+        return ack
+
+    def ack_all(self) -> None:
+        for ack in self.acks:
+            if not ack.done():
+                ack.set_result(None)
+
+
+def _records(tag: str, count: int, size: int = 100) -> list[OutRecord]:
+    return [OutRecord("t", f"{tag}{i}".encode() + b"x" * size, b"k", None) for i in range(count)]
+
+
+async def test_a_failed_builder_fails_every_writer_in_it_and_the_builders_behind_it() -> None:
+    producer = _HeldProducer(batch_size=300)  # two records per builder
+    writer = OutcomeWriter(producer)  # type: ignore[arg-type]
+    producer.hold = asyncio.Event()
+    first = asyncio.create_task(writer.write(_records("a", 3)))  # builders 1 and 2 (open)
+    second = asyncio.create_task(writer.write(_records("b", 1)))  # joins builder 2
+    await asyncio.sleep(0.01)
+    producer.failures = [KafkaError("broker said no")]  # builder 1 fails
+    producer.hold.set()
+    outcome = await asyncio.wait_for(asyncio.gather(first, second, return_exceptions=True), 5)
+    assert [type(o) for o in outcome] == [KafkaError, KafkaError]
+    assert outcome[0] is not outcome[1]  # copies: no shared traceback between writers
+    assert producer.sent == []  # builder 2 was not sent ahead of builder 1's retry
+    third = asyncio.create_task(writer.write(_records("c", 1)))  # the lane works again
+    await asyncio.sleep(0.01)
+    producer.ack_all()
+    await asyncio.wait_for(third, 5)
+    assert producer.sent == [1]
+    await writer.close()
+
+
+async def test_a_cancelled_writer_leaves_its_records_with_the_lane() -> None:
+    producer = _HeldProducer()
+    writer = OutcomeWriter(producer)  # type: ignore[arg-type]
+    cancelled = asyncio.create_task(writer.write(_records("a", 3)))
+    await asyncio.sleep(0.01)
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert producer.sent == [3]  # handed over all the same
+    other = asyncio.create_task(writer.write(_records("b", 2)))
+    await asyncio.sleep(0.01)
+    producer.ack_all()
+    await asyncio.wait_for(other, 5)
+    assert producer.sent == [3, 2]
+    await writer.close()
+
+
+async def test_close_fails_the_writers_still_waiting() -> None:
+    producer = _HeldProducer()
+    writer = OutcomeWriter(producer)  # type: ignore[arg-type]
+    producer.hold = asyncio.Event()
+    waiting = asyncio.create_task(writer.write(_records("a", 2)))  # lane held in send_batch
+    await asyncio.sleep(0.01)
+    queued = asyncio.create_task(writer.write(_records("b", 2)))  # in the next builder
+    await asyncio.sleep(0.01)
+    await writer.close()
+    outcome = await asyncio.wait_for(asyncio.gather(waiting, queued, return_exceptions=True), 5)
+    assert [type(o) for o in outcome] == [KafkaError, KafkaError]
+    assert producer.sent == []
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert not [t for t in tasks if "_drive" in repr(t.get_coro())]
+
+
+async def test_an_error_that_is_not_kafkas_reaches_the_writer_as_a_kafka_error() -> None:
+    """The service retries KafkaError; anything else from send_batch must not wedge a write."""
+    producer = _HeldProducer()
+    writer = OutcomeWriter(producer)  # type: ignore[arg-type]
+    producer.failures = [AssertionError("Unrecognized partition")]
+    with pytest.raises(KafkaError, match="Unrecognized partition"):
+        await asyncio.wait_for(writer.write(_records("a", 1)), 5)
+    await writer.close()

@@ -22,6 +22,7 @@ Records without a key all go to one randomly chosen partition per write.
 from __future__ import annotations
 
 import asyncio
+import copy
 import random
 from collections import deque
 from dataclasses import dataclass, field
@@ -82,26 +83,29 @@ class OutcomeWriter:
             pending = lane.open
             if pending is None:
                 pending = lane.open = self._new_pending()
-            append = pending.builder.append
-            for record in group:
-                key, value, headers = record.key, record.value, record.headers or []
-                if append(timestamp=None, key=key, value=value, headers=headers) is None:
-                    # full: it queues behind the builders before it; the first record always
-                    # fits a new builder
-                    lane.full.append(pending)
-                    waits.add(pending.acked)
-                    pending = lane.open = self._new_pending()
-                    append = pending.builder.append
-                    append(timestamp=None, key=key, value=value, headers=headers)
-            waits.add(pending.acked)
-            if lane.task is None:
-                lane.task = asyncio.create_task(self._drive(topic, partition, lane))
+            try:
+                append = pending.builder.append
+                for record in group:
+                    key, value, headers = record.key, record.value, record.headers or []
+                    if append(timestamp=None, key=key, value=value, headers=headers) is None:
+                        # full: it queues behind the builders before it; the first record
+                        # always fits a new builder
+                        lane.full.append(pending)
+                        waits.add(pending.acked)
+                        pending = lane.open = self._new_pending()
+                        append = pending.builder.append
+                        append(timestamp=None, key=key, value=value, headers=headers)
+            finally:  # even when a record could not be appended: what was appended is sent
+                waits.add(pending.acked)
+                if lane.task is None:
+                    lane.task = asyncio.create_task(self._drive(topic, partition, lane))
         # wait, not gather: a cancelled writer must not cancel futures other writers share
         await asyncio.wait(waits)
         for future in waits:
             error = future.exception()
             if error is not None:
-                raise error
+                # a copy: the writers sharing a builder would all extend one traceback
+                raise copy.copy(error)
 
     async def close(self) -> None:
         """Stop the lanes (before the producer stops); their unacknowledged writers fail."""
@@ -163,7 +167,13 @@ class OutcomeWriter:
                     _fail(pending.acked, KafkaError("outcome writer closed"))
                     raise
                 except Exception as exc:  # producer closed, metadata, oversize: writers retry
-                    _fail(pending.acked, exc)
+                    error = exc if isinstance(exc, KafkaError) else KafkaError(repr(exc))
+                    # the builders queued behind it fail too: a writer whose records span two
+                    # builders retries them all, so the later ones must not land first
+                    for queued in [pending, *lane.full, *([lane.open] if lane.open else [])]:
+                        _fail(queued.acked, error)
+                    lane.full.clear()
+                    lane.open = None
                     continue
                 sent.add_done_callback(lambda done, acked=pending.acked: _relay(done, acked))
         finally:
@@ -171,13 +181,11 @@ class OutcomeWriter:
 
 
 def _relay(done: asyncio.Future[Any], acked: asyncio.Future[None]) -> None:
-    if acked.done():
-        return
     if done.cancelled():
-        acked.set_exception(KafkaError("outcome write was cancelled"))
-    elif (error := done.exception()) is not None:
-        acked.set_exception(error)
-    else:
+        _fail(acked, KafkaError("outcome write was cancelled"))
+    elif (error := done.exception()) is not None:  # retrieved, even if nobody waits
+        _fail(acked, error)
+    elif not acked.done():
         acked.set_result(None)
 
 
