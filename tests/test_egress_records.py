@@ -3,7 +3,7 @@ the result document gives, whatever the values hold (quotes, ``%``, non-ASCII, n
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import orjson
 
@@ -73,3 +73,14 @@ def test_a_refusal_without_sender_or_status_names_only_what_is_known() -> None:
     assert record.topic == "gw-dead" and record.value == b"{not json"
     assert "dcpgw-dip-status" not in headers and "dcpgw-sender-dip-id" not in headers
     assert headers["dcpgw-source-key"] == b""
+
+
+def test_one_instant_in_two_zones_gets_its_own_iso_form() -> None:
+    """Aware datetimes of one instant compare equal across zones; the template must not."""
+    paris = timezone(timedelta(hours=1))
+    deliveries = [
+        Delivery(_prepared(1), MessageResult(True, "t1"), 201, 1, _AT, _AT),
+        Delivery(_prepared(2), MessageResult(True, "t2"), 201, 1, _AT.astimezone(paris), _AT),
+    ]
+    for record, delivery in zip(outcome_records(deliveries), deliveries, strict=True):
+        assert record.value == orjson.dumps(result_document(delivery))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import orjson
 
@@ -18,9 +19,10 @@ from gateway.egress.envelope import RecordRef
 from gateway.egress.sender import Delivery
 from gateway.egress.writer import OutRecord
 
-_Common = tuple[str, int, str, str, int | None, int, datetime, datetime | None]
+_Common = tuple[str, int, str, str, int | None, int, datetime, Any, datetime | None, Any]
 """What a result shares with the others of its request: source topic and partition, sender,
-interface, DIP status, attempts, submitted and acknowledged."""
+interface, DIP status, attempts, submitted and acknowledged, each time with its ``tzinfo``
+(aware datetimes for one instant in two zones are equal, but their ISO forms differ)."""
 
 
 def outcome_records(deliveries: Sequence[Delivery]) -> list[OutRecord]:
@@ -51,6 +53,7 @@ def outcome_records(deliveries: Sequence[Delivery]) -> list[OutRecord]:
                 )
             )
             continue
+        submitted, acknowledged = delivery.submitted_at, delivery.acknowledged_at
         common: _Common = (
             ref.topic,
             ref.partition,
@@ -58,8 +61,10 @@ def outcome_records(deliveries: Sequence[Delivery]) -> list[OutRecord]:
             message.interface_id,
             delivery.status,
             delivery.attempts,
-            delivery.submitted_at,
-            delivery.acknowledged_at,
+            submitted,
+            submitted.tzinfo,
+            acknowledged,
+            acknowledged.tzinfo if acknowledged is not None else None,
         )
         template = templates.get(common)
         if template is None:
@@ -97,7 +102,7 @@ def result_document(delivery: Delivery) -> dict[str, object]:
 def _template(common: _Common) -> bytes:
     """``%``-template of a result: the shared values serialised (``%`` escaped), then slots for
     reference, transaction ID and DIP message (``%b``, JSON) and the offset (``%d``)."""
-    topic, partition, sender, interface, status, attempts, submitted, acknowledged = common
+    topic, partition, sender, interface, status, attempts, submitted, _, acknowledged, _ = common
 
     def fixed(value: object) -> bytes:
         return orjson.dumps(value).replace(b"%", b"%%")
