@@ -93,6 +93,11 @@ _FULLWIDTH_ID = "\uff12\uff13" + "\uff10" * 8  # "2300000000" in fullwidth digit
         (_with(["CommonBlock", "S1", "senderDIPID"], 2300000001), "senderDIPID 2300000001", None),
         (_with(["CommonBlock", "S0", "interfaceID"], "IF-0211"), "interfaceID 'IF-0211'", ALICE_ID),
         (_with(["CommonBlock", "S0", "interfaceID"], None), "interfaceID None", ALICE_ID),
+        (
+            _with(["CommonBlock", "S0", "interfaceID"], "IF-021\n"),
+            "interfaceID 'IF-021\\n'",
+            ALICE_ID,
+        ),
     ],
 )
 def test_refusals_name_the_problem(value: bytes | None, reason: str, sender: str | None) -> None:

@@ -23,7 +23,7 @@ import orjson
 STATUS_INTERFACE: Final = "STATUS"
 """Interface label used for status messages (metrics, batching, result records)."""
 
-_INTERFACE: Final = re.compile(r"^(IF|REP)-[0-9]{3}[A-B]?$")
+_INTERFACE: Final = re.compile(r"(IF|REP)-[0-9]{3}[A-B]?")  # fullmatch: "$" allows a "\n"
 _interfaces_seen: set[str] = set()
 """Interface IDs that matched ``_INTERFACE`` (a few dozen exist): a set hit instead of a regex
 per message. Only matching strings are kept, so the set is bounded by the pattern."""
@@ -201,7 +201,7 @@ def _is_interface_id(value: object) -> TypeGuard[str]:
         return False
     if value in _interfaces_seen:
         return True
-    if _INTERFACE.match(value) is None:
+    if _INTERFACE.fullmatch(value) is None:
         return False
     _interfaces_seen.add(value)
     return True
