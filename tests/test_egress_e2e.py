@@ -516,6 +516,7 @@ def test_the_young_generation_outgrows_the_in_flight_working_set() -> None:
     than that is collected over and over while finding nothing to free."""
     assert young_threshold(20_000) == 100_000
     assert young_threshold(100_000) > 4 * 100_000
+    assert young_threshold(10_000_000) == 500_000  # cyclic garbage waits for it: bounded
     assert young_threshold(6) == 20_000  # small windows keep a floor well above CPython's 700
 
 

@@ -108,6 +108,7 @@ class EgressService:
             self._topics.append(self._status_topic)
         self._tasks: set[asyncio.Task[None]] = set()
         self._waiting: dict[int, Batch] = {}
+        self._abandoning = False  # while cancelling: a finished batch releases nobody
         self._semaphore = asyncio.Semaphore(egress.max_concurrent_requests)
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -297,10 +298,12 @@ class EgressService:
             # Only a bug gets here; the records stay unfinished and are re-read after restart.
             _log.exception("egress_batch_failed", batch=batch.batch_id)
         finally:
-            for ready in self._gate.release(batch.batch_id):
-                waiting = self._waiting.pop(ready, None)
-                if waiting is not None:
-                    self._spawn(self._run_batch(waiting))
+            ready = self._gate.release(batch.batch_id)
+            if not self._abandoning:  # abandoned work must not start the batches behind it
+                for batch_id in ready:
+                    waiting = self._waiting.pop(batch_id, None)
+                    if waiting is not None:
+                        self._spawn(self._run_batch(waiting))
 
     @staticmethod
     def _count(deliveries: list[Delivery]) -> None:
@@ -387,10 +390,14 @@ class EgressService:
 
     async def _abandon(self) -> None:
         """Cancel unfinished work; its records are not committed and will be read again."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        self._abandoning = True
+        try:
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            self._abandoning = False
         self._waiting.clear()
         self._batcher.flush()
         self._gate = KeyGate()
@@ -418,6 +425,8 @@ class EgressService:
 
 
 _YOUNG_MIN = 20_000
+_YOUNG_MAX = 500_000
+"""Cyclic garbage waits for the young collection: at most this many objects (tens of MB)."""
 _YOUNG_PER_IN_FLIGHT = 5
 """Young-generation threshold per in-flight record: each in-flight message keeps about four
 tracked objects alive (record reference, parsed message, route, batch slot)."""
@@ -433,8 +442,9 @@ def young_threshold(max_in_flight: int) -> int:
     flight (``bench_egress.py --batched 200000``): threshold 20,000: 39 young and 3 older
     collections, 3.9 us of GC per message; 100,000: 2 young collections, 0.3 us per message.
     Cyclic garbage (tracebacks, closed tasks) still triggers a collection once it passes the
-    threshold: at most this many objects wait for it."""
-    return max(_YOUNG_MIN, _YOUNG_PER_IN_FLIGHT * max_in_flight)
+    threshold: at most this many objects wait for it, hence the ceiling (windows above 100,000
+    in flight get young collections that walk live messages again)."""
+    return min(_YOUNG_MAX, max(_YOUNG_MIN, _YOUNG_PER_IN_FLIGHT * max_in_flight))
 
 
 def _collect_less(max_in_flight: int) -> None:
