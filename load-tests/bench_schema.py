@@ -11,6 +11,7 @@ cheap enough to compile, the 58-way ``DIPMessage`` oneOf that the registry avoid
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from collections.abc import Callable
@@ -61,7 +62,11 @@ def _payloads() -> dict[str, dict[str, Any]]:
 
 
 def main(argv: list[str]) -> int:
-    iterations = int(argv[1]) if len(argv) > 1 else 20_000
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument(
+        "iterations", nargs="?", type=int, default=20_000, help="validations per round"
+    )
+    iterations = parser.parse_args(argv[1:]).iterations
     registry = default_registry()
     defs = registry._defs  # benchmark-only peek, to build the comparison validators
     print(f"CPU us per validation, best of {_ROUNDS} x {iterations}")

@@ -1,0 +1,51 @@
+"""The benchmarks under load-tests/ still run: every script parses its options, and the pure
+ones run a tiny workload and print their figures (no timing is asserted: figures come from the
+benchmarks themselves, on purpose not from tests)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+LOAD_TESTS = Path(__file__).resolve().parent.parent / "load-tests"
+SCRIPTS = sorted(LOAD_TESTS.glob("bench_*.py"))
+
+
+def _run(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=LOAD_TESTS.parent,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_every_benchmark_is_found() -> None:
+    names = {s.name for s in SCRIPTS}
+    assert {"bench_egress.py", "bench_egress_core.py", "bench_signing.py"} <= names
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_benchmark_imports_and_parses_its_options(script: Path) -> None:
+    assert "usage:" in _run(str(script), "--help")
+
+
+def test_egress_core_prints_cpu_per_message_for_both_stages() -> None:
+    out = _run(str(LOAD_TESTS / "bench_egress_core.py"), "--messages", "50", "--rounds", "1")
+    for stage in ("ingest", "outcome"):
+        match = re.search(rf"^{stage}\s+([0-9.]+) us CPU/msg", out, re.MULTILINE)
+        assert match is not None, out
+        assert float(match.group(1)) > 0
+
+
+def test_schema_benchmark_prints_a_figure_per_payload() -> None:
+    out = _run(str(LOAD_TESTS / "bench_schema.py"), "20")
+    assert len(re.findall(r"registry\.validate\s+[0-9.]+ us", out)) == 2, out
