@@ -366,7 +366,8 @@ class EgressSettings(_Model):
         default=20_000,
         ge=1,
         description="records consumed but not final; at the limit fetching holds (buffers kept), "
-        "and after a long hold the partitions are paused",
+        "and after a long hold the partitions are paused. Also sizes the young GC generation "
+        "while egress runs (5 per record, 20,000 to 500,000)",
     )
     max_concurrent_requests: int = Field(default=32, ge=1)
     signing_threads: int = Field(default=0, ge=0, description="0 = one per CPU core")
