@@ -126,21 +126,13 @@ def _accepted_all(
 ) -> list[MessageResult]:
     if not entries:
         return [MessageResult(True)] * len(references)
-    accepted = MessageResult(True)
-    out: list[MessageResult] = []
-    for entry in _match(references, entries):
-        if entry is None:
-            out.append(accepted)
-            continue
-        tid, message = entry.get("transactionID"), entry.get("message")
-        out.append(
-            MessageResult(
-                True,
-                tid if isinstance(tid, str) and tid else None,  # _opt, inlined: once per message
-                message if isinstance(message, str) and message else None,
-            )
-        )
-    return out
+    matched = _match(references, entries)
+    return [
+        MessageResult(True, _opt(e.get("transactionID")), _opt(e.get("message")))
+        if e is not None
+        else MessageResult(True)
+        for e in matched
+    ]
 
 
 def _per_message(
