@@ -60,8 +60,6 @@ class Rejected:
 class _Plan:
     """Everything routing decides from (sender DIP ID, interface) alone, decided once."""
 
-    client: ClientConfig
-    dip: DipIdConfig
     route: Route
     validates: bool
 
@@ -102,7 +100,7 @@ class Router:
                     None,
                 )
             plan = found
-        client, dip = plan.client, plan.dip
+        client, dip = plan.route.client, plan.route.dip_id
         if not dip.effective_on(today):
             return Rejected(
                 self._refusal(
@@ -118,7 +116,7 @@ class Router:
                 return Rejected(self._refusal(message, problem), client)
             return Prepared(message, plan.route)
 
-        s1 = message.payload["CommonBlock"]["S1"]
+        s1 = message.s1
         tag = s1.get("environmentTag")
         if tag != self._environment:
             return Rejected(
@@ -153,7 +151,7 @@ class Router:
             validates = self._validator is not None and client.validates(
                 interface, self._validate_default
             )
-        plan = _Plan(client, dip, Route(client, dip, path), validates)
+        plan = _Plan(Route(client, dip, path), validates)
         self._plans[(dip.dip_id, interface)] = plan
         return plan
 
