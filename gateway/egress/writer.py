@@ -61,6 +61,13 @@ class _Lane:
     full: deque[_Pending] = field(default_factory=deque)
     task: asyncio.Task[None] | None = None
 
+    def fail_queued(self, error: BaseException) -> None:
+        """Fail every builder not yet handed to the producer, and drop them."""
+        for pending in [*self.full, *([self.open] if self.open else [])]:
+            _fail(pending.acked, error)
+        self.full.clear()
+        self.open = None
+
 
 class OutcomeWriter:
     """Produces lists of :class:`OutRecord` through one shared builder lane per partition."""
@@ -114,8 +121,7 @@ class OutcomeWriter:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for lane in self._lanes.values():
-            for pending in [*lane.full, *([lane.open] if lane.open else [])]:
-                _fail(pending.acked, KafkaError("outcome writer closed"))
+            lane.fail_queued(KafkaError("outcome writer closed"))
         self._lanes.clear()
 
     async def _group(self, records: list[OutRecord]) -> dict[tuple[str, int], list[OutRecord]]:
@@ -170,10 +176,8 @@ class OutcomeWriter:
                     error = exc if isinstance(exc, KafkaError) else KafkaError(repr(exc))
                     # the builders queued behind it fail too: a writer whose records span two
                     # builders retries them all, so the later ones must not land first
-                    for queued in [pending, *lane.full, *([lane.open] if lane.open else [])]:
-                        _fail(queued.acked, error)
-                    lane.full.clear()
-                    lane.open = None
+                    _fail(pending.acked, error)
+                    lane.fail_queued(error)
                     continue
                 sent.add_done_callback(lambda done, acked=pending.acked: _relay(done, acked))
         finally:
