@@ -8,13 +8,33 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import orjson
 
 from gateway.egress.outcomes import MessageResult
-from gateway.egress.records import dead_letter, outcome_records, result_document
+from gateway.egress.records import dead_letter, outcome_records
 from gateway.egress.routing import Prepared, Router
 from gateway.egress.sender import Delivery
 from tests.test_egress_support import ALICE_ID, make_config, message
 
 _ROUTER = Router(make_config())
 _AT = datetime(2026, 11, 23, 20, 0, 0, 123456, tzinfo=UTC)
+
+
+def result_document(delivery: Delivery) -> dict[str, object]:
+    """The result record's value as a document: what the template must serialise to."""
+    message = delivery.prepared.message
+    result = delivery.result
+    ref = message.ref
+    acknowledged = delivery.acknowledged_at
+    return {
+        "senderUniqueReference": message.sender_unique_reference,
+        "transactionID": result.transaction_id,
+        "senderDIPID": message.sender_dip_id,
+        "interfaceID": message.interface_id,
+        "dipStatus": delivery.status,
+        "dipMessage": result.dip_message,
+        "submittedAt": delivery.submitted_at.isoformat(),
+        "acknowledgedAt": acknowledged.isoformat() if acknowledged else None,
+        "attempts": delivery.attempts,
+        "source": {"topic": ref.topic, "partition": ref.partition, "offset": ref.offset},
+    }
 
 
 def _prepared(seq: int, *, partition: int = 0, key: bytes | None = None) -> Prepared:

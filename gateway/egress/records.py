@@ -2,7 +2,10 @@
 
 A **result** (on the client's results topic, keyed like the original record) says the DIP
 accepted a message: its ``senderUniqueReference``, the DIP's ``transactionID``, when it was
-submitted and acknowledged, after how many attempts, and where the original record was. A
+submitted and acknowledged, after how many attempts, and where the original record was
+(``{"senderUniqueReference", "transactionID", "senderDIPID", "interfaceID", "dipStatus",
+"dipMessage", "submittedAt", "acknowledgedAt", "attempts", "source": {"topic", "partition",
+"offset"}}``, in that order). A
 **dead letter** (on the client's, or the gateway's, dead-letter topic) is the original value and
 key, with where it came from and why in the headers.
 """
@@ -31,7 +34,7 @@ def outcome_records(deliveries: Sequence[Delivery]) -> list[OutRecord]:
     Results are formatted from a template per request and source partition, with only the
     message's own values (reference, transaction ID, DIP message, offset) filled in: a
     template fill costs about half of building and serialising a dict per message. The JSON is
-    the same as ``orjson.dumps`` of :func:`result_document` (tested)."""
+    the same as ``orjson.dumps`` of the result as a dict (tested)."""
     templates: dict[_Common, bytes] = {}
     dumps = orjson.dumps
     out: list[OutRecord] = []
@@ -77,26 +80,6 @@ def outcome_records(deliveries: Sequence[Delivery]) -> list[OutRecord]:
         )
         out.append(OutRecord(client.topics.results, value, ref.key, None))
     return out
-
-
-def result_document(delivery: Delivery) -> dict[str, object]:
-    """The result record's value as a document (what :func:`outcome_records` serialises)."""
-    message = delivery.prepared.message
-    result = delivery.result
-    ref = message.ref
-    acknowledged = delivery.acknowledged_at
-    return {
-        "senderUniqueReference": message.sender_unique_reference,
-        "transactionID": result.transaction_id,
-        "senderDIPID": message.sender_dip_id,
-        "interfaceID": message.interface_id,
-        "dipStatus": delivery.status,
-        "dipMessage": result.dip_message,
-        "submittedAt": delivery.submitted_at.isoformat(),
-        "acknowledgedAt": acknowledged.isoformat() if acknowledged else None,
-        "attempts": delivery.attempts,
-        "source": {"topic": ref.topic, "partition": ref.partition, "offset": ref.offset},
-    }
 
 
 def _template(common: _Common) -> bytes:
