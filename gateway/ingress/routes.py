@@ -84,14 +84,6 @@ class RouteTable:
         url = self.public_base_url + local_path
         return f"{url}?{query}" if query else url
 
-    def signed_url(self, raw_path: str, query: str) -> str:
-        """The URL the DIP signed for a request to ``raw_path``."""
-        return self.public_url(self.resolve(raw_path)[1], query)
-
-    def match(self, raw_path: str) -> Route | None:
-        """The route a path addresses, or None (404) for anything else."""
-        return self.resolve(raw_path)[0]
-
     def _route(self, path: str) -> Route | None:
         if path.startswith(self.publication_prefix):
             parts = path[len(self.publication_prefix) :].split("/")
