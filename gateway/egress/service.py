@@ -96,10 +96,7 @@ class EgressService:
         egress = config.egress
         validates = egress.schema_validation or any(c.schema_validation for c in config.clients)
         self._router = Router(config, default_registry() if validates else None)
-        self._gate = KeyGate()
-        self._batcher = Batcher(
-            egress.max_batch_messages, egress.max_batch_bytes, egress.linger_ms / 1000, self._gate
-        )
+        self._gate, self._batcher = self._fresh_batching()
         self._sender = BatchSender(dip, RetryPolicy.from_settings(egress))
         self._tracker = OffsetTracker()
         self._status_topic = config.kafka.status_outbound_topic
@@ -160,6 +157,15 @@ class EgressService:
             self._producer = self._consumer = None
             self._writer = None
             _log.info("egress_stopped")
+
+    def _fresh_batching(self) -> tuple[KeyGate, Batcher]:
+        """An empty key gate and a batcher that uses it (at start, and after abandoning)."""
+        egress = self._config.egress
+        gate = KeyGate()
+        batcher = Batcher(
+            egress.max_batch_messages, egress.max_batch_bytes, egress.linger_ms / 1000, gate
+        )
+        return gate, batcher
 
     def _set_health(self, ready: bool, detail: str) -> None:
         if self._health is not None:
@@ -399,14 +405,7 @@ class EgressService:
         finally:
             self._abandoning = False
         self._waiting.clear()
-        self._batcher.flush()
-        self._gate = KeyGate()
-        self._batcher = Batcher(
-            self._config.egress.max_batch_messages,
-            self._config.egress.max_batch_bytes,
-            self._config.egress.linger_ms / 1000,
-            self._gate,
-        )
+        self._gate, self._batcher = self._fresh_batching()  # open batches are dropped
         abandoned = self._tracker.in_flight()
         if abandoned:
             _log.warning("egress_abandoned_in_flight", records=abandoned)
