@@ -13,20 +13,20 @@ the producing system what to fix.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Final, NamedTuple, TypeGuard
 
 import orjson
 
+from gateway.config import DIP_ID_PATTERN, INTERFACE_PATTERN
+
 STATUS_INTERFACE: Final = "STATUS"
 """Interface label used for status messages (metrics, batching, result records)."""
 
-_INTERFACE: Final = re.compile(r"(IF|REP)-[0-9]{3}[A-B]?")  # fullmatch: "$" allows a "\n"
 _interfaces_seen: set[str] = set()
-"""Interface IDs that matched ``_INTERFACE`` (a few dozen exist): a set hit instead of a regex
-per message. Only matching strings are kept, so the set is bounded by the pattern."""
+"""Interface IDs that matched ``INTERFACE_PATTERN`` (a few dozen exist): a set hit instead of
+a regex per message. Only matching strings are kept, so the set is bounded by the pattern."""
 _WRAP_PREFIX: Final = b'{"payload":'
 
 
@@ -192,8 +192,7 @@ def _parse_status(ref: RecordRef, raw: bytes, doc: dict[str, Any]) -> OutboundMe
 
 
 def _is_dip_id(value: object) -> TypeGuard[str]:
-    """Ten ASCII digits (``str.isdigit`` alone would take other scripts' digits too)."""
-    return isinstance(value, str) and len(value) == 10 and value.isascii() and value.isdigit()
+    return isinstance(value, str) and DIP_ID_PATTERN.fullmatch(value) is not None
 
 
 def _is_interface_id(value: object) -> TypeGuard[str]:
@@ -201,7 +200,7 @@ def _is_interface_id(value: object) -> TypeGuard[str]:
         return False
     if value in _interfaces_seen:
         return True
-    if _INTERFACE.fullmatch(value) is None:
+    if INTERFACE_PATTERN.fullmatch(value) is None:  # fullmatch: "$" alone allows a "\n"
         return False
     _interfaces_seen.add(value)
     return True
