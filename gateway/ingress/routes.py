@@ -17,15 +17,12 @@ the ingress controller may forward the request with or without that prefix; both
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import urlsplit
 
-from gateway.config import INTERFACE_PATTERN, IngressSettings
+from gateway.config import DIP_ID_PATTERN, INTERFACE_PATTERN, IngressSettings
 from gateway.dip.webhook_urls import webhook_path
-
-_DIP_ID = re.compile(r"^[0-9]{10}$")
 
 
 class RouteKind(StrEnum):
@@ -90,12 +87,12 @@ class RouteTable:
             if (
                 len(parts) == 2
                 and INTERFACE_PATTERN.fullmatch(parts[0])
-                and _DIP_ID.fullmatch(parts[1])
+                and DIP_ID_PATTERN.fullmatch(parts[1])
             ):
                 return Route(RouteKind.PUBLICATION, parts[1], parts[0])
             return None
         if path.startswith(self.status_prefix):
             rest = path[len(self.status_prefix) :]
-            if _DIP_ID.fullmatch(rest):
+            if DIP_ID_PATTERN.fullmatch(rest):
                 return Route(RouteKind.STATUS, rest)
         return None
