@@ -245,3 +245,44 @@ async def test_an_error_that_is_not_kafkas_reaches_the_writer_as_a_kafka_error()
     with pytest.raises(KafkaError, match="Unrecognized partition"):
         await asyncio.wait_for(writer.write(_records("a", 1)), 5)
     await writer.close()
+
+
+async def test_a_lane_hands_over_at_most_one_open_builder_per_interval() -> None:
+    """The first write after a quiet spell goes at once; the writes that follow within the
+    interval share the next builder, handed over when the interval has passed."""
+    producer = _HeldProducer()
+    writer = OutcomeWriter(producer, interval=0.3)  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    first = asyncio.create_task(writer.write(_records("a", 1)))
+    await asyncio.sleep(0.02)
+    assert producer.sent == [1]  # at once
+    later = [asyncio.create_task(writer.write(_records(f"b{i}", 1))) for i in range(3)]
+    await asyncio.sleep(0.05)
+    assert producer.sent == [1]  # held: within the interval
+    producer.ack_all()
+    await asyncio.wait_for(first, 5)
+    while len(producer.sent) < 2:
+        await asyncio.sleep(0.01)
+    assert loop.time() - start >= 0.3
+    assert producer.sent == [1, 3]  # one builder for the three
+    producer.ack_all()
+    await asyncio.wait_for(asyncio.gather(*later), 5)
+    await writer.close()
+
+
+async def test_a_full_builder_does_not_wait_for_the_interval() -> None:
+    producer = _HeldProducer(batch_size=300)  # two records per builder
+    writer = OutcomeWriter(producer, interval=30.0)  # type: ignore[arg-type]
+    first = asyncio.create_task(writer.write(_records("a", 1)))
+    await asyncio.sleep(0.02)
+    assert producer.sent == [1]
+    second = asyncio.create_task(writer.write(_records("b", 3)))  # fills one builder
+    await asyncio.sleep(0.05)
+    assert producer.sent == [1, 2]  # the full one went; the open one (1 record) waits
+    producer.ack_all()
+    await asyncio.wait_for(first, 5)
+    await writer.close()  # the held open builder's writer fails: nothing is lost silently
+    with pytest.raises(KafkaError, match="closed"):
+        await asyncio.wait_for(second, 5)
+    assert producer.sent == [1, 2]

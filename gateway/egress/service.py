@@ -127,10 +127,14 @@ class EgressService:
         kafka = self._config.kafka
         if kafka.create_topics:
             await ensure_topics(kafka, gateway_topics(self._config))
-        producer = create_producer(kafka)
+        # The writer's lanes pace the produce requests (outcome_linger_ms): a producer linger
+        # would hold each handed-over builder again.
+        producer = create_producer(kafka, linger_ms=0)
         consumer = create_consumer(kafka)
         self._producer, self._consumer = producer, consumer
-        self._writer = OutcomeWriter(producer)
+        self._writer = OutcomeWriter(
+            producer, interval=self._config.egress.outcome_linger_ms / 1000
+        )
         thresholds = gc.get_threshold()
         await producer.start()
         try:
