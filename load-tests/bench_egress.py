@@ -73,6 +73,7 @@ class Options:
     signing_threads: int = 0
     keys: int = 0
     py_spy: str | None = None  # record the gateway (this process) to PREFIX-<label>.txt
+    perf: str | None = None  # perf-record the gateway's CPU to PREFIX-<label>.data
     trace: float = 0.0  # print a time series every this many seconds (0: off)
 
 
@@ -281,6 +282,10 @@ async def _scenario(
         if options.py_spy:
             spy = _start_py_spy(f"{options.py_spy}-{label.replace(' ', '_')}.txt")
             await asyncio.sleep(1.0)  # let it attach before the clock starts
+        perf = None
+        if options.perf:
+            perf = _start_perf(f"{options.perf}-{label.replace(' ', '_')}.data")
+            await asyncio.sleep(1.0)
         consumed0 = _counter("dcpgw_egress_messages_consumed_total")
         accepted0 = _counter("dcpgw_egress_messages_accepted_total")
         rejected0 = _counter("dcpgw_egress_messages_dead_lettered_total")
@@ -315,6 +320,9 @@ async def _scenario(
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(30)
+        if perf is not None:
+            perf.send_signal(signal.SIGINT)
+            perf.wait(30)
         stop.set()
         await task
     pool.shutdown(wait=True)
@@ -388,6 +396,19 @@ async def _until_done(config: GatewayConfig, keystore: Any, dip: DipClient, n: i
         await asyncio.sleep(0.02)
     stop.set()
     await task
+
+
+def _start_perf(out: str) -> subprocess.Popen[bytes]:
+    """`perf record` of this process's CPU time, per thread, native symbols.
+
+    Unlike py-spy, which samples a thread whenever it is runnable (so a thread preempted inside a
+    socket write that woke the broker looks busy), perf samples only CPU actually used: this is the
+    profile that explains the `main us` column. `perf report -i FILE --sort tid,dso,sym`.
+    """
+    args = ["record", "-e", "cpu-clock", "-F", "1999", "--per-thread", "-p", str(os.getpid())]
+    return subprocess.Popen(
+        ["perf", *args, "-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 def _start_py_spy(out: str) -> subprocess.Popen[bytes]:
@@ -476,6 +497,9 @@ def main() -> None:
         "--py-spy", help="record the gateway with py-spy to PREFIX-<scenario>.txt (skews CPU)"
     )
     parser.add_argument(
+        "--perf", help="record the gateway's CPU with `perf record` to PREFIX-<scenario>.data"
+    )
+    parser.add_argument(
         "--keys",
         type=int,
         default=0,
@@ -520,7 +544,13 @@ def main() -> None:
             fresh = {True: [single], False: [batched]}  # made before the clock; then new ones
             for label, batch, signing_threads, single_run in plan:
                 options = Options(
-                    compression, args.transport, signing_threads, args.keys, args.py_spy, args.trace
+                    compression=compression,
+                    transport=args.transport,
+                    signing_threads=signing_threads,
+                    keys=args.keys,
+                    py_spy=args.py_spy,
+                    perf=args.perf,
+                    trace=args.trace,
                 )
                 made = fresh[single_run]
                 values = (
