@@ -49,3 +49,12 @@ def test_egress_core_prints_cpu_per_message_for_both_stages() -> None:
 def test_schema_benchmark_prints_a_figure_per_payload() -> None:
     out = _run(str(LOAD_TESTS / "bench_schema.py"), "20")
     assert len(re.findall(r"registry\.validate\s+[0-9.]+ us", out)) == 2, out
+
+
+def test_handoff_benchmark_prints_both_hand_offs() -> None:
+    out = _run(str(LOAD_TESTS / "bench_handoff.py"), "--jobs", "40", "--rounds", "1")
+    for name in ("run_in_executor", "SigningPool.run"):
+        match = re.search(rf"^{re.escape(name)}\s+([0-9.]+)\s+([0-9.]+)$", out, re.MULTILINE)
+        assert match is not None, out
+        assert float(match.group(1)) > 0
+    assert re.search(r"SigningPool / run_in_executor \(medians\): [0-9.]+$", out, re.MULTILINE)

@@ -17,12 +17,10 @@ contract), mapped only on the error path. ``httpx`` uses httpx's own transport (
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
 import time
 from collections.abc import Mapping
-from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -34,6 +32,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from gateway.config import DcpSettings, DipSettings
+from gateway.dip.signing_pool import SigningPool
 from gateway.dip.tls import client_context, load_dcp_credential
 from gateway.signing.credentials import SigningCredential
 from gateway.signing.keystore import KeyStore
@@ -65,11 +64,9 @@ def available_cpus() -> int:
     return cpus
 
 
-def signing_pool(threads: int = 0) -> ThreadPoolExecutor:
+def signing_pool(threads: int = 0) -> SigningPool:
     """A pool for RSA signing: one thread per usable CPU unless told otherwise."""
-    return ThreadPoolExecutor(
-        max_workers=threads or available_cpus(), thread_name_prefix="dip-sign"
-    )
+    return SigningPool(threads or available_cpus())
 
 
 def dip_path(*segments: str) -> str:
@@ -86,7 +83,7 @@ class DipClient:
         dcp: DcpSettings,
         keystore: KeyStore,
         *,
-        pool: Executor | None = None,
+        pool: SigningPool | None = None,
         transport: Literal["aiohttp", "httpx"] = "aiohttp",
         credential: SigningCredential | None = None,
     ) -> None:
@@ -95,7 +92,7 @@ class DipClient:
         self._dip = dip
         self._keystore = keystore
         self._own_pool = pool is None
-        self._pool: Executor = pool or signing_pool()
+        self._pool = pool or signing_pool()
         self._ssl = client_context(credential or load_dcp_credential(dcp), dip.ca_bundle)
         self._transport_name = transport
         self._http: httpx.AsyncClient | None = None
@@ -167,10 +164,7 @@ class DipClient:
         self, credential: SigningCredential, method: str, url: str, body: bytes
     ) -> dict[str, str]:
         """Sign on the pool, off the event loop."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._pool, credential.sign, method, url, body, datetime.now(UTC)
-        )
+        return await self._pool.run(credential.sign, method, url, body, datetime.now(UTC))
 
     async def request(
         self,

@@ -1,0 +1,102 @@
+"""The signing pool: signatures computed on its threads reach the awaiting task; failures,
+cancellation and shutdown behave as an executor's would."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import UTC, datetime
+
+import pytest
+
+from gateway.dip.signing_pool import SigningPool
+from gateway.signing.credentials import SigningCredential
+from gateway.signing.verify import verify_request
+from tests import pki_fixtures
+from tests.pki_fixtures import Pki
+
+pki = pki_fixtures.pki
+
+
+async def test_signatures_are_made_on_the_pool_threads_and_verify(pki: Pki) -> None:
+    credential = SigningCredential(pki.signer.key, pki.signer.cert, "test")
+    pool = SigningPool(2)
+    seen: set[str] = set()
+
+    def sign(body: bytes) -> dict[str, str]:
+        seen.add(threading.current_thread().name)
+        return credential.sign("POST", "https://dip.example/dip-channel/IF-043", body, now)
+
+    now = datetime.now(UTC)
+    try:
+        bodies = [f'[{{"n": {i}}}]'.encode() for i in range(8)]
+        signed = await asyncio.gather(*(pool.run(sign, body) for body in bodies))
+    finally:
+        pool.shutdown()
+    assert seen and all(name.startswith("dip-sign_") for name in seen)
+    for body, headers in zip(bodies, signed, strict=True):
+        signer = verify_request(
+            "POST", "https://dip.example/dip-channel/IF-043", body, headers, None, now
+        )
+        assert signer.certificate == pki.signer.cert
+
+
+async def test_an_error_reaches_the_caller_and_the_pool_keeps_working() -> None:
+    pool = SigningPool(1)
+
+    def fail() -> None:
+        raise ValueError("bad key")
+
+    try:
+        with pytest.raises(ValueError, match="bad key"):
+            await pool.run(fail)
+        assert await pool.run(lambda: 42) == 42
+    finally:
+        pool.shutdown()
+
+
+async def test_a_cancelled_wait_drops_the_result_and_the_next_job_runs() -> None:
+    pool = SigningPool(1)
+    release = threading.Event()
+    try:
+        held = asyncio.create_task(pool.run(release.wait, 5))
+        await asyncio.sleep(0.02)
+        held.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await held
+        release.set()  # the worker finishes the job; its result has nowhere to go
+        assert await asyncio.wait_for(pool.run(lambda: "next"), 5) == "next"
+    finally:
+        pool.shutdown()
+
+
+async def test_shutdown_finishes_queued_jobs_or_cancels_them() -> None:
+    release = threading.Event()
+    pool = SigningPool(1)
+    first = asyncio.ensure_future(pool.run(release.wait, 5))
+    queued = asyncio.ensure_future(pool.run(lambda: "queued"))
+    await asyncio.sleep(0.02)
+    pool.shutdown(wait=False)
+    release.set()
+    assert await asyncio.wait_for(first, 5) is True
+    assert await asyncio.wait_for(queued, 5) == "queued"  # queued before shutdown: done
+    with pytest.raises(RuntimeError, match="shut down"):
+        await pool.run(lambda: None)
+
+    release.clear()
+    pool = SigningPool(1)
+    first = asyncio.ensure_future(pool.run(release.wait, 5))
+    dropped = asyncio.ensure_future(pool.run(lambda: "dropped"))
+    await asyncio.sleep(0.02)
+    pool.shutdown(wait=False, cancel_futures=True)
+    release.set()
+    assert await asyncio.wait_for(first, 5) is True
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(dropped, 5)
+    pool.shutdown(wait=True)
+    assert not any(t.name.startswith("dip-sign_") and t.is_alive() for t in threading.enumerate())
+
+
+def test_a_pool_needs_a_thread() -> None:
+    with pytest.raises(ValueError, match="at least one thread"):
+        SigningPool(0)
