@@ -370,13 +370,14 @@ class EgressSettings(_Model):
         "while egress runs (5 per record, 20,000 to 500,000)",
     )
     max_concurrent_requests: int = Field(default=32, ge=1)
-    outcome_linger_ms: float = Field(
+    outcome_produce_interval_ms: float = Field(
         default=50.0,
         ge=0,
-        description="result and dead-letter records of one partition are produced at most once "
-        "per this interval unless a batch fills (the first after a quiet spell at once): fewer, "
-        "larger produce requests, less CPU for the gateway and the broker; offsets are committed "
-        "up to this much later",
+        le=1000,
+        description="result and dead-letter records: at most one produce request per partition "
+        "per this interval unless a batch fills (the first after a quiet spell goes at once), so "
+        "at low rates one request carries many results: less CPU for the gateway and the "
+        "broker; offsets are committed up to this much later. 0: produce as soon as possible",
     )
     signing_threads: int = Field(default=0, ge=0, description="0 = one per CPU core")
     max_attempts: int = Field(default=8, ge=1, description="tries per request before dead-letter")

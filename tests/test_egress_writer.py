@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -152,6 +153,7 @@ class _HeldProducer:
     def __init__(self, batch_size: int = 1024) -> None:
         self.batch_size = batch_size
         self.sent: list[int] = []  # records per batch handed over
+        self.times: list[float] = []  # loop time of each hand-over
         self.failures: list[BaseException | None] = []  # per send_batch call, in order
         self.hold: asyncio.Event | None = None
         self.acks: list[asyncio.Future[None]] = []
@@ -169,6 +171,7 @@ class _HeldProducer:
         if failure is not None:
             raise failure
         self.sent.append(builder.record_count())
+        self.times.append(asyncio.get_running_loop().time())
         ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.acks.append(ack)
         return ack
@@ -179,8 +182,9 @@ class _HeldProducer:
                 ack.set_result(None)
 
 
-def _records(tag: str, count: int, size: int = 100) -> list[OutRecord]:
-    return [OutRecord("t", f"{tag}{i}".encode() + b"x" * size, b"k", None) for i in range(count)]
+def _records(tag: str, count: int, size: int = 100, topic: str = "t") -> list[OutRecord]:
+    value = b"x" * size
+    return [OutRecord(topic, f"{tag}{i}".encode() + value, b"k", None) for i in range(count)]
 
 
 async def test_a_failed_builder_fails_every_writer_in_it_and_the_builders_behind_it() -> None:
@@ -247,42 +251,80 @@ async def test_an_error_that_is_not_kafkas_reaches_the_writer_as_a_kafka_error()
     await writer.close()
 
 
-async def test_a_lane_hands_over_at_most_one_open_builder_per_interval() -> None:
-    """The first write after a quiet spell goes at once; the writes that follow within the
-    interval share the next builder, handed over when the interval has passed."""
+async def _just_after_a_tick(interval: float) -> None:
+    """Sleep until just after a multiple of ``interval`` on the loop's clock (the writer's
+    ticks), so the next tick is almost a whole interval away."""
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(interval - loop.time() % interval + 0.005)
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    async def poll() -> None:
+        while not condition():  # noqa: ASYNC110 (the stand-in has no event to wait on)
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(poll(), 5)
+
+
+async def test_a_lane_hands_over_at_most_one_open_builder_per_tick() -> None:
+    """The first write after a quiet spell goes at once; the writes that follow share the next
+    builder, handed over at the next tick (a multiple of the interval)."""
     producer = _HeldProducer()
     writer = OutcomeWriter(producer, interval=0.3)  # type: ignore[arg-type]
     loop = asyncio.get_running_loop()
-    start = loop.time()
+    await _just_after_a_tick(0.3)
     first = asyncio.create_task(writer.write(_records("a", 1)))
-    await asyncio.sleep(0.02)
-    assert producer.sent == [1]  # at once
+    await _until(lambda: producer.sent == [1])  # at once
     later = [asyncio.create_task(writer.write(_records(f"b{i}", 1))) for i in range(3)]
-    await asyncio.sleep(0.05)
-    assert producer.sent == [1]  # held: within the interval
+    await asyncio.sleep(0.1)
+    assert producer.sent == [1]  # held until the tick
     producer.ack_all()
     await asyncio.wait_for(first, 5)
-    while len(producer.sent) < 2:  # noqa: ASYNC110 (the stand-in has no event to wait on)
-        await asyncio.sleep(0.01)
-    assert loop.time() - start >= 0.3
+    await _until(lambda: len(producer.sent) == 2)
     assert producer.sent == [1, 3]  # one builder for the three
+    released = producer.times[1]
+    assert released - producer.times[0] > 0.2
+    assert abs(released - round(released / 0.3) * 0.3) < 0.05  # on a tick
     producer.ack_all()
     await asyncio.wait_for(asyncio.gather(*later), 5)
+    assert loop.time() - released < 5
     await writer.close()
 
 
-async def test_a_full_builder_does_not_wait_for_the_interval() -> None:
+async def test_held_lanes_are_released_together_on_the_same_tick() -> None:
+    """Two lanes that last handed over 0.1 s apart release their next builders on one tick
+    (one produce request for both), not each an interval after its own hand-over."""
+    producer = _HeldProducer()
+    writer = OutcomeWriter(producer, interval=0.3)  # type: ignore[arg-type]
+    await _just_after_a_tick(0.3)
+    first = [asyncio.create_task(writer.write(_records("a", 1, topic="x")))]
+    await _until(lambda: len(producer.sent) == 1)
+    await asyncio.sleep(0.1)
+    first.append(asyncio.create_task(writer.write(_records("a", 1, topic="y"))))
+    await _until(lambda: len(producer.sent) == 2)
+    later = [asyncio.create_task(writer.write(_records("b", 1, topic=t))) for t in ("x", "y")]
+    producer.ack_all()
+    await _until(lambda: len(producer.sent) == 4)
+    assert producer.times[1] - producer.times[0] > 0.08  # the first hand-overs were apart
+    assert abs(producer.times[3] - producer.times[2]) < 0.02  # the next ones on one tick
+    producer.ack_all()
+    await asyncio.wait_for(asyncio.gather(*first, *later), 5)
+    await writer.close()
+
+
+async def test_a_builder_that_fills_while_its_lane_holds_goes_at_once() -> None:
     producer = _HeldProducer(batch_size=300)  # two records per builder
     writer = OutcomeWriter(producer, interval=30.0)  # type: ignore[arg-type]
     first = asyncio.create_task(writer.write(_records("a", 1)))
-    await asyncio.sleep(0.02)
-    assert producer.sent == [1]
-    second = asyncio.create_task(writer.write(_records("b", 3)))  # fills one builder
+    await _until(lambda: producer.sent == [1])
+    second = asyncio.create_task(writer.write(_records("b", 1)))  # opens a builder: held
     await asyncio.sleep(0.05)
-    assert producer.sent == [1, 2]  # the full one went; the open one (1 record) waits
+    assert producer.sent == [1]
+    third = asyncio.create_task(writer.write(_records("c", 2)))  # fills it: woken
+    await _until(lambda: producer.sent == [1, 2])
     producer.ack_all()
-    await asyncio.wait_for(first, 5)
-    await writer.close()  # the held open builder's writer fails: nothing is lost silently
+    await asyncio.wait_for(asyncio.gather(first, second), 5)
+    await writer.close()  # the open builder (c's second record) was held: its writer fails
     with pytest.raises(KafkaError, match="closed"):
-        await asyncio.wait_for(second, 5)
+        await asyncio.wait_for(third, 5)
     assert producer.sent == [1, 2]

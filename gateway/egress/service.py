@@ -127,13 +127,13 @@ class EgressService:
         kafka = self._config.kafka
         if kafka.create_topics:
             await ensure_topics(kafka, gateway_topics(self._config))
-        # The writer's lanes pace the produce requests (outcome_linger_ms): a producer linger
-        # would hold each handed-over builder again.
+        # The writer's lanes pace the produce requests (outcome_produce_interval_ms): a
+        # producer linger would hold each handed-over builder again.
         producer = create_producer(kafka, linger_ms=0)
         consumer = create_consumer(kafka)
         self._producer, self._consumer = producer, consumer
         self._writer = OutcomeWriter(
-            producer, interval=self._config.egress.outcome_linger_ms / 1000
+            producer, interval=self._config.egress.outcome_produce_interval_ms / 1000
         )
         thresholds = gc.get_threshold()
         await producer.start()

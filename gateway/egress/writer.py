@@ -16,10 +16,13 @@ a full builder queues behind it and the next one opens).
 
 A lane hands the producer at most one builder per ``interval`` (unless a builder fills), a
 Nagle-like rule: the first record after a quiet spell is written at once, and the ones that
-follow within the interval share the next produce request. Producer ``linger_ms`` cannot do
-this for a lane: it holds the builder already handed over, while the lane's next records go
-into the next builder. At batch size 1 (a result every few milliseconds) a produce request per
-result cost the event loop ~0.4 ms and the broker as much; at high rates builders fill first.
+follow share the next produce request. Held lanes are released on ticks shared by the whole
+writer (multiples of ``interval`` on the loop's clock), so the partitions' builders go out
+together, in one produce request per broker, instead of each on its own timer. Producer
+``linger_ms`` cannot do this for a lane: it holds the builder already handed over, while the
+lane's next records go into the next builder. At batch size 1 (a result every few
+milliseconds) a produce request per result cost the event loop ~0.4 ms and the broker as much;
+at high rates builders fill first.
 
 Partitioning is the default partitioner's (murmur2 of the key modulo the partition count, so a
 key's results land where ``send`` would put them and stay in order).
@@ -41,6 +44,9 @@ from aiokafka.errors import KafkaError
 from murmurhash2 import murmurhash2 as _murmurhash2
 
 _KAFKA_SEED = 0x9747B28C
+# Timers fire within about a millisecond of their deadline (uvloop's have millisecond
+# granularity): a lane this close to its tick is released rather than held again.
+_TIMER_SLACK = 0.001
 
 
 class OutRecord(NamedTuple):
@@ -68,7 +74,7 @@ class _Lane:
     open: _Pending | None = None
     full: deque[_Pending] = field(default_factory=deque)
     task: asyncio.Task[None] | None = None
-    sent_at: float = -math.inf  # loop time a builder was last handed to the producer
+    ready_at: float = -math.inf  # loop time from which the open builder may be handed over
     filled: asyncio.Future[None] | None = None  # wakes a lane holding its open builder
 
     def fail_queued(self, error: BaseException) -> None:
@@ -83,8 +89,9 @@ class OutcomeWriter:
     """Produces lists of :class:`OutRecord` through one shared builder lane per partition."""
 
     def __init__(self, producer: AIOKafkaProducer, *, interval: float = 0.0) -> None:
-        """``interval``: seconds a lane waits after handing a builder to the producer before it
-        hands over the next one that is not full (0: as soon as the previous one is taken)."""
+        """``interval``: after handing a builder to the producer, a lane hands over the next one
+        that is not full at the next tick (multiple of ``interval`` on the loop's clock; 0: as
+        soon as the previous one is taken)."""
         self._producer = producer
         self._interval = interval
         self._lanes: dict[tuple[str, int], _Lane] = {}
@@ -172,7 +179,7 @@ class OutcomeWriter:
     async def _drive(self, topic: str, partition: int, lane: _Lane) -> None:
         """Hand the lane's builders to the producer in order until none is left. Each
         ``send_batch`` waits for the partition's previous batch to be taken into a request;
-        meanwhile the next builder fills. An open (not full) builder waits until ``interval``
+        meanwhile the next builder fills. An open (not full) builder waits for the first tick
         after the last hand-over, or until it fills."""
         producer = self._producer
         loop = asyncio.get_running_loop()
@@ -181,8 +188,8 @@ class OutcomeWriter:
                 if lane.full:
                     pending = lane.full.popleft()
                 elif lane.open is not None:
-                    hold = lane.sent_at + self._interval - loop.time()
-                    if hold > 0:
+                    hold = lane.ready_at - loop.time()
+                    if hold > _TIMER_SLACK:
                         lane.filled = loop.create_future()
                         await asyncio.wait([lane.filled], timeout=hold)
                         lane.filled = None
@@ -190,7 +197,7 @@ class OutcomeWriter:
                     pending, lane.open = lane.open, None
                 else:
                     return
-                lane.sent_at = loop.time()
+                lane.ready_at = _next_tick(loop.time() + _TIMER_SLACK, self._interval)
                 try:
                     sent = await producer.send_batch(pending.builder, topic, partition=partition)
                 except asyncio.CancelledError:
@@ -206,6 +213,13 @@ class OutcomeWriter:
                 sent.add_done_callback(lambda done, acked=pending.acked: _relay(done, acked))
         finally:
             lane.task = None
+
+
+def _next_tick(after: float, interval: float) -> float:
+    """The first multiple of ``interval`` after ``after`` (``-inf`` when not pacing)."""
+    if interval <= 0:
+        return -math.inf
+    return (math.floor(after / interval) + 1) * interval
 
 
 def _relay(done: asyncio.Future[Any], acked: asyncio.Future[None]) -> None:
