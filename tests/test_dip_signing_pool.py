@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -55,12 +57,31 @@ async def test_an_error_reaches_the_caller_and_the_pool_keeps_working() -> None:
         pool.shutdown()
 
 
+def _blocker() -> tuple[threading.Event, threading.Event, Callable[[], bool]]:
+    """A job that says when it started and then waits to be released."""
+    started, release = threading.Event(), threading.Event()
+
+    def job() -> bool:
+        started.set()
+        return release.wait(5)
+
+    return started, release, job
+
+
+def _loop_errors() -> list[dict[str, Any]]:
+    """Errors the loop would only log (e.g. a callback setting a cancelled future)."""
+    errors: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+    return errors
+
+
 async def test_a_cancelled_wait_drops_the_result_and_the_next_job_runs() -> None:
+    errors = _loop_errors()
     pool = SigningPool(1)
-    release = threading.Event()
+    started, release, job = _blocker()
     try:
-        held = asyncio.create_task(pool.run(release.wait, 5))
-        await asyncio.sleep(0.02)
+        held = asyncio.create_task(pool.run(job))
+        assert await asyncio.to_thread(started.wait, 5)
         held.cancel()
         with pytest.raises(asyncio.CancelledError):
             await held
@@ -68,33 +89,60 @@ async def test_a_cancelled_wait_drops_the_result_and_the_next_job_runs() -> None
         assert await asyncio.wait_for(pool.run(lambda: "next"), 5) == "next"
     finally:
         pool.shutdown()
+    assert errors == []
 
 
-async def test_shutdown_finishes_queued_jobs_or_cancels_them() -> None:
-    release = threading.Event()
+async def test_a_job_cancelled_before_it_starts_is_skipped() -> None:
     pool = SigningPool(1)
-    first = asyncio.ensure_future(pool.run(release.wait, 5))
+    started, release, job = _blocker()
+    ran: list[str] = []
+    try:
+        first = asyncio.create_task(pool.run(job))
+        assert await asyncio.to_thread(started.wait, 5)
+        queued = asyncio.create_task(pool.run(ran.append, "queued"))
+        await asyncio.sleep(0)  # queued behind the running job
+        queued.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        release.set()
+        assert await asyncio.wait_for(first, 5) is True
+        assert await asyncio.wait_for(pool.run(lambda: "after"), 5) == "after"
+    finally:
+        pool.shutdown()
+    assert ran == []
+
+
+async def test_shutdown_finishes_queued_jobs() -> None:
+    pool = SigningPool(1)
+    started, release, job = _blocker()
+    first = asyncio.ensure_future(pool.run(job))
+    assert await asyncio.to_thread(started.wait, 5)
     queued = asyncio.ensure_future(pool.run(lambda: "queued"))
-    await asyncio.sleep(0.02)
+    await asyncio.sleep(0)
     pool.shutdown(wait=False)
     release.set()
     assert await asyncio.wait_for(first, 5) is True
     assert await asyncio.wait_for(queued, 5) == "queued"  # queued before shutdown: done
     with pytest.raises(RuntimeError, match="shut down"):
         await pool.run(lambda: None)
+    await asyncio.to_thread(pool.shutdown, True)
+    assert not any(t.is_alive() for t in pool._threads)
 
-    release.clear()
+
+async def test_shutdown_with_cancel_futures_drops_queued_jobs() -> None:
     pool = SigningPool(1)
-    first = asyncio.ensure_future(pool.run(release.wait, 5))
+    started, release, job = _blocker()
+    first = asyncio.ensure_future(pool.run(job))
+    assert await asyncio.to_thread(started.wait, 5)
     dropped = asyncio.ensure_future(pool.run(lambda: "dropped"))
-    await asyncio.sleep(0.02)
+    await asyncio.sleep(0)
     pool.shutdown(wait=False, cancel_futures=True)
     release.set()
-    assert await asyncio.wait_for(first, 5) is True
+    assert await asyncio.wait_for(first, 5) is True  # already running: it finishes
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(dropped, 5)
-    pool.shutdown(wait=True)
-    assert not any(t.name.startswith("dip-sign_") and t.is_alive() for t in threading.enumerate())
+    await asyncio.to_thread(pool.shutdown, True)
+    assert not any(t.is_alive() for t in pool._threads)
 
 
 def test_a_pool_needs_a_thread() -> None:

@@ -91,9 +91,10 @@ class DipClient:
         caller; loaded from ``dcp`` otherwise."""
         self._dip = dip
         self._keystore = keystore
+        self._ssl = client_context(credential or load_dcp_credential(dcp), dip.ca_bundle)
+        # after the TLS context: a credential error must not leave a pool's threads behind
         self._own_pool = pool is None
         self._pool = pool or signing_pool()
-        self._ssl = client_context(credential or load_dcp_credential(dcp), dip.ca_bundle)
         self._transport_name = transport
         self._http: httpx.AsyncClient | None = None
         self._session: aiohttp.ClientSession | None = None

@@ -28,8 +28,9 @@ _STOP = None
 class SigningPool:
     """``await pool.run(fn, *args)`` runs ``fn(*args)`` on one of ``threads`` worker threads.
 
-    Cancelling the awaiting task does not stop a job already taken by a worker: its result is
-    dropped. ``shutdown`` lets queued jobs finish, then stops the threads."""
+    A job whose caller was cancelled before a worker took it is skipped; one already running
+    finishes and its result is dropped. ``shutdown`` lets queued jobs finish, then stops the
+    threads. Use it from the event loop's thread (as the gateway does)."""
 
     def __init__(self, threads: int, *, name: str = "dip-sign") -> None:
         if threads < 1:
@@ -87,6 +88,8 @@ class SigningPool:
 def _run(
     loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], fn: Callable[..., Any], args: Any
 ) -> None:
+    if future.cancelled():  # its caller stopped waiting before the job started
+        return
     try:
         result, error = fn(*args), None
     except BaseException as exc:  # handed to the awaiting task, as an executor does
