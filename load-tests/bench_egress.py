@@ -290,6 +290,11 @@ async def _scenario(
         if options.perf:
             perf = _start_perf(f"{options.perf}-{label.replace(' ', '_')}.data")
             await asyncio.sleep(1.0)
+            if perf.poll() is not None:
+                raise SystemExit(
+                    f"perf record ended at once (exit {perf.returncode}): is perf "
+                    "installed and kernel.perf_event_paranoid low enough?"
+                )
         consumed0 = _counter("dcpgw_egress_messages_consumed_total")
         accepted0 = _counter("dcpgw_egress_messages_accepted_total")
         rejected0 = _counter("dcpgw_egress_messages_dead_lettered_total")
@@ -526,7 +531,9 @@ def main() -> None:
         "--py-spy", help="record the gateway with py-spy to PREFIX-<scenario>.txt (skews CPU)"
     )
     parser.add_argument(
-        "--perf", help="record the gateway's CPU with `perf record` to PREFIX-<scenario>.data"
+        "--perf",
+        help="record the gateway's CPU with `perf record` to PREFIX-<scenario>.data (its "
+        "sampling adds a little CPU)",
     )
     parser.add_argument(
         "--keys",

@@ -41,6 +41,10 @@ async def _main(args: argparse.Namespace) -> None:
     pool = SigningPool(args.threads, name="bench")
     figures: dict[str, list[float]] = {"run_in_executor": [], "SigningPool.run": []}
     try:
+        # not measured: the executor starts its threads on first use, the pool at creation
+        await _loop_cpu_per_job(
+            lambda: loop.run_in_executor(executor, time.sleep, wait), args.threads * 4, args.threads
+        )
         for _ in range(args.rounds):
             figures["run_in_executor"].append(
                 await _loop_cpu_per_job(
