@@ -316,7 +316,7 @@ async def _scenario(
             dead = _counter("dcpgw_egress_messages_dead_lettered_total") - rejected0
             if done + dead >= n:
                 break
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(_poll_delay(n - done - dead, done + dead, wall0))
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         main = time.thread_time() - main0
         system = os.times().system - sys0
@@ -394,6 +394,17 @@ def _final() -> float:
     return _counter("dcpgw_egress_messages_accepted_total") + _counter(
         "dcpgw_egress_messages_dead_lettered_total"
     )
+
+
+def _poll_delay(left: float, final: float, since: float) -> float:
+    """How long the benchmark sleeps before it looks at the counters again: a quarter of the
+    time the messages left should take at the rate so far, between 20 ms and 0.5 s. Polling
+    every 20 ms throughout woke the event loop 50 times a second, which at batch size 1 (~250
+    messages/s) was ~30 us of loop CPU per message that a real gateway does not spend."""
+    elapsed = time.perf_counter() - since
+    if final <= 0 or elapsed <= 0:
+        return 0.02
+    return min(0.5, max(0.02, left / (final / elapsed) / 4))
 
 
 async def _until_done(config: GatewayConfig, keystore: Any, dip: DipClient, n: int) -> None:
