@@ -79,6 +79,7 @@ class Options:
     py_spy: str | None = None  # record the gateway (this process) to PREFIX-<label>.txt
     perf: str | None = None  # perf-record the gateway's CPU to PREFIX-<label>.data
     trace: float = 0.0  # print a time series every this many seconds (0: off)
+    outcome_interval_ms: float | None = None  # egress.outcome_produce_interval_ms (None: default)
 
 
 def _config(
@@ -109,6 +110,8 @@ def _config(
     }
     if options.transport:
         data["egress"]["transport"] = options.transport
+    if options.outcome_interval_ms is not None:
+        data["egress"]["outcome_produce_interval_ms"] = options.outcome_interval_ms
     for client in data["clients"]:
         client["topics"] = {
             "inbound": f"{client['name']}-in-{tag}",
@@ -560,6 +563,12 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=1, help="batched runs (best is kept)")
     parser.add_argument(
+        "--outcome-interval-ms",
+        type=float,
+        default=None,
+        help="egress.outcome_produce_interval_ms (default: the product's)",
+    )
+    parser.add_argument(
         "--loop",
         choices=["auto", "uvloop", "asyncio"],
         default="auto",
@@ -598,6 +607,7 @@ def main() -> None:
                     py_spy=args.py_spy,
                     perf=args.perf,
                     trace=args.trace,
+                    outcome_interval_ms=args.outcome_interval_ms,
                 )
                 made = fresh[single_run]
                 values = (
