@@ -177,7 +177,8 @@ class TrustSettings(_Model):
     The DIP's CA issues every MP's signing certificate too, so chaining to ``ca_bundle`` does
     not make a certificate the DIP's: ``signer_names`` lists the names (subject CN or DNS
     subjectAltName) of the DIP's publication signing certificate(s), and is required with
-    ``ca_bundle``. A pinned certificate (``pinned_sha256``) needs no name.
+    ``ca_bundle`` when ingress is enabled (only ingress verifies publications). A pinned
+    certificate (``pinned_sha256``) needs no name.
     """
 
     ca_bundle: Path | None = Field(
@@ -189,7 +190,7 @@ class TrustSettings(_Model):
     signer_names: tuple[str, ...] = Field(
         default=(),
         description="CN / DNS subjectAltName values of the DIP's publication signing "
-        "certificate(s); required with ca_bundle",
+        "certificate(s); required with ca_bundle when ingress is enabled",
     )
     max_skew_seconds: float = Field(default=300.0, gt=0)
 
@@ -216,17 +217,6 @@ class TrustSettings(_Model):
                 )
             out.append(name)
         return tuple(out)
-
-    @model_validator(mode="after")
-    def _signer_names_with_bundle(self) -> TrustSettings:
-        if self.ca_bundle is not None and not self.signer_names:
-            raise ValueError(
-                "trust.signer_names is required with trust.ca_bundle: the DIP CA also issues "
-                "every MP's signing certificate, so list the CN or DNS name of the DIP's "
-                "publication signing certificate (dcp-gateway pki inspect shows it), or pin "
-                "that certificate with trust.pinned_sha256 instead of trust.ca_bundle"
-            )
-        return self
 
 
 class KafkaSettings(_Model):
@@ -603,6 +593,20 @@ class GatewayConfig(_Model):
                     "trust",
                     "ingress needs the DIP trust anchor: set trust.ca_bundle or "
                     "trust.pinned_sha256 (or disable ingress)",
+                )
+            )
+        if (
+            self.ingress.enabled
+            and self.trust.ca_bundle is not None
+            and not self.trust.signer_names
+        ):
+            problems.append(
+                (
+                    "trust.signer_names",
+                    "required with trust.ca_bundle while ingress is enabled: the DIP CA also "
+                    "issues every MP's signing certificate, so list the CN or DNS name of the "
+                    "DIP's publication signing certificate (dcp-gateway pki inspect shows it), "
+                    "or pin that certificate with trust.pinned_sha256 instead of trust.ca_bundle",
                 )
             )
         if not self.egress.enabled and not self.ingress.enabled:

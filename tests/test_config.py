@@ -133,6 +133,20 @@ def test_missing_trust_anchor_with_ingress_enabled(dev_pki_dir: Path) -> None:
     assert parse_config(data, base_dir=dev_pki_dir).trust.ca_bundle is None
 
 
+def test_signer_names_are_required_with_a_ca_bundle_only_while_ingress_verifies(
+    dev_pki_dir: Path,
+) -> None:
+    data = _base(dev_pki_dir)
+    assert data["trust"]["ca_bundle"]
+    data["trust"]["signer_names"] = []
+    message = _error(data, dev_pki_dir)
+    assert "trust.signer_names: required with trust.ca_bundle while ingress is enabled" in message
+    assert "pinned_sha256" in message  # the alternative is named
+    data["ingress"]["enabled"] = False  # nothing verifies publications: nothing to refuse
+    config = parse_config(data, base_dir=dev_pki_dir)
+    assert config.trust.ca_bundle is not None and config.trust.signer_names == ()
+
+
 def test_every_problem_is_listed(dev_pki_dir: Path) -> None:
     data = _base(dev_pki_dir)
     data["clients"][0]["dip_ids"][0]["mpid"] = "x"
