@@ -127,6 +127,17 @@ def test_signing_certificate_as_dcp_mtls_is_fine_but_no_client_auth_fails(
     assert "TLS 1.3 needs it" in fails[0]
 
 
+def test_no_dcp_mtls_certificate_fails_as_run_refuses_it(
+    dev_pki_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _edit(dev_pki_copy / "gateway.yaml", lambda data: data["dcp"].pop("mtls_pfx"))
+    code, lines = _check(dev_pki_copy / "gateway.yaml", capsys)
+    assert code == 1
+    (fail,) = _lines(lines, "FAIL")
+    assert fail.startswith("FAIL  dcp.mtls_pfx: no mTLS client certificate configured")
+    assert "set dcp.mtls_pfx (or dcp.mtls_key + dcp.mtls_cert)" in fail
+
+
 def test_expired_trust_anchor_fails(
     pki: Pki, dev_pki_copy: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -226,10 +226,11 @@ def _check_dcp(config: GatewayConfig, now: datetime, report: Report) -> None:
     dcp = config.dcp
     if dcp.mtls_pfx is None and dcp.mtls_key is None:
         report.add(
-            Status.WARN,
+            Status.FAIL,
             "dcp.mtls_pfx",
-            "no mTLS client certificate configured: the DIP requires the DCP's mTLS "
-            "certificate (fine only against a simulator without mTLS)",
+            "no mTLS client certificate configured: the DIP connection needs the DCP's mTLS "
+            "certificate, and `run` refuses to start without it: set dcp.mtls_pfx (or "
+            "dcp.mtls_key + dcp.mtls_cert)",
         )
         return
     ok, password = _password(report, "dcp.mtls_password_file", dcp.mtls_password_file)
