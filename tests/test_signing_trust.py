@@ -132,11 +132,11 @@ def test_a_name_does_not_help_a_certificate_from_another_ca(pki: Pki) -> None:
     assert _refusal(_sign(impostor), trust).reason is RejectReason.UNTRUSTED_CERTIFICATE
 
 
-def test_config_requires_signer_names_with_a_ca_bundle(tmp_path: Path) -> None:
+def test_trust_settings_normalise_names_and_pins(tmp_path: Path) -> None:
+    """(Whether names are required with a bundle depends on ingress: the whole configuration
+    decides, in the next test and in test_config.)"""
     bundle = tmp_path / "ca.pem"
     bundle.write_text("unused")
-    with pytest.raises(ValueError, match=r"trust\.signer_names is required with trust\.ca_bundle"):
-        TrustSettings(ca_bundle=bundle)
     settings = TrustSettings(ca_bundle=bundle, signer_names=(" DIP-Signing.Example ",))
     assert settings.signer_names == ("dip-signing.example",)
     assert TrustSettings(pinned_sha256=("AB:" * 31 + "AB",)).pinned_sha256 == ("ab" * 32,)
@@ -153,7 +153,7 @@ def test_config_error_names_the_field_and_the_fix(dev_pki_dir: Path) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(data, base_dir=dev_pki_dir)
     message = str(info.value)
-    assert "trust: trust.signer_names is required with trust.ca_bundle" in message
+    assert "trust.signer_names: required with trust.ca_bundle while ingress is enabled" in message
     assert "pinned_sha256" in message
 
 
