@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,15 +56,19 @@ async def test_an_error_reaches_the_caller_and_the_pool_keeps_working() -> None:
         pool.shutdown()
 
 
-def _blocker() -> tuple[threading.Event, threading.Event, Callable[[], bool]]:
-    """A job that says when it started and then waits to be released."""
+async def _pool_with_a_running_job() -> tuple[SigningPool, threading.Event, asyncio.Future[bool]]:
+    """A one-thread pool whose thread is busy with a job (already started) until the returned
+    event is set; the future is that job's result."""
+    pool = SigningPool(1)
     started, release = threading.Event(), threading.Event()
 
     def job() -> bool:
         started.set()
         return release.wait(5)
 
-    return started, release, job
+    running = asyncio.ensure_future(pool.run(job))
+    assert await asyncio.to_thread(started.wait, 5)
+    return pool, release, running
 
 
 def _loop_errors() -> list[dict[str, Any]]:
@@ -77,11 +80,8 @@ def _loop_errors() -> list[dict[str, Any]]:
 
 async def test_a_cancelled_wait_drops_the_result_and_the_next_job_runs() -> None:
     errors = _loop_errors()
-    pool = SigningPool(1)
-    started, release, job = _blocker()
+    pool, release, held = await _pool_with_a_running_job()
     try:
-        held = asyncio.create_task(pool.run(job))
-        assert await asyncio.to_thread(started.wait, 5)
         held.cancel()
         with pytest.raises(asyncio.CancelledError):
             await held
@@ -93,13 +93,10 @@ async def test_a_cancelled_wait_drops_the_result_and_the_next_job_runs() -> None
 
 
 async def test_a_job_cancelled_before_it_starts_is_skipped() -> None:
-    pool = SigningPool(1)
-    started, release, job = _blocker()
+    pool, release, first = await _pool_with_a_running_job()
     ran: list[str] = []
     try:
-        first = asyncio.create_task(pool.run(job))
-        assert await asyncio.to_thread(started.wait, 5)
-        queued = asyncio.create_task(pool.run(ran.append, "queued"))
+        queued = asyncio.ensure_future(pool.run(ran.append, "queued"))
         await asyncio.sleep(0)  # queued behind the running job
         queued.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -112,35 +109,21 @@ async def test_a_job_cancelled_before_it_starts_is_skipped() -> None:
     assert ran == []
 
 
-async def test_shutdown_finishes_queued_jobs() -> None:
-    pool = SigningPool(1)
-    started, release, job = _blocker()
-    first = asyncio.ensure_future(pool.run(job))
-    assert await asyncio.to_thread(started.wait, 5)
+@pytest.mark.parametrize("cancel_futures", [False, True])
+async def test_shutdown_finishes_or_drops_queued_jobs(cancel_futures: bool) -> None:
+    pool, release, first = await _pool_with_a_running_job()
     queued = asyncio.ensure_future(pool.run(lambda: "queued"))
     await asyncio.sleep(0)
-    pool.shutdown(wait=False)
-    release.set()
-    assert await asyncio.wait_for(first, 5) is True
-    assert await asyncio.wait_for(queued, 5) == "queued"  # queued before shutdown: done
-    with pytest.raises(RuntimeError, match="shut down"):
-        await pool.run(lambda: None)
-    await asyncio.to_thread(pool.shutdown, True)
-    assert not any(t.is_alive() for t in pool._threads)
-
-
-async def test_shutdown_with_cancel_futures_drops_queued_jobs() -> None:
-    pool = SigningPool(1)
-    started, release, job = _blocker()
-    first = asyncio.ensure_future(pool.run(job))
-    assert await asyncio.to_thread(started.wait, 5)
-    dropped = asyncio.ensure_future(pool.run(lambda: "dropped"))
-    await asyncio.sleep(0)
-    pool.shutdown(wait=False, cancel_futures=True)
+    pool.shutdown(wait=False, cancel_futures=cancel_futures)
     release.set()
     assert await asyncio.wait_for(first, 5) is True  # already running: it finishes
-    with pytest.raises(asyncio.CancelledError):
-        await asyncio.wait_for(dropped, 5)
+    if cancel_futures:
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(queued, 5)
+    else:
+        assert await asyncio.wait_for(queued, 5) == "queued"  # queued before shutdown: done
+    with pytest.raises(RuntimeError, match="shut down"):
+        await pool.run(lambda: None)
     await asyncio.to_thread(pool.shutdown, True)
     assert not any(t.is_alive() for t in pool._threads)
 
