@@ -311,6 +311,7 @@ async def _scenario(
         sys0 = os.times().system
         gc0, runs0 = _GC.seconds, list(_GC.collections)
         steal0 = _steal()
+        switches0 = _switches()
         tracer = None
         if options.trace:
             tracer = asyncio.create_task(_trace(options.trace, broker_pids, sim_pids))
@@ -327,6 +328,7 @@ async def _scenario(
         gc_runs = [b - a for a, b in zip(runs0, _GC.collections, strict=True)]
         broker, sim = _proc_cpu(broker_pids) - broker0, _proc_cpu(sim_pids) - sim0
         steal = _steal() - steal0
+        waits, preempted = (b - a for a, b in zip(switches0, _switches(), strict=True))
         if tracer is not None:
             tracer.cancel()
         if spy is not None:
@@ -340,7 +342,9 @@ async def _scenario(
     pool.shutdown(wait=True)
     print(
         f"  {label}: gc collections per generation {gc_runs}, {gc_cpu * 1e3:.0f} ms; "
-        f"gateway system CPU {system / n * 1e6:.1f} us/msg of {cpu / n * 1e6:.1f}"
+        f"gateway system CPU {system / n * 1e6:.1f} us/msg of {cpu / n * 1e6:.1f}; "
+        f"event loop per message: {waits / n:.2f} waits (went to sleep), "
+        f"{preempted / n:.2f} preemptions"
     )
     if dead:
         print(f"  warning: {int(dead)} messages dead-lettered")
@@ -374,6 +378,21 @@ async def _trace(every: float, broker_pids: list[int], sim_pids: list[int]) -> N
             f" {(st - last_st) / dt:>5.2f}"
         )
         last, last_t, last_b, last_s, last_st = cur, now, b, s, st
+
+
+def _switches() -> tuple[int, int]:
+    """The calling thread's (voluntary, involuntary) context switches: how often it slept
+    waiting for something (each costs a wake-up later) and how often it was preempted."""
+    counts = {"voluntary_ctxt_switches": 0, "nonvoluntary_ctxt_switches": 0}
+    try:
+        with open("/proc/thread-self/status") as handle:
+            for line in handle:
+                name, _, value = line.partition(":")
+                if name in counts:
+                    counts[name] = int(value)
+    except OSError:
+        pass
+    return counts["voluntary_ctxt_switches"], counts["nonvoluntary_ctxt_switches"]
 
 
 def _run_queue_wait() -> float:
