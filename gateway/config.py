@@ -369,7 +369,11 @@ class EgressSettings(_Model):
         "at low rates one request carries many results: less CPU for the gateway and the "
         "broker; offsets are committed up to this much later. 0: produce as soon as possible",
     )
-    signing_threads: int = Field(default=0, ge=0, description="0 = one per CPU core")
+    signing_threads: int = Field(
+        default=0,
+        ge=0,
+        description="0 = one per CPU the process may use (the cgroup v2 CPU limit, else cores)",
+    )
     max_attempts: int = Field(default=8, ge=1, description="tries per request before dead-letter")
     backoff_initial_ms: float = Field(default=200.0, gt=0)
     backoff_max_ms: float = Field(default=30_000.0, gt=0)

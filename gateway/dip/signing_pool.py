@@ -44,10 +44,6 @@ class SigningPool:
         for thread in self._threads:
             thread.start()
 
-    @property
-    def threads(self) -> int:
-        return len(self._threads)
-
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._closed:
             raise RuntimeError("signing pool is shut down")
