@@ -285,18 +285,18 @@ async def _scenario(
             await ensure_topics(warm.kafka, gateway_topics(warm))
             await _produce(warm, warmup, options.keys)
             await _until_done(warm, keystore, dip, len(warmup))
-        spy = None
-        if options.py_spy:
-            spy = _start_py_spy(f"{options.py_spy}-{label.replace(' ', '_')}.txt")
-            await asyncio.sleep(1.0)  # let it attach before the clock starts
-        perf = None
-        if options.perf:
-            perf = _start_perf(f"{options.perf}-{label.replace(' ', '_')}.data")
-            await asyncio.sleep(1.0)
-            if perf.poll() is not None:
+        name = label.replace(" ", "_")
+        recorders = [
+            *([_start_py_spy(f"{options.py_spy}-{name}.txt")] if options.py_spy else []),
+            *([_start_perf(f"{options.perf}-{name}.data")] if options.perf else []),
+        ]
+        if recorders:
+            await asyncio.sleep(1.0)  # let them attach before the clock starts
+        for recorder in recorders:
+            if recorder.poll() is not None:
                 raise SystemExit(
-                    f"perf record ended at once (exit {perf.returncode}): is perf "
-                    "installed and kernel.perf_event_paranoid low enough?"
+                    f"{recorder.args[0]} ended at once (exit {recorder.returncode}): is it "
+                    "installed (and for perf, kernel.perf_event_paranoid low enough)?"
                 )
         consumed0 = _counter("dcpgw_egress_messages_consumed_total")
         accepted0 = _counter("dcpgw_egress_messages_accepted_total")
@@ -331,12 +331,9 @@ async def _scenario(
         waits, preempted = (b - a for a, b in zip(switches0, _switches(), strict=True))
         if tracer is not None:
             tracer.cancel()
-        if spy is not None:
-            spy.send_signal(signal.SIGINT)
-            spy.wait(30)
-        if perf is not None:
-            perf.send_signal(signal.SIGINT)
-            perf.wait(30)
+        for recorder in recorders:
+            recorder.send_signal(signal.SIGINT)
+            recorder.wait(30)
         stop.set()
         await task
     pool.shutdown(wait=True)
