@@ -154,5 +154,5 @@ async def test_threads_run_the_given_steps_below_the_loop(nice: int) -> None:
 
 @pytest.mark.parametrize("nice", [-1, 20])
 def test_nice_outside_0_to_19_is_refused(nice: int) -> None:
-    with pytest.raises(ValueError, match="nice must be 0..19"):
+    with pytest.raises(ValueError, match=r"nice must be 0\.\.19"):
         SigningPool(1, nice=nice)
