@@ -127,7 +127,7 @@ async def run_gateway(
     port = config.ops.health_port
     if port:
         ops_runner = await start_ops_server(health, "0.0.0.0", port)
-    pool = signing_pool(config.egress.signing_threads, config.egress.signing_nice)
+    pool = signing_pool(config.egress.signing_threads)
     tasks: list[asyncio.Task[None]] = []
     try:
         async with DipClient(

@@ -374,14 +374,6 @@ class EgressSettings(_Model):
         ge=0,
         description="0 = one per CPU the process may use (the cgroup v2 CPU limit, else cores)",
     )
-    signing_nice: int = Field(
-        default=5,
-        ge=0,
-        le=19,
-        description="how many nice steps below the event loop the signing threads run (Linux): "
-        "the loop is egress's one serial stage, so it must not wait for a CPU behind a "
-        "signature. 0: same priority",
-    )
     max_attempts: int = Field(default=8, ge=1, description="tries per request before dead-letter")
     backoff_initial_ms: float = Field(default=200.0, gt=0)
     backoff_max_ms: float = Field(default=30_000.0, gt=0)

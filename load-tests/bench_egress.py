@@ -80,7 +80,6 @@ class Options:
     perf: str | None = None  # perf-record the gateway's CPU to PREFIX-<label>.data
     trace: float = 0.0  # print a time series every this many seconds (0: off)
     outcome_interval_ms: float | None = None  # egress.outcome_produce_interval_ms (None: default)
-    signing_nice: int | None = None  # egress.signing_nice (None: the product default)
 
 
 def _config(
@@ -111,8 +110,6 @@ def _config(
     }
     if options.transport:
         data["egress"]["transport"] = options.transport
-    if options.signing_nice is not None:
-        data["egress"]["signing_nice"] = options.signing_nice
     if options.outcome_interval_ms is not None:
         data["egress"]["outcome_produce_interval_ms"] = options.outcome_interval_ms
     for client in data["clients"]:
@@ -275,7 +272,7 @@ async def _scenario(
     await ensure_topics(config.kafka, gateway_topics(config))
     await _produce(config, values, options.keys)
     keystore = build_keystore(config)
-    pool = signing_pool(config.egress.signing_threads, config.egress.signing_nice)
+    pool = signing_pool(config.egress.signing_threads)
     n = len(values)
     broker_pid, sim_pid = pids
     async with DipClient(
@@ -588,12 +585,6 @@ def main() -> None:
         help="egress.outcome_produce_interval_ms (default: the product's)",
     )
     parser.add_argument(
-        "--signing-nice",
-        type=int,
-        default=None,
-        help="egress.signing_nice (default: the product's, 5)",
-    )
-    parser.add_argument(
         "--loop",
         choices=["auto", "uvloop", "asyncio"],
         default="auto",
@@ -633,7 +624,6 @@ def main() -> None:
                     perf=args.perf,
                     trace=args.trace,
                     outcome_interval_ms=args.outcome_interval_ms,
-                    signing_nice=args.signing_nice,
                 )
                 made = fresh[single_run]
                 values = (

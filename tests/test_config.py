@@ -376,12 +376,3 @@ def test_http2_needs_the_httpx_transport_and_the_h2_package(
     assert "dip.http2: HTTP/2 needs the h2 package" in _error(data, dev_pki_dir)
     data["dip"]["http2"] = False
     assert parse_config(data, base_dir=dev_pki_dir).egress.transport == "httpx"
-
-
-def test_signing_threads_run_below_the_event_loop_by_default(dev_pki_dir: Path) -> None:
-    data = _base(dev_pki_dir)
-    assert parse_config(data, base_dir=dev_pki_dir).egress.signing_nice == 5
-    data["egress"] = {"signing_nice": 0}
-    assert parse_config(data, base_dir=dev_pki_dir).egress.signing_nice == 0
-    data["egress"] = {"signing_nice": 20}
-    assert "egress.signing_nice" in _error(data, dev_pki_dir)

@@ -4,8 +4,6 @@ cancellation and shutdown behave as an executor's would."""
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -133,26 +131,3 @@ async def test_shutdown_finishes_or_drops_queued_jobs(cancel_futures: bool) -> N
 def test_a_pool_needs_a_thread() -> None:
     with pytest.raises(ValueError, match="at least one thread"):
         SigningPool(0)
-
-
-def _own_nice() -> int:
-    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-
-
-@pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice values are Linux's")
-@pytest.mark.parametrize("nice", [0, 5])
-async def test_threads_run_the_given_steps_below_the_loop(nice: int) -> None:
-    pool = SigningPool(2, nice=nice)
-    try:
-        seen = await asyncio.gather(*(pool.run(_own_nice) for _ in range(4)))
-    finally:
-        pool.shutdown()
-    loop_nice = _own_nice()
-    assert seen == [min(19, loop_nice + nice)] * 4
-    assert _own_nice() == loop_nice, "the event loop's own priority must not change"
-
-
-@pytest.mark.parametrize("nice", [-1, 20])
-def test_nice_outside_0_to_19_is_refused(nice: int) -> None:
-    with pytest.raises(ValueError, match=r"nice must be 0\.\.19"):
-        SigningPool(1, nice=nice)

@@ -64,10 +64,9 @@ def available_cpus() -> int:
     return cpus
 
 
-def signing_pool(threads: int = 0, nice: int = 0) -> SigningPool:
-    """A pool for RSA signing: one thread per usable CPU unless told otherwise, ``nice``
-    steps below the event loop's scheduling priority (see :class:`SigningPool`)."""
-    return SigningPool(threads or available_cpus(), nice=nice)
+def signing_pool(threads: int = 0) -> SigningPool:
+    """A pool for RSA signing: one thread per usable CPU unless told otherwise."""
+    return SigningPool(threads or available_cpus())
 
 
 def dip_path(*segments: str) -> str:

@@ -9,20 +9,13 @@ of it waking the loop. At batch size 1 there is one signature per message, so th
 
 ``cryptography`` releases the GIL while it computes the RSA signature, so the threads sign in
 parallel with each other and with the loop.
-
-The threads may run at a lower scheduling priority than the loop (``nice``, Linux only): the
-loop is the one serial stage of egress (every fetch, answer and result passes through it), so a
-loop that waits for a CPU behind a signature stalls everything, while a signature that waits a
-few milliseconds behind the loop delays one request of the many in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import queue
-import sys
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -39,14 +32,9 @@ class SigningPool:
     finishes and its result is dropped. ``shutdown`` lets queued jobs finish, then stops the
     threads. Use it from the event loop's thread (as the gateway does)."""
 
-    def __init__(self, threads: int, *, name: str = "dip-sign", nice: int = 0) -> None:
-        """``nice``: how much lower than the caller's priority the threads run (0-19; Linux
-        only, elsewhere ignored)."""
+    def __init__(self, threads: int, *, name: str = "dip-sign") -> None:
         if threads < 1:
             raise ValueError("a signing pool needs at least one thread")
-        if not 0 <= nice <= 19:
-            raise ValueError(f"nice must be 0..19, got {nice}")
-        self._nice = nice if sys.platform == "linux" else 0
         self._jobs: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self._closed = False
         self._threads = [
@@ -87,21 +75,10 @@ class SigningPool:
                     thread.join()
 
     def _work(self) -> None:
-        if self._nice:
-            _lower_priority(self._nice)
         jobs = self._jobs
         while (job := jobs.get()) is not _STOP:
             _run(*job)
             job = None  # hold no body or future while waiting for the next job
-
-
-def _lower_priority(by: int) -> None:
-    """Lower the calling thread's priority (Linux: a thread is a task with its own nice value;
-    raising the value never needs privileges). Best effort: a refusal leaves it as it was."""
-    tid = threading.get_native_id()
-    with contextlib.suppress(OSError):
-        current = os.getpriority(os.PRIO_PROCESS, tid)
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, current + by))
 
 
 def _run(
