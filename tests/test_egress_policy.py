@@ -36,6 +36,28 @@ def test_201_accepts_all_and_records_transaction_ids() -> None:
     assert [r.transaction_id for r in d.results] == ["T-S-a", "T-S-b", "T-S-c"]
 
 
+def test_201_in_request_order_takes_each_entry_by_position() -> None:
+    """The usual answer: one entry per message, in request order (no index is built)."""
+    body = _body(
+        _entry("S-a", "MSG0000 - Success", "T-1"),
+        _entry("S-b", "", ""),  # empty strings are no values
+        _entry("S-c", "MSG0000 - Success", "T-3"),
+    )
+    d = decide(201, {}, body, REFS)
+    assert [(r.accepted, r.transaction_id, r.dip_message) for r in d.results] == [
+        (True, "T-1", "MSG0000 - Success"),
+        (True, None, None),
+        (True, "T-3", "MSG0000 - Success"),
+    ]
+
+
+def test_201_with_a_message_without_reference_matches_the_others_by_reference() -> None:
+    body = _body(_entry("S-c", "MSG0000 - Success", "T-c"), _entry("S-a", "MSG0000", "T-a"))
+    d = decide(201, {}, body, ["S-a", None, "S-c"])
+    assert [r.transaction_id for r in d.results] == ["T-a", None, "T-c"]
+    assert all(r.accepted for r in d.results)
+
+
 def test_201_without_body_accepts_all() -> None:
     d = decide(201, {}, b"", REFS)
     assert [(r.accepted, r.transaction_id) for r in d.results] == [(True, None)] * 3

@@ -104,3 +104,22 @@ def test_one_instant_in_two_zones_gets_its_own_iso_form() -> None:
     ]
     for record, delivery in zip(outcome_records(deliveries), deliveries, strict=True):
         assert record.value == orjson.dumps(result_document(delivery))
+
+
+def test_neighbours_sharing_timestamps_still_get_their_own_status_attempts_and_source() -> None:
+    """One request's deliveries share their timestamp objects; a template shared with a
+    neighbour must not carry its status, attempts or source partition over."""
+    rejected = MessageResult(False, None, "MSG1001 - Schema Failure", "bad")
+    deliveries = []
+    for seq in range(12):
+        result = rejected if seq == 5 else MessageResult(True, f"tx-{seq}", "MSG0000 - Success")
+        status = 207 if seq in (3, 4) else 201
+        attempts = 2 if seq in (4, 9) else 1
+        prepared = _prepared(seq, partition=1 if seq in (7, 8) else 0)
+        deliveries.append(Delivery(prepared, result, status, attempts, _AT, _AT))
+    records = outcome_records(deliveries)
+    for seq, (record, delivery) in enumerate(zip(records, deliveries, strict=True)):
+        if seq == 5:
+            assert record.topic == delivery.prepared.route.client.topics.dead_letter
+        else:
+            assert record.value == orjson.dumps(result_document(delivery))

@@ -126,13 +126,29 @@ def _accepted_all(
 ) -> list[MessageResult]:
     if not entries:
         return [MessageResult(True)] * len(references)
-    matched = _match(references, entries)
-    return [
-        MessageResult(True, _opt(e.get("transactionID")), _opt(e.get("message")))
-        if e is not None
-        else MessageResult(True)
-        for e in matched
-    ]
+    matched: Sequence[dict[str, Any] | None]
+    if len(entries) == len(references) and all(
+        e.get("senderUniqueReference") == r and r is not None
+        for e, r in zip(entries, references, strict=True)
+    ):
+        matched = entries  # the DIP answered in request order: no index to build
+    else:
+        matched = _match(references, entries)
+    out: list[MessageResult] = []
+    append = out.append
+    for e in matched:
+        if e is None:
+            append(MessageResult(True))
+            continue
+        transaction_id, message = e.get("transactionID"), e.get("message")
+        append(
+            MessageResult(
+                True,
+                transaction_id if isinstance(transaction_id, str) and transaction_id else None,
+                message if isinstance(message, str) and message else None,
+            )
+        )
+    return out
 
 
 def _per_message(
