@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from gateway.egress import envelope
 from gateway.egress.envelope import (
     STATUS_INTERFACE,
     MessageKind,
@@ -114,3 +115,18 @@ def test_status_refusals() -> None:
     bad_wrapper = parse_record(ref(b'{"payload": [], "x": 1}'), status=True)
     assert isinstance(bad_wrapper, Refusal)
     assert "status wrapper" in bad_wrapper.reason
+
+
+def test_sender_ids_seen_are_remembered_within_a_bound() -> None:
+    """Valid sender IDs skip the regex the next time; the memory of them stays bounded, and a
+    near miss of a remembered ID is still refused."""
+    envelope._dip_ids_seen.clear()
+    for i in range(envelope._DIP_IDS_SEEN_MAX + 10):
+        parsed = parse_record(ref(_with(["CommonBlock", "S1", "senderDIPID"], f"{i:010d}")))
+        assert isinstance(parsed, OutboundMessage)
+        assert len(envelope._dip_ids_seen) <= envelope._DIP_IDS_SEEN_MAX
+    alice = parse_record(ref(_with(["CommonBlock", "S1", "senderDIPID"], ALICE_ID)))
+    assert isinstance(alice, OutboundMessage) and alice.sender_dip_id == ALICE_ID
+    assert ALICE_ID in envelope._dip_ids_seen
+    near = parse_record(ref(_with(["CommonBlock", "S1", "senderDIPID"], ALICE_ID + "\n")))
+    assert isinstance(near, Refusal) and "senderDIPID" in near.reason

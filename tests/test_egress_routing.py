@@ -16,6 +16,7 @@ from tests.test_egress_support import (
     DCP_ID,
     make_config,
     message,
+    payload,
     ref,
 )
 
@@ -85,6 +86,22 @@ def test_schema_violation_refused_with_reason() -> None:
     assert isinstance(out, Rejected)
     assert out.refusal.reason.startswith("MSG1001 - Schema Failure")
     assert "MPANCore" in out.refusal.reason
+
+
+def _unknown_interface() -> OutboundMessage:
+    doc = payload(ALICE_ID)
+    doc["CommonBlock"]["S0"]["interfaceID"] = "IF-999"
+    parsed = parse_record(ref(orjson.dumps(doc)))
+    assert isinstance(parsed, OutboundMessage)
+    return parsed
+
+
+def test_an_interface_without_a_schema_is_refused_when_validating() -> None:
+    out = _router().prepare(_unknown_interface(), TODAY)
+    assert isinstance(out, Rejected)
+    assert out.refusal.reason.startswith("cannot validate: ")
+    assert "IF-999" in out.refusal.reason
+    assert isinstance(_router(validate=False).prepare(_unknown_interface(), TODAY), Prepared)
 
 
 def test_schema_validation_off_and_exempt() -> None:

@@ -27,6 +27,11 @@ STATUS_INTERFACE: Final = "STATUS"
 _interfaces_seen: set[str] = set()
 """Interface IDs that matched ``INTERFACE_PATTERN`` (a few dozen exist): a set hit instead of
 a regex per message. Only matching strings are kept, so the set is bounded by the pattern."""
+_dip_ids_seen: set[str] = set()
+"""DIP IDs that matched ``DIP_ID_PATTERN``: senders are the few configured DIP IDs, so a set hit
+replaces a regex per message. Any 10 digits match, so the set is emptied when it grows past
+:data:`_DIP_IDS_SEEN_MAX` (a producer sending many unknown senders costs regexes, not memory)."""
+_DIP_IDS_SEEN_MAX: Final = 4096
 _WRAP_PREFIX: Final = b'{"payload":'
 
 
@@ -192,7 +197,16 @@ def _parse_status(ref: RecordRef, raw: bytes, doc: dict[str, Any]) -> OutboundMe
 
 
 def _is_dip_id(value: object) -> TypeGuard[str]:
-    return isinstance(value, str) and DIP_ID_PATTERN.fullmatch(value) is not None
+    if not isinstance(value, str):
+        return False
+    if value in _dip_ids_seen:
+        return True
+    if DIP_ID_PATTERN.fullmatch(value) is None:
+        return False
+    if len(_dip_ids_seen) >= _DIP_IDS_SEEN_MAX:
+        _dip_ids_seen.clear()
+    _dip_ids_seen.add(value)
+    return True
 
 
 def _is_interface_id(value: object) -> TypeGuard[str]:

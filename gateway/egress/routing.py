@@ -116,7 +116,7 @@ class Router:
                 return Rejected(self._refusal(message, problem), client)
             return Prepared(message, plan.route)
 
-        s1 = message.s1
+        s1: dict[str, object] = message.payload["CommonBlock"]["S1"]  # a DIP message: parsed
         tag = s1.get("environmentTag")
         if tag != self._environment:
             return Rejected(
@@ -127,13 +127,18 @@ class Router:
                 ),
                 client,
             )
-        problem = self._check_dcp_id(message, client, s1)
-        if problem is not None:
-            return Rejected(self._refusal(message, problem), client)
+        if s1.get("DIPConnectionProviderID") != self._dcp_id:  # else: already this DCP's
+            problem = self._check_dcp_id(message, client, s1)
+            if problem is not None:
+                return Rejected(self._refusal(message, problem), client)
         if plan.validates:
-            reason = self._schema_problem(message)
-            if reason is not None:
-                return Rejected(self._refusal(message, reason), client)
+            assert self._validator is not None
+            try:
+                violations = self._validator.validate(message.payload)
+            except UnknownInterface as exc:
+                return Rejected(self._refusal(message, f"cannot validate: {exc.reason}"), client)
+            if violations:
+                return Rejected(self._refusal(message, format_violations(violations)), client)
         return Prepared(message, plan.route)
 
     def _plan(self, message: OutboundMessage) -> _Plan | None:
@@ -170,14 +175,6 @@ class Router:
                 "the gateway does not overwrite it; correct or clear it"
             )
         return None
-
-    def _schema_problem(self, message: OutboundMessage) -> str | None:
-        assert self._validator is not None
-        try:
-            violations = self._validator.validate(message.payload)
-        except UnknownInterface as exc:
-            return f"cannot validate: {exc.reason}"
-        return format_violations(violations) if violations else None
 
     @staticmethod
     def _refusal(message: OutboundMessage, reason: str) -> Refusal:
