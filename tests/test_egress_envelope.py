@@ -39,7 +39,7 @@ def test_wrapper_is_used_verbatim() -> None:
 def test_replace_payload_rebuilds_the_item() -> None:
     parsed = parse_record(ref(orjson.dumps(payload())))
     assert isinstance(parsed, OutboundMessage)
-    parsed.s1["subText"] = "changed"
+    parsed.payload["CommonBlock"]["S1"]["subText"] = "changed"
     parsed.replace_payload()
     assert orjson.loads(parsed.item)["payload"]["CommonBlock"]["S1"]["subText"] == "changed"
 

@@ -58,6 +58,43 @@ def test_201_with_a_message_without_reference_matches_the_others_by_reference() 
     assert all(r.accepted for r in d.results)
 
 
+def test_201_with_equal_counts_and_a_message_without_reference_is_not_taken_by_position() -> None:
+    """An entry without a reference is nobody's, even where the counts agree."""
+    body = _body(
+        _entry("S-a", "MSG0000 - Success", "T-a"),
+        _entry(None, "MSG0000 - Success", "T-x"),
+        _entry("S-c", "MSG0000 - Success", "T-c"),
+    )
+    d = decide(201, {}, body, ["S-a", None, "S-c"])
+    assert [r.transaction_id for r in d.results] == ["T-a", None, "T-c"]
+
+
+@pytest.mark.parametrize("status", [201, 207])
+@pytest.mark.parametrize("in_order", [True, False])
+def test_a_repeated_reference_takes_its_entries_in_order(status: int, in_order: bool) -> None:
+    """Two messages with one reference: the first gets the first entry for it, the second the
+    second, whether the DIP answers in request order or not, for 201 and 207 alike."""
+    entries = [
+        _entry("S-a", "MSG0000 - Success", "T-1"),
+        _entry("S-b", "MSG0000 - Success", "T-2"),
+        _entry("S-a", "MSG0000 - Success", "T-3"),
+    ]
+    if not in_order:
+        entries = [entries[1], entries[0], entries[2]]
+    d = decide(status, {}, _body(*entries), ["S-a", "S-b", "S-a"])
+    assert [r.transaction_id for r in d.results] == ["T-1", "T-2", "T-3"]
+
+
+def test_207_rejected_duplicate_is_not_taken_for_the_accepted_original() -> None:
+    body = _body(
+        _entry("S-a", "MSG0000 - Success", "T-1"),
+        _entry("S-a", "MSG1002 - Duplicate Sender Unique Reference", None, "seen before"),
+    )
+    d = decide(207, {}, body, ["S-a", "S-a"])
+    assert [r.accepted for r in d.results] == [True, False]
+    assert "MSG1002" in (d.results[1].reason or "")
+
+
 def test_201_without_body_accepts_all() -> None:
     d = decide(201, {}, b"", REFS)
     assert [(r.accepted, r.transaction_id) for r in d.results] == [(True, None)] * 3

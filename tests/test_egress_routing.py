@@ -70,6 +70,15 @@ def test_dcp_id_filled_only_when_configured() -> None:
     assert sent["DIPConnectionProviderID"] is None
 
 
+def test_a_client_that_fills_the_dcp_id_sends_a_message_already_carrying_it_unchanged() -> None:
+    raw = orjson.dumps(payload(BOB_ID, dcp_id=DCP_ID))  # bob's client has set_dcp_id
+    parsed = parse_record(ref(raw))
+    assert isinstance(parsed, OutboundMessage)
+    out = _router().prepare(parsed, TODAY)
+    assert isinstance(out, Prepared)
+    assert out.message.item == b'{"payload":' + raw + b"}"  # the record's own bytes
+
+
 def test_matching_dcp_id_is_kept_and_a_different_one_refused() -> None:
     same = _router().prepare(message(ALICE_ID, dcp_id=DCP_ID), TODAY)
     assert isinstance(same, Prepared)

@@ -71,14 +71,6 @@ class OutboundMessage:
     sender_dip_id: str
     sender_unique_reference: str | None
 
-    @property
-    def s1(self) -> dict[str, Any]:
-        """The sender block of a DIP message (an empty dict for status messages)."""
-        if self.kind is MessageKind.STATUS:
-            return {}
-        s1: dict[str, Any] = self.payload["CommonBlock"]["S1"]
-        return s1
-
     def release_payload(self) -> None:
         """Drop the parsed payload once routing and validation are done: only ``item`` is sent.
         Thousands of messages wait in flight, and their parsed dicts (dozens of containers

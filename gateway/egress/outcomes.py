@@ -176,17 +176,32 @@ def _entry_result(entry: Mapping[str, Any]) -> MessageResult:
 def _match(
     references: Sequence[str | None], entries: list[dict[str, Any]]
 ) -> list[dict[str, Any] | None]:
-    """Entry per message: by senderUniqueReference, else by position when counts agree."""
-    by_ref: dict[str, dict[str, Any]] = {}
+    """Entry per message: by senderUniqueReference, else by position when counts agree.
+
+    A reference that repeats in the batch takes its entries in order (the first message the
+    first entry, and so on; more messages than entries: the last entry again), so a duplicate
+    the DIP rejected is not taken for the accepted one, and a 201 matched here agrees with the
+    positional match of an answer in request order."""
+    by_ref: dict[str, list[dict[str, Any]]] = {}
     for entry in entries:
         ref = entry.get("senderUniqueReference")
         if isinstance(ref, str):
-            by_ref.setdefault(ref, entry)
-    matched: list[dict[str, Any] | None] = [
-        by_ref.get(r) if r is not None else None for r in references
-    ]
+            found = by_ref.get(ref)
+            if found is None:
+                by_ref[ref] = [entry]
+            else:
+                found.append(entry)
     if len(entries) == len(references) and not by_ref:
         return list(entries)
+    taken: dict[str, int] = {}
+    matched: list[dict[str, Any] | None] = []
+    for r in references:
+        if r is None or (candidates := by_ref.get(r)) is None:
+            matched.append(None)
+            continue
+        index = taken.get(r, 0)
+        taken[r] = index + 1
+        matched.append(candidates[min(index, len(candidates) - 1)])
     return matched
 
 
