@@ -44,13 +44,13 @@ from aiokafka.producer.message_accumulator import BatchBuilder  # noqa: E402
 
 from gateway.config import EgressSettings, GatewayConfig, parse_config  # noqa: E402
 from gateway.egress.batching import Batch, Batcher  # noqa: E402
-from gateway.egress.envelope import RecordRef, parse_record  # noqa: E402
+from gateway.egress.envelope import RecordRef, new_record_ref, parse_record  # noqa: E402
 from gateway.egress.offsets import OffsetTracker  # noqa: E402
 from gateway.egress.ordering import KeyGate  # noqa: E402
 from gateway.egress.outcomes import decide  # noqa: E402
 from gateway.egress.records import outcome_records  # noqa: E402
 from gateway.egress.routing import Prepared, Router  # noqa: E402
-from gateway.egress.sender import Delivery  # noqa: E402
+from gateway.egress.sender import new_delivery  # noqa: E402
 from gateway.egress.service import EgressService, _collect_less  # noqa: E402
 from gateway.egress.writer import OutcomeWriter  # noqa: E402
 from gateway.schema import default_registry  # noqa: E402
@@ -141,7 +141,7 @@ class Core:
         out: list[Batch] = []
         for r in self.records:
             generation = tracker.track((r.topic, r.partition), r.offset)
-            ref = RecordRef(r.topic, r.partition, r.offset, r.key, r.value, generation)
+            ref = new_record_ref((r.topic, r.partition, r.offset, r.key, r.value, generation))
             parsed = parse_record(ref)
             prepared = self.router.prepare(parsed, self.today)  # type: ignore[arg-type]
             assert isinstance(prepared, Prepared), prepared
@@ -163,7 +163,7 @@ class Core:
             decision = decide(201, {}, answer, references)
             at = datetime.now(UTC)
             deliveries = [
-                Delivery(p, r, 201, 1, at, at)
+                new_delivery((p, r, 201, 1, at, at))
                 for p, r in zip(batch.items, decision.results, strict=True)
             ]
             self.loop.run_until_complete(self.writer.write(outcome_records(deliveries)))

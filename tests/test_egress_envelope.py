@@ -10,7 +10,9 @@ from gateway.egress.envelope import (
     STATUS_INTERFACE,
     MessageKind,
     OutboundMessage,
+    RecordRef,
     Refusal,
+    new_record_ref,
     parse_record,
 )
 from tests.test_egress_support import ALICE_ID, payload, ref
@@ -115,6 +117,16 @@ def test_status_refusals() -> None:
     bad_wrapper = parse_record(ref(b'{"payload": [], "x": 1}'), status=True)
     assert isinstance(bad_wrapper, Refusal)
     assert "status wrapper" in bad_wrapper.reason
+
+
+def test_the_fast_record_ref_constructor_makes_a_whole_record_ref() -> None:
+    """``new_record_ref`` skips the named tuple's ``__new__``: it must still give a RecordRef
+    with every field (a field added to RecordRef must be added where it is called too)."""
+    fast = new_record_ref(("out", 2, 41, b"k", b"v", 7))
+    assert type(fast) is RecordRef
+    assert fast == RecordRef("out", 2, 41, b"k", b"v", 7)
+    assert len(fast) == len(RecordRef._fields)
+    assert (fast.partition, fast.generation) == (2, 7)
 
 
 def test_sender_ids_seen_are_remembered_within_a_bound() -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from gateway.egress.outcomes import Action, decide, transport_failure
+from gateway.egress.outcomes import Action, MessageResult, decide, transport_failure
 from gateway.egress.retry import RETRY_AFTER_CAP_SECONDS, RetryPolicy, parse_retry_after
 
 REFS = ["S-a", "S-b", "S-c"]
@@ -44,6 +44,7 @@ def test_201_in_request_order_takes_each_entry_by_position() -> None:
         _entry("S-c", "MSG0000 - Success", "T-3"),
     )
     d = decide(201, {}, body, REFS)
+    assert all(type(r) is MessageResult and len(r) == len(MessageResult._fields) for r in d.results)
     assert [(r.accepted, r.transaction_id, r.dip_message) for r in d.results] == [
         (True, "T-1", "MSG0000 - Success"),
         (True, None, None),

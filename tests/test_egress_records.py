@@ -11,6 +11,7 @@ from gateway.egress.outcomes import MessageResult
 from gateway.egress.records import dead_letter, outcome_records
 from gateway.egress.routing import Prepared, Router
 from gateway.egress.sender import Delivery
+from gateway.egress.writer import OutRecord
 from tests.test_egress_support import ALICE_ID, make_config, message
 
 _ROUTER = Router(make_config())
@@ -65,6 +66,7 @@ def test_results_are_the_serialised_result_document_byte_for_byte() -> None:
         assert record.key == delivery.prepared.message.ref.key
         assert record.topic == delivery.prepared.route.client.topics.results
         assert record.headers is None
+        assert type(record) is OutRecord and len(record) == len(OutRecord._fields)
     # the values really differ where they should (one template per request and partition)
     offsets = [orjson.loads(r.value)["source"]["offset"] for r in records]
     assert offsets == [1000 + seq for seq in range(40)]

@@ -14,7 +14,7 @@ from gateway.dip.client import DipClient, DipResponse
 from gateway.egress.batching import Batch, Batcher
 from gateway.egress.retry import RetryPolicy
 from gateway.egress.routing import Prepared, Router
-from gateway.egress.sender import BatchSender
+from gateway.egress.sender import BatchSender, Delivery
 from gateway.signing.keystore import UnknownSender
 from tests.test_egress_support import ALICE_ID, make_config, message
 
@@ -91,6 +91,7 @@ async def test_retries_honour_retry_after_then_succeed() -> None:
     assert sleeps == [2.0, 0.2]
     assert [d.result.accepted for d in out] == [True] * 3
     assert [d.attempts for d in out] == [3] * 3
+    assert all(type(d) is Delivery and len(d) == len(Delivery._fields) for d in out)
     assert out[0].result.transaction_id == f"T-{out[0].prepared.message.sender_unique_reference}"
     assert len({tuple(refs) for _, refs, _ in dip.sent}) == 1  # the same batch every time
 

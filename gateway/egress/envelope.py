@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from functools import partial
 from typing import Any, Final, NamedTuple, TypeGuard
 
 import orjson
@@ -52,6 +53,11 @@ class RecordRef(NamedTuple):
     key: bytes | None
     value: bytes | None
     generation: int = 0  # the offset tracker's assignment generation of the partition
+
+
+new_record_ref = partial(tuple.__new__, RecordRef)
+"""``RecordRef`` from a 6-tuple (every field), without the named tuple's Python-level
+``__new__``: one is made per consumed record."""
 
 
 @dataclass(slots=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import partial
 from http import HTTPStatus
 from typing import Any, Final, NamedTuple
 
@@ -47,6 +48,10 @@ class MessageResult(NamedTuple):
     transaction_id: str | None = None
     dip_message: str | None = None
     reason: str | None = None
+
+
+_new_result = partial(tuple.__new__, MessageResult)
+"""``MessageResult`` from a 4-tuple without the named tuple's Python-level ``__new__``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,10 +147,13 @@ def _accepted_all(
             continue
         transaction_id, message = e.get("transactionID"), e.get("message")
         append(
-            MessageResult(
-                True,
-                transaction_id if isinstance(transaction_id, str) and transaction_id else None,
-                message if isinstance(message, str) and message else None,
+            _new_result(
+                (
+                    True,
+                    transaction_id if isinstance(transaction_id, str) and transaction_id else None,
+                    message if isinstance(message, str) and message else None,
+                    None,
+                )
             )
         )
     return out

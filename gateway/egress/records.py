@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import orjson
@@ -26,6 +27,11 @@ _Common = tuple[str, int, str, str, int | None, int, datetime, Any, datetime | N
 """What a result shares with the others of its request: source topic and partition, sender,
 interface, DIP status, attempts, submitted and acknowledged, each time with its ``tzinfo``
 (aware datetimes for one instant in two zones are equal, but their ISO forms differ)."""
+
+
+_new_record = partial(tuple.__new__, OutRecord)
+"""``OutRecord`` from a 4-tuple without the named tuple's Python-level ``__new__`` (one per
+result)."""
 
 
 def outcome_records(deliveries: Sequence[Delivery]) -> list[OutRecord]:
@@ -78,7 +84,7 @@ def outcome_records(deliveries: Sequence[Delivery]) -> list[OutRecord]:
             dumps(result.dip_message),
             ref.offset,
         )
-        out.append(OutRecord(client.topics.results, value, ref.key, None))
+        out.append(_new_record((client.topics.results, value, ref.key, None)))
     return out
 
 

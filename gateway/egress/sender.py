@@ -11,6 +11,7 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import NamedTuple
 
 import aiohttp
@@ -39,6 +40,11 @@ class Delivery(NamedTuple):
     attempts: int
     submitted_at: datetime
     acknowledged_at: datetime | None
+
+
+new_delivery = partial(tuple.__new__, Delivery)
+"""``Delivery`` from a 6-tuple, without the named tuple's Python-level ``__new__``: one is made
+per message."""
 
 
 class BatchSender:
@@ -82,11 +88,10 @@ class BatchSender:
             )
             if decision.action is Action.FINAL:
                 acknowledged = datetime.now(UTC)
+                status = decision.status
                 for prepared, result in zip(batch.items, decision.results, strict=True):
                     out.append(
-                        Delivery(
-                            prepared, result, decision.status, attempt, submitted, acknowledged
-                        )
+                        new_delivery((prepared, result, status, attempt, submitted, acknowledged))
                     )
                 return
             if decision.action is Action.NEXT_KEY:

@@ -38,7 +38,13 @@ from gateway.config import GatewayConfig
 from gateway.dip.client import DipClient
 from gateway.egress import metrics
 from gateway.egress.batching import Batch, Batcher
-from gateway.egress.envelope import OutboundMessage, RecordRef, Refusal, parse_record
+from gateway.egress.envelope import (
+    OutboundMessage,
+    RecordRef,
+    Refusal,
+    new_record_ref,
+    parse_record,
+)
 from gateway.egress.flow import FlowControl, Step
 from gateway.egress.offsets import OffsetTracker
 from gateway.egress.ordering import KeyGate
@@ -247,7 +253,7 @@ class EgressService:
         Counts it in ``consumed`` by (client, interface) when it is batched."""
         topic, partition, offset = record.topic, record.partition, record.offset
         generation = self._tracker.track((topic, partition), offset)
-        ref = RecordRef(topic, partition, offset, record.key, record.value, generation)
+        ref = new_record_ref((topic, partition, offset, record.key, record.value, generation))
         try:
             parsed = parse_record(ref, status=topic == self._status_topic)
             if isinstance(parsed, OutboundMessage):
