@@ -132,9 +132,10 @@ def _accepted_all(
     if not entries:
         return [MessageResult(True)] * len(references)
     matched: Sequence[dict[str, Any] | None]
-    if len(entries) == len(references) and all(
-        e.get("senderUniqueReference") == r and r is not None
-        for e, r in zip(entries, references, strict=True)
+    if (
+        len(entries) == len(references)
+        and [e.get("senderUniqueReference") for e in entries] == list(references)
+        and None not in references
     ):
         matched = entries  # the DIP answered in request order: no index to build
     else:
