@@ -237,6 +237,12 @@ class KafkaSettings(_Model):
     )
     compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = "gzip"
     consumer_group: str = "dcp-gateway-egress"
+    check_crcs: bool = Field(
+        default=True,
+        description="verify the CRC-32C of every fetched record batch (Apache Kafka's default; "
+        "librdkafka's is off, since the broker checked it on produce and TCP or TLS protect "
+        "it on the way). Costs egress's event loop ~0.4 us per 700-byte record",
+    )
     session_timeout_ms: int = Field(
         default=10_000,
         ge=1000,

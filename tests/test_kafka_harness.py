@@ -102,6 +102,8 @@ def test_consumer_group_timing_reaches_the_consumer() -> None:
     assert kwargs["heartbeat_interval_ms"] == 1000
     assert kwargs["rebalance_timeout_ms"] == 30_000
     assert kwargs["max_poll_interval_ms"] == 120_000
+    assert kwargs["check_crcs"] is True, "on by default, as Apache Kafka's check.crcs"
+    assert consumer_kwargs(KafkaSettings(check_crcs=False))["check_crcs"] is False
     with pytest.raises(ValidationError, match="at most a third of session_timeout_ms"):
         KafkaSettings(session_timeout_ms=6000, heartbeat_interval_ms=3000)
 

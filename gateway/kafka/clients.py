@@ -68,6 +68,7 @@ def consumer_kwargs(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]
         heartbeat_interval_ms=settings.heartbeat_interval_ms,
         rebalance_timeout_ms=settings.rebalance_timeout_ms,
         max_poll_interval_ms=settings.max_poll_interval_ms,
+        check_crcs=settings.check_crcs,
     )
     kwargs.update(overrides)
     return kwargs
