@@ -80,6 +80,7 @@ class Options:
     perf: str | None = None  # perf-record the gateway's CPU to PREFIX-<label>.data
     trace: float = 0.0  # print a time series every this many seconds (0: off)
     outcome_interval_ms: float | None = None  # egress.outcome_produce_interval_ms (None: default)
+    in_flight: int = 20_000  # egress.max_in_flight_messages (the product default)
 
 
 def _config(
@@ -104,7 +105,7 @@ def _config(
         "max_batch_messages": batch,
         "max_batch_bytes": 8_000_000,
         "linger_ms": 5,
-        "max_in_flight_messages": 20_000,  # the product default
+        "max_in_flight_messages": options.in_flight,
         "max_concurrent_requests": 32 if batch == 1 else 8,
         "signing_threads": options.signing_threads,
     }
@@ -585,6 +586,12 @@ def main() -> None:
         help="egress.outcome_produce_interval_ms (default: the product's)",
     )
     parser.add_argument(
+        "--in-flight",
+        type=int,
+        default=20_000,
+        help="egress.max_in_flight_messages (default: the product's, 20,000)",
+    )
+    parser.add_argument(
         "--loop",
         choices=["auto", "uvloop", "asyncio"],
         default="auto",
@@ -624,6 +631,7 @@ def main() -> None:
                     perf=args.perf,
                     trace=args.trace,
                     outcome_interval_ms=args.outcome_interval_ms,
+                    in_flight=args.in_flight,
                 )
                 made = fresh[single_run]
                 values = (
