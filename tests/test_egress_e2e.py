@@ -235,6 +235,59 @@ def _signer_fingerprints(pki: Path) -> dict[str, str]:
     return out
 
 
+def _status(reference: str) -> dict[str, Any]:
+    """A status message (``StandardResponseBodyType``) from client 1 about ``reference``."""
+    return {
+        "transactionID": None,
+        "senderUniqueReference": reference,
+        "correlationID": None,
+        "sentTimestamp": "2026-11-23T10:00:00+00:00",
+        "senderID": _dip_id(1),
+        "recipientID": RECIPIENT,
+        "DIPConnectionProviderID": None,
+        "message": "MSG0000 - Success",
+        "help": None,
+        "serviceTicketURL": None,
+    }
+
+
+async def test_a_topic_that_is_both_outbound_and_status_carries_both_kinds(
+    pki: Path, kafka: KafkaUnderTest
+) -> None:
+    """The configuration allows the status topic to be an outbound topic: each record is then a
+    DIP message or a status message by its shape, and each reaches its own DIP endpoint."""
+    async with _simulator(pki) as sim:
+        config = _gateway_config(pki, kafka, sim)
+        topic = config.kafka.outbound_topics[0]
+        config = config.model_copy(
+            update={"kafka": config.kafka.model_copy(update={"status_outbound_topic": topic})}
+        )
+        await ensure_topics(config.kafka, gateway_topics(config))
+        sent = [_payload(1, seq) for seq in range(4)]
+        statuses = [_status(f"S-STATUS-{n}") for n in range(2)]
+        values = [
+            orjson.dumps(sent[0]),
+            orjson.dumps(statuses[0]),
+            orjson.dumps({"payload": sent[1]}),
+            orjson.dumps({"payload": statuses[1]}),
+            *(orjson.dumps(p) for p in sent[2:]),
+        ]
+        await _produce(config, [(topic, None, v) for v in values])
+        gateway = Gateway(config)
+        await gateway.start()
+        outcomes = await _collect(config, len(values))
+        await gateway.stop_gracefully()
+
+        assert outcomes.dead == []
+        assert sorted(m.sender_unique_reference for m in sim.state.messages) == sorted(
+            _sur(p) for p in sent
+        )
+        assert len(sim.state.status_messages) == len(statuses)
+        assert outcomes.result_refs() == Counter(
+            [*(_sur(p) for p in sent), *(s["senderUniqueReference"] for s in statuses)]
+        )
+
+
 async def test_clients_share_one_connection_and_batch_by_sender_and_interface(
     pki: Path, kafka: KafkaUnderTest
 ) -> None:
@@ -248,18 +301,7 @@ async def test_clients_share_one_connection_and_batch_by_sender_and_interface(
             for iface in ("IF-043", "IF-044")
             for seq in range(4)
         ]
-        status = {
-            "transactionID": None,
-            "senderUniqueReference": _sur(_payload(1, 99)),
-            "correlationID": None,
-            "sentTimestamp": "2026-11-23T10:00:00+00:00",
-            "senderID": _dip_id(1),
-            "recipientID": RECIPIENT,
-            "DIPConnectionProviderID": None,
-            "message": "MSG0000 - Success",
-            "help": None,
-            "serviceTicketURL": None,
-        }
+        status = _status(_sur(_payload(1, 99)))
         records: list[tuple[str, bytes | None, bytes]] = [
             # both shapes: bare payloads and {"payload": ...} wrappers
             (topic, None, orjson.dumps(p if i % 2 else {"payload": p}))

@@ -60,6 +60,23 @@ def test_status_message_bare_and_wrapped() -> None:
     assert wrapped.sender_unique_reference == "S-1"
 
 
+def test_a_shared_topic_tells_the_kinds_apart_by_shape() -> None:
+    status = {"senderID": ALICE_ID, "senderUniqueReference": "S-1", "message": "MSG0000 - Success"}
+    for doc, kind in [
+        (payload(), MessageKind.DIP),
+        ({"payload": payload()}, MessageKind.DIP),
+        (status, MessageKind.STATUS),
+        ({"payload": status}, MessageKind.STATUS),
+    ]:
+        parsed = parse_record(ref(orjson.dumps(doc)), status=None)
+        assert isinstance(parsed, OutboundMessage), (doc, parsed)
+        assert parsed.kind is kind
+    # Neither shape: refused as a status message would be (it names what is missing).
+    refused = parse_record(ref(b'{"something": 1}'), status=None)
+    assert isinstance(refused, Refusal)
+    assert "status message senderID None" in refused.reason
+
+
 def _with(path: list[str], value: object) -> bytes:
     doc = payload()
     node = doc

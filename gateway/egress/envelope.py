@@ -103,8 +103,11 @@ class Refusal:
     interface_id: str | None = None
 
 
-def parse_record(ref: RecordRef, *, status: bool = False) -> OutboundMessage | Refusal:
-    """Parse ``ref.value``: a DIP message, or a status message when ``status`` is true."""
+def parse_record(ref: RecordRef, *, status: bool | None = False) -> OutboundMessage | Refusal:
+    """Parse ``ref.value``: a DIP message, or a status message when ``status`` is true.
+
+    ``status=None`` (a topic that carries both kinds) decides by shape: a document with a
+    ``CommonBlock`` (bare or wrapped) is a DIP message, anything else a status message."""
     raw = ref.value
     if raw is None or not raw.strip():
         return Refusal(ref, "empty record value: expected a JSON DIP message")
@@ -114,9 +117,16 @@ def parse_record(ref: RecordRef, *, status: bool = False) -> OutboundMessage | R
         return Refusal(ref, f"malformed JSON: {exc}")
     if not isinstance(doc, dict):
         return Refusal(ref, f"expected a JSON object, got {_json_type(doc)}")
+    if status is None:
+        status = not _has_common_block(doc)
     if status:
         return _parse_status(ref, raw, doc)
     return _parse_dip(ref, raw, doc)
+
+
+def _has_common_block(doc: dict[str, Any]) -> bool:
+    inner = doc.get("payload", doc) if len(doc) == 1 else doc
+    return isinstance(inner, dict) and "CommonBlock" in inner
 
 
 def _parse_dip(ref: RecordRef, raw: bytes, doc: dict[str, Any]) -> OutboundMessage | Refusal:

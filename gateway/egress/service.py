@@ -105,10 +105,17 @@ class EgressService:
         self._gate, self._batcher = self._fresh_batching()
         self._sender = BatchSender(dip, RetryPolicy.from_settings(egress))
         self._tracker = OffsetTracker()
-        self._status_topic = config.kafka.status_outbound_topic
+        status_topic = config.kafka.status_outbound_topic
         self._topics = [*config.kafka.outbound_topics]
-        if self._status_topic and self._status_topic not in self._topics:
-            self._topics.append(self._status_topic)
+        # Per topic, what ``parse_record`` is told: True for a status-only topic, None (decide by
+        # shape) for one that is both an outbound and the status topic; absent: DIP messages.
+        self._status_kind: dict[str, bool | None] = {}
+        if status_topic:
+            if status_topic in self._topics:
+                self._status_kind[status_topic] = None
+            else:
+                self._status_kind[status_topic] = True
+                self._topics.append(status_topic)
         self._tasks: set[asyncio.Task[None]] = set()
         self._waiting: dict[int, Batch] = {}
         self._abandoning = False  # while cancelling: a finished batch releases nobody
@@ -255,7 +262,7 @@ class EgressService:
         generation = self._tracker.track((topic, partition), offset)
         ref = new_record_ref((topic, partition, offset, record.key, record.value, generation))
         try:
-            parsed = parse_record(ref, status=topic == self._status_topic)
+            parsed = parse_record(ref, status=self._status_kind.get(topic, False))
             if isinstance(parsed, OutboundMessage):
                 outcome = self._router.prepare(parsed, today)
             else:
