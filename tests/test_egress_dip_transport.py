@@ -5,11 +5,13 @@ contract the sender, the admin calls and the CLI rely on)."""
 from __future__ import annotations
 
 import socket
+import ssl
 from pathlib import Path
 
 import httpx
 import orjson
 import pytest
+from aiohttp import web
 
 from dipsim import Simulator
 from gateway.config import load_config
@@ -61,3 +63,41 @@ async def test_an_unreachable_dip_is_an_httpx_error(
     async with _client(dev_pki, f"https://127.0.0.1:{port}", transport) as dip:
         with pytest.raises(httpx.ConnectError):
             await dip.request("POST", dip_path("dip-channel", "IF-043"), pki.dip_id(0), b"[]")
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("status", [302, 307])
+async def test_a_redirect_is_returned_not_followed(
+    dev_pki: Path, pki: DevPki, transport: str, status: int
+) -> None:
+    """Followed, a 302 turns the POST into a body-less GET whose 2xx would pass for an accepted
+    submission, and a 307 resends the signed body and the API key to another address."""
+    followed: list[str] = []
+
+    async def redirect(request: web.Request) -> web.Response:
+        return web.Response(status=status, headers={"Location": "/elsewhere"})
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        followed.append(request.method)
+        return web.json_response({"messageArray": []}, status=201)
+
+    app = web.Application()
+    app.router.add_post("/dip-channel/IF-043", redirect)
+    app.router.add_route("*", "/elsewhere", elsewhere)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(pki.webhook_cert), str(pki.webhook_key))  # issued by the dev CA
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with _client(dev_pki, f"https://127.0.0.1:{port}", transport) as dip:
+            response = await dip.request(
+                "POST", dip_path("dip-channel", "IF-043"), pki.dip_id(0), b"[]"
+            )
+    finally:
+        await runner.cleanup()
+    assert response.status == status
+    assert response.headers["location"] == "/elsewhere"
+    assert followed == []

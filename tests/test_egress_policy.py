@@ -202,3 +202,26 @@ def test_parse_retry_after_seconds_and_http_date() -> None:
     assert parse_retry_after("soon", now) is None
     assert parse_retry_after(None, now) is None
     assert parse_retry_after("", now) is None
+
+
+@pytest.mark.parametrize(
+    "value", ["²", "١٢", "Mon, 01 Jan 99999999999 00:00:00 GMT", "Mon, 99 Foo 2026 25:61:61 GMT"]
+)
+def test_an_unreadable_retry_after_is_absent_and_the_answer_is_still_a_retry(value: str) -> None:
+    # Unicode digits that float() refuses, and a date whose year overflows, once raised out of
+    # decide() and left the batch's records without an outcome.
+    assert parse_retry_after(value) is None
+    d = decide(429, {"Retry-After": value}, b"", REFS)
+    assert d.action is Action.RETRY
+    assert d.retry_after is None
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_final_and_says_where_it_pointed(status: int) -> None:
+    d = decide(status, {"Location": "https://elsewhere.example/maintenance"}, b"", REFS)
+    assert d.action is Action.FINAL
+    assert len(d.results) == 3 and not any(r.accepted for r in d.results)
+    reason = d.results[0].reason or ""
+    assert reason.startswith(f"DIP answered {status}")
+    assert "'https://elsewhere.example/maintenance'" in reason
+    assert "does not follow redirects" in reason

@@ -224,10 +224,18 @@ class DipClient:
         body: bytes,
         headers: dict[str, str],
     ) -> tuple[int, dict[str, str], bytes]:
-        """One request; the URL is sent exactly as signed (``encoded=True``: no re-quoting)."""
+        """One request; the URL is sent exactly as signed (``encoded=True``: no re-quoting).
+
+        Redirects are not followed (as with httpx): aiohttp would turn a redirected POST into a
+        GET without the body, whose 2xx would pass for an accepted submission, or send the
+        signed body and the API key to wherever ``Location`` points."""
         try:
             async with session.request(
-                method, URL(url, encoded=True), data=body or None, headers=headers
+                method,
+                URL(url, encoded=True),
+                data=body or None,
+                headers=headers,
+                allow_redirects=False,
             ) as response:
                 content = await response.read()
                 return response.status, _header_dict(response.headers), content

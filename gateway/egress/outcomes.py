@@ -87,6 +87,12 @@ def decide(
         )
         return Decision(Action.FINAL, status, "", _per_message(references, entries, default))
     reason = _general_reason(status, body, entries)
+    if 300 <= status < 400:
+        location = _header(headers, "location")
+        reason = (
+            f"{reason} (a redirect to {location!r}: the gateway does not follow redirects, "
+            "which would resend the signed body and API key elsewhere; check dip.base_url)"
+        )
     if status in _RETRYABLE:
         retry_after = parse_retry_after(_header(headers, "retry-after"))
         return Decision(Action.RETRY, status, reason, retry_after=retry_after)
