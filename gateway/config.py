@@ -635,6 +635,20 @@ class GatewayConfig(_Model):
                     "use the DIP's https address",
                 )
             )
+        grace_ms = self.egress.shutdown_grace_seconds * 1000
+        if self.egress.enabled and grace_ms >= self.kafka.rebalance_timeout_ms:
+            problems.append(
+                (
+                    "egress.shutdown_grace_seconds",
+                    f"{self.egress.shutdown_grace_seconds:g} s is not below "
+                    f"kafka.rebalance_timeout_ms ({self.kafka.rebalance_timeout_ms} ms): on a "
+                    "rebalance egress drains in-flight work for up to this long before it "
+                    "rejoins, and a member that has not rejoined when the rebalance times out "
+                    "loses its partitions while its retries may still reach the DIP after the "
+                    "new owner's later messages for the same key. Lower "
+                    "egress.shutdown_grace_seconds or raise kafka.rebalance_timeout_ms",
+                )
+            )
         problems += self._http2_problems()
         problems += self._webhook_path_problems()
         problems += self._topic_problems()

@@ -376,3 +376,17 @@ def test_http2_needs_the_httpx_transport_and_the_h2_package(
     assert "dip.http2: HTTP/2 needs the h2 package" in _error(data, dev_pki_dir)
     data["dip"]["http2"] = False
     assert parse_config(data, base_dir=dev_pki_dir).egress.transport == "httpx"
+
+
+def test_the_drain_on_a_rebalance_must_fit_in_the_rebalance_timeout(dev_pki_dir: Path) -> None:
+    data = _base(dev_pki_dir)
+    data["egress"] = {"shutdown_grace_seconds": 59.5}
+    data["kafka"] = {**data.get("kafka", {}), "rebalance_timeout_ms": 60_000}
+    assert parse_config(data, base_dir=dev_pki_dir).egress.shutdown_grace_seconds == 59.5
+    data["egress"] = {"shutdown_grace_seconds": 60}
+    message = _error(data, dev_pki_dir)
+    assert "egress.shutdown_grace_seconds: 60 s is not below kafka.rebalance_timeout_ms" in message
+    assert "raise kafka.rebalance_timeout_ms" in message
+    data["egress"] = {"shutdown_grace_seconds": 60, "enabled": False}
+    data["ingress"] = {**data.get("ingress", {}), "enabled": True}
+    assert parse_config(data, base_dir=dev_pki_dir).egress.enabled is False  # no drain: no check
