@@ -18,11 +18,12 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import structlog
+from aiokafka.errors import KafkaError
 
 from gateway.config import ConfigError, GatewayConfig
 from gateway.dip.client import DipClient, signing_pool
 from gateway.dip.tls import load_dcp_credential
-from gateway.kafka.topics import ensure_topics, gateway_topics
+from gateway.kafka.topics import ensure_topics, gateway_topic_fields, gateway_topics, missing_topics
 from gateway.keys import build_keystore
 from gateway.ops.health import Health
 from gateway.ops.metrics import CREDENTIAL_RELOADS, export_certificate_expiry
@@ -100,6 +101,39 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
             loop.add_signal_handler(sig, stop.set)
 
 
+_INGRESS_TOPIC_FIELDS = (".inbound", ".status", "kafka.quarantine_topic")
+"""Topic fields only ingress writes to (every other topic field is egress's)."""
+
+
+async def _check_topics_exist(config: GatewayConfig) -> None:
+    """Stop start-up when a topic the running services need is missing (``create_topics`` off).
+
+    Without this a mistyped results or dead-letter topic would surface only when the first
+    outcome could not be written, with that partition's commits stuck behind it."""
+    wanted = [
+        (field, topic)
+        for field, topic in gateway_topic_fields(config)
+        if (
+            config.ingress.enabled
+            if field.endswith(_INGRESS_TOPIC_FIELDS)
+            else config.egress.enabled
+        )
+    ]
+    try:
+        missing = set(await missing_topics(config.kafka, (topic for _, topic in wanted)))
+    except KafkaError as exc:  # the services wait for Kafka themselves; nothing to check yet
+        _log.warning("topic_check_skipped", error=str(exc))
+        return
+    problems = [
+        f"{field}: topic {topic!r} does not exist (or this principal may not describe it): "
+        "create it, correct the name, or set kafka.create_topics for development"
+        for field, topic in wanted
+        if topic in missing
+    ]
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
 async def run_gateway(
     config: GatewayConfig,
     stop: asyncio.Event,
@@ -122,6 +156,8 @@ async def run_gateway(
         created = await ensure_topics(config.kafka, gateway_topics(config))
         if created:
             _log.info("topics_created", topics=created)
+    else:
+        await _check_topics_exist(config)
 
     ops_runner = None
     port = config.ops.health_port

@@ -27,6 +27,7 @@ from gateway.app import (
 )
 from gateway.config import ConfigError, load_config
 from gateway.kafka.embedded import free_port
+from gateway.kafka.topics import ensure_topics, gateway_topics
 from gateway.signing.credentials import CredentialError
 from gateway.signing.pki import Purpose, create_ca, issue
 from tests.kafka_fixtures import KafkaUnderTest, unique
@@ -318,3 +319,35 @@ async def test_services_are_ended_before_the_dip_connection_closes(
             async with asyncio.timeout(60):
                 await run_gateway(config, asyncio.Event())
     assert order == ["egress-ended", "dip-closed"]
+
+
+async def test_a_missing_topic_stops_start_up_unless_the_gateway_may_create_it(
+    dev_pki: Path, kafka: KafkaUnderTest
+) -> None:
+    env = {
+        **_kafka_env(kafka),
+        "DCP_GATEWAY__KAFKA__CREATE_TOPICS": "false",
+        "DCP_GATEWAY__OPS__HEALTH_PORT": "0",
+        "DCP_GATEWAY__INGRESS__ENABLED": "false",
+    }
+    config = load_config(dev_pki / "gateway.yaml", env)
+    outbound = config.kafka.outbound_topics[0]
+    with pytest.raises(ConfigError) as info:
+        async with asyncio.timeout(60):
+            await run_gateway(config, asyncio.Event())
+    message = str(info.value)
+    assert f"kafka.outbound_topics[0]: topic {outbound!r} does not exist" in message
+    assert "set kafka.create_topics for development" in message
+    # Ingress is off: the topics only it writes to are not asked for.
+    assert "quarantine_topic" not in message and ".inbound:" not in message
+
+    await ensure_topics(config.kafka, gateway_topics(config))
+    stop, ready = asyncio.Event(), asyncio.Event()
+
+    async def on_ready() -> None:
+        ready.set()
+        stop.set()
+
+    async with asyncio.timeout(60):
+        await run_gateway(config, stop, on_ready=on_ready)
+    assert ready.is_set()

@@ -35,15 +35,35 @@ async def ensure_topics(
         await admin.close()
 
 
+async def missing_topics(settings: KafkaSettings, names: Iterable[str]) -> list[str]:
+    """The ``names`` the broker does not list (absent, or not visible to this principal)."""
+    admin = AIOKafkaAdminClient(**common_kwargs(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+    finally:
+        await admin.close()
+    return sorted({n for n in names if n not in existing})
+
+
 def gateway_topics(config: GatewayConfig) -> list[str]:
     """Every topic the configuration names."""
+    return [topic for _, topic in gateway_topic_fields(config)]
+
+
+def gateway_topic_fields(config: GatewayConfig) -> list[tuple[str, str]]:
+    """(configuration field, topic) for every topic the configuration names."""
     k = config.kafka
-    names = [*k.outbound_topics, k.quarantine_topic, k.dead_letter_topic]
+    out = [(f"kafka.outbound_topics[{i}]", t) for i, t in enumerate(k.outbound_topics)]
+    out += [("kafka.quarantine_topic", k.quarantine_topic)]
+    out += [("kafka.dead_letter_topic", k.dead_letter_topic)]
     if k.status_outbound_topic:
-        names.append(k.status_outbound_topic)
-    for client in config.clients:
+        out.append(("kafka.status_outbound_topic", k.status_outbound_topic))
+    for i, client in enumerate(config.clients):
         t = client.topics
-        names += [t.inbound, t.results, t.dead_letter]
+        field = f"clients[{i}].topics"
+        out += [(f"{field}.inbound", t.inbound), (f"{field}.results", t.results)]
+        out.append((f"{field}.dead_letter", t.dead_letter))
         if t.status:
-            names.append(t.status)
-    return names
+            out.append((f"{field}.status", t.status))
+    return out
