@@ -30,6 +30,7 @@ from dipsim.server import Simulator
 from gateway.config import GatewayConfig, parse_config
 from gateway.dip.client import DipClient
 from gateway.egress import metrics
+from gateway.egress import service as service_module
 from gateway.egress.service import EgressService, young_threshold
 from gateway.kafka.clients import common_kwargs, create_producer
 from gateway.kafka.topics import ensure_topics, gateway_topics
@@ -594,3 +595,53 @@ async def test_a_long_hold_pauses_the_partitions_and_keeps_the_group_membership(
             m.sender_unique_reference for m in sorted(sim.state.messages, key=lambda m: m.seq)
         ]
         assert stored == [_sur(p) for p in payloads]  # one key: offset order, each once
+
+
+async def test_a_bug_in_a_batch_stops_egress_without_committing_or_reordering_its_key(
+    pki: Path, kafka: KafkaUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected exception after the DIP answered (here: building the result records) must
+    neither let later messages with the same key overtake the failed batch's, nor commit its
+    records: egress stops with the error, and a restart sends the rest in order."""
+    calls = 0
+    real_outcome_records = service_module.outcome_records
+
+    def buggy_outcome_records(deliveries: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise KeyError("a bug")
+        return real_outcome_records(deliveries)
+
+    monkeypatch.setattr(service_module, "outcome_records", buggy_outcome_records)
+    async with _simulator(pki) as sim:
+        config = _gateway_config(pki, kafka, sim, max_batch_messages=1, linger_ms=1)
+        await ensure_topics(config.kafka, gateway_topics(config))
+        topic = config.kafka.outbound_topics[0]
+        payloads = [_payload(1, seq) for seq in range(3)]
+        await _produce(config, [(topic, b"meter-1", orjson.dumps(p)) for p in payloads])
+
+        gateway = Gateway(config)
+        await gateway.start()
+        assert gateway.task is not None
+        with pytest.raises(service_module.EgressFailed, match="internal error in batch") as info:
+            async with asyncio.timeout(60):
+                await gateway.task
+        await gateway._stack.aclose()
+        assert isinstance(info.value.__cause__, KeyError)
+        # The first message reached the DIP; the two behind it on its key were held back.
+        assert [m.sender_unique_reference for m in sim.state.messages] == [_sur(payloads[0])]
+        assert set((await _committed(config)).values()) <= {None, 0}
+
+        gateway = Gateway(config)  # the restart: the outcome step works again
+        await gateway.start()
+        outcomes = await _collect(config, len(payloads))
+        await gateway.stop_gracefully()
+        stored = [m.sender_unique_reference for m in sim.state.messages]
+        # At-least-once: the first is sent again (the simulator refuses the duplicate reference
+        # and it is dead-lettered), then the other two, in offset order.
+        assert stored[-2:] == [_sur(p) for p in payloads[1:]]
+        assert outcomes.result_refs() == Counter(_sur(p) for p in payloads[1:])
+        assert [orjson.loads(o.value or b"") for o in outcomes.dead] == [payloads[0]]
+        assert outcomes.dead[0].headers.get("dcpgw-dip-status") in (b"207", b"400")
+        assert sum(c or 0 for c in (await _committed(config)).values()) == len(payloads)

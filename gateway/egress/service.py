@@ -62,6 +62,7 @@ from gateway.signing.keystore import KeyStore
 _log = structlog.get_logger(__name__)
 
 HEALTH_NAME = "egress"
+
 _POLL_SECONDS = 0.1
 _COMMIT_INTERVAL = 0.2
 _LAG_INTERVAL = 5.0
@@ -73,6 +74,10 @@ in-flight limit a turn takes only the refill (a fortieth of the window), which i
 the pipeline evenly fed."""
 _HOLD_SECONDS_MAX = 5.0
 _UNROUTED = "(none)"
+
+
+class EgressFailed(RuntimeError):
+    """Egress stopped because of an internal error: run() raises it after shutting down."""
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -119,6 +124,7 @@ class EgressService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._waiting: dict[int, Batch] = {}
         self._abandoning = False  # while cancelling: a finished batch releases nobody
+        self._failure: EgressFailed | None = None  # a bug in a batch: stop, then raise this
         self._semaphore = asyncio.Semaphore(egress.max_concurrent_requests)
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -174,6 +180,8 @@ class EgressService:
             self._producer = self._consumer = None
             self._writer = None
             _log.info("egress_stopped")
+        if self._failure is not None:
+            raise self._failure
 
     def _fresh_batching(self) -> tuple[KeyGate, Batcher]:
         """An empty key gate and a batcher that uses it (at start, and after abandoning)."""
@@ -194,7 +202,7 @@ class EgressService:
         consumer = self._consumer
         assert consumer is not None
         loop = asyncio.get_running_loop()
-        while not stop.is_set():
+        while not stop.is_set() and self._failure is None:
             now = loop.time()
             deadline = self._batcher.next_deadline()
             wait = _POLL_SECONDS if deadline is None else min(_POLL_SECONDS, deadline - now)
@@ -305,6 +313,7 @@ class EgressService:
         task.add_done_callback(self._tasks.discard)
 
     async def _run_batch(self, batch: Batch) -> None:
+        failed = False
         try:
             async with self._semaphore:
                 deliveries = await self._sender.deliver(batch)
@@ -317,16 +326,31 @@ class EgressService:
             self._finished()
         except asyncio.CancelledError:
             raise
-        except Exception:
-            # Only a bug gets here; the records stay unfinished and are re-read after restart.
+        except Exception as exc:
+            # Only a bug gets here. The records stay unfinished (re-read after the restart) and
+            # the batch keeps its keys, so no later message with one of them overtakes them;
+            # egress stops with the error, and the gateway exits to be restarted.
+            failed = True
             _log.exception("egress_batch_failed", batch=batch.batch_id)
+            if self._failure is None:
+                self._failure = EgressFailed(
+                    f"internal error in batch {batch.batch_id} ({len(batch.items)} messages, "
+                    f"{batch.sender_dip_id} {batch.interface_id}): {exc!r}; its records were "
+                    "not committed and are sent again after the restart"
+                )
+                self._failure.__cause__ = exc
         finally:
-            ready = self._gate.release(batch.batch_id)
-            if not self._abandoning:  # abandoned work must not start the batches behind it
-                for batch_id in ready:
-                    waiting = self._waiting.pop(batch_id, None)
-                    if waiting is not None:
-                        self._spawn(self._run_batch(waiting))
+            if not failed:
+                self._release(batch)
+
+    def _release(self, batch: Batch) -> None:
+        """The batch is final: start the batches that waited for its keys."""
+        ready = self._gate.release(batch.batch_id)
+        if not self._abandoning:  # abandoned work must not start the batches behind it
+            for batch_id in ready:
+                waiting = self._waiting.pop(batch_id, None)
+                if waiting is not None:
+                    self._spawn(self._run_batch(waiting))
 
     @staticmethod
     def _count(deliveries: list[Delivery]) -> None:
