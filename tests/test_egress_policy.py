@@ -225,3 +225,24 @@ def test_a_redirect_is_final_and_says_where_it_pointed(status: int) -> None:
     assert reason.startswith(f"DIP answered {status}")
     assert "'https://elsewhere.example/maintenance'" in reason
     assert "does not follow redirects" in reason
+
+
+@pytest.mark.parametrize("status", [200, 202, 204])
+def test_another_2xx_without_results_is_not_taken_for_acceptance(status: int) -> None:
+    """Submissions are answered 201 or 207; a bare 200 may be a proxy's page, not the DIP."""
+    d = decide(status, {}, b"<html>maintenance</html>", REFS)
+    assert d.action is Action.FINAL
+    assert not any(r.accepted for r in d.results) and len(d.results) == 3
+    reason = d.results[0].reason or ""
+    assert reason.startswith(f"DIP answered {status}")
+    assert "not taken as acceptance" in reason
+
+
+def test_another_2xx_with_results_is_read_per_message() -> None:
+    body = _body(_entry("S-a", "MSG0000 - Success", "T-1"), _entry("S-c", "MSG0123 - bad", ""))
+    d = decide(200, {}, body, REFS)
+    assert d.action is Action.FINAL
+    assert [r.accepted for r in d.results] == [True, False, False]
+    assert d.results[0].transaction_id == "T-1"
+    assert d.results[1].reason == "DIP answered 200 but gave no result for this message"
+    assert d.results[2].reason == "MSG0123 - bad"

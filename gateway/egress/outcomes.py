@@ -1,7 +1,11 @@
 """Map a DIP answer to what happens to each message of the batch. Pure.
 
-* ``201`` (and any other 2xx): every message accepted; when the body is a StandardResponse its
-  entries give each message's ``transactionID`` (matched by ``senderUniqueReference``).
+* ``201``: every message accepted; when the body is a StandardResponse its entries give each
+  message's ``transactionID`` (matched by ``senderUniqueReference``).
+* Another 2xx is not in the DIP's contract for submissions (201 or 207). With a StandardResponse
+  it is read per message like a 207; without one nothing says the messages were taken (a proxy's
+  200 page, or a redirect followed by something in between), so every message is rejected with
+  that reason: dead-lettered for a human, never counted as delivered.
 * ``207`` / ``400`` with a StandardResponse: per message, matched by ``senderUniqueReference``
   (by position when the DIP gives exactly one entry per message but no usable references).
   ``MSG0000`` or a success without a message code is accepted, anything else rejected with the
@@ -77,16 +81,24 @@ def decide(
     ``references`` (their senderUniqueReferences, in body order)."""
     count = len(references)
     entries = _entries(body)
-    if 200 <= status < 300 and status != 207:
+    if status == 201:
         return Decision(Action.FINAL, status, "", _accepted_all(references, entries))
-    if status == 207 or (status == 400 and entries):
+    success = 200 <= status < 300
+    if status == 207 or (entries and (success or status == 400)):
         default = (
-            MessageResult(False, reason="DIP answered 207 but gave no result for this message")
-            if status == 207
+            MessageResult(
+                False, reason=f"DIP answered {status} but gave no result for this message"
+            )
+            if success
             else MessageResult(False, reason=_general_reason(status, body, entries))
         )
         return Decision(Action.FINAL, status, "", _per_message(references, entries, default))
     reason = _general_reason(status, body, entries)
+    if success:
+        reason = (
+            f"{reason} (no result per message: the DIP answers a submission 201 or 207, so this "
+            "is not taken as acceptance; find out what answered before sending it again)"
+        )
     if 300 <= status < 400:
         location = _header(headers, "location")
         reason = (
