@@ -235,7 +235,13 @@ class KafkaSettings(_Model):
         default=True,
         description="idempotent producer; turn off for brokers without InitProducerId (Tansu)",
     )
-    compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = "gzip"
+    compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = Field(
+        default="zstd",
+        description="codec of the records the gateway produces (results, dead letters, inbound "
+        "messages). zstd (Kafka 2.1+, librdkafka 1.0+ consumers) costs ~0.25 us per 370-byte "
+        "result at a 70:1 ratio; aiokafka's gzip compresses at level 9: ~5.4 us at 37:1, on "
+        "the event loop",
+    )
     consumer_group: str = "dcp-gateway-egress"
     check_crcs: bool = Field(
         default=True,

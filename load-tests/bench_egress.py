@@ -51,7 +51,7 @@ import orjson
 import yaml
 
 from dipsim.process import start_in_subprocess
-from gateway.config import GatewayConfig, parse_config
+from gateway.config import GatewayConfig, KafkaSettings, parse_config
 from gateway.dip.client import DipClient, available_cpus, signing_pool
 from gateway.egress import metrics
 from gateway.egress.service import EgressService
@@ -94,7 +94,7 @@ def _config(
     data["kafka"] = {
         "bootstrap_servers": bootstrap,
         "enable_idempotence": False,
-        "compression_type": options.compression,
+        "compression_type": options.compression,  # the product default unless told
         "create_topics": True,
         "consumer_group": f"bench-{tag}",
         "outbound_topics": [f"bench-out-{tag}"],
@@ -548,9 +548,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument(
         "--compression",
-        default="none",
+        default=KafkaSettings().compression_type or "none",
         choices=["none", "gzip", "lz4", "snappy", "zstd"],
-        help="compression_type of the gateway's producer (results, dead letters)",
+        help="compression_type of the gateway's producer (results, dead letters); default: "
+        "the product's",
     )
     parser.add_argument("--transport", default=None, help="egress.transport (default: config's)")
     parser.add_argument(

@@ -10,12 +10,19 @@ import sys
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import ValidationError
 
 from gateway.config import KafkaSettings
-from gateway.kafka.clients import common_kwargs, consumer_kwargs, create_consumer, create_producer
+from gateway.kafka.clients import (
+    common_kwargs,
+    consumer_kwargs,
+    create_consumer,
+    create_producer,
+    producer_kwargs,
+)
 from gateway.kafka.topics import ensure_topics
 from tests.kafka_fixtures import KafkaUnderTest, unique
 
@@ -143,3 +150,35 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.parametrize("codec", ["default", "gzip", None])
+async def test_records_round_trip_with_each_codec_the_gateway_may_produce(
+    kafka: KafkaUnderTest, codec: str | None
+) -> None:
+    """zstd is the default (its library, cramjam, comes with the package); gzip and none stay
+    available for brokers or consumers older than Kafka 2.1."""
+    settings = kafka.settings() if codec == "default" else kafka.settings(compression_type=codec)
+    if codec == "default":
+        assert settings.compression_type == "zstd"
+    assert producer_kwargs(settings)["compression_type"] == settings.compression_type
+    topic = unique(f"codec-{codec}")
+    await ensure_topics(settings, [topic], partitions=1)
+    values = [orjson.dumps({"n": i, "text": "the same words again " * 8}) for i in range(200)]
+    producer = create_producer(settings)
+    await producer.start()
+    try:
+        await asyncio.gather(*[await producer.send(topic, v, key=b"k") for v in values])
+    finally:
+        await producer.stop()
+    consumer = create_consumer(settings, topic)
+    await consumer.start()
+    try:
+        got: list[bytes] = []
+        async with asyncio.timeout(30):
+            while len(got) < len(values):
+                for records in (await consumer.getmany(timeout_ms=1000)).values():
+                    got += [r.value for r in records if r.value is not None]
+    finally:
+        await consumer.stop()
+    assert got == values
