@@ -103,10 +103,15 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
 
 _INGRESS_TOPIC_FIELDS = (".inbound", ".status", "kafka.quarantine_topic")
 """Topic fields only ingress writes to (every other topic field is egress's)."""
+_READ_TOPIC_FIELDS = ("kafka.outbound_topics[", "kafka.status_outbound_topic")
+"""Topic fields egress reads from: subscribing to one that does not exist yet is not an error."""
+_TOPIC_CHECK_SECONDS = 15.0
+"""Longest the start-up topic check may take (the startup probe must not expire during it)."""
 
 
 async def _check_topics_exist(config: GatewayConfig) -> None:
-    """Stop start-up when a topic the running services need is missing (``create_topics`` off).
+    """Stop start-up when a topic the running services write to is missing (``create_topics``
+    off); a missing topic they read from is only logged.
 
     Without this a mistyped results or dead-letter topic would surface only when the first
     outcome could not be written, with that partition's commits stuck behind it."""
@@ -120,16 +125,22 @@ async def _check_topics_exist(config: GatewayConfig) -> None:
         )
     ]
     try:
-        missing = set(await missing_topics(config.kafka, (topic for _, topic in wanted)))
-    except KafkaError as exc:  # the services wait for Kafka themselves; nothing to check yet
-        _log.warning("topic_check_skipped", error=str(exc))
+        async with asyncio.timeout(_TOPIC_CHECK_SECONDS):
+            missing = set(await missing_topics(config.kafka, (topic for _, topic in wanted)))
+    except (KafkaError, TimeoutError) as exc:  # the services wait for Kafka themselves
+        _log.warning("topic_check_skipped", error=str(exc) or type(exc).__name__)
         return
-    problems = [
-        f"{field}: topic {topic!r} does not exist (or this principal may not describe it): "
-        "create it, correct the name, or set kafka.create_topics for development"
-        for field, topic in wanted
-        if topic in missing
-    ]
+    problems: list[str] = []
+    for field, topic in wanted:
+        if topic not in missing:
+            continue
+        if field.startswith(_READ_TOPIC_FIELDS):
+            _log.warning("topic_missing", field=field, topic=topic, effect="nothing to read yet")
+            continue
+        problems.append(
+            f"{field}: topic {topic!r} does not exist (or this principal may not describe it): "
+            "create it, correct the name, or set kafka.create_topics for development"
+        )
     if problems:
         raise ConfigError("; ".join(problems))
 

@@ -331,13 +331,25 @@ async def test_a_missing_topic_stops_start_up_unless_the_gateway_may_create_it(
         "DCP_GATEWAY__INGRESS__ENABLED": "false",
     }
     config = load_config(dev_pki / "gateway.yaml", env)
+    first = config.clients[0]
+    results = unique("app-results")  # a topic nobody created: a typo, say
+    first = first.model_copy(
+        update={"topics": first.topics.model_copy(update={"results": results})}
+    )
+    config = config.model_copy(update={"clients": [first, *config.clients[1:]]})
     outbound = config.kafka.outbound_topics[0]
-    with pytest.raises(ConfigError) as info:
+    with capture_logs() as logs, pytest.raises(ConfigError) as info:
         async with asyncio.timeout(60):
             await run_gateway(config, asyncio.Event())
     message = str(info.value)
-    assert f"kafka.outbound_topics[0]: topic {outbound!r} does not exist" in message
+    assert f"clients[0].topics.results: topic {results!r} does not exist" in message
     assert "set kafka.create_topics for development" in message
+    # A topic egress only reads from is not an error (it is logged): there is nothing to read yet.
+    assert "outbound_topics" not in message
+    missing_reads = [e for e in logs if e["event"] == "topic_missing"]
+    assert {"field": "kafka.outbound_topics[0]", "topic": outbound} in [
+        {"field": e["field"], "topic": e["topic"]} for e in missing_reads
+    ]
     # Ingress is off: the topics only it writes to are not asked for.
     assert "quarantine_topic" not in message and ".inbound:" not in message
 

@@ -38,8 +38,8 @@ async def ensure_topics(
 async def missing_topics(settings: KafkaSettings, names: Iterable[str]) -> list[str]:
     """The ``names`` the broker does not list (absent, or not visible to this principal)."""
     admin = AIOKafkaAdminClient(**common_kwargs(settings))
-    await admin.start()
     try:
+        await admin.start()
         existing = set(await admin.list_topics())
     finally:
         await admin.close()
