@@ -645,3 +645,30 @@ async def test_a_bug_in_a_batch_stops_egress_without_committing_or_reordering_it
         assert [orjson.loads(o.value or b"") for o in outcomes.dead] == [payloads[0]]
         assert outcomes.dead[0].headers.get("dcpgw-dip-status") in (b"207", b"400")
         assert sum(c or 0 for c in (await _committed(config)).values()) == len(payloads)
+
+
+async def test_a_bug_writing_a_dead_letter_stops_egress_without_committing_the_record(
+    pki: Path, kafka: KafkaUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = service_module.OutcomeWriter.write
+
+    async def buggy_write(self: Any, records: Any) -> None:
+        if any(r.topic == config.kafka.dead_letter_topic for r in records):
+            raise TypeError("a bug")
+        await real_write(self, records)
+
+    monkeypatch.setattr(service_module.OutcomeWriter, "write", buggy_write)
+    async with _simulator(pki) as sim:
+        config = _gateway_config(pki, kafka, sim)
+        await ensure_topics(config.kafka, gateway_topics(config))
+        topic = config.kafka.outbound_topics[0]
+        await _produce(config, [(topic, b"k", b"{not json")])
+        gateway = Gateway(config)
+        await gateway.start()
+        assert gateway.task is not None
+        with pytest.raises(service_module.EgressFailed, match="dead letter of") as info:
+            async with asyncio.timeout(60):
+                await gateway.task
+        await gateway._stack.aclose()
+        assert isinstance(info.value.__cause__, TypeError)
+        assert set((await _committed(config)).values()) <= {None, 0}

@@ -71,6 +71,10 @@ def test_a_shared_topic_tells_the_kinds_apart_by_shape() -> None:
         parsed = parse_record(ref(orjson.dumps(doc)), status=None)
         assert isinstance(parsed, OutboundMessage), (doc, parsed)
         assert parsed.kind is kind
+    # A DIP wrapper with an extra key is refused for that, not as a malformed status message.
+    extra = parse_record(ref(orjson.dumps({"payload": payload(), "x": 1})), status=None)
+    assert isinstance(extra, Refusal)
+    assert extra.reason.startswith("wrapper has keys besides 'payload' (x)")
     # Neither shape: refused as a status message would be (it names what is missing).
     refused = parse_record(ref(b'{"something": 1}'), status=None)
     assert isinstance(refused, Refusal)

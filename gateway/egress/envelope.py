@@ -125,7 +125,7 @@ def parse_record(ref: RecordRef, *, status: bool | None = False) -> OutboundMess
 
 
 def _has_common_block(doc: dict[str, Any]) -> bool:
-    inner = doc.get("payload", doc) if len(doc) == 1 else doc
+    inner = doc.get("payload", doc)  # a wrapper with extra keys too: refused as a DIP wrapper
     return isinstance(inner, dict) and "CommonBlock" in inner
 
 

@@ -332,13 +332,12 @@ class EgressService:
             # egress stops with the error, and the gateway exits to be restarted.
             failed = True
             _log.exception("egress_batch_failed", batch=batch.batch_id)
-            if self._failure is None:
-                self._failure = EgressFailed(
-                    f"internal error in batch {batch.batch_id} ({len(batch.items)} messages, "
-                    f"{batch.sender_dip_id} {batch.interface_id}): {exc!r}; its records were "
-                    "not committed and are sent again after the restart"
-                )
-                self._failure.__cause__ = exc
+            self._fail(
+                f"internal error in batch {batch.batch_id} ({len(batch.items)} messages, "
+                f"{batch.sender_dip_id} {batch.interface_id}): {exc!r}; its records were not "
+                "committed and are sent again after the restart",
+                exc,
+            )
         finally:
             if not failed:
                 self._release(batch)
@@ -383,9 +382,27 @@ class EgressService:
         self._spawn(self._write_refusal(record, refusal.ref))
 
     async def _write_refusal(self, record: OutRecord, ref: RecordRef) -> None:
-        await self._write([record])
+        try:
+            await self._write([record])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug: stop as a failed batch does (the record stays unfinished)
+            _log.exception("egress_refusal_write_failed", topic=ref.topic, offset=ref.offset)
+            self._fail(
+                f"internal error writing the dead letter of {ref.topic}[{ref.partition}] offset "
+                f"{ref.offset}: {exc!r}; the record was not committed and is read again after "
+                "the restart",
+                exc,
+            )
+            return
         self._tracker.finish((ref.topic, ref.partition), ref.offset, ref.generation)
         self._finished()
+
+    def _fail(self, message: str, cause: BaseException) -> None:
+        """Record the first internal error: the consume loop ends, and run() raises it."""
+        if self._failure is None:
+            self._failure = EgressFailed(message)
+            self._failure.__cause__ = cause
 
     def _finished(self) -> None:
         """Records became final: wake a held consumer once the refill is free (low water)."""
