@@ -164,17 +164,7 @@ def _accepted_all(
         if e is None:
             append(MessageResult(True))
             continue
-        transaction_id, message = e.get("transactionID"), e.get("message")
-        append(
-            _new_result(
-                (
-                    True,
-                    transaction_id if isinstance(transaction_id, str) and transaction_id else None,
-                    message if isinstance(message, str) and message else None,
-                    None,
-                )
-            )
-        )
+        append(_new_result((True, _opt(e.get("transactionID")), _opt(e.get("message")), None)))
     return out
 
 
