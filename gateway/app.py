@@ -23,7 +23,7 @@ from aiokafka.errors import KafkaError
 from gateway.config import ConfigError, GatewayConfig
 from gateway.dip.client import DipClient, signing_pool
 from gateway.dip.tls import load_dcp_credential
-from gateway.kafka.topics import ensure_topics, gateway_topic_fields, gateway_topics, missing_topics
+from gateway.kafka.topics import ensure_topics, gateway_topic_uses, gateway_topics, missing_topics
 from gateway.keys import build_keystore
 from gateway.ops.health import Health
 from gateway.ops.metrics import CREDENTIAL_RELOADS, export_certificate_expiry
@@ -101,10 +101,6 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
             loop.add_signal_handler(sig, stop.set)
 
 
-_INGRESS_TOPIC_FIELDS = (".inbound", ".status", "kafka.quarantine_topic")
-"""Topic fields only ingress writes to (every other topic field is egress's)."""
-_READ_TOPIC_FIELDS = ("kafka.outbound_topics[", "kafka.status_outbound_topic")
-"""Topic fields egress reads from: subscribing to one that does not exist yet is not an error."""
 _TOPIC_CHECK_SECONDS = 15.0
 """Longest the start-up topic check may take (the startup probe must not expire during it)."""
 
@@ -115,31 +111,26 @@ async def _check_topics_exist(config: GatewayConfig) -> None:
 
     Without this a mistyped results or dead-letter topic would surface only when the first
     outcome could not be written, with that partition's commits stuck behind it."""
-    wanted = [
-        (field, topic)
-        for field, topic in gateway_topic_fields(config)
-        if (
-            config.ingress.enabled
-            if field.endswith(_INGRESS_TOPIC_FIELDS)
-            else config.egress.enabled
-        )
-    ]
+    enabled = {"egress": config.egress.enabled, "ingress": config.ingress.enabled}
+    uses = [use for use in gateway_topic_uses(config) if enabled[use.service]]
     try:
         async with asyncio.timeout(_TOPIC_CHECK_SECONDS):
-            missing = set(await missing_topics(config.kafka, (topic for _, topic in wanted)))
+            missing = set(await missing_topics(config.kafka, (use.topic for use in uses)))
     except (KafkaError, TimeoutError) as exc:  # the services wait for Kafka themselves
         _log.warning("topic_check_skipped", error=str(exc) or type(exc).__name__)
         return
     problems: list[str] = []
-    for field, topic in wanted:
-        if topic not in missing:
+    for use in uses:
+        if use.topic not in missing:
             continue
-        if field.startswith(_READ_TOPIC_FIELDS):
-            _log.warning("topic_missing", field=field, topic=topic, effect="nothing to read yet")
+        if not use.writes:
+            _log.warning(
+                "topic_missing", field=use.field, topic=use.topic, effect="nothing to read yet"
+            )
             continue
         problems.append(
-            f"{field}: topic {topic!r} does not exist (or this principal may not describe it): "
-            "create it, correct the name, or set kafka.create_topics for development"
+            f"{use.field}: topic {use.topic!r} does not exist (or this principal may not describe "
+            "it): create it, correct the name, or set kafka.create_topics for development"
         )
     if problems:
         raise ConfigError("; ".join(problems))

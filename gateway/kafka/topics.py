@@ -1,15 +1,26 @@
-"""Topic creation for development and tests (production topics are the platform team's)."""
+"""The topics the configuration names, who uses them, and topic creation for development and
+tests (production topics are the platform team's)."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from typing import Literal, NamedTuple
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from gateway.config import GatewayConfig, KafkaSettings
 from gateway.kafka.clients import common_kwargs
+
+
+class TopicUse(NamedTuple):
+    """One topic the configuration names: the field that names it, and how the gateway uses it."""
+
+    field: str  # e.g. "clients[0].topics.results"
+    topic: str
+    service: Literal["egress", "ingress"]
+    writes: bool  # the service produces to it (False: it consumes from it)
 
 
 async def ensure_topics(
@@ -20,50 +31,62 @@ async def ensure_topics(
     replication_factor: int = 1,
 ) -> list[str]:
     """Create the topics that do not exist yet; return the ones created."""
-    admin = AIOKafkaAdminClient(**common_kwargs(settings))
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = sorted({n for n in names if n not in existing})
+    async with _admin(settings) as admin:
+        missing = await _missing(admin, names)
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
                     [NewTopic(n, partitions, replication_factor) for n in missing]
                 )
         return missing
-    finally:
-        await admin.close()
 
 
 async def missing_topics(settings: KafkaSettings, names: Iterable[str]) -> list[str]:
     """The ``names`` the broker does not list (absent, or not visible to this principal)."""
-    admin = AIOKafkaAdminClient(**common_kwargs(settings))
-    try:
-        await admin.start()
-        existing = set(await admin.list_topics())
-    finally:
-        await admin.close()
-    return sorted({n for n in names if n not in existing})
+    async with _admin(settings) as admin:
+        return await _missing(admin, names)
 
 
 def gateway_topics(config: GatewayConfig) -> list[str]:
     """Every topic the configuration names."""
-    return [topic for _, topic in gateway_topic_fields(config)]
+    return [use.topic for use in gateway_topic_uses(config)]
 
 
-def gateway_topic_fields(config: GatewayConfig) -> list[tuple[str, str]]:
-    """(configuration field, topic) for every topic the configuration names."""
+def gateway_topic_uses(config: GatewayConfig) -> list[TopicUse]:
+    """Every topic the configuration names, with its field and its use: egress reads the
+    outbound and status topics and writes results and dead letters; ingress writes the inbound,
+    status and quarantine topics."""
     k = config.kafka
-    out = [(f"kafka.outbound_topics[{i}]", t) for i, t in enumerate(k.outbound_topics)]
-    out += [("kafka.quarantine_topic", k.quarantine_topic)]
-    out += [("kafka.dead_letter_topic", k.dead_letter_topic)]
+    uses = [
+        TopicUse(f"kafka.outbound_topics[{i}]", t, "egress", False)
+        for i, t in enumerate(k.outbound_topics)
+    ]
+    uses.append(TopicUse("kafka.quarantine_topic", k.quarantine_topic, "ingress", True))
+    uses.append(TopicUse("kafka.dead_letter_topic", k.dead_letter_topic, "egress", True))
     if k.status_outbound_topic:
-        out.append(("kafka.status_outbound_topic", k.status_outbound_topic))
+        uses.append(
+            TopicUse("kafka.status_outbound_topic", k.status_outbound_topic, "egress", False)
+        )
     for i, client in enumerate(config.clients):
-        t = client.topics
-        field = f"clients[{i}].topics"
-        out += [(f"{field}.inbound", t.inbound), (f"{field}.results", t.results)]
-        out.append((f"{field}.dead_letter", t.dead_letter))
+        t, field = client.topics, f"clients[{i}].topics"
+        uses.append(TopicUse(f"{field}.inbound", t.inbound, "ingress", True))
+        uses.append(TopicUse(f"{field}.results", t.results, "egress", True))
+        uses.append(TopicUse(f"{field}.dead_letter", t.dead_letter, "egress", True))
         if t.status:
-            out.append((f"{field}.status", t.status))
-    return out
+            uses.append(TopicUse(f"{field}.status", t.status, "ingress", True))
+    return uses
+
+
+@contextlib.asynccontextmanager
+async def _admin(settings: KafkaSettings) -> AsyncIterator[AIOKafkaAdminClient]:
+    admin = AIOKafkaAdminClient(**common_kwargs(settings))
+    try:
+        await admin.start()
+        yield admin
+    finally:
+        await admin.close()
+
+
+async def _missing(admin: AIOKafkaAdminClient, names: Iterable[str]) -> list[str]:
+    existing = set(await admin.list_topics())
+    return sorted({n for n in names if n not in existing})
