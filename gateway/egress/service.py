@@ -313,7 +313,6 @@ class EgressService:
         task.add_done_callback(self._tasks.discard)
 
     async def _run_batch(self, batch: Batch) -> None:
-        failed = False
         try:
             async with self._semaphore:
                 deliveries = await self._sender.deliver(batch)
@@ -324,13 +323,13 @@ class EgressService:
                 ref = delivery.prepared.message.ref
                 finish((ref.topic, ref.partition), ref.offset, ref.generation)
             self._finished()
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # abandoned: nothing waiting starts (see _release)
+            self._release(batch)
             raise
         except Exception as exc:
             # Only a bug gets here. The records stay unfinished (re-read after the restart) and
             # the batch keeps its keys, so no later message with one of them overtakes them;
             # egress stops with the error, and the gateway exits to be restarted.
-            failed = True
             _log.exception("egress_batch_failed", batch=batch.batch_id)
             self._fail(
                 f"internal error in batch {batch.batch_id} ({len(batch.items)} messages, "
@@ -338,9 +337,8 @@ class EgressService:
                 "committed and are sent again after the restart",
                 exc,
             )
-        finally:
-            if not failed:
-                self._release(batch)
+        else:
+            self._release(batch)
 
     def _release(self, batch: Batch) -> None:
         """The batch is final: start the batches that waited for its keys."""
