@@ -122,6 +122,19 @@ class Received:
         return data
 
 
+async def serve_https(app: web.Application, pki: DevPki) -> tuple[web.AppRunner, str]:
+    """Serve ``app`` over TLS on a free loopback port with the dev PKI's webhook certificate
+    (issued by the dev CA, which the gateway trusts): the runner to clean up, and the base URL."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(pki.webhook_cert), str(pki.webhook_key))
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"https://127.0.0.1:{port}"
+
+
 @dataclass
 class WebhookReceiver:
     """A small HTTPS webhook that verifies the DIP signature of every push (dev CA trust).
@@ -168,14 +181,7 @@ class WebhookReceiver:
     async def start(self) -> WebhookReceiver:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(str(self.pki.webhook_cert), str(self.pki.webhook_key))
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=ctx)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.base_url = f"https://127.0.0.1:{port}"
+        self._runner, self.base_url = await serve_https(app, self.pki)
         return self
 
     async def stop(self) -> None:

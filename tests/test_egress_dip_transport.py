@@ -5,7 +5,6 @@ contract the sender, the admin calls and the CLI rely on)."""
 from __future__ import annotations
 
 import socket
-import ssl
 from pathlib import Path
 
 import httpx
@@ -18,7 +17,7 @@ from gateway.config import load_config
 from gateway.dip.client import DipClient, dip_path
 from gateway.keys import build_keystore
 from gateway.schema.samples import sample_payload
-from tests.dipsim_fixtures import DevPki
+from tests.dipsim_fixtures import DevPki, serve_https
 
 TRANSPORTS = ["aiohttp", "httpx"]
 
@@ -84,15 +83,9 @@ async def test_a_redirect_is_returned_not_followed(
     app = web.Application()
     app.router.add_post("/dip-channel/IF-043", redirect)
     app.router.add_route("*", "/elsewhere", elsewhere)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(str(pki.webhook_cert), str(pki.webhook_key))  # issued by the dev CA
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, base_url = await serve_https(app, pki)
     try:
-        async with _client(dev_pki, f"https://127.0.0.1:{port}", transport) as dip:
+        async with _client(dev_pki, base_url, transport) as dip:
             response = await dip.request(
                 "POST", dip_path("dip-channel", "IF-043"), pki.dip_id(0), b"[]"
             )
