@@ -51,7 +51,7 @@ import orjson
 import yaml
 
 from dipsim.process import start_in_subprocess
-from gateway.config import GatewayConfig, KafkaSettings, parse_config
+from gateway.config import EgressSettings, GatewayConfig, KafkaSettings, parse_config
 from gateway.dip.client import DipClient, available_cpus, signing_pool
 from gateway.egress import metrics
 from gateway.egress.service import EgressService
@@ -80,7 +80,7 @@ class Options:
     perf: str | None = None  # perf-record the gateway's CPU to PREFIX-<label>.data
     trace: float = 0.0  # print a time series every this many seconds (0: off)
     outcome_interval_ms: float | None = None  # egress.outcome_produce_interval_ms (None: default)
-    in_flight: int = 20_000  # egress.max_in_flight_messages (the product default)
+    in_flight: int = EgressSettings().max_in_flight_messages  # the product default
 
 
 def _config(
@@ -589,8 +589,8 @@ def main() -> None:
     parser.add_argument(
         "--in-flight",
         type=int,
-        default=20_000,
-        help="egress.max_in_flight_messages (default: the product's, 20,000)",
+        default=EgressSettings().max_in_flight_messages,
+        help="egress.max_in_flight_messages (default: the product's)",
     )
     parser.add_argument(
         "--loop",
