@@ -13,6 +13,8 @@ the producing system what to fix.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from functools import partial
@@ -26,12 +28,11 @@ STATUS_INTERFACE: Final = "STATUS"
 """Interface label used for status messages (metrics, batching, result records)."""
 
 _interfaces_seen: set[str] = set()
-"""Interface IDs that matched ``INTERFACE_PATTERN`` (a few dozen exist): a set hit instead of
-a regex per message. Only matching strings are kept, so the set is bounded by the pattern."""
+"""Interface IDs that matched ``INTERFACE_PATTERN`` (a few dozen exist; see
+:func:`_remembering_fullmatch`)."""
 _dip_ids_seen: set[str] = set()
-"""DIP IDs that matched ``DIP_ID_PATTERN``: senders are the few configured DIP IDs, so a set hit
-replaces a regex per message. Any 10 digits match, so the set is emptied when it grows past
-:data:`_DIP_IDS_SEEN_MAX` (a producer sending many unknown senders costs regexes, not memory)."""
+"""DIP IDs that matched ``DIP_ID_PATTERN``: senders are the few configured DIP IDs, but any 10
+digits match, so the set is bounded by :data:`_DIP_IDS_SEEN_MAX`."""
 _DIP_IDS_SEEN_MAX: Final = 4096
 _WRAP_PREFIX: Final = b'{"payload":'
 
@@ -204,28 +205,31 @@ def _parse_status(ref: RecordRef, raw: bytes, doc: dict[str, Any]) -> OutboundMe
     )
 
 
-def _is_dip_id(value: object) -> TypeGuard[str]:
-    if not isinstance(value, str):
-        return False
-    if value in _dip_ids_seen:
+def _remembering_fullmatch(
+    pattern: re.Pattern[str], seen: set[str], limit: int
+) -> Callable[[object], TypeGuard[str]]:
+    """``pattern.fullmatch`` for strings, remembering those that matched in ``seen``: the few
+    IDs that recur cost a set hit instead of a regex per message. ``seen`` is emptied when it
+    reaches ``limit``, so many distinct values cost regexes, not memory. (``fullmatch``: a
+    pattern ending in "$" alone would allow a trailing "\\n".)"""
+
+    def check(value: object) -> TypeGuard[str]:
+        if not isinstance(value, str):
+            return False
+        if value in seen:
+            return True
+        if pattern.fullmatch(value) is None:
+            return False
+        if len(seen) >= limit:
+            seen.clear()
+        seen.add(value)
         return True
-    if DIP_ID_PATTERN.fullmatch(value) is None:
-        return False
-    if len(_dip_ids_seen) >= _DIP_IDS_SEEN_MAX:
-        _dip_ids_seen.clear()
-    _dip_ids_seen.add(value)
-    return True
+
+    return check
 
 
-def _is_interface_id(value: object) -> TypeGuard[str]:
-    if not isinstance(value, str):
-        return False
-    if value in _interfaces_seen:
-        return True
-    if INTERFACE_PATTERN.fullmatch(value) is None:  # fullmatch: "$" alone allows a "\n"
-        return False
-    _interfaces_seen.add(value)
-    return True
+_is_dip_id = _remembering_fullmatch(DIP_ID_PATTERN, _dip_ids_seen, _DIP_IDS_SEEN_MAX)
+_is_interface_id = _remembering_fullmatch(INTERFACE_PATTERN, _interfaces_seen, _DIP_IDS_SEEN_MAX)
 
 
 def _json_type(value: object) -> str:
