@@ -13,18 +13,27 @@ side imports the other: both import this module.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # the configuration imports webhook_path from here
-    from gateway.config import IngressSettings
+from typing import Protocol
 
 
-def publication_callback_url(ingress: IngressSettings, interface: str, dip_id: str) -> str:
+class WebhookSite(Protocol):
+    """Where the webhook is (``IngressSettings`` is one). Structural, so the configuration can
+    check its paths with :func:`webhook_path` without this module importing it back."""
+
+    @property
+    def public_base_url(self) -> str: ...
+    @property
+    def publication_path(self) -> str: ...
+    @property
+    def status_path(self) -> str: ...
+
+
+def publication_callback_url(ingress: WebhookSite, interface: str, dip_id: str) -> str:
     """The URL registered for publications of ``interface`` sent to ``dip_id``."""
     return f"{ingress.public_base_url}{webhook_path(ingress.publication_path)}/{interface}/{dip_id}"
 
 
-def status_callback_url(ingress: IngressSettings, dip_id: str) -> str:
+def status_callback_url(ingress: WebhookSite, dip_id: str) -> str:
     """The URL registered for status messages sent to ``dip_id``."""
     return f"{ingress.public_base_url}{webhook_path(ingress.status_path)}/{dip_id}"
 

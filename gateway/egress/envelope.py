@@ -22,7 +22,7 @@ from typing import Any, Final, NamedTuple, TypeGuard
 
 import orjson
 
-from gateway.config import DIP_ID_PATTERN, INTERFACE_PATTERN
+from gateway.dip.vocabulary import DIP_ID_PATTERN, INTERFACE_PATTERN
 
 STATUS_INTERFACE: Final = "STATUS"
 """Interface label used for status messages (metrics, batching, result records)."""

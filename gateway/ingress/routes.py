@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import urlsplit
 
-from gateway.config import DIP_ID_PATTERN, INTERFACE_PATTERN, IngressSettings
+from gateway.config import IngressSettings
+from gateway.dip.vocabulary import DIP_ID_PATTERN, INTERFACE_PATTERN
 from gateway.dip.webhook_urls import webhook_path
 
 

@@ -1,0 +1,56 @@
+"""The whole configuration: every section, and the checks that span sections."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from gateway.config import _checks
+from gateway.config._clients import ClientConfig
+from gateway.config._errors import FieldProblems
+from gateway.config._fields import ConfigModel
+from gateway.config._sections import (
+    DcpSettings,
+    DipSettings,
+    EgressSettings,
+    IngressSettings,
+    KafkaSettings,
+    OpsSettings,
+    TrustSettings,
+)
+from gateway.dip.vocabulary import Environment
+
+
+class GatewayConfig(ConfigModel):
+    """The whole gateway configuration."""
+
+    environment: Environment
+    dip: DipSettings
+    dcp: DcpSettings
+    trust: TrustSettings = TrustSettings(pinned_sha256=())
+    kafka: KafkaSettings = KafkaSettings()
+    egress: EgressSettings = EgressSettings()
+    ingress: IngressSettings = IngressSettings()
+    ops: OpsSettings = OpsSettings()
+    clients: tuple[ClientConfig, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> GatewayConfig:
+        _checks.check_unique_clients(self.clients)
+        problems = [
+            *_checks.trust_problems(self.ingress, self.trust),
+            *_checks.service_problems(self.egress, self.ingress),
+            *_checks.environment_problems(self.environment, self.dip),
+            *_checks.grace_problems(self.egress, self.kafka),
+            *_checks.http2_problems(self.dip, self.egress),
+            *_checks.webhook_path_problems(self.ingress),
+            *_checks.topic_problems(self.kafka, self.clients),
+        ]
+        if problems:
+            raise FieldProblems(problems)
+        return self
+
+    def client_for(self, dip_id: str) -> ClientConfig | None:
+        for client in self.clients:
+            if any(d.dip_id == dip_id for d in client.dip_ids):
+                return client
+        return None
