@@ -18,11 +18,14 @@ setup: $(STAMP)
 run: setup
 	$(VENV)/bin/dcp-gateway demo
 
-## Lint, type-check and run the whole test suite (real Kafka, real TLS, real RSA keys).
+## Lint, type-check and run the whole test suite (real Kafka, real TLS, real RSA keys): on
+## Apache Kafka (from Maven Central, when java and mvn are here), then the tests marked `tansu`
+## again on the embedded broker of `make run`.
 test: setup
 	$(PY) -m ruff check gateway dipsim tests load-tests
 	$(PY) -m mypy --strict gateway
 	$(PY) -m pytest
+	DCP_GATEWAY_TEST_KAFKA=tansu $(PY) -m pytest -m tansu
 
 lint: setup
 	$(PY) -m ruff check gateway dipsim tests load-tests

@@ -45,6 +45,15 @@ class KafkaUnderTest:
         values.update(overrides)
         return KafkaSettings.model_validate(values)
 
+    def env(self) -> dict[str, str]:
+        """The broker's settings as ``DCP_GATEWAY__KAFKA__*`` overrides, for a test that loads
+        a YAML file (the dev PKI's) instead of building :class:`KafkaSettings`."""
+        return {
+            "DCP_GATEWAY__KAFKA__BOOTSTRAP_SERVERS": self.bootstrap_servers,
+            "DCP_GATEWAY__KAFKA__ENABLE_IDEMPOTENCE": str(self.idempotence).lower(),
+            "DCP_GATEWAY__KAFKA__TANSU_COMPAT": str(self.kind == "tansu").lower(),
+        }
+
     def group_timing(self) -> dict[str, int]:
         """Short consumer group sessions, so joins and restarts do not dominate test time.
 

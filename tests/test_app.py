@@ -38,7 +38,7 @@ def _kafka_env(kafka: KafkaUnderTest) -> dict[str, str]:
     """Broker, a fresh group and topic, and short group sessions (joins cost half of one)."""
     timing = kafka.group_timing()
     return {
-        "DCP_GATEWAY__KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        **kafka.env(),
         "DCP_GATEWAY__KAFKA__CONSUMER_GROUP": unique("app"),
         "DCP_GATEWAY__KAFKA__OUTBOUND_TOPICS": f"[{unique('app-out')}]",
         "DCP_GATEWAY__KAFKA__SESSION_TIMEOUT_MS": str(timing["session_timeout_ms"]),

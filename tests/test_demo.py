@@ -6,15 +6,20 @@ import asyncio
 import os
 from pathlib import Path
 
+import pytest
+
 from gateway.demo import _simulator, run_demo
 from gateway.kafka.embedded import free_port
 from tests.dipsim_fixtures import DevPki, dcp_http_client
 from tests.kafka_fixtures import KafkaUnderTest
 
 
+@pytest.mark.tansu
 async def test_demo_moves_messages_to_the_dip_and_back(
-    tmp_path: Path, kafka: KafkaUnderTest
+    tmp_path: Path, kafka: KafkaUnderTest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    for name, value in kafka.env().items():  # the operator's overrides win over the demo's
+        monkeypatch.setenv(name, value)
     counts = await run_demo(
         tmp_path,
         clients=2,

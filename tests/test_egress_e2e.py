@@ -298,6 +298,7 @@ async def test_a_topic_that_is_both_outbound_and_status_carries_both_kinds(
         )
 
 
+@pytest.mark.tansu
 async def test_clients_share_one_connection_and_batch_by_sender_and_interface(
     pki: Path, kafka: KafkaUnderTest
 ) -> None:
@@ -444,6 +445,7 @@ async def test_retries_under_faults_keep_per_key_order_without_loss(
             assert [s for s in arrival if s in set(refs)] == refs, key
 
 
+@pytest.mark.tansu
 async def test_stop_and_kill_mid_stream_then_restart_loses_nothing(
     pki: Path, kafka: KafkaUnderTest
 ) -> None:

@@ -286,6 +286,7 @@ async def test_unowned_recipient_goes_to_quarantine_and_status_to_status_topic(
     assert orjson.loads(status.value)["recipientID"] == recipient
 
 
+@pytest.mark.tansu
 async def test_kafka_outage_gives_503_and_the_retry_lands_after_recovery(
     dev_pki: Path, dip_signer: SigningCredential, own_broker: RestartableBroker
 ) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import ValidationError
 
@@ -23,8 +24,11 @@ from gateway.kafka.clients import (
     create_producer,
     producer_kwargs,
 )
+from gateway.kafka.embedded import EmbeddedBroker, EmbeddedBrokerUnavailable
 from gateway.kafka.topics import ensure_topics
 from tests.kafka_fixtures import KafkaUnderTest, unique
+
+pytestmark = pytest.mark.tansu  # the broker basics make run's embedded Tansu must keep
 
 
 async def test_produce_and_consume_with_headers_and_commit(kafka: KafkaUnderTest) -> None:
@@ -88,6 +92,40 @@ async def test_a_stopped_consumer_leaves_its_group(kafka: KafkaUnderTest) -> Non
             assert await _members(admin, settings.consumer_group) == 0
     finally:
         await admin.close()
+
+
+async def test_on_tansu_without_the_compat_patch_a_stopped_first_member_lingers() -> None:
+    """Why ``kafka.tansu_compat`` exists (and stays off the production path): on Tansu the
+    first generation is 0, so plain aiokafka skips LeaveGroup and the stopped member stays in
+    the group until its session expires."""
+    try:
+        tansu = EmbeddedBroker()
+        tansu.start()
+    except EmbeddedBrokerUnavailable:
+        pytest.skip("no embedded broker installed")
+    try:
+        plain = KafkaUnderTest(tansu.bootstrap_servers, "tansu", False).settings(
+            tansu_compat=False, session_timeout_ms=30_000, heartbeat_interval_ms=1000
+        )
+        topic = unique("linger")
+        await ensure_topics(plain, [topic])
+        consumer = create_consumer(plain, topic)
+        assert type(consumer) is AIOKafkaConsumer  # the production path: no patch
+        admin = AIOKafkaAdminClient(**common_kwargs(plain))
+        await admin.start()
+        try:
+            await consumer.start()
+            try:
+                async with asyncio.timeout(30):
+                    while not consumer.assignment():
+                        await consumer.getmany(timeout_ms=100)
+            finally:
+                await consumer.stop()
+            assert await _members(admin, plain.consumer_group) == 1, "it left after all"
+        finally:
+            await admin.close()
+    finally:
+        tansu.stop()
 
 
 async def _members(admin: AIOKafkaAdminClient, group: str) -> int:

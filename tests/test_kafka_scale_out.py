@@ -37,6 +37,7 @@ async def _stable_members(admin: AIOKafkaAdminClient, group: str) -> int:
     return len(described[5]) if described[2] == "Stable" else 0
 
 
+@pytest.mark.tansu
 async def test_two_gateways_share_the_partitions_and_hand_over_on_stop(
     dev_pki: Path, kafka: KafkaUnderTest, tmp_path: Path
 ) -> None:
