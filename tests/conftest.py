@@ -10,7 +10,12 @@ from tests.dipsim_fixtures import (  # noqa: F401
     simulator,
     webhook_receiver,
 )
-from tests.kafka_fixtures import broker_description, kafka, own_broker  # noqa: F401
+from tests.kafka_fixtures import (  # noqa: F401
+    broker_description,
+    kafka,
+    kafka_cluster,
+    own_broker,
+)
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -197,6 +197,18 @@ def own_broker(kafka: KafkaUnderTest) -> Iterator[RestartableBroker]:
         yield _RestartableApache(broker)
 
 
+@pytest.fixture(scope="session")
+def kafka_cluster() -> Iterator[apache_kafka.ApacheKafka]:
+    """Three Apache Kafka nodes (each broker and controller) on loopback: replication factor
+    3, ``min.insync.replicas`` 2, for the tests that stop brokers under load. A stopped
+    broker is fenced after 3 s without heartbeats (9 s by default), so failovers are quick."""
+    if missing := apache_kafka.missing_tools():
+        pytest.skip(f"the cluster is Apache Kafka from Maven Central: not on PATH: {missing}")
+    extra = {"broker.session.timeout.ms": "3000", "broker.heartbeat.interval.ms": "500"}
+    with apache_kafka.ApacheKafka(3, extra=extra) as cluster:
+        yield cluster
+
+
 def unique(prefix: str) -> str:
     """A topic or group name no other test uses (tests share one broker)."""
     return f"{prefix}-{uuid.uuid4().hex[:10]}"

@@ -28,12 +28,19 @@ async def ensure_topics(
     names: Iterable[str],
     *,
     partitions: int = 3,
-    replication_factor: int = 1,
+    replication_factor: int | None = None,
 ) -> list[str]:
-    """Create the topics that do not exist yet; return the ones created."""
+    """Create the topics that do not exist yet; return the ones created.
+
+    Replication defaults to three copies, or one per broker on a smaller cluster: a single
+    development broker still works, and a test cluster survives losing a broker.
+    """
     async with _admin(settings) as admin:
         missing = await _missing(admin, names)
         if missing:
+            if replication_factor is None:
+                brokers = (await admin.describe_cluster())["brokers"]
+                replication_factor = max(1, min(3, len(brokers)))
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
                     [NewTopic(n, partitions, replication_factor) for n in missing]
