@@ -96,6 +96,29 @@ def test_207_rejected_duplicate_is_not_taken_for_the_accepted_original() -> None
     assert "MSG1002" in (d.results[1].reason or "")
 
 
+DUPLICATE = "MSG1002 - Duplicate Sender Unique Reference"
+
+
+def test_a_duplicate_of_an_earlier_copy_is_delivered_earlier_not_rejected() -> None:
+    """A re-send after a crash: the DIP refuses it as a duplicate of the sender's own
+    reference, so an earlier copy got through."""
+    body = _body(_entry("S-a", DUPLICATE, None, "seen before"), _entry("S-b", "MSG0000", "T-2"))
+    d = decide(207, {}, body, ["S-a", "S-b"], duplicate_codes=("MSG1002",))
+    assert [(r.accepted, r.delivered_earlier) for r in d.results] == [(True, True), (True, False)]
+    assert d.results[0].dip_message == DUPLICATE and d.results[0].reason is None
+    plain = decide(207, {}, body, ["S-a", "S-b"])  # no codes configured: a rejection
+    assert [(r.accepted, r.delivered_earlier) for r in plain.results] == [
+        (False, False),
+        (True, False),
+    ]
+
+
+def test_a_reference_repeated_within_one_batch_stays_a_rejection() -> None:
+    body = _body(_entry("S-a", "MSG0000 - Success", "T-1"), _entry("S-a", DUPLICATE, None))
+    d = decide(207, {}, body, ["S-a", "S-a"], duplicate_codes=("MSG1002",))
+    assert [(r.accepted, r.delivered_earlier) for r in d.results] == [(True, False), (False, False)]
+
+
 def test_201_without_body_accepts_all() -> None:
     d = decide(201, {}, b"", REFS)
     assert [(r.accepted, r.transaction_id) for r in d.results] == [(True, None)] * 3

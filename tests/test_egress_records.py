@@ -125,3 +125,17 @@ def test_neighbours_sharing_timestamps_still_get_their_own_status_attempts_and_s
             assert record.topic == delivery.prepared.route.client.topics.dead_letter
         else:
             assert record.value == orjson.dumps(result_document(delivery))
+
+
+def test_a_message_delivered_earlier_gets_a_flagged_result_not_a_dead_letter() -> None:
+    duplicate = "MSG1002 - Duplicate Sender Unique Reference"
+    earlier = MessageResult(True, None, duplicate, None, True)
+    fresh = MessageResult(True, "T-1", "MSG0000 - Success")
+    deliveries = [
+        Delivery(_prepared(seq), r, 207, 1, _AT, _AT) for seq, r in enumerate((earlier, fresh))
+    ]
+    flagged, plain = outcome_records(deliveries)
+    assert flagged.topic == plain.topic == deliveries[0].prepared.route.client.topics.results
+    assert flagged.headers == [("dcpgw-delivered-earlier", b"true")]
+    assert plain.headers is None
+    assert flagged.value == orjson.dumps(result_document(deliveries[0]))

@@ -294,6 +294,13 @@ class EgressSettings(ConfigModel):
         ge=0,
         description="0 = one per CPU the process may use (the cgroup v2 CPU limit, else cores)",
     )
+    duplicate_message_codes: tuple[str, ...] = Field(
+        default=("MSG1002",),
+        description="DIP message codes that refuse a message as a duplicate of the sender's own "
+        "senderUniqueReference: an earlier copy was delivered (a re-send after a crash), so the "
+        "message gets a result flagged `dcpgw-delivered-earlier`, not a dead letter. The DIP "
+        "does not publish its code: the default is the simulator's; () turns this off",
+    )
     max_attempts: int = Field(default=8, ge=1, description="tries per request before dead-letter")
     backoff_initial_ms: float = Field(default=200.0, gt=0)
     backoff_max_ms: float = Field(default=30_000.0, gt=0)

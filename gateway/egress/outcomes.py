@@ -46,16 +46,21 @@ class Action(Enum):
 
 
 class MessageResult(NamedTuple):
-    """The DIP's word on one message (a NamedTuple: one per message, cheap to make)."""
+    """The DIP's word on one message (a NamedTuple: one per message, cheap to make).
+
+    ``delivered_earlier``: the DIP refused the message as a duplicate of this sender's own
+    reference, i.e. an earlier copy got through (a re-send after a crash): a result, flagged,
+    not a dead letter."""
 
     accepted: bool
     transaction_id: str | None = None
     dip_message: str | None = None
     reason: str | None = None
+    delivered_earlier: bool = False
 
 
 _new_result = partial(tuple.__new__, MessageResult)
-"""``MessageResult`` from a 4-tuple without the named tuple's Python-level ``__new__``."""
+"""``MessageResult`` from a 5-tuple without the named tuple's Python-level ``__new__``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +81,11 @@ def decide(
     references: Sequence[str | None],
     *,
     has_next_key: bool = False,
+    duplicate_codes: tuple[str, ...] = (),
 ) -> Decision:
     """The decision for answer ``status``/``body`` to a batch whose messages carry
-    ``references`` (their senderUniqueReferences, in body order)."""
+    ``references`` (their senderUniqueReferences, in body order). A message refused with a
+    DIP message that starts with one of ``duplicate_codes`` was delivered earlier."""
     count = len(references)
     entries = _entries(body)
     if status == 201:
@@ -92,7 +99,8 @@ def decide(
             if success
             else MessageResult(False, reason=_general_reason(status, body, entries))
         )
-        return Decision(Action.FINAL, status, "", _per_message(references, entries, default))
+        results = _per_message(references, entries, default, duplicate_codes)
+        return Decision(Action.FINAL, status, "", results)
     reason = _general_reason(status, body, entries)
     if success:
         reason = (
@@ -164,25 +172,38 @@ def _accepted_all(
         if e is None:
             append(MessageResult(True))
             continue
-        append(_new_result((True, _opt(e.get("transactionID")), _opt(e.get("message")), None)))
+        transaction_id, message = _opt(e.get("transactionID")), _opt(e.get("message"))
+        append(_new_result((True, transaction_id, message, None, False)))
     return out
 
 
 def _per_message(
-    references: Sequence[str | None], entries: list[dict[str, Any]], default: MessageResult
+    references: Sequence[str | None],
+    entries: list[dict[str, Any]],
+    default: MessageResult,
+    duplicate_codes: tuple[str, ...],
 ) -> list[MessageResult]:
     out: list[MessageResult] = []
-    for entry in _match(references, entries):
-        out.append(default if entry is None else _entry_result(entry))
+    seen: set[str | None] = set()
+    for ref, entry in zip(references, _match(references, entries), strict=True):
+        if entry is None:
+            out.append(default)
+            continue
+        # A reference repeated within the batch is two messages, not a re-send: a refusal of
+        # the second copy stays a rejection.
+        out.append(_entry_result(entry, () if ref in seen else duplicate_codes))
+        seen.add(ref)
     return out
 
 
-def _entry_result(entry: Mapping[str, Any]) -> MessageResult:
+def _entry_result(entry: Mapping[str, Any], duplicate_codes: tuple[str, ...]) -> MessageResult:
     message = _opt(entry.get("message"))
     transaction_id = _opt(entry.get("transactionID"))
     ok = message.startswith(SUCCESS_CODE) if message else transaction_id is not None
     if ok:
         return MessageResult(True, transaction_id, message)
+    if message and duplicate_codes and message.startswith(duplicate_codes):
+        return MessageResult(True, transaction_id, message, None, True)
     help_text = _str(entry.get("help"))
     reason = message or "rejected by the DIP without a message"
     if help_text:

@@ -5,7 +5,9 @@ accepted a message: its ``senderUniqueReference``, the DIP's ``transactionID``, 
 submitted and acknowledged, after how many attempts, and where the original record was
 (``{"senderUniqueReference", "transactionID", "senderDIPID", "interfaceID", "dipStatus",
 "dipMessage", "submittedAt", "acknowledgedAt", "attempts", "source": {"topic", "partition",
-"offset"}}``, in that order). A
+"offset"}}``, in that order). A message the DIP refused as a duplicate of the sender's own
+earlier copy (``egress.duplicate_message_codes``: a re-send after a crash) gets a result too,
+with the DIP's message, no transaction ID and the header ``dcpgw-delivered-earlier: true``. A
 **dead letter** (on the client's, or the gateway's, dead-letter topic) is the original value and
 key, with where it came from and why in the headers.
 """
@@ -28,6 +30,9 @@ _Common = tuple[str, int, str, str, int | None, int, datetime, Any, datetime | N
 interface, DIP status, attempts, submitted and acknowledged, each time with its ``tzinfo``
 (aware datetimes for one instant in two zones are equal, but their ISO forms differ)."""
 
+
+_DELIVERED_EARLIER = [("dcpgw-delivered-earlier", b"true")]
+"""Header of a result whose message the DIP refused as a duplicate of its own earlier copy."""
 
 _new_record = partial(tuple.__new__, OutRecord)
 """``OutRecord`` from a 4-tuple without the named tuple's Python-level ``__new__`` (one per
@@ -84,7 +89,8 @@ def outcome_records(deliveries: Sequence[Delivery]) -> list[OutRecord]:
             dumps(result.dip_message),
             ref.offset,
         )
-        out.append(_new_record((client.topics.results, value, ref.key, None)))
+        headers = _DELIVERED_EARLIER if result.delivered_earlier else None
+        out.append(_new_record((client.topics.results, value, ref.key, headers)))
     return out
 
 

@@ -55,11 +55,13 @@ class BatchSender:
         dip: DipClient,
         policy: RetryPolicy,
         *,
+        duplicate_codes: tuple[str, ...] = (),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self._dip = dip
         self._policy = policy
+        self._duplicate_codes = duplicate_codes
         self._sleep = sleep
         self._rand = rand
 
@@ -155,6 +157,7 @@ class BatchSender:
             response.body,
             references,
             has_next_key=key_index + 1 < len(keys),
+            duplicate_codes=self._duplicate_codes,
         )
         return decision
 

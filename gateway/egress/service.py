@@ -108,7 +108,9 @@ class EgressService:
         validates = egress.schema_validation or any(c.schema_validation for c in config.clients)
         self._router = Router(config, default_registry() if validates else None)
         self._gate, self._batcher = self._fresh_batching()
-        self._sender = BatchSender(dip, RetryPolicy.from_settings(egress))
+        self._sender = BatchSender(
+            dip, RetryPolicy.from_settings(egress), duplicate_codes=egress.duplicate_message_codes
+        )
         self._tracker = OffsetTracker()
         status_topic = config.kafka.status_outbound_topic
         self._topics = [*config.kafka.outbound_topics]
