@@ -59,8 +59,8 @@ class GatewayProcess:
             )
         return self._proc
 
-    async def counter(self, name: str) -> float:
-        """The sum of a counter's samples over all labels (``name`` without ``_total``)."""
+    async def metric(self, name: str) -> float:
+        """A counter's or gauge's value summed over its labels (a counter without ``_total``)."""
         async with httpx.AsyncClient(timeout=5) as http:
             text = (await http.get(f"{self._ops}/metrics")).text
         return sum(
@@ -68,7 +68,7 @@ class GatewayProcess:
             for family in text_string_to_metric_families(text)
             if family.name == name
             for sample in family.samples
-            if sample.name == f"{name}_total"
+            if sample.name in (name, f"{name}_total")
         )
 
     async def terminate(self) -> int:

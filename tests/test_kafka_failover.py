@@ -67,7 +67,7 @@ async def test_egress_rides_out_a_rolling_crash_of_every_broker(
                 while not expected <= stored_refs:
                     await asyncio.sleep(0.2)
                     stored_refs = {m.sender_unique_reference for m in sim.state.messages}
-            assert await gateway.counter("dcpgw_egress_messages_accepted") >= MESSAGES
+            assert await gateway.metric("dcpgw_egress_messages_accepted") >= MESSAGES
             assert await gateway.terminate() == 0, gateway.tail()
         finally:
             gateway.ensure_stopped()

@@ -68,15 +68,15 @@ async def test_two_gateways_share_the_partitions_and_hand_over_on_stop(
                     await asyncio.sleep(0.2)
             await _produce(config, [(topic, k, orjson.dumps(p)) for k, p in first])
             await until_stored(len(first))
-            a_before = await a.counter("dcpgw_egress_messages_accepted")
-            b_before = await b.counter("dcpgw_egress_messages_accepted")
+            a_before = await a.metric("dcpgw_egress_messages_accepted")
+            b_before = await b.metric("dcpgw_egress_messages_accepted")
             assert a_before > 0 and b_before > 0, (a_before, b_before)
             assert a_before + b_before == len(first)
 
             assert await a.terminate() == 0, a.tail()
             await _produce(config, [(topic, k, orjson.dumps(p)) for k, p in second])
             await until_stored(len(keyed))
-            assert await b.counter("dcpgw_egress_messages_accepted") == b_before + len(second)
+            assert await b.metric("dcpgw_egress_messages_accepted") == b_before + len(second)
             assert await b.terminate() == 0, b.tail()
         finally:
             await admin.close()

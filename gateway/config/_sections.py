@@ -151,6 +151,17 @@ class KafkaSettings(ConfigModel):
         "the event loop",
     )
     consumer_group: str = "dcp-gateway-egress"
+    group_instance_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=249,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="static group membership (KIP-345): a restarted member with the same ID "
+        "takes its partitions back at once instead of after the old member's session expires. "
+        "Give each replica its own stable ID (the pod name: a container restarted in its pod "
+        "keeps it). A static member does not leave on shutdown, so a replica that goes away "
+        "for good holds its partitions until kafka.session_timeout_ms",
+    )
     check_crcs: bool = Field(
         default=True,
         description="verify the CRC-32C of every fetched record batch (Apache Kafka's default; "

@@ -61,6 +61,7 @@ def consumer_kwargs(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]
     kwargs = common_kwargs(settings)
     kwargs.update(
         group_id=settings.consumer_group,
+        group_instance_id=settings.group_instance_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         isolation_level="read_committed" if settings.enable_idempotence else "read_uncommitted",
