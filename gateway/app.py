@@ -22,10 +22,9 @@ from aiokafka.errors import KafkaError
 
 from gateway.config import ConfigError, GatewayConfig
 from gateway.dip.client import DipClient, signing_pool
-from gateway.dip.tls import load_dcp_credential
 from gateway.kafka.preflight import check_kafka_connection
 from gateway.kafka.topics import ensure_topics, gateway_topic_uses, gateway_topics, missing_topics
-from gateway.keys import build_keystore
+from gateway.keys import build_keystore, load_dcp_credential
 from gateway.ops.health import Health
 from gateway.ops.metrics import CREDENTIAL_RELOADS, export_certificate_expiry
 from gateway.ops.server import start_ops_server
@@ -170,13 +169,8 @@ async def run_gateway(
     pool = signing_pool(config.egress.signing_threads)
     tasks: list[asyncio.Task[None]] = []
     try:
-        async with DipClient(
-            config.dip,
-            config.dcp,
-            keystore,
-            pool=pool,
-            transport=config.egress.transport,
-            credential=dcp_credential,
+        async with DipClient.over_mtls(
+            config.dip, dcp_credential, keystore, pool=pool, transport=config.egress.transport
         ) as dip:
             try:
                 tasks.append(

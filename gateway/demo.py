@@ -32,7 +32,7 @@ from gateway.dip.client import DipClient
 from gateway.kafka.clients import create_consumer, create_producer
 from gateway.kafka.embedded import EMBEDDED_BROKER_SETTINGS, EmbeddedBroker, free_port
 from gateway.kafka.topics import ensure_topics, gateway_topics
-from gateway.keys import build_keystore
+from gateway.keys import build_keystore, load_dcp_credential
 from gateway.schema.samples import sample_payload
 from gateway.signing.pki import DevPkiOptions, create_dev_pki
 
@@ -214,7 +214,8 @@ async def _report(counts: DemoCounts, every: float, stop: asyncio.Event) -> None
 
 async def _sync_webhooks(config: GatewayConfig) -> None:
     keystore = await asyncio.to_thread(build_keystore, config)
-    async with DipClient(config.dip, config.dcp, keystore) as dip:
+    credential = await asyncio.to_thread(load_dcp_credential, config.dcp)
+    async with DipClient.over_mtls(config.dip, credential, keystore) as dip:
         plan = admin.plan_sync(admin.desired_webhooks(config), [], keystore.dip_ids)
         results = await admin.apply_sync(dip, config, plan)
     ok = sum(r.ok for r in results)

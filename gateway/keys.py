@@ -1,9 +1,13 @@
-"""Build the key store from the configuration (the one place config meets signing)."""
+"""Key material from the configuration: the client key store and the DCP's mTLS credential (the
+one place config meets signing)."""
 
 from __future__ import annotations
 
-from gateway.config import GatewayConfig
-from gateway.signing.keystore import DipIdSpec, KeyStore, SignerSpec
+from pathlib import Path
+
+from gateway.config import ConfigError, DcpSettings, GatewayConfig
+from gateway.signing.credentials import SigningCredential, load_credential
+from gateway.signing.keystore import DipIdSpec, KeyStore, SignerSpec, read_secret_file
 
 
 def signer_specs(config: GatewayConfig) -> list[SignerSpec]:
@@ -36,3 +40,23 @@ def dip_id_specs(config: GatewayConfig) -> list[DipIdSpec]:
 def build_keystore(config: GatewayConfig) -> KeyStore:
     """Load every client's signing credential and API keys; raises ``CredentialError``."""
     return KeyStore(signer_specs(config), dip_id_specs(config))
+
+
+def load_dcp_credential(dcp: DcpSettings) -> SigningCredential:
+    """The DCP's mTLS key and certificate, from PFX or PEM; :class:`ConfigError` when neither
+    is configured (the settings model guarantees key and certificate come together)."""
+    key: Path | None = dcp.mtls_pfx
+    cert: Path | None = None
+    if key is None:
+        key, cert = dcp.mtls_key, dcp.mtls_cert
+    if key is None:
+        raise ConfigError(
+            "dcp.mtls_pfx: the DIP connection needs the DCP's mTLS certificate: set "
+            "dcp.mtls_pfx (or dcp.mtls_key + dcp.mtls_cert)"
+        )
+    password = (
+        read_secret_file(dcp.mtls_password_file).encode()
+        if dcp.mtls_password_file is not None
+        else None
+    )
+    return load_credential(key, cert, password)

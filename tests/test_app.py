@@ -288,7 +288,7 @@ async def test_services_are_ended_before_the_dip_connection_closes(
     """A service still running after the failure grace is cancelled while the DIP connection
     it may be using is still open, never after: a send on a closed client would fail records
     that were never really tried."""
-    from gateway.dip.client import DipClient
+    from gateway.dip import DipClient
     from gateway.egress.service import EgressService
 
     order: list[str] = []

@@ -28,13 +28,13 @@ from cryptography import x509
 from dipsim import SimulatorConfig, run_simulator
 from dipsim.server import Simulator
 from gateway.config import GatewayConfig, parse_config
-from gateway.dip.client import DipClient
+from gateway.dip import DipClient
 from gateway.egress import metrics
 from gateway.egress import service as service_module
 from gateway.egress.service import EgressService, young_threshold
 from gateway.kafka.clients import common_kwargs, create_producer
 from gateway.kafka.topics import ensure_topics, gateway_topics
-from gateway.keys import build_keystore
+from gateway.keys import build_keystore, load_dcp_credential
 from gateway.schema.samples import sample_payload
 from gateway.signing.pki import DevPkiOptions, create_dev_pki
 from gateway.signing.trust import fingerprint_sha256
@@ -138,7 +138,7 @@ class Gateway:
     async def start(self) -> None:
         keystore = build_keystore(self.config)
         dip = await self._stack.enter_async_context(
-            DipClient(self.config.dip, self.config.dcp, keystore)
+            DipClient.over_mtls(self.config.dip, load_dcp_credential(self.config.dcp), keystore)
         )
         service = EgressService(self.config, keystore, dip)
         self.stop = asyncio.Event()

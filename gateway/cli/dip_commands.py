@@ -24,12 +24,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import orjson
 
 from gateway.cli import CliError
 from gateway.config import ConfigError, GatewayConfig, load_config
-from gateway.dip import admin
+from gateway.dip import DipTransportError, admin
 from gateway.dip.client import DipClient
 
 _T = TypeVar("_T")
@@ -140,23 +139,26 @@ def _owned(config: GatewayConfig, dip_id: str) -> None:
 
 def _with_dip(config: GatewayConfig, call: Callable[[DipClient], Awaitable[_T]]) -> _T:
     """Run ``call`` with a connected DipClient; transport and DIP errors become one line."""
-    from gateway.keys import build_keystore
+    from gateway.keys import build_keystore, load_dcp_credential
     from gateway.signing.credentials import CredentialError
 
     try:
         keystore = build_keystore(config)
+        credential = load_dcp_credential(config.dcp)
     except CredentialError as exc:
         raise CliError(f"credentials: {exc}") from None
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
 
     async def main() -> _T:
-        async with DipClient(config.dip, config.dcp, keystore) as dip:
+        async with DipClient.over_mtls(config.dip, credential, keystore) as dip:
             return await call(dip)
 
     try:
         return asyncio.run(main())
     except admin.AdminError as exc:
         raise CliError(str(exc)) from None
-    except httpx.HTTPError as exc:
+    except DipTransportError as exc:
         raise CliError(f"cannot reach the DIP at {config.dip.base_url}: {exc}") from None
 
 

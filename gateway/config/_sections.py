@@ -307,7 +307,9 @@ class EgressSettings(ConfigModel):
     schema_validation: bool = True
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
     transport: Literal["aiohttp", "httpx"] = Field(
-        default="aiohttp", description="httpx over aiohttp (fast) or httpx's own transport"
+        default="aiohttp",
+        description="library of the DIP connection: aiohttp (HTTP/1.1), or httpx, which "
+        "dip.http2 needs",
     )
 
 

@@ -19,13 +19,15 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from gateway.config import GatewayConfig
 from gateway.dip.client import DipClient, DipResponse, dip_path
 from gateway.dip.webhook_urls import publication_callback_url, status_callback_url
+
+if TYPE_CHECKING:  # annotations only: the configuration imports gateway.dip's vocabulary
+    from gateway.config import GatewayConfig
 
 STATUS_CHANNEL = "status"
 CONTINUATION_HEADER = "X-Continuation-Token"
