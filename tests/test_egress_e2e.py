@@ -31,10 +31,11 @@ from gateway.config import GatewayConfig, parse_config
 from gateway.dip import DipClient
 from gateway.egress import metrics
 from gateway.egress import service as service_module
-from gateway.egress.service import EgressService, young_threshold
+from gateway.egress.service import EgressService
 from gateway.kafka.clients import common_kwargs, create_producer
 from gateway.kafka.topics import ensure_topics, gateway_topics
 from gateway.keys import build_keystore, load_dcp_credential
+from gateway.ops.collector import young_threshold
 from gateway.schema.samples import sample_payload
 from gateway.signing.pki import DevPkiOptions, create_dev_pki
 from gateway.signing.trust import fingerprint_sha256
@@ -564,15 +565,6 @@ async def test_in_flight_records_never_exceed_the_limit_and_nothing_is_lost(
         assert max(stored.values()) == 1
         assert young_threshold(limit) in seen_young  # the collector was set for streaming
         assert gc.get_threshold() == thresholds_before  # and restored on stop
-
-
-def test_the_young_generation_outgrows_the_in_flight_working_set() -> None:
-    """About four tracked objects per in-flight message stay alive; a young generation smaller
-    than that is collected over and over while finding nothing to free."""
-    assert young_threshold(20_000) == 100_000
-    assert young_threshold(100_000) > 4 * 100_000
-    assert young_threshold(10_000_000) == 500_000  # cyclic garbage waits for it: bounded
-    assert young_threshold(6) == 20_000  # small windows keep a floor well above CPython's 700
 
 
 async def test_a_long_hold_pauses_the_partitions_and_keeps_the_group_membership(
