@@ -21,16 +21,12 @@ import structlog
 from aiokafka.errors import KafkaError
 
 from gateway.config import ConfigError, GatewayConfig
-from gateway.dip.client import DipClient, signing_pool
+from gateway.dip import DipClient, signing_pool
 from gateway.kafka.preflight import check_kafka_connection
 from gateway.kafka.topics import ensure_topics, gateway_topic_uses, gateway_topics, missing_topics
 from gateway.keys import build_keystore, load_dcp_credential
-from gateway.ops.health import Health
-from gateway.ops.metrics import CREDENTIAL_RELOADS, export_certificate_expiry
-from gateway.ops.server import start_ops_server
-from gateway.signing.credentials import Severity, SigningCredential, usable_findings
-from gateway.signing.keystore import KeyStore
-from gateway.signing.trust import TrustPolicy
+from gateway.ops import CREDENTIAL_RELOADS, Health, export_certificate_expiry, start_ops_server
+from gateway.signing import KeyStore, Severity, SigningCredential, TrustPolicy, usable_findings
 
 _log = structlog.get_logger(__name__)
 
@@ -46,13 +42,13 @@ class ServiceFailed(RuntimeError):
         self.service = service
 
 
-def load_ingress_trust(config: GatewayConfig) -> TrustPolicy | None:
+def _load_ingress_trust(config: GatewayConfig) -> TrustPolicy | None:
     """The webhook's DIP trust policy (None with ingress off). Built at start-up, before
     anything connects, so an unreadable ``trust.ca_bundle`` stops the gateway with a
     :class:`ConfigError` instead of failing the ingress service later."""
     if not config.ingress.enabled:
         return None
-    from gateway.ingress.service import build_trust
+    from gateway.ingress import build_trust
 
     try:
         return build_trust(config)
@@ -144,12 +140,12 @@ async def run_gateway(
     on_ready: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Run egress and/or ingress (as configured) until ``stop`` is set."""
-    from gateway.egress.service import EgressService
-    from gateway.ingress.service import IngressService
+    from gateway.egress import EgressService
+    from gateway.ingress import IngressService
 
     health = health or Health()
     # Cheap checks first: a wrong file stops start-up before anything connects.
-    trust = await asyncio.to_thread(load_ingress_trust, config)
+    trust = await asyncio.to_thread(_load_ingress_trust, config)
     dcp_credential = await asyncio.to_thread(load_checked_dcp_credential, config)
     others = {"mtls:dcp": dcp_credential}
     keystore = await asyncio.to_thread(build_keystore, config)

@@ -55,7 +55,7 @@ class DemoCounts:
         )
 
 
-def ensure_dev_pki(folder: Path, clients: int, bits: int) -> Path:
+def _ensure_dev_pki(folder: Path, clients: int, bits: int) -> Path:
     """Create the dev PKI once; later runs reuse it (keys are slow to make at 4096 bits)."""
     if not (folder / "dev-pki.json").is_file():
         print(f"creating a development PKI in {folder} ({clients} clients, RSA-{bits}) ...")
@@ -138,7 +138,7 @@ def _overrides(
     return env
 
 
-def demo_messages(config: GatewayConfig) -> Iterator[tuple[bytes, bytes]]:
+def _demo_messages(config: GatewayConfig) -> Iterator[tuple[bytes, bytes]]:
     """(key, value) pairs: every client sends to every other client's DIP IDs; one message in
     ten is deliberately wrong (another environment, or a schema error) to show dead-lettering."""
     senders = [(c, d) for c in config.clients for d in c.dip_ids]
@@ -169,7 +169,7 @@ async def _produce(
     await producer.start()
     try:
         topic = config.kafka.outbound_topics[0]
-        for key, value in demo_messages(config):
+        for key, value in _demo_messages(config):
             if stop.is_set():
                 return
             await producer.send(topic, value, key=key)
@@ -236,7 +236,7 @@ async def run_demo(
     """Run the demo until Ctrl-C / SIGTERM or for ``duration`` seconds; return the counts."""
     from gateway.app import install_signal_handlers
 
-    pki = ensure_dev_pki(workdir / "dev-pki", clients, bits)
+    pki = _ensure_dev_pki(workdir / "dev-pki", clients, bits)
     counts = DemoCounts()
     stop = asyncio.Event()
     if handle_signals:

@@ -10,7 +10,7 @@ from gateway.signing.credentials import SigningCredential, load_credential
 from gateway.signing.keystore import DipIdSpec, KeyStore, SignerSpec, read_secret_file
 
 
-def signer_specs(config: GatewayConfig) -> list[SignerSpec]:
+def _signer_specs(config: GatewayConfig) -> list[SignerSpec]:
     specs = []
     for client in config.clients:
         if client.signing_pfx is not None:
@@ -29,7 +29,7 @@ def signer_specs(config: GatewayConfig) -> list[SignerSpec]:
     return specs
 
 
-def dip_id_specs(config: GatewayConfig) -> list[DipIdSpec]:
+def _dip_id_specs(config: GatewayConfig) -> list[DipIdSpec]:
     return [
         DipIdSpec(d.dip_id, client.name, d.api_key_file, d.secondary_api_key_file)
         for client in config.clients
@@ -39,7 +39,7 @@ def dip_id_specs(config: GatewayConfig) -> list[DipIdSpec]:
 
 def build_keystore(config: GatewayConfig) -> KeyStore:
     """Load every client's signing credential and API keys; raises ``CredentialError``."""
-    return KeyStore(signer_specs(config), dip_id_specs(config))
+    return KeyStore(_signer_specs(config), _dip_id_specs(config))
 
 
 def load_dcp_credential(dcp: DcpSettings) -> SigningCredential:

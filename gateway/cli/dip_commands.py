@@ -28,8 +28,7 @@ import orjson
 
 from gateway.cli import CliError
 from gateway.config import ConfigError, GatewayConfig, load_config
-from gateway.dip import DipTransportError, admin
-from gateway.dip.client import DipClient
+from gateway.dip import DipClient, DipTransportError, admin
 
 _T = TypeVar("_T")
 
@@ -234,12 +233,19 @@ def _replay(args: argparse.Namespace) -> int:
 async def _replay_into_kafka(
     dip: DipClient, config: GatewayConfig, args: argparse.Namespace, body: bytes
 ) -> dict[str, int]:
-    from gateway.ingress.dedup import DedupWindow
-    from gateway.ingress.deliver import Deliverer
-    from gateway.ingress.envelope import EnvelopeError, parse_publications, parse_status_messages
-    from gateway.ingress.pipeline import Outcome, RoutingTable, plan_deliveries
-    from gateway.ingress.routes import Route, RouteKind
-    from gateway.ingress.service import producer_overrides
+    from gateway.ingress import (
+        DedupWindow,
+        Deliverer,
+        EnvelopeError,
+        Outcome,
+        Route,
+        RouteKind,
+        RoutingTable,
+        parse_publications,
+        parse_status_messages,
+        plan_deliveries,
+        producer_overrides,
+    )
     from gateway.kafka.clients import create_producer
 
     interface = None if args.status else args.interface

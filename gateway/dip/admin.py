@@ -170,7 +170,7 @@ async def apply_sync(dip: DipClient, config: GatewayConfig, plan: SyncPlan) -> l
 # -- replay / requeue / status ------------------------------------------------------------------
 
 
-def dip_datetime(value: datetime) -> str:
+def _dip_datetime(value: datetime) -> str:
     """DT-003: 25 characters, ``2026-03-01T09:30:00+00:00``."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
@@ -188,8 +188,8 @@ def message_request(
 ) -> bytes:
     """``MessageRequest`` (publications): the nullable selectors are sent as null."""
     body: dict[str, Any] = {
-        "datetimeFrom": dip_datetime(date_from),
-        "datetimeTo": dip_datetime(date_to),
+        "datetimeFrom": _dip_datetime(date_from),
+        "datetimeTo": _dip_datetime(date_to),
         "eventCode": event_code,
         "MPAN": mpan,
         "version": version,
@@ -208,8 +208,8 @@ def status_message_request(
 ) -> bytes:
     """``StatusMessageRequest``."""
     body: dict[str, Any] = {
-        "datetimeFrom": dip_datetime(date_from),
-        "datetimeTo": dip_datetime(date_to),
+        "datetimeFrom": _dip_datetime(date_from),
+        "datetimeTo": _dip_datetime(date_to),
     }
     if transaction_id:
         body["transactionID"] = transaction_id
