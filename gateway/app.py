@@ -146,8 +146,9 @@ async def run_gateway(
     health = health or Health()
     # Cheap checks first: a wrong file stops start-up before anything connects.
     trust = await asyncio.to_thread(_load_ingress_trust, config)
-    dcp_credential = await asyncio.to_thread(load_checked_dcp_credential, config)
-    others = {"mtls:dcp": dcp_credential}
+    others: dict[str, SigningCredential] = {}
+    if config.egress.enabled:  # only egress connects to the DIP
+        others["mtls:dcp"] = await asyncio.to_thread(load_checked_dcp_credential, config)
     keystore = await asyncio.to_thread(build_keystore, config)
     export_certificate_expiry(keystore, others)
     await check_kafka_connection(config.kafka)
@@ -162,12 +163,21 @@ async def run_gateway(
     port = config.ops.health_port
     if port:
         ops_runner = await start_ops_server(health, "0.0.0.0", port)
-    pool = signing_pool(config.egress.signing_threads)
+    pool = signing_pool(config.egress.signing_threads) if config.egress.enabled else None
     tasks: list[asyncio.Task[None]] = []
     try:
-        async with DipClient.over_mtls(
-            config.dip, dcp_credential, keystore, pool=pool, transport=config.egress.transport
-        ) as dip:
+        async with contextlib.AsyncExitStack() as connection:
+            dip = None
+            if config.egress.enabled:
+                dip = await connection.enter_async_context(
+                    DipClient.over_mtls(
+                        config.dip,
+                        others["mtls:dcp"],
+                        keystore,
+                        pool=pool,
+                        transport=config.egress.transport,
+                    )
+                )
             try:
                 tasks.append(
                     asyncio.create_task(
@@ -185,7 +195,7 @@ async def run_gateway(
                 ):
                     if enabled:
                         health.set(name, False, "starting")
-                if config.egress.enabled:
+                if dip is not None:  # egress is enabled
                     egress = EgressService(config, keystore, dip, health)
                     tasks.append(asyncio.create_task(egress.run(stop), name="egress"))
                 if config.ingress.enabled:
@@ -211,7 +221,8 @@ async def run_gateway(
                 await _end_all(tasks, stop)
     finally:
         await _end_all(tasks, stop)  # also when DipClient() itself failed
-        pool.shutdown(wait=False, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
         if ops_runner is not None:
             await ops_runner.cleanup()
         _log.info("gateway_stopped")

@@ -33,12 +33,15 @@ def _dip_id_specs(config: GatewayConfig) -> list[DipIdSpec]:
     return [
         DipIdSpec(d.dip_id, client.name, d.api_key_file, d.secondary_api_key_file)
         for client in config.clients
+        if client.signs
         for d in client.dip_ids
     ]
 
 
 def build_keystore(config: GatewayConfig) -> KeyStore:
-    """Load every client's signing credential and API keys; raises ``CredentialError``."""
+    """Load the signing credential and API keys of every client that has a credential (all of
+    them when egress is enabled; an ingress-only configuration may have none). Raises
+    ``CredentialError``."""
     return KeyStore(_signer_specs(config), _dip_id_specs(config))
 
 

@@ -138,6 +138,43 @@ def test_no_dcp_mtls_certificate_fails_as_run_refuses_it(
     assert "set dcp.mtls_pfx (or dcp.mtls_key + dcp.mtls_cert)" in fail
 
 
+def test_an_ingress_only_config_needs_no_dcp_mtls_or_signing_credentials(
+    dev_pki_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only egress connects to the DIP and signs; an ingress Deployment's config has neither."""
+
+    def ingress_only(data: dict[str, Any]) -> None:
+        data["egress"] = {"enabled": False}
+        del data["dcp"]["mtls_pfx"]
+        del data["clients"][0]["signing_pfx"]
+
+    _edit(dev_pki_copy / "gateway.yaml", ingress_only)
+    code, lines = _check(dev_pki_copy / "gateway.yaml", capsys)
+    assert code == 0
+    assert _lines(lines, "FAIL") == []
+    oks = _lines(lines, "OK")
+    for field in ("dcp.mtls_pfx", "clients[0].signing_pfx"):
+        (line,) = [line for line in oks if line.startswith(f"OK    {field}:")]
+        assert "not needed: egress is disabled" in line
+
+
+def test_dip_commands_say_which_signing_credential_they_miss(
+    dev_pki_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An ingress-only config is valid, but the admin commands sign for each DIP ID."""
+
+    def ingress_only(data: dict[str, Any]) -> None:
+        data["egress"] = {"enabled": False}
+        del data["clients"][1]["signing_pfx"]
+
+    _edit(dev_pki_copy / "gateway.yaml", ingress_only)
+    code = main(["dip", "webhooks", "sync", "--config", str(dev_pki_copy / "gateway.yaml")])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: clients[1].signing_pfx: not set, but the dip commands sign")
+    assert "set signing_pfx (or signing_key + signing_cert)" in error
+
+
 def test_expired_trust_anchor_fails(
     pki: Pki, dev_pki_copy: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -141,6 +141,12 @@ def _with_dip(config: GatewayConfig, call: Callable[[DipClient], Awaitable[_T]])
     from gateway.keys import build_keystore, load_dcp_credential
     from gateway.signing.credentials import CredentialError
 
+    unsigned = [f"clients[{i}].signing_pfx" for i, c in enumerate(config.clients) if not c.signs]
+    if unsigned:  # allowed for an ingress-only gateway, but these commands sign
+        raise CliError(
+            f"{', '.join(unsigned)}: not set, but the dip commands sign each request for the "
+            "DIP ID concerned: set signing_pfx (or signing_key + signing_cert)"
+        )
     try:
         keystore = build_keystore(config)
         credential = load_dcp_credential(config.dcp)
