@@ -2,8 +2,8 @@
 
 A DCP connects all its client MPs through one mTLS connection that uses the DCP's own
 certificate; each request is signed with the certificate of the MP it is sent for, and carries
-that DIP ID's API key. Signing is CPU-bound (RSA-4096, ~6 ms) and ``cryptography`` releases the
-GIL, so it runs on a thread pool sized to the machine and the event loop never stalls.
+that DIP ID's API key. Signing is CPU-bound (RSA-4096) and ``cryptography`` releases the GIL,
+so it runs on a thread pool sized to the machine and the event loop never stalls.
 
 The URL is built here once and both signed and sent as the same string: the DIP verifies the
 signature over the URL as received, so it must not be re-encoded between the two.

@@ -68,8 +68,8 @@ _COMMIT_INTERVAL = 0.2
 _LAG_INTERVAL = 5.0
 _PRODUCE_RETRY_SECONDS = 1.0
 _INGEST_SLICE = 5000
-"""Most records taken per consume-loop turn (see :mod:`gateway.egress.flow`): ~100 ms of
-event-loop work at batch 500, so DIP answers and the webhook wait at most that long. At the
+"""Most records taken per consume-loop turn (see :mod:`gateway.egress.flow`): bounds the
+event-loop work of one turn, so DIP answers and the webhook wait at most that long. At the
 in-flight limit a turn takes only the refill (a fortieth of the window), which is what keeps
 the pipeline evenly fed."""
 _HOLD_SECONDS_MAX = 5.0
