@@ -131,7 +131,7 @@ async def serve_https(app: web.Application, pki: DevPki) -> tuple[web.AppRunner,
     ctx.load_cert_chain(str(pki.webhook_cert), str(pki.webhook_key))
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     return runner, f"https://127.0.0.1:{port}"
 
 

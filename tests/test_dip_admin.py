@@ -205,7 +205,7 @@ async def bad_dip(pki: DevPki) -> AsyncIterator[BadDip]:
     context.load_cert_chain(str(pki.root / server["cert"]), str(pki.root / server["key"]))
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     dip.base_url = f"https://127.0.0.1:{port}"
     try:
         yield dip
