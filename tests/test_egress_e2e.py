@@ -13,7 +13,7 @@ import contextlib
 import gc
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +30,10 @@ from dipsim import SimulatorConfig, run_simulator
 from dipsim.server import Simulator
 from gateway.config import GatewayConfig, parse_config
 from gateway.dip import DipClient
+from gateway.egress import records as records_module
 from gateway.egress import service as service_module
 from gateway.egress.service import EgressService
+from gateway.egress.writer import OutcomeWriter
 from gateway.kafka.clients import common_kwargs, create_producer
 from gateway.kafka.topics import ensure_topics, gateway_topics
 from gateway.keys import build_keystore, load_dcp_credential
@@ -168,7 +170,9 @@ class Gateway:
         await self._stack.aclose()
 
 
-async def _produce(config: GatewayConfig, records: list[tuple[str, bytes | None, bytes]]) -> None:
+async def _produce(
+    config: GatewayConfig, records: Sequence[tuple[str, bytes | None, bytes]]
+) -> None:
     producer = create_producer(config.kafka)
     await producer.start()
     try:
@@ -608,7 +612,7 @@ async def test_a_bug_in_a_batch_stops_egress_without_committing_or_reordering_it
     neither let later messages with the same key overtake the failed batch's, nor commit its
     records: egress stops with the error, and a restart sends the rest in order."""
     calls = 0
-    real_outcome_records = service_module.outcome_records
+    real_outcome_records = records_module.outcome_records
 
     def buggy_outcome_records(deliveries: Any) -> Any:
         nonlocal calls
@@ -651,14 +655,14 @@ async def test_a_bug_in_a_batch_stops_egress_without_committing_or_reordering_it
 async def test_a_bug_writing_a_dead_letter_stops_egress_without_committing_the_record(
     pki: Path, kafka: KafkaUnderTest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_write = service_module.OutcomeWriter.write
+    real_write = OutcomeWriter.write
 
     async def buggy_write(self: Any, records: Any) -> None:
         if any(r.topic == config.kafka.dead_letter_topic for r in records):
             raise TypeError("a bug")
         await real_write(self, records)
 
-    monkeypatch.setattr(service_module.OutcomeWriter, "write", buggy_write)
+    monkeypatch.setattr(OutcomeWriter, "write", buggy_write)
     async with _simulator(pki) as sim:
         config = _gateway_config(pki, kafka, sim)
         await ensure_topics(config.kafka, gateway_topics(config))
