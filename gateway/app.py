@@ -21,17 +21,12 @@ import structlog
 from aiokafka.errors import KafkaError
 
 from gateway.config import ConfigError, GatewayConfig
-from gateway.dip.client import DipClient, signing_pool
-from gateway.dip.tls import load_dcp_credential
+from gateway.dip import DipClient, signing_pool
 from gateway.kafka.preflight import check_kafka_connection
 from gateway.kafka.topics import ensure_topics, gateway_topic_uses, gateway_topics, missing_topics
-from gateway.keys import build_keystore
-from gateway.ops.health import Health
-from gateway.ops.metrics import CREDENTIAL_RELOADS, export_certificate_expiry
-from gateway.ops.server import start_ops_server
-from gateway.signing.credentials import Severity, SigningCredential, usable_findings
-from gateway.signing.keystore import KeyStore
-from gateway.signing.trust import TrustPolicy
+from gateway.keys import build_keystore, load_dcp_credential
+from gateway.ops import CREDENTIAL_RELOADS, Health, export_certificate_expiry, start_ops_server
+from gateway.signing import KeyStore, Severity, SigningCredential, TrustPolicy, usable_findings
 
 _log = structlog.get_logger(__name__)
 
@@ -47,13 +42,13 @@ class ServiceFailed(RuntimeError):
         self.service = service
 
 
-def load_ingress_trust(config: GatewayConfig) -> TrustPolicy | None:
+def _load_ingress_trust(config: GatewayConfig) -> TrustPolicy | None:
     """The webhook's DIP trust policy (None with ingress off). Built at start-up, before
     anything connects, so an unreadable ``trust.ca_bundle`` stops the gateway with a
     :class:`ConfigError` instead of failing the ingress service later."""
     if not config.ingress.enabled:
         return None
-    from gateway.ingress.service import build_trust
+    from gateway.ingress import build_trust
 
     try:
         return build_trust(config)
@@ -145,14 +140,15 @@ async def run_gateway(
     on_ready: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Run egress and/or ingress (as configured) until ``stop`` is set."""
-    from gateway.egress.service import EgressService
-    from gateway.ingress.service import IngressService
+    from gateway.egress import EgressService
+    from gateway.ingress import IngressService
 
     health = health or Health()
     # Cheap checks first: a wrong file stops start-up before anything connects.
-    trust = await asyncio.to_thread(load_ingress_trust, config)
-    dcp_credential = await asyncio.to_thread(load_checked_dcp_credential, config)
-    others = {"mtls:dcp": dcp_credential}
+    trust = await asyncio.to_thread(_load_ingress_trust, config)
+    others: dict[str, SigningCredential] = {}
+    if config.egress.enabled:  # only egress connects to the DIP
+        others["mtls:dcp"] = await asyncio.to_thread(load_checked_dcp_credential, config)
     keystore = await asyncio.to_thread(build_keystore, config)
     export_certificate_expiry(keystore, others)
     await check_kafka_connection(config.kafka)
@@ -167,17 +163,21 @@ async def run_gateway(
     port = config.ops.health_port
     if port:
         ops_runner = await start_ops_server(health, "0.0.0.0", port)
-    pool = signing_pool(config.egress.signing_threads)
+    pool = signing_pool(config.egress.signing_threads) if config.egress.enabled else None
     tasks: list[asyncio.Task[None]] = []
     try:
-        async with DipClient(
-            config.dip,
-            config.dcp,
-            keystore,
-            pool=pool,
-            transport=config.egress.transport,
-            credential=dcp_credential,
-        ) as dip:
+        async with contextlib.AsyncExitStack() as connection:
+            dip = None
+            if config.egress.enabled:
+                dip = await connection.enter_async_context(
+                    DipClient.over_mtls(
+                        config.dip,
+                        others["mtls:dcp"],
+                        keystore,
+                        pool=pool,
+                        transport=config.egress.transport,
+                    )
+                )
             try:
                 tasks.append(
                     asyncio.create_task(
@@ -195,7 +195,7 @@ async def run_gateway(
                 ):
                     if enabled:
                         health.set(name, False, "starting")
-                if config.egress.enabled:
+                if dip is not None:  # egress is enabled
                     egress = EgressService(config, keystore, dip, health)
                     tasks.append(asyncio.create_task(egress.run(stop), name="egress"))
                 if config.ingress.enabled:
@@ -221,7 +221,8 @@ async def run_gateway(
                 await _end_all(tasks, stop)
     finally:
         await _end_all(tasks, stop)  # also when DipClient() itself failed
-        pool.shutdown(wait=False, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
         if ops_runner is not None:
             await ops_runner.cleanup()
         _log.info("gateway_stopped")

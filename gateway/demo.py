@@ -8,6 +8,10 @@ produces a steady stream of outbound messages for every client — mostly valid,
 deliberately bad ones — and prints, every few seconds, what reached each place: accepted by
 the DIP (results topics), dead-lettered with a reason, and publications the DIP pushed back
 to the webhook (inbound topics).
+
+On Ctrl-C the gateway stops first, draining what is in flight while the simulator still
+answers; the simulator and the broker run in their own sessions, so the terminal's SIGINT
+reaches only the demo, which stops them after the gateway.
 """
 
 from __future__ import annotations
@@ -30,14 +34,29 @@ from gateway.config import GatewayConfig, load_config
 from gateway.dip import admin
 from gateway.dip.client import DipClient
 from gateway.kafka.clients import create_consumer, create_producer
-from gateway.kafka.embedded import EMBEDDED_BROKER_SETTINGS, EmbeddedBroker, free_port
+from gateway.kafka.embedded import (
+    EMBEDDED_BROKER_SETTINGS,
+    EmbeddedBroker,
+    die_with_parent,
+    free_port,
+)
 from gateway.kafka.topics import ensure_topics, gateway_topics
-from gateway.keys import build_keystore
+from gateway.keys import build_keystore, load_dcp_credential
 from gateway.schema.samples import sample_payload
 from gateway.signing.pki import DevPkiOptions, create_dev_pki
 
 _SIM_READY = "dipsim listening on "
 _INTERFACES = ("IF-043", "IF-021")
+_SPOILT: dict[int, tuple[str, str, str]] = {
+    3: ("environmentTag", "PRD", "another environment's tag"),  # must never be sent
+    7: ("senderUniqueReference", "not-a-reference", "a schema error"),
+}
+"""``seq % 10`` of the deliberately bad messages: the S1 field spoilt, its value, what it shows."""
+
+
+def bad_share() -> str:
+    kinds = " or ".join(what for _, _, what in _SPOILT.values())
+    return f"{len(_SPOILT)} in 10 deliberately bad: {kinds}"
 
 
 @dataclass
@@ -55,7 +74,7 @@ class DemoCounts:
         )
 
 
-def ensure_dev_pki(folder: Path, clients: int, bits: int) -> Path:
+def _ensure_dev_pki(folder: Path, clients: int, bits: int) -> Path:
     """Create the dev PKI once; later runs reuse it (keys are slow to make at 4096 bits)."""
     if not (folder / "dev-pki.json").is_file():
         print(f"creating a development PKI in {folder} ({clients} clients, RSA-{bits}) ...")
@@ -81,6 +100,9 @@ async def _simulator(pki: Path, port: int, ready_timeout: float = 60.0) -> Async
         "--schema-validation",
         stdout=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # Ctrl-C is the demo's to handle: the simulator must outlive the gateway's drain.
+        start_new_session=True,
+        preexec_fn=die_with_parent,
     )
     assert proc.stdout is not None
     drain: asyncio.Task[None] | None = None
@@ -139,8 +161,8 @@ def _overrides(
 
 
 def demo_messages(config: GatewayConfig) -> Iterator[tuple[bytes, bytes]]:
-    """(key, value) pairs: every client sends to every other client's DIP IDs; one message in
-    ten is deliberately wrong (another environment, or a schema error) to show dead-lettering."""
+    """(key, value) pairs: every client sends to every other client's DIP IDs; the messages
+    :data:`_SPOILT` names are deliberately wrong, to show dead-lettering."""
     senders = [(c, d) for c in config.clients for d in c.dip_ids]
     for seq in itertools.count(1):
         client, dip = senders[seq % len(senders)]
@@ -154,10 +176,10 @@ def demo_messages(config: GatewayConfig) -> Iterator[tuple[bytes, bytes]]:
             seq=seq,
             environment_tag=config.environment.value,
         )
-        if seq % 10 == 3:
-            payload["CommonBlock"]["S1"]["environmentTag"] = "PRD"  # must never be sent
-        elif seq % 10 == 7:
-            payload["CommonBlock"]["S1"]["senderUniqueReference"] = "not-a-reference"
+        spoilt = _SPOILT.get(seq % 10)
+        if spoilt is not None:
+            field_name, value, _ = spoilt
+            payload["CommonBlock"]["S1"][field_name] = value
         key = str(payload["CommonBlock"].get("M0", {}).get("MPANCore", seq)).encode()
         yield key, orjson.dumps(payload)
 
@@ -212,9 +234,15 @@ async def _report(counts: DemoCounts, every: float, stop: asyncio.Event) -> None
         print(counts.line(), flush=True)
 
 
+async def _announce_stop(stop: asyncio.Event) -> None:
+    await stop.wait()
+    print("stopping the gateway first: it drains in-flight messages ...", flush=True)
+
+
 async def _sync_webhooks(config: GatewayConfig) -> None:
     keystore = await asyncio.to_thread(build_keystore, config)
-    async with DipClient(config.dip, config.dcp, keystore) as dip:
+    credential = await asyncio.to_thread(load_dcp_credential, config.dcp)
+    async with DipClient.over_mtls(config.dip, credential, keystore) as dip:
         plan = admin.plan_sync(admin.desired_webhooks(config), [], keystore.dip_ids)
         results = await admin.apply_sync(dip, config, plan)
     ok = sum(r.ok for r in results)
@@ -235,7 +263,7 @@ async def run_demo(
     """Run the demo until Ctrl-C / SIGTERM or for ``duration`` seconds; return the counts."""
     from gateway.app import install_signal_handlers
 
-    pki = ensure_dev_pki(workdir / "dev-pki", clients, bits)
+    pki = _ensure_dev_pki(workdir / "dev-pki", clients, bits)
     counts = DemoCounts()
     stop = asyncio.Event()
     if handle_signals:
@@ -261,7 +289,7 @@ async def run_demo(
             await _sync_webhooks(config)
             print(
                 f"producing {rate:g} messages/s to {config.kafka.outbound_topics[0]} "
-                "(1 in 10 deliberately bad); Ctrl-C to stop"
+                f"({bad_share()}); Ctrl-C to stop"
             )
             for coro in (
                 _watch(config, counts, stop),
@@ -270,7 +298,7 @@ async def run_demo(
             ):
                 background.append(asyncio.create_task(coro))
 
-        background: list[asyncio.Task[None]] = []
+        background: list[asyncio.Task[None]] = [asyncio.create_task(_announce_stop(stop))]
         timer = None
         if duration is not None:
             timer = asyncio.get_running_loop().call_later(duration, stop.set)
@@ -281,6 +309,7 @@ async def run_demo(
             if timer is not None:
                 timer.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            print("gateway stopped; stopping the DIP simulator and the broker", flush=True)
     print(counts.line())
     for reason, n in counts.reasons.most_common(5):
         print(f"  dead-letter reason x{n}: {reason}")

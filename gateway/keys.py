@@ -1,12 +1,16 @@
-"""Build the key store from the configuration (the one place config meets signing)."""
+"""Key material from the configuration: the client key store and the DCP's mTLS credential (the
+one place config meets signing)."""
 
 from __future__ import annotations
 
-from gateway.config import GatewayConfig
-from gateway.signing.keystore import DipIdSpec, KeyStore, SignerSpec
+from pathlib import Path
+
+from gateway.config import ConfigError, DcpSettings, GatewayConfig
+from gateway.signing.credentials import SigningCredential, load_credential
+from gateway.signing.keystore import DipIdSpec, KeyStore, SignerSpec, read_secret_file
 
 
-def signer_specs(config: GatewayConfig) -> list[SignerSpec]:
+def _signer_specs(config: GatewayConfig) -> list[SignerSpec]:
     specs = []
     for client in config.clients:
         if client.signing_pfx is not None:
@@ -25,14 +29,37 @@ def signer_specs(config: GatewayConfig) -> list[SignerSpec]:
     return specs
 
 
-def dip_id_specs(config: GatewayConfig) -> list[DipIdSpec]:
+def _dip_id_specs(config: GatewayConfig) -> list[DipIdSpec]:
     return [
         DipIdSpec(d.dip_id, client.name, d.api_key_file, d.secondary_api_key_file)
         for client in config.clients
+        if client.signs
         for d in client.dip_ids
     ]
 
 
 def build_keystore(config: GatewayConfig) -> KeyStore:
-    """Load every client's signing credential and API keys; raises ``CredentialError``."""
-    return KeyStore(signer_specs(config), dip_id_specs(config))
+    """Load the signing credential and API keys of every client that has a credential (all of
+    them when egress is enabled; an ingress-only configuration may have none). Raises
+    ``CredentialError``."""
+    return KeyStore(_signer_specs(config), _dip_id_specs(config))
+
+
+def load_dcp_credential(dcp: DcpSettings) -> SigningCredential:
+    """The DCP's mTLS key and certificate, from PFX or PEM; :class:`ConfigError` when neither
+    is configured (the settings model guarantees key and certificate come together)."""
+    key: Path | None = dcp.mtls_pfx
+    cert: Path | None = None
+    if key is None:
+        key, cert = dcp.mtls_key, dcp.mtls_cert
+    if key is None:
+        raise ConfigError(
+            "dcp.mtls_pfx: the DIP connection needs the DCP's mTLS certificate: set "
+            "dcp.mtls_pfx (or dcp.mtls_key + dcp.mtls_cert)"
+        )
+    password = (
+        read_secret_file(dcp.mtls_password_file).encode()
+        if dcp.mtls_password_file is not None
+        else None
+    )
+    return load_credential(key, cert, password)

@@ -58,7 +58,7 @@ from gateway.egress.service import EgressService
 from gateway.kafka.clients import create_producer
 from gateway.kafka.embedded import EmbeddedBroker
 from gateway.kafka.topics import ensure_topics, gateway_topics
-from gateway.keys import build_keystore
+from gateway.keys import build_keystore, load_dcp_credential
 from gateway.ops import eventloop
 from gateway.schema import default_registry
 from gateway.schema.samples import sample_payload
@@ -276,8 +276,9 @@ async def _scenario(
     pool = signing_pool(config.egress.signing_threads)
     n = len(values)
     broker_pid, sim_pid = pids
-    async with DipClient(
-        config.dip, config.dcp, keystore, pool=pool, transport=config.egress.transport
+    credential = load_dcp_credential(config.dcp)
+    async with DipClient.over_mtls(
+        config.dip, credential, keystore, pool=pool, transport=config.egress.transport
     ) as dip:
         if warmup:
             # Same DipClient: its pooled mTLS connections (each handshake costs the event loop

@@ -51,8 +51,9 @@ from gateway.egress.outcomes import decide  # noqa: E402
 from gateway.egress.records import outcome_records  # noqa: E402
 from gateway.egress.routing import Prepared, Router  # noqa: E402
 from gateway.egress.sender import new_delivery  # noqa: E402
-from gateway.egress.service import EgressService, _collect_less  # noqa: E402
+from gateway.egress.service import EgressService  # noqa: E402
 from gateway.egress.writer import OutcomeWriter  # noqa: E402
+from gateway.ops.collector import tuned_for_streaming  # noqa: E402
 from gateway.schema import default_registry  # noqa: E402
 from gateway.schema.samples import sample_payload  # noqa: E402
 
@@ -243,7 +244,11 @@ def main() -> None:
     parser.add_argument("--inside-callgrind", choices=STAGES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     # the garbage-collector settings egress runs with, at the product's in-flight default
-    _collect_less(EgressSettings().max_in_flight_messages)
+    with tuned_for_streaming(EgressSettings().max_in_flight_messages):
+        _run(args)
+
+
+def _run(args: argparse.Namespace) -> None:
     core = Core(args.messages)
     if args.inside_callgrind:
         core.outcome()  # warm: validators compiled, caches filled, first batches done

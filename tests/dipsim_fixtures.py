@@ -44,23 +44,23 @@ class DevPki:
 
     @property
     def ca_cert(self) -> Path:
-        return self.root / self.manifest["ca"]["cert"]
+        return self.root / str(self.manifest["ca"]["cert"])
 
     @property
     def dcp_cert(self) -> Path:
-        return self.root / self.manifest["dcp_mtls"]["cert"]
+        return self.root / str(self.manifest["dcp_mtls"]["cert"])
 
     @property
     def dcp_key(self) -> Path:
-        return self.root / self.manifest["dcp_mtls"]["key"]
+        return self.root / str(self.manifest["dcp_mtls"]["key"])
 
     @property
     def webhook_cert(self) -> Path:
-        return self.root / self.manifest["webhook_server"]["cert"]
+        return self.root / str(self.manifest["webhook_server"]["cert"])
 
     @property
     def webhook_key(self) -> Path:
-        return self.root / self.manifest["webhook_server"]["key"]
+        return self.root / str(self.manifest["webhook_server"]["key"])
 
     def client(self, index: int) -> dict[str, Any]:
         """Client 0, 1, 2 ... of the manifest."""
@@ -72,7 +72,7 @@ class DevPki:
     def api_key(self, index: int, secondary: bool = False) -> str:
         entry = self.manifest["clients"][index]["dip_ids"][0]
         name = "secondary_api_key_file" if secondary else "api_key_file"
-        return (self.root / entry[name]).read_text().strip()
+        return (self.root / str(entry[name])).read_text().strip()
 
     def signer(self, index: int) -> SigningCredential:
         return load_pfx(self.root / self.manifest["clients"][index]["signing_pfx"])
@@ -131,7 +131,7 @@ async def serve_https(app: web.Application, pki: DevPki) -> tuple[web.AppRunner,
     ctx.load_cert_chain(str(pki.webhook_cert), str(pki.webhook_key))
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     return runner, f"https://127.0.0.1:{port}"
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from structlog.testing import capture_logs
 
 from dipsim import Simulator
@@ -288,7 +289,7 @@ async def test_services_are_ended_before_the_dip_connection_closes(
     """A service still running after the failure grace is cancelled while the DIP connection
     it may be using is still open, never after: a send on a closed client would fail records
     that were never really tried."""
-    from gateway.dip.client import DipClient
+    from gateway.dip import DipClient
     from gateway.egress.service import EgressService
 
     order: list[str] = []
@@ -363,3 +364,43 @@ async def test_a_missing_topic_stops_start_up_unless_the_gateway_may_create_it(
     async with asyncio.timeout(60):
         await run_gateway(config, stop, on_ready=on_ready)
     assert ready.is_set()
+
+
+async def test_an_ingress_only_gateway_needs_no_dip_credentials(
+    dev_pki: Path, kafka: KafkaUnderTest
+) -> None:
+    """Operators run egress and ingress as separate Deployments: the ingress one carries
+    neither the DCP's mTLS certificate nor the clients' signing credentials (only egress uses
+    them), and it starts, serves and stops without them."""
+    data = yaml.safe_load((dev_pki / "gateway.yaml").read_text())
+    del data["dcp"]["mtls_pfx"]
+    for client in data["clients"]:
+        del client["signing_pfx"]
+    data["egress"] = {"enabled": False}
+    path = dev_pki / "ingress-only.yaml"  # beside the PKI: its relative paths resolve
+    path.write_text(yaml.safe_dump(data))
+    ops_port, webhook_port = free_port(), free_port()
+    env = {
+        **_kafka_env(kafka),
+        "DCP_GATEWAY__INGRESS__LISTEN_PORT": str(webhook_port),
+        "DCP_GATEWAY__INGRESS__PUBLIC_BASE_URL": f"https://127.0.0.1:{webhook_port}",
+        "DCP_GATEWAY__OPS__HEALTH_PORT": str(ops_port),
+    }
+    config = load_config(path, env)
+    stop = asyncio.Event()
+    gateway = asyncio.create_task(run_gateway(config, stop))
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ops_port}", timeout=10) as http:
+            async with asyncio.timeout(60):
+                while True:
+                    with contextlib.suppress(httpx.TransportError):
+                        if (await http.get("/readyz")).status_code == 200:
+                            break
+                    await asyncio.sleep(0.1)
+            readyz = (await http.get("/readyz")).json()
+    finally:
+        stop.set()
+        async with asyncio.timeout(60):
+            await gateway
+    assert gateway.exception() is None
+    assert set(readyz["components"]) == {"ingress"}

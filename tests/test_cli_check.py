@@ -138,6 +138,45 @@ def test_no_dcp_mtls_certificate_fails_as_run_refuses_it(
     assert "set dcp.mtls_pfx (or dcp.mtls_key + dcp.mtls_cert)" in fail
 
 
+def _ingress_only(config: Path, *, unsigned: int, mtls: bool) -> None:
+    """Egress off, client ``unsigned`` without a signing credential, the DCP mTLS certificate
+    kept or not."""
+
+    def change(data: dict[str, Any]) -> None:
+        data["egress"] = {"enabled": False}
+        del data["clients"][unsigned]["signing_pfx"]
+        if not mtls:
+            del data["dcp"]["mtls_pfx"]
+
+    _edit(config, change)
+
+
+def test_an_ingress_only_config_needs_no_dcp_mtls_or_signing_credentials(
+    dev_pki_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only egress connects to the DIP and signs; an ingress Deployment's config has neither."""
+    _ingress_only(dev_pki_copy / "gateway.yaml", unsigned=0, mtls=False)
+    code, lines = _check(dev_pki_copy / "gateway.yaml", capsys)
+    assert code == 0
+    assert _lines(lines, "FAIL") == []
+    oks = _lines(lines, "OK")
+    for field in ("dcp.mtls_pfx", "clients[0].signing_pfx"):
+        (line,) = [line for line in oks if line.startswith(f"OK    {field}:")]
+        assert "not needed: egress is disabled" in line
+
+
+def test_dip_commands_say_which_signing_credential_they_miss(
+    dev_pki_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An ingress-only config is valid, but the admin commands sign for each DIP ID."""
+    _ingress_only(dev_pki_copy / "gateway.yaml", unsigned=1, mtls=True)
+    code = main(["dip", "webhooks", "sync", "--config", str(dev_pki_copy / "gateway.yaml")])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: clients[1].signing_pfx: not set, but the dip commands sign")
+    assert "set signing_pfx (or signing_key + signing_cert)" in error
+
+
 def test_expired_trust_anchor_fails(
     pki: Pki, dev_pki_copy: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from gateway.config import ConfigError, GatewayConfig, load_config, parse_config
+from gateway.keys import build_keystore
 from tests import pki_fixtures
 
 dev_pki_dir = pki_fixtures.dev_pki_dir  # the session fixture, used by name below
@@ -390,3 +391,84 @@ def test_the_drain_on_a_rebalance_must_fit_in_the_rebalance_timeout(dev_pki_dir:
     data["egress"] = {"shutdown_grace_seconds": 60, "enabled": False}
     data["ingress"] = {**data.get("ingress", {}), "enabled": True}
     assert parse_config(data, base_dir=dev_pki_dir).egress.enabled is False  # no drain: no check
+
+
+# -- errors in the project's words, settings required only where used ----------------------
+
+
+def test_an_empty_section_names_the_field_and_the_fix(dev_pki_dir: Path) -> None:
+    """``ingress:`` with nothing under it is YAML null, which pydantic reports as "Input should
+    be a valid dictionary or instance of IngressSettings"."""
+    text = yaml.safe_dump({k: v for k, v in _base(dev_pki_dir).items() if k != "ingress"})
+    path = dev_pki_dir / "empty-section.yaml"
+    path.write_text(text + "ingress:\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    message = str(info.value)
+    assert "1 problem(s)" in message
+    assert (
+        "  - ingress: the section is empty: put its settings under it, indented, or remove the "
+        "line to use the defaults" in message
+    )
+    assert "IngressSettings" not in message
+    data = _base(dev_pki_dir)
+    data["dip"] = None  # required: removing the line is no fix
+    message = _error(data, dev_pki_dir)
+    assert "  - dip: the section is empty: put its settings under it, indented\n" in message + "\n"
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "value", "expected"),
+    [
+        ("ingress", "listen_port", "abc", "ingress.listen_port: must be a whole number, not 'abc'"),
+        ("ingress", "listen_port", -1, "ingress.listen_port: must be at least 0, not -1"),
+        ("ingress", "enabled", "maybe", "ingress.enabled: must be true or false, not 'maybe'"),
+        (
+            "ops",
+            "log_level",
+            "loud",
+            "ops.log_level: must be one of 'debug', 'info', 'warning' or 'error', not 'loud'",
+        ),
+        (
+            "kafka",
+            "outbound_topics",
+            "dip.outbound",
+            "kafka.outbound_topics: must be a list ('- item' lines under it, or [a, b]), "
+            "not 'dip.outbound'",
+        ),
+        ("kafka", "quarantine_topic", 5, "kafka.quarantine_topic: must be text (quote it in"),
+        ("trust", "max_skew_seconds", "long", "trust.max_skew_seconds: must be a number, not"),
+    ],
+)
+def test_type_errors_say_what_the_field_must_be(
+    dev_pki_dir: Path, section: str, field: str, value: object, expected: str
+) -> None:
+    data = _base(dev_pki_dir)
+    data.setdefault(section, {})[field] = value
+    message = _error(data, dev_pki_dir)
+    assert expected in message
+    assert "Input should" not in message
+
+
+def test_a_bad_client_name_says_which_names_are_allowed(dev_pki_dir: Path) -> None:
+    data = _base(dev_pki_dir)
+    data["clients"][0]["name"] = "Client One"
+    message = _error(data, dev_pki_dir)
+    assert "clients[0].name: client name 'Client One' must be lower-case letters" in message
+    assert "e.g. client-1" in message
+
+
+def test_signing_credentials_are_required_only_while_egress_signs(dev_pki_dir: Path) -> None:
+    data = _base(dev_pki_dir)
+    del data["clients"][0]["signing_pfx"]
+    message = _error(data, dev_pki_dir)
+    assert (
+        "clients[0].signing_pfx: egress signs every submission of client 'client-1' with its "
+        "certificate: set signing_pfx (or signing_key + signing_cert), or disable egress"
+    ) in message
+    data["egress"] = {"enabled": False}
+    config = parse_config(data, base_dir=dev_pki_dir)
+    assert not config.clients[0].signs and config.clients[1].signs
+    keystore = build_keystore(config)  # what an ingress-only gateway loads
+    assert not keystore.owns(config.clients[0].dip_ids[0].dip_id)
+    assert keystore.owns(config.clients[1].dip_ids[0].dip_id)

@@ -89,7 +89,8 @@ def config(config_map: Doc) -> GatewayConfig:
 def _container(workload: Doc) -> Doc:
     containers = workload["spec"]["template"]["spec"]["containers"]
     assert len(containers) == 1
-    return containers[0]
+    container: Doc = containers[0]
+    return container
 
 
 def _dockerfile_instructions() -> list[tuple[str, str]]:

@@ -19,6 +19,7 @@ from aiohttp import web
 from dipsim import Simulator
 from dipsim.samples import sample_payload
 from gateway.config import GatewayConfig, load_config, parse_config
+from gateway.dip import DipClient
 from gateway.dip.admin import (
     AdminError,
     WebhookTarget,
@@ -35,8 +36,7 @@ from gateway.dip.admin import (
     webhook_body,
     write_state,
 )
-from gateway.dip.client import DipClient
-from gateway.keys import build_keystore
+from gateway.keys import build_keystore, load_dcp_credential
 from tests.dipsim_fixtures import DevPki
 
 
@@ -141,7 +141,8 @@ async def _with_dip(
     dev_pki: Path, base_url: str, call: Callable[[DipClient], Awaitable[Any]]
 ) -> Any:
     config = load_config(dev_pki / "gateway.yaml", {"DCP_GATEWAY__DIP__BASE_URL": base_url})
-    async with DipClient(config.dip, config.dcp, build_keystore(config)) as dip:
+    credential = load_dcp_credential(config.dcp)
+    async with DipClient.over_mtls(config.dip, credential, build_keystore(config)) as dip:
         return await call(dip)
 
 
@@ -204,7 +205,7 @@ async def bad_dip(pki: DevPki) -> AsyncIterator[BadDip]:
     context.load_cert_chain(str(pki.root / server["cert"]), str(pki.root / server["key"]))
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     dip.base_url = f"https://127.0.0.1:{port}"
     try:
         yield dip

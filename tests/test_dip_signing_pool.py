@@ -56,10 +56,12 @@ async def test_an_error_reaches_the_caller_and_the_pool_keeps_working() -> None:
         pool.shutdown()
 
 
-async def _pool_with_a_running_job() -> tuple[SigningPool, threading.Event, asyncio.Future[bool]]:
+async def _pool_with_a_running_job(
+    name: str = "dip-sign",
+) -> tuple[SigningPool, threading.Event, asyncio.Future[bool]]:
     """A one-thread pool whose thread is busy with a job (already started) until the returned
     event is set; the future is that job's result."""
-    pool = SigningPool(1)
+    pool = SigningPool(1, name=name)
     started, release = threading.Event(), threading.Event()
 
     def job() -> bool:
@@ -111,7 +113,8 @@ async def test_a_job_cancelled_before_it_starts_is_skipped() -> None:
 
 @pytest.mark.parametrize("cancel_futures", [False, True])
 async def test_shutdown_finishes_or_drops_queued_jobs(cancel_futures: bool) -> None:
-    pool, release, first = await _pool_with_a_running_job()
+    name = f"shutdown-test-{cancel_futures}"
+    pool, release, first = await _pool_with_a_running_job(name)
     queued = asyncio.ensure_future(pool.run(lambda: "queued"))
     await asyncio.sleep(0)
     pool.shutdown(wait=False, cancel_futures=cancel_futures)
@@ -125,7 +128,7 @@ async def test_shutdown_finishes_or_drops_queued_jobs(cancel_futures: bool) -> N
     with pytest.raises(RuntimeError, match="shut down"):
         await pool.run(lambda: None)
     await asyncio.to_thread(pool.shutdown, True)
-    assert not any(t.is_alive() for t in pool._threads)
+    assert not [t for t in threading.enumerate() if t.name.startswith(name)]  # all ended
 
 
 def test_a_pool_needs_a_thread() -> None:

@@ -79,7 +79,13 @@ async def test_server_from_another_ca_is_refused(
 
 def test_the_bundle_is_the_only_trust_anchor(cas: tuple[Issued, Issued], tmp_path: Path) -> None:
     context = client_context(None, _bundle(cas, tmp_path))
-    subjects = [dict(item[0] for item in c["subject"]) for c in context.get_ca_certs()]
+    subjects = [dict(_pairs(c["subject"])) for c in context.get_ca_certs()]
     assert [s["commonName"] for s in subjects] == ["DIP server CA"]
     assert context.verify_mode is ssl.CERT_REQUIRED
     assert context.check_hostname is True
+
+
+def _pairs(subject: object) -> list[tuple[str, str]]:
+    """``ssl``'s subject: a tuple of RDNs, each a tuple of (name, value) pairs."""
+    assert isinstance(subject, tuple)
+    return [(str(rdn[0][0]), str(rdn[0][1])) for rdn in subject]

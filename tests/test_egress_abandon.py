@@ -3,57 +3,63 @@
 A batch waiting on the key gate is started when the batch ahead of it finishes. Cancelling the
 batch ahead finishes it too (its ``finally`` releases its keys); if that started the waiting
 batch, the batch would be sent after the partition was revoked (maybe while another gateway
-owns it) or against a stopping producer. The DIP side is a stand-in that never answers: this
-is task bookkeeping, no I/O is involved.
+owns it) or against a stopping producer. Real Kafka feeds a real egress service; the DIP is an
+in-memory transport that never answers, so what reaches it is exactly what egress started.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import date
-from typing import Any
+from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
-from gateway.egress.batching import Batcher
-from gateway.egress.routing import Prepared, Router
-from gateway.egress.service import EgressService
-from tests.test_egress_support import ALICE_ID, BOB_ID, make_config, message
+import orjson
+
+from dipsim import Simulator
+from gateway.dip import DipClient, MemoryTransport, TransportRequest, TransportResponse
+from gateway.egress import EgressService
+from gateway.kafka.topics import ensure_topics, gateway_topics
+from gateway.keys import build_keystore
+from tests.kafka_fixtures import KafkaUnderTest
+from tests.test_egress_e2e import _gateway_config, _payload, _produce, _sur, pki  # noqa: F401
+
+_NO_SIMULATOR = cast(Simulator, SimpleNamespace(base_url="https://127.0.0.1:9"))
 
 
-class _SilentSender:
-    """Records which batches were handed to the DIP; never answers."""
+async def test_a_stop_starts_no_batch_that_was_waiting_on_the_key_gate(
+    pki: Path,  # noqa: F811 (the module fixture of test_egress_e2e)
+    kafka: KafkaUnderTest,
+) -> None:
+    sent: list[list[str]] = []
+    first_sent = asyncio.Event()
 
-    def __init__(self) -> None:
-        self.started: list[int] = []
-
-    async def deliver(self, batch: Any) -> list[Any]:
-        self.started.append(batch.batch_id)
+    async def never_answers(request: TransportRequest) -> TransportResponse:
+        items = orjson.loads(request.body)
+        sent.append([i["payload"]["CommonBlock"]["S1"]["senderUniqueReference"] for i in items])
+        first_sent.set()
         await asyncio.Event().wait()
-        return []
+        raise AssertionError("never answered")
 
-
-async def test_abandon_starts_no_batch_that_was_waiting_on_the_gate() -> None:
-    config = make_config()
-    service = EgressService(config, None, None)  # type: ignore[arg-type]
-    sender = _SilentSender()
-    service._sender = sender  # type: ignore[assignment]
-    router = Router(config)
-    batcher = Batcher(1, 1_000_000, 10.0, service._gate)
-    service._batcher = batcher
-
-    def keyed(sender_id: str, seq: int) -> Prepared:
-        out = router.prepare(message(sender_id, seq, offset=seq, key=b"meter-1"), date.today())
-        assert isinstance(out, Prepared)
-        return out
-
-    (first,) = batcher.add(keyed(ALICE_ID, 0), 0.0)
-    (second,) = batcher.add(keyed(BOB_ID, 1), 0.0)  # same key: waits for the first
-    service._dispatch(first)
-    service._dispatch(second)
-    await asyncio.sleep(0.01)
-    assert sender.started == [first.batch_id]
-    assert second.batch_id in service._waiting
-
-    await asyncio.wait_for(service._abandon(), 5)
-    await asyncio.sleep(0.01)
-    assert sender.started == [first.batch_id]  # the waiting batch was not started
-    assert not service._tasks and not service._waiting
+    config = _gateway_config(pki, kafka, _NO_SIMULATOR, shutdown_grace_seconds=0, linger_ms=0)
+    await ensure_topics(config.kafka, gateway_topics(config))
+    topic = config.kafka.outbound_topics[0]
+    first, second = _payload(1, 0), _payload(2, 1)  # two senders: two batches
+    # One key: the second batch waits on the key gate until the first is final.
+    await _produce(config, [(topic, b"meter-1", orjson.dumps(p)) for p in (first, second)])
+    keystore = build_keystore(config)
+    before = asyncio.all_tasks()
+    async with DipClient(config.dip.base_url, keystore, MemoryTransport(never_answers)) as dip:
+        stop = asyncio.Event()
+        run = asyncio.create_task(EgressService(config, keystore, dip).run(stop))
+        async with asyncio.timeout(60):
+            await first_sent.wait()
+        stop.set()  # no grace: the first batch is abandoned
+        async with asyncio.timeout(60):
+            await run
+        # A batch started by the stop would still be running: this DIP never answers.
+        left = asyncio.all_tasks() - before - {asyncio.current_task()}
+        if left:
+            _, running = await asyncio.wait(left, timeout=10)
+            assert not running, f"work still running after the stop; the DIP was sent {sent}"
+    assert sent == [[_sur(first)]]

@@ -68,7 +68,7 @@ def test_results_are_the_serialised_result_document_byte_for_byte() -> None:
         assert record.headers is None
         assert type(record) is OutRecord and len(record) == len(OutRecord._fields)
     # the values really differ where they should (one template per request and partition)
-    offsets = [orjson.loads(r.value)["source"]["offset"] for r in records]
+    offsets = [orjson.loads(r.value or b"")["source"]["offset"] for r in records]
     assert offsets == [1000 + seq for seq in range(40)]
 
 

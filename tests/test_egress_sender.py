@@ -7,10 +7,9 @@ from collections import deque
 from datetime import date
 from typing import Any, cast
 
-import httpx
 import orjson
 
-from gateway.dip.client import DipClient, DipResponse
+from gateway.dip import DipClient, DipResponse, DipTransportError
 from gateway.egress.batching import Batch, Batcher
 from gateway.egress.retry import RetryPolicy
 from gateway.egress.routing import Prepared, Router
@@ -110,7 +109,7 @@ async def test_gives_up_after_max_attempts() -> None:
 
 
 async def test_transport_errors_are_retried() -> None:
-    dip = _ScriptedDip([httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), _ok])
+    dip = _ScriptedDip([DipTransportError("refused"), DipTransportError("slow"), _ok])
     sender, _ = _sender(dip)
     out = await sender.deliver(_batch(1))
     assert out[0].result.accepted and out[0].attempts == 3

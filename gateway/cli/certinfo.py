@@ -181,7 +181,7 @@ def subject_alt_names(cert: x509.Certificate) -> list[str]:
     return out
 
 
-def key_description(cert: x509.Certificate) -> tuple[str, int | None]:
+def _key_description(cert: x509.Certificate) -> tuple[str, int | None]:
     public = cert.public_key()
     if isinstance(public, rsa.RSAPublicKey):
         return "RSA", public.key_size
@@ -192,7 +192,7 @@ def describe(
     cert: x509.Certificate, now: datetime, key: PrivateKey | None = None
 ) -> dict[str, Any]:
     """A JSON-ready description of one certificate (and whether ``key`` matches it)."""
-    key_type, key_bits = key_description(cert)
+    key_type, key_bits = _key_description(cert)
     usage = _key_usage(cert)
     usage_names: list[str] = []
     if usage is not None:

@@ -199,6 +199,13 @@ def _check_client_signer(
 ) -> None:
     client = config.clients[ci]
     where = f"clients[{ci}]"
+    if not client.signs:  # the configuration allows it only with egress disabled
+        report.add(
+            Status.OK,
+            f"{where}.signing_pfx",
+            "not set, and not needed: egress is disabled (the `dip` commands still need it)",
+        )
+        return
     ok, password = _password(report, f"{where}.signing_password_file", client.signing_password_file)
     if not ok:
         return
@@ -224,6 +231,13 @@ def _check_client_signer(
 
 def _check_dcp(config: GatewayConfig, now: datetime, report: Report) -> None:
     dcp = config.dcp
+    if dcp.mtls_pfx is None and dcp.mtls_key is None and not config.egress.enabled:
+        report.add(
+            Status.OK,
+            "dcp.mtls_pfx",
+            "not set, and not needed: egress is disabled (the `dip` commands still need it)",
+        )
+        return
     if dcp.mtls_pfx is None and dcp.mtls_key is None:
         report.add(
             Status.FAIL,

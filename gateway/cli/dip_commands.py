@@ -24,13 +24,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import orjson
 
 from gateway.cli import CliError
 from gateway.config import ConfigError, GatewayConfig, load_config
-from gateway.dip import admin
-from gateway.dip.client import DipClient
+from gateway.dip import DipClient, DipTransportError, admin
 
 _T = TypeVar("_T")
 
@@ -140,23 +138,32 @@ def _owned(config: GatewayConfig, dip_id: str) -> None:
 
 def _with_dip(config: GatewayConfig, call: Callable[[DipClient], Awaitable[_T]]) -> _T:
     """Run ``call`` with a connected DipClient; transport and DIP errors become one line."""
-    from gateway.keys import build_keystore
+    from gateway.keys import build_keystore, load_dcp_credential
     from gateway.signing.credentials import CredentialError
 
+    unsigned = [f"clients[{i}].signing_pfx" for i, c in enumerate(config.clients) if not c.signs]
+    if unsigned:  # allowed for an ingress-only gateway, but these commands sign
+        raise CliError(
+            f"{', '.join(unsigned)}: not set, but the dip commands sign each request for the "
+            "DIP ID concerned: set signing_pfx (or signing_key + signing_cert)"
+        )
     try:
         keystore = build_keystore(config)
+        credential = load_dcp_credential(config.dcp)
     except CredentialError as exc:
         raise CliError(f"credentials: {exc}") from None
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
 
     async def main() -> _T:
-        async with DipClient(config.dip, config.dcp, keystore) as dip:
+        async with DipClient.over_mtls(config.dip, credential, keystore) as dip:
             return await call(dip)
 
     try:
         return asyncio.run(main())
     except admin.AdminError as exc:
         raise CliError(str(exc)) from None
-    except httpx.HTTPError as exc:
+    except DipTransportError as exc:
         raise CliError(f"cannot reach the DIP at {config.dip.base_url}: {exc}") from None
 
 
@@ -232,12 +239,19 @@ def _replay(args: argparse.Namespace) -> int:
 async def _replay_into_kafka(
     dip: DipClient, config: GatewayConfig, args: argparse.Namespace, body: bytes
 ) -> dict[str, int]:
-    from gateway.ingress.dedup import DedupWindow
-    from gateway.ingress.deliver import Deliverer
-    from gateway.ingress.envelope import EnvelopeError, parse_publications, parse_status_messages
-    from gateway.ingress.pipeline import Outcome, RoutingTable, plan_deliveries
-    from gateway.ingress.routes import Route, RouteKind
-    from gateway.ingress.service import producer_overrides
+    from gateway.ingress import (
+        DedupWindow,
+        Deliverer,
+        EnvelopeError,
+        Outcome,
+        Route,
+        RouteKind,
+        RoutingTable,
+        parse_publications,
+        parse_status_messages,
+        plan_deliveries,
+        producer_overrides,
+    )
     from gateway.kafka.clients import create_producer
 
     interface = None if args.status else args.interface

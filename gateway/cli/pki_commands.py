@@ -158,10 +158,10 @@ def _register_csr(actions: _SubParsers) -> None:
     p.add_argument("--out-csr", type=Path, required=True, help="CSR to write (PEM)")
     p.add_argument("--bits", type=int, default=RECOMMENDED_KEY_BITS, help="RSA key size")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
-    p.set_defaults(handler=run_csr)
+    p.set_defaults(handler=_run_csr)
 
 
-def run_csr(args: argparse.Namespace) -> int:
+def _run_csr(args: argparse.Namespace) -> int:
     host: str = args.host.strip().strip(".")
     domain: str = args.domain.strip().strip(".")
     try:
@@ -218,10 +218,10 @@ def _register_pfx(actions: _SubParsers) -> None:
     p.add_argument("--out", type=Path, required=True, help="PFX file to write")
     p.add_argument("--password-file", type=Path, help="password for the PFX (default: none)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
-    p.set_defaults(handler=run_pfx)
+    p.set_defaults(handler=_run_pfx)
 
 
-def run_pfx(args: argparse.Namespace) -> int:
+def _run_pfx(args: argparse.Namespace) -> int:
     try:
         key = read_private_key(args.key, _password(args.key_password_file))
         cert_file = read_cert_file(args.cert)
@@ -268,10 +268,10 @@ def _register_inspect(actions: _SubParsers) -> None:
     p.add_argument("--key", type=Path, help="PEM private key to check against the certificate")
     p.add_argument("--password-file", type=Path, help="password of the PFX or key")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(handler=run_inspect)
+    p.set_defaults(handler=_run_inspect)
 
 
-def run_inspect(args: argparse.Namespace) -> int:
+def _run_inspect(args: argparse.Namespace) -> int:
     password = _password(args.password_file)
     try:
         cert_file: CertFile = read_cert_file(args.file, password)
@@ -339,10 +339,10 @@ def _register_dev_init(actions: _SubParsers) -> None:
     p.add_argument("--webhook-url", default=defaults.webhook_base_url, help="webhook base URL")
     p.add_argument("--kafka", default=defaults.kafka_bootstrap, help="Kafka bootstrap servers")
     p.add_argument("--force", action="store_true", help="replace an existing dev PKI")
-    p.set_defaults(handler=run_dev_init)
+    p.set_defaults(handler=_run_dev_init)
 
 
-def run_dev_init(args: argparse.Namespace) -> int:
+def _run_dev_init(args: argparse.Namespace) -> int:
     if args.clients < 1 or args.dip_ids_per_client < 1:
         raise CliError("--clients and --dip-ids-per-client must be at least 1")
     if args.clients > 9999 or args.dip_ids_per_client > 9999:
@@ -391,7 +391,7 @@ def _register_sign(actions: _SubParsers) -> None:
     p.add_argument("--url", required=True, help="full URL exactly as it will be sent")
     p.add_argument("--body-file", type=Path, required=True, help="body bytes as sent")
     p.add_argument("--date", type=_parse_time, help="signature date (default: now)")
-    p.set_defaults(handler=run_sign)
+    p.set_defaults(handler=_run_sign)
 
 
 def _read_body(path: Path) -> bytes:
@@ -401,7 +401,7 @@ def _read_body(path: Path) -> bytes:
         raise CliError(f"{path}: cannot read body: {exc.strerror}") from None
 
 
-def run_sign(args: argparse.Namespace) -> int:
+def _run_sign(args: argparse.Namespace) -> int:
     try:
         credential = load_credential(args.key, args.cert, _password(args.password_file))
     except CredentialError as exc:
@@ -447,7 +447,7 @@ def _register_verify(actions: _SubParsers) -> None:
         default=300.0,
         help="allowed signature-date skew in seconds, or 'none' (default 300)",
     )
-    p.set_defaults(handler=run_verify)
+    p.set_defaults(handler=_run_verify)
 
 
 def _read_headers(path: Path) -> dict[str, str]:
@@ -470,7 +470,7 @@ def _read_headers(path: Path) -> dict[str, str]:
     return headers
 
 
-def run_verify(args: argparse.Namespace) -> int:
+def _run_verify(args: argparse.Namespace) -> int:
     if not args.trust and not args.pin:
         raise CliError("give a trust anchor (--trust CA.pem) or a pinned fingerprint (--pin)")
     try:

@@ -75,6 +75,21 @@ def service_problems(egress: EgressSettings, ingress: IngressSettings) -> Proble
     return []
 
 
+def signing_problems(egress: EgressSettings, clients: Sequence[ClientConfig]) -> Problems:
+    """Egress signs every submission with its client's certificate; ingress signs nothing."""
+    if not egress.enabled:
+        return []
+    return [
+        (
+            f"clients[{i}].signing_pfx",
+            f"egress signs every submission of client {client.name!r} with its certificate: "
+            "set signing_pfx (or signing_key + signing_cert), or disable egress",
+        )
+        for i, client in enumerate(clients)
+        if not client.signs
+    ]
+
+
 def environment_problems(environment: Environment, dip: DipSettings) -> Problems:
     if environment is Environment.PRD and not dip.base_url.startswith("https://"):
         return [

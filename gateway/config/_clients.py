@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from gateway.config._fields import ConfigModel, dip_id, must_exist, topic_name
 from gateway.dip.vocabulary import INTERFACE_PATTERN, MPID_PATTERN, RoleCode
+
+_CLIENT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 class DipIdConfig(ConfigModel):
@@ -87,7 +90,7 @@ class ClientTopics(ConfigModel):
 class ClientConfig(ConfigModel):
     """One client MP of the DCP."""
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    name: str
     signing_pfx: Path | None = None
     signing_key: Path | None = None
     signing_cert: Path | None = None
@@ -102,6 +105,17 @@ class ClientConfig(ConfigModel):
     topics: ClientTopics
     dip_ids: tuple[DipIdConfig, ...] = Field(min_length=1)
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        # Names label metrics and logs: one form everywhere.
+        if not _CLIENT_NAME.fullmatch(v):
+            raise ValueError(
+                f"client name {v!r} must be lower-case letters, digits and '-' (starting with a "
+                "letter or digit, at most 63 characters), e.g. client-1"
+            )
+        return v
+
     @field_validator("signing_pfx", "signing_key", "signing_cert", "signing_password_file")
     @classmethod
     def _files(cls, v: Path | None, info: ValidationInfo) -> Path | None:
@@ -109,14 +123,18 @@ class ClientConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _signing(self) -> ClientConfig:
+        # Whether one is needed at all depends on egress: see _checks.signing_problems.
         pem = self.signing_key is not None or self.signing_cert is not None
-        if self.signing_pfx is None and not pem:
-            raise ValueError("set signing_pfx (or signing_key + signing_cert) for this client")
         if self.signing_pfx is not None and pem:
             raise ValueError("set either signing_pfx or signing_key + signing_cert, not both")
         if pem and (self.signing_key is None or self.signing_cert is None):
             raise ValueError("signing_key and signing_cert go together: set both")
         return self
+
+    @property
+    def signs(self) -> bool:
+        """Whether a signing credential is configured (egress needs one for every client)."""
+        return self.signing_pfx is not None or self.signing_key is not None
 
     def validates(self, interface_id: str, default: bool) -> bool:
         enabled = default if self.schema_validation is None else self.schema_validation

@@ -50,7 +50,7 @@ def parse_config(
             data, context={"base_dir": base_dir, "check_files": check_files}
         )
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source)) from None
+        raise ConfigError(format_validation_error(exc, source, GatewayConfig)) from None
 
 
 def load_config(

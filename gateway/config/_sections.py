@@ -146,9 +146,8 @@ class KafkaSettings(ConfigModel):
     compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = Field(
         default="zstd",
         description="codec of the records the gateway produces (results, dead letters, inbound "
-        "messages). zstd (Kafka 2.1+, librdkafka 1.0+ consumers) costs ~0.25 us per 370-byte "
-        "result at a 70:1 ratio; aiokafka's gzip compresses at level 9: ~5.4 us at 37:1, on "
-        "the event loop",
+        "messages). zstd (Kafka 2.1+, librdkafka 1.0+ consumers) costs the event loop far "
+        "less than aiokafka's gzip (level 9), at a better ratio (load-tests/README.md)",
     )
     consumer_group: str = "dcp-gateway-egress"
     group_instance_id: str | None = Field(
@@ -166,7 +165,8 @@ class KafkaSettings(ConfigModel):
         default=True,
         description="verify the CRC-32C of every fetched record batch (Apache Kafka's default; "
         "librdkafka's is off, since the broker checked it on produce and TCP or TLS protect "
-        "it on the way). Costs egress's event loop ~0.4 us per 700-byte record",
+        "it on the way). Costs egress's event loop a little per record "
+        "(load-tests/bench_kafka_consume.py)",
     )
     session_timeout_ms: int = Field(
         default=10_000,
@@ -318,7 +318,9 @@ class EgressSettings(ConfigModel):
     schema_validation: bool = True
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
     transport: Literal["aiohttp", "httpx"] = Field(
-        default="aiohttp", description="httpx over aiohttp (fast) or httpx's own transport"
+        default="aiohttp",
+        description="library of the DIP connection: aiohttp (HTTP/1.1), or httpx, which "
+        "dip.http2 needs",
     )
 
 

@@ -19,13 +19,15 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from gateway.config import GatewayConfig
 from gateway.dip.client import DipClient, DipResponse, dip_path
 from gateway.dip.webhook_urls import publication_callback_url, status_callback_url
+
+if TYPE_CHECKING:  # annotations only: the configuration imports gateway.dip's vocabulary
+    from gateway.config import GatewayConfig
 
 STATUS_CHANNEL = "status"
 CONTINUATION_HEADER = "X-Continuation-Token"
@@ -168,7 +170,7 @@ async def apply_sync(dip: DipClient, config: GatewayConfig, plan: SyncPlan) -> l
 # -- replay / requeue / status ------------------------------------------------------------------
 
 
-def dip_datetime(value: datetime) -> str:
+def _dip_datetime(value: datetime) -> str:
     """DT-003: 25 characters, ``2026-03-01T09:30:00+00:00``."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
@@ -186,8 +188,8 @@ def message_request(
 ) -> bytes:
     """``MessageRequest`` (publications): the nullable selectors are sent as null."""
     body: dict[str, Any] = {
-        "datetimeFrom": dip_datetime(date_from),
-        "datetimeTo": dip_datetime(date_to),
+        "datetimeFrom": _dip_datetime(date_from),
+        "datetimeTo": _dip_datetime(date_to),
         "eventCode": event_code,
         "MPAN": mpan,
         "version": version,
@@ -206,8 +208,8 @@ def status_message_request(
 ) -> bytes:
     """``StatusMessageRequest``."""
     body: dict[str, Any] = {
-        "datetimeFrom": dip_datetime(date_from),
-        "datetimeTo": dip_datetime(date_to),
+        "datetimeFrom": _dip_datetime(date_from),
+        "datetimeTo": _dip_datetime(date_to),
     }
     if transaction_id:
         body["transactionID"] = transaction_id

@@ -2,17 +2,16 @@
 
 A DCP connects all its client MPs through one mTLS connection that uses the DCP's own
 certificate; each request is signed with the certificate of the MP it is sent for, and carries
-that DIP ID's API key. Signing is CPU-bound (RSA-4096, ~6 ms) and ``cryptography`` releases the
-GIL, so it runs on a thread pool sized to the machine and the event loop never stalls.
+that DIP ID's API key. Signing is CPU-bound (RSA-4096) and ``cryptography`` releases the GIL,
+so it runs on a thread pool sized to the machine and the event loop never stalls.
 
 The URL is built here once and both signed and sent as the same string: the DIP verifies the
 signature over the URL as received, so it must not be re-encoded between the two.
 
-Transports: ``aiohttp`` (the default) sends with an ``aiohttp.ClientSession`` directly; httpx
-on top of it cost ~1 ms of event-loop CPU per request (request and header objects built twice,
-URL parsing, cookie extraction), more than everything else the gateway does for a message at
-batch size 1. Transport failures are still raised as ``httpx`` exceptions (the callers'
-contract), mapped only on the error path. ``httpx`` uses httpx's own transport (and HTTP/2).
+Sending is a :class:`~gateway.dip.DipTransport`'s job: aiohttp by default (httpx's client
+costs more event-loop CPU per request, see ``load-tests/README.md``), httpx when HTTP/2 is
+wanted, in memory in unit tests. Whichever sends, no answer is a
+:class:`~gateway.dip.DipTransportError`.
 """
 
 from __future__ import annotations
@@ -23,19 +22,19 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote, urlencode
 
-import aiohttp
-import httpx
-from multidict import CIMultiDictProxy
-from yarl import URL
-
-from gateway.config import DcpSettings, DipSettings
+from gateway.dip._transports import AiohttpTransport, DipTransport, HttpxTransport
 from gateway.dip.signing_pool import SigningPool
-from gateway.dip.tls import client_context, load_dcp_credential
+from gateway.dip.tls import client_context
 from gateway.signing.credentials import SigningCredential
 from gateway.signing.keystore import KeyStore
+
+if TYPE_CHECKING:  # annotations only: the configuration imports gateway.dip's vocabulary
+    from gateway.config import DipSettings
+
+TransportName = Literal["aiohttp", "httpx"]
 
 API_KEY_HEADER = "X-API-Key"
 
@@ -74,89 +73,81 @@ def dip_path(*segments: str) -> str:
     return "/" + "/".join(quote(s, safe="-_.~") for s in segments)
 
 
+def mtls_transport(
+    dip: DipSettings, credential: SigningCredential, kind: TransportName = "aiohttp"
+) -> DipTransport:
+    """The transport of the shared connection: ``credential`` as the client certificate, the
+    DIP's server certificate checked against ``dip.ca_bundle``."""
+    context = client_context(credential, dip.ca_bundle)
+    if kind == "httpx":
+        return HttpxTransport(
+            context,
+            http2=dip.http2,
+            max_connections=dip.max_connections,
+            connect_timeout=dip.connect_timeout_seconds,
+            request_timeout=dip.request_timeout_seconds,
+        )
+    return AiohttpTransport(
+        context,
+        max_connections=dip.max_connections,
+        connect_timeout=dip.connect_timeout_seconds,
+        request_timeout=dip.request_timeout_seconds,
+    )
+
+
 class DipClient:
-    """Signed requests to the DIP over one shared mTLS pool. Use as an async context manager."""
+    """Signed requests to the DIP through one transport. Use as an async context manager."""
 
     def __init__(
         self,
+        base_url: str,
+        keystore: KeyStore,
+        transport: DipTransport,
+        *,
+        pool: SigningPool | None = None,
+    ) -> None:
+        self._base_url = base_url
+        self._keystore = keystore
+        self._transport = transport
+        self._own_pool = pool is None
+        self._pool = pool or signing_pool()
+
+    @classmethod
+    def over_mtls(
+        cls,
         dip: DipSettings,
-        dcp: DcpSettings,
+        credential: SigningCredential,
         keystore: KeyStore,
         *,
         pool: SigningPool | None = None,
-        transport: Literal["aiohttp", "httpx"] = "aiohttp",
-        credential: SigningCredential | None = None,
-    ) -> None:
-        """``credential``: the DCP's mTLS credential if already loaded (and checked) by the
-        caller; loaded from ``dcp`` otherwise."""
-        self._dip = dip
-        self._keystore = keystore
-        self._ssl = client_context(credential or load_dcp_credential(dcp), dip.ca_bundle)
-        # after the TLS context: a credential error must not leave a pool's threads behind
-        self._own_pool = pool is None
-        self._pool = pool or signing_pool()
-        self._transport_name = transport
-        self._http: httpx.AsyncClient | None = None
-        self._session: aiohttp.ClientSession | None = None
+        transport: TransportName = "aiohttp",
+    ) -> DipClient:
+        """The client as deployed: the DCP's mTLS ``credential`` on the shared connection."""
+        # the TLS context first: a credential it refuses must not leave a pool's threads behind
+        return cls(dip.base_url, keystore, mtls_transport(dip, credential, transport), pool=pool)
 
     @property
     def base_url(self) -> str:
-        return self._dip.base_url
+        return self._base_url
 
     @property
     def keystore(self) -> KeyStore:
         return self._keystore
 
-    def _build_http(self) -> httpx.AsyncClient:
-        timeout = httpx.Timeout(
-            self._dip.request_timeout_seconds, connect=self._dip.connect_timeout_seconds
-        )
-        limits = httpx.Limits(
-            max_connections=self._dip.max_connections,
-            max_keepalive_connections=self._dip.max_connections,
-        )
-        return httpx.AsyncClient(
-            verify=self._ssl, http2=self._dip.http2, limits=limits, timeout=timeout
-        )
-
-    def _build_session(self) -> aiohttp.ClientSession:
-        """Timeouts as httpx's: connecting, waiting for a pooled connection, and each read."""
-        dip = self._dip
-        connector = aiohttp.TCPConnector(
-            ssl=self._ssl, limit=dip.max_connections, keepalive_timeout=60
-        )
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=dip.request_timeout_seconds + dip.connect_timeout_seconds,
-            sock_connect=dip.connect_timeout_seconds,
-            sock_read=dip.request_timeout_seconds,
-        )
-        return aiohttp.ClientSession(
-            connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()
-        )
-
     async def __aenter__(self) -> DipClient:
-        if self._transport_name == "aiohttp":
-            self._session = self._build_session()
-        else:
-            self._http = self._build_http()
+        await self._transport.open()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._transport.aclose()
         if self._own_pool:
             self._pool.shutdown(wait=False)
 
     def url(self, path: str, params: Mapping[str, str] | None = None) -> str:
-        url = self._dip.base_url + path
+        url = self._base_url + path
         if params:
             url += "?" + urlencode(params)
         return url
@@ -178,10 +169,9 @@ class DipClient:
         api_key: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> DipResponse:
-        """Sign ``body`` for ``sender_dip_id`` and send it. Raises ``httpx.HTTPError`` on
-        transport failures (connection, TLS, timeout); any HTTP status is returned."""
-        if self._http is None and self._session is None:
-            raise RuntimeError("DipClient used outside 'async with'")
+        """Sign ``body`` for ``sender_dip_id`` and send it. Raises
+        :class:`~gateway.dip.DipTransportError` when no answer comes (connection, TLS,
+        timeout); any HTTP status is returned."""
         credential = self._keystore.signer_for(sender_dip_id)
         url = self.url(path, params)
         started = time.perf_counter()
@@ -194,20 +184,9 @@ class DipClient:
             **signed,
             **(headers or {}),
         }
-        if self._session is not None:
-            status, response_headers, content = await self._send_aiohttp(
-                self._session, method, url, body, all_headers
-            )
-        else:
-            assert self._http is not None
-            response = await self._http.request(
-                method, url, content=body if body else None, headers=all_headers
-            )
-            status, response_headers, content = (
-                response.status_code,
-                dict(response.headers),
-                response.content,
-            )
+        status, response_headers, content = await self._transport.send(
+            method, url, all_headers, body
+        )
         return DipResponse(
             status=status,
             headers=response_headers,
@@ -215,54 +194,3 @@ class DipClient:
             url=url,
             sign_seconds=sign_seconds,
         )
-
-    @staticmethod
-    async def _send_aiohttp(
-        session: aiohttp.ClientSession,
-        method: str,
-        url: str,
-        body: bytes,
-        headers: dict[str, str],
-    ) -> tuple[int, dict[str, str], bytes]:
-        """One request; the URL is sent exactly as signed (``encoded=True``: no re-quoting).
-
-        Redirects are not followed (as with httpx): aiohttp would turn a redirected POST into a
-        GET without the body, whose 2xx would pass for an accepted submission, or send the
-        signed body and the API key to wherever ``Location`` points."""
-        try:
-            async with session.request(
-                method,
-                URL(url, encoded=True),
-                data=body or None,
-                headers=headers,
-                allow_redirects=False,
-            ) as response:
-                content = await response.read()
-                return response.status, _header_dict(response.headers), content
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise _as_httpx_error(exc) from exc
-
-
-def _header_dict(headers: CIMultiDictProxy[str]) -> dict[str, str]:
-    """Lower-case names, repeated headers joined with ", " (what ``dict(httpx.Headers)`` gave)."""
-    out: dict[str, str] = {}
-    for name, value in headers.items():
-        key = name.lower()
-        out[key] = f"{out[key]}, {value}" if key in out else value
-    return out
-
-
-def _as_httpx_error(exc: BaseException) -> httpx.TransportError:
-    """The httpx exception for an aiohttp transport failure (callers catch ``httpx.HTTPError``)."""
-    message = str(exc) or type(exc).__name__
-    if isinstance(exc, aiohttp.ServerTimeoutError | TimeoutError):
-        if isinstance(exc, aiohttp.ConnectionTimeoutError):
-            return httpx.ConnectTimeout(message)
-        return httpx.ReadTimeout(message)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return httpx.ConnectError(message)
-    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
-        return httpx.ReadError(message)
-    if isinstance(exc, aiohttp.InvalidURL):
-        return httpx.UnsupportedProtocol(message)
-    return httpx.NetworkError(message)

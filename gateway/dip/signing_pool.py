@@ -1,11 +1,12 @@
 """Threads that sign requests off the event loop, with the least event-loop work per signature.
 
-``loop.run_in_executor`` on a ``ThreadPoolExecutor`` costs the event loop ~90 us per call on the
-project's machine (a ``concurrent.futures.Future`` with its condition lock, a work item, the
-executor's thread-count check, and ``wrap_future`` chaining two futures both ways); a job on a
-queue whose worker settles an asyncio future through ``call_soon_threadsafe`` costs ~45 us, most
-of it waking the loop. At batch size 1 there is one signature per message, so that difference is
-~5 % of the event loop's CPU per message.
+``loop.run_in_executor`` on a ``ThreadPoolExecutor`` costs the event loop about twice as much
+per call (a ``concurrent.futures.Future`` with its condition lock, a work item, the executor's
+thread-count check, and ``wrap_future`` chaining two futures both ways) as a job on a queue
+whose worker settles an asyncio future through ``call_soon_threadsafe``, most of whose cost is
+waking the loop. At batch size 1 there is one signature per message, so the difference shows in
+the event loop's CPU per message (``load-tests/bench_handoff.py``; figures in
+``load-tests/README.md``).
 
 ``cryptography`` releases the GIL while it computes the RSA signature, so the threads sign in
 parallel with each other and with the loop.

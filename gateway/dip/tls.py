@@ -13,29 +13,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from gateway.config import ConfigError, DcpSettings
-from gateway.signing.credentials import SigningCredential, load_credential
-from gateway.signing.keystore import read_secret_file
-
-
-def load_dcp_credential(dcp: DcpSettings) -> SigningCredential:
-    """The DCP's mTLS key and certificate, from PFX or PEM; :class:`ConfigError` when neither
-    is configured (the settings model guarantees key and certificate come together)."""
-    key: Path | None = dcp.mtls_pfx
-    cert: Path | None = None
-    if key is None:
-        key, cert = dcp.mtls_key, dcp.mtls_cert
-    if key is None:
-        raise ConfigError(
-            "dcp.mtls_pfx: the DIP connection needs the DCP's mTLS certificate: set "
-            "dcp.mtls_pfx (or dcp.mtls_key + dcp.mtls_cert)"
-        )
-    password = (
-        read_secret_file(dcp.mtls_password_file).encode()
-        if dcp.mtls_password_file is not None
-        else None
-    )
-    return load_credential(key, cert, password)
+from gateway.signing.credentials import SigningCredential
 
 
 def _load_chain(context: ssl.SSLContext, credential: SigningCredential) -> None:

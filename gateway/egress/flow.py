@@ -11,8 +11,7 @@ has a unit test. Why it is more than "pause when full":
   buffers, and takes records again once a fortieth of the window is free (500 of 20,000; at
   most a slice). A small refill keeps the pipeline evenly fed: refilling a quarter of the
   window at once made the event loop ingest thousands of records while DIP answers waited,
-  about 10 % slower end to end (``load-tests/bench_egress.py --batched 60000``, alternating
-  runs).
+  slower end to end (``load-tests/README.md``).
 * Holding must not last: the group coordinator removes a member that has not called
   ``getmany`` for ``max_poll_interval_ms``. After ``hold_seconds`` (a slow or unreachable DIP)
   the partitions are **paused** and ``getmany`` is called again (it returns nothing for paused

@@ -14,11 +14,9 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import NamedTuple
 
-import aiohttp
-import httpx
 import structlog
 
-from gateway.dip.client import DipClient
+from gateway.dip import DipClient, DipTransportError
 from gateway.egress import metrics
 from gateway.egress.batching import Batch
 from gateway.egress.outcomes import Action, Decision, MessageResult, decide, transport_failure
@@ -27,8 +25,6 @@ from gateway.egress.routing import Prepared
 from gateway.signing.keystore import UnknownSender
 
 _log = structlog.get_logger(__name__)
-
-_TRANSPORT_ERRORS = (httpx.HTTPError, aiohttp.ClientError, OSError, TimeoutError)
 
 
 class Delivery(NamedTuple):
@@ -137,7 +133,7 @@ class BatchSender:
             response = await self._dip.request(
                 "POST", batch.path, batch.sender_dip_id, body, api_key=api_key
             )
-        except _TRANSPORT_ERRORS as exc:
+        except DipTransportError as exc:
             metrics.REQUESTS.labels("error").inc()
             return transport_failure(exc)
         except UnknownSender:

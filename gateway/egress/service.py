@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import time
 from collections.abc import Coroutine
 from datetime import UTC, datetime
@@ -55,6 +54,7 @@ from gateway.egress.sender import BatchSender, Delivery
 from gateway.egress.writer import OutcomeWriter, OutRecord
 from gateway.kafka.clients import create_consumer, create_producer
 from gateway.kafka.topics import ensure_topics, gateway_topics
+from gateway.ops.collector import tuned_for_streaming
 from gateway.ops.health import Health
 from gateway.schema import default_registry
 from gateway.signing.keystore import KeyStore
@@ -68,8 +68,8 @@ _COMMIT_INTERVAL = 0.2
 _LAG_INTERVAL = 5.0
 _PRODUCE_RETRY_SECONDS = 1.0
 _INGEST_SLICE = 5000
-"""Most records taken per consume-loop turn (see :mod:`gateway.egress.flow`): ~100 ms of
-event-loop work at batch 500, so DIP answers and the webhook wait at most that long. At the
+"""Most records taken per consume-loop turn (see :mod:`gateway.egress.flow`): bounds the
+event-loop work of one turn, so DIP answers and the webhook wait at most that long. At the
 in-flight limit a turn takes only the refill (a fortieth of the window), which is what keeps
 the pipeline evenly fed."""
 _HOLD_SECONDS_MAX = 5.0
@@ -156,26 +156,24 @@ class EgressService:
         self._writer = OutcomeWriter(
             producer, interval=self._config.egress.outcome_produce_interval_ms / 1000
         )
-        thresholds = gc.get_threshold()
         await producer.start()
         try:
             consumer.subscribe(self._topics, listener=_Listener(self))
             await consumer.start()
             try:
-                _collect_less(self._config.egress.max_in_flight_messages)
-                self._set_health(True, "consuming")
-                _log.info("egress_started", topics=self._topics, group=kafka.consumer_group)
-                await self._consume(stop)
-                self._set_health(False, "stopping")
-                with contextlib.suppress(KafkaError):
-                    consumer.pause(*consumer.assignment())
-                await self._drain(self._config.egress.shutdown_grace_seconds)
+                with tuned_for_streaming(self._config.egress.max_in_flight_messages):
+                    self._set_health(True, "consuming")
+                    _log.info("egress_started", topics=self._topics, group=kafka.consumer_group)
+                    await self._consume(stop)
+                    self._set_health(False, "stopping")
+                    with contextlib.suppress(KafkaError):
+                        consumer.pause(*consumer.assignment())
+                    await self._drain(self._config.egress.shutdown_grace_seconds)
             finally:
                 await self._abandon()
                 await self._commit(force=True)
                 await consumer.stop()
         finally:
-            _collect_as_before(thresholds)
             self._set_health(False, "stopped")
             await self._writer.close()
             await producer.stop()
@@ -479,45 +477,6 @@ class EgressService:
         self._fetched.clear()
         self._flow.reset()
         metrics.PAUSED.set(0)
-
-
-_YOUNG_MIN = 20_000
-_YOUNG_MAX = 500_000
-"""Cyclic garbage waits for the young collection: at most this many objects (tens of MB)."""
-_YOUNG_PER_IN_FLIGHT = 5
-"""Young-generation threshold per in-flight record: each in-flight message keeps about four
-tracked objects alive (record reference, parsed message, route, batch slot)."""
-
-
-def young_threshold(max_in_flight: int) -> int:
-    """The young generation's collection threshold while egress runs (CPython's default: 700).
-
-    It must exceed the tracked objects that in-flight messages keep alive. Net allocations
-    (allocations minus frees) start a young collection; below the in-flight working set, every
-    collection found thousands of live in-flight messages, walked them and promoted them, and
-    the older generations' collections walked them again. Measured at batch 500 with 20,000 in
-    flight (``bench_egress.py --batched 200000``): threshold 20,000: 39 young and 3 older
-    collections, 3.9 us of GC per message; 100,000: 2 young collections, 0.3 us per message.
-    Cyclic garbage (tracebacks, closed tasks) still triggers a collection once it passes the
-    threshold: at most this many objects wait for it, hence the ceiling (windows above 100,000
-    in flight get young collections that walk live messages again)."""
-    return min(_YOUNG_MAX, max(_YOUNG_MIN, _YOUNG_PER_IN_FLIGHT * max_in_flight))
-
-
-def _collect_less(max_in_flight: int) -> None:
-    """Garbage-collector settings for streaming: everything alive now (modules, configuration,
-    schemas, TLS and Kafka clients) lives as long as the service, so it is frozen out of the
-    collector's walks, and the young generation is sized above the in-flight working set (see
-    :func:`young_threshold`). Measured at batch 500 before the sizing: GC 27-32 us/msg with the
-    defaults, ~6 after dropping parsed payloads and freezing, ~1.5-4 with a fixed 20,000.
-    Process-wide: restored by :func:`_collect_as_before` when the service stops."""
-    gc.freeze()
-    gc.set_threshold(young_threshold(max_in_flight), 10, 10)
-
-
-def _collect_as_before(thresholds: tuple[int, int, int]) -> None:
-    gc.set_threshold(*thresholds)
-    gc.unfreeze()
 
 
 __all__ = ["HEALTH_NAME", "EgressService"]

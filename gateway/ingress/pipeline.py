@@ -175,10 +175,10 @@ def check_push(
         document = parse_json(body)
         if route.kind is RouteKind.PUBLICATION:
             publications = parse_publications(document)
-            check_publication_addressing(route, publications)
+            _check_publication_addressing(route, publications)
             return publications
         statuses = parse_status_messages(document)
-        check_status_addressing(route, statuses)
+        _check_status_addressing(route, statuses)
         return statuses
     except EnvelopeError as exc:
         raise Rejection(400, exc.reason, exc.detail) from None
@@ -194,7 +194,7 @@ _PUBLIC_SIGNATURE_DETAIL = {
 }
 
 
-def check_publication_addressing(route: Route, messages: Sequence[Publication]) -> None:
+def _check_publication_addressing(route: Route, messages: Sequence[Publication]) -> None:
     for m in messages:
         if route.interface is not None and m.interface != route.interface:
             raise Rejection(
@@ -210,7 +210,7 @@ def check_publication_addressing(route: Route, messages: Sequence[Publication]) 
             )
 
 
-def check_status_addressing(route: Route, messages: Sequence[StatusMessage]) -> None:
+def _check_status_addressing(route: Route, messages: Sequence[StatusMessage]) -> None:
     for m in messages:
         if m.recipient_dip_id is not None and m.recipient_dip_id != route.recipient:
             raise Rejection(
@@ -237,7 +237,7 @@ def plan_deliveries(
         if isinstance(m, Publication):
             topic = dest.inbound if dest is not None else None
             reason = None if dest is not None else "unknown_recipient"
-            headers = publication_headers(m, route.recipient, source)
+            headers = _publication_headers(m, route.recipient, source)
             value = orjson.dumps(m.payload)
         else:
             topic = dest.status if dest is not None else None
@@ -247,7 +247,7 @@ def plan_deliveries(
                 reason = "no_status_topic"
             else:
                 reason = None
-            headers = status_headers(m, route.recipient, source)
+            headers = _status_headers(m, route.recipient, source)
             value = orjson.dumps(m.body)
         if reason is not None:
             headers.append((H_QUARANTINE_REASON, reason.encode()))
@@ -267,7 +267,7 @@ def plan_deliveries(
     return out
 
 
-def publication_headers(m: Publication, recipient: str, source: str) -> list[tuple[str, bytes]]:
+def _publication_headers(m: Publication, recipient: str, source: str) -> list[tuple[str, bytes]]:
     headers = [
         (H_CHANNEL, b"publication"),
         (H_INTERFACE, m.interface.encode()),
@@ -288,7 +288,7 @@ def publication_headers(m: Publication, recipient: str, source: str) -> list[tup
     return headers
 
 
-def status_headers(m: StatusMessage, recipient: str, source: str) -> list[tuple[str, bytes]]:
+def _status_headers(m: StatusMessage, recipient: str, source: str) -> list[tuple[str, bytes]]:
     headers = [
         (H_CHANNEL, b"status"),
         (H_RECIPIENT, recipient.encode()),

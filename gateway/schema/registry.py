@@ -2,7 +2,7 @@
 
 Why offline: the DIP rejects a schema-invalid message with ``MSG1001 - Schema Failure`` only
 after it has been signed, sent and counted against our rate limits; finding the problem locally
-lets the gateway dead-letter it with the same reason, at a few microseconds per message.
+lets the gateway dead-letter it with the same reason, without a request.
 
 How the schema is chosen: the DIP document has one ``/validate/{interface}/{event}`` endpoint
 per (interface, event code) pair and each endpoint's request body names the component schema of
@@ -98,7 +98,7 @@ class _Route:
 class SchemaRegistry:
     """Per-(interface, event) validators built from one DIP OpenAPI document.
 
-    Conversion of the document happens once in the constructor (~15 ms); each validator is
+    Conversion of the document happens once in the constructor; each validator is
     compiled on first use and cached, so a process pays only for the interfaces it sees.
     Instances are safe to share between threads.
     """

@@ -281,7 +281,7 @@ def _rel(folder: Path, base: Path, names: dict[str, str]) -> dict[str, str]:
     return {k: str((folder / v).relative_to(base)) for k, v in names.items()}
 
 
-def dev_dip_id(client_index: int, dip_index: int) -> str:
+def _dev_dip_id(client_index: int, dip_index: int) -> str:
     """Deterministic 10-digit dev DIP IDs: 14<client:04d><dip:04d>."""
     return f"14{client_index:04d}{dip_index:04d}"
 
@@ -351,7 +351,7 @@ def create_dev_pki(out: Path, options: DevPkiOptions | None = None) -> dict[str,
         names = _rel(folder, out, _write_issued(folder, "signing", signer))
         dip_ids = []
         for di in range(1, opts.dip_ids_per_client + 1):
-            dip_id = dev_dip_id(ci, di)
+            dip_id = _dev_dip_id(ci, di)
             primary = folder / f"{dip_id}.api-key"
             secondary = folder / f"{dip_id}.api-key.secondary"
             _write(primary, secrets.token_urlsafe(32).encode() + b"\n", secret=True)
@@ -389,12 +389,12 @@ def create_dev_pki(out: Path, options: DevPkiOptions | None = None) -> dict[str,
         "clients": clients,
         "config": "gateway.yaml",
     }
-    _write(out / "gateway.yaml", render_dev_config(manifest, opts).encode())
+    _write(out / "gateway.yaml", _render_dev_config(manifest, opts).encode())
     _write(out / "dev-pki.json", json.dumps(manifest, indent=2).encode() + b"\n")
     return manifest
 
 
-def render_dev_config(manifest: dict[str, Any], opts: DevPkiOptions) -> str:
+def _render_dev_config(manifest: dict[str, Any], opts: DevPkiOptions) -> str:
     """A gateway config for the dev PKI (YAML text, paths relative to the PKI folder)."""
     import yaml
 

@@ -75,7 +75,7 @@ def certificate_from_header(value: str) -> x509.Certificate:
     return x509.load_pem_x509_certificate(pem)
 
 
-def sign_bytes(private_key: rsa.RSAPrivateKey, data: bytes) -> str:
+def _sign_bytes(private_key: rsa.RSAPrivateKey, data: bytes) -> str:
     """RSASSA-PKCS1-v1_5 with SHA-256, standard base64. Deterministic for a given key."""
     signature = private_key.sign(data, padding.PKCS1v15(), hashes.SHA256())
     return base64.b64encode(signature).decode("ascii")
@@ -96,7 +96,7 @@ def sign_request(
     """
     body_hash = content_hash(body)
     date = format_signature_date(when)
-    signature = sign_bytes(private_key, string_to_sign(method, url, date, body_hash))
+    signature = _sign_bytes(private_key, string_to_sign(method, url, date, body_hash))
     return {
         HEADER_DATE: date,
         HEADER_CONTENT_HASH: body_hash,
