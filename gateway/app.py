@@ -35,10 +35,12 @@ _FAILURE_GRACE_MARGIN_SECONDS = 5.0
 
 
 class ServiceFailed(RuntimeError):
-    """A service ended before the gateway was asked to stop; the process must exit non-zero."""
+    """A service ended before the gateway was asked to stop, or failed while stopping; the
+    process must exit non-zero."""
 
-    def __init__(self, service: str, detail: str) -> None:
-        super().__init__(f"{service} stopped before shutdown was requested: {detail}")
+    def __init__(self, service: str, detail: str, *, stopping: bool = False) -> None:
+        when = "failed while shutting down" if stopping else "stopped before shutdown was requested"
+        super().__init__(f"{service} {when}: {detail}")
         self.service = service
 
 
@@ -249,7 +251,8 @@ async def _until_stop_or_failure(
     stopper = asyncio.create_task(stop.wait(), name="stop-wait")
     try:
         done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        failure = _first_failure([t for t in tasks if t in done], stopping=stop.is_set())
+        stopping = stop.is_set()
+        failure = _first_failure([t for t in tasks if t in done], stopping=stopping)
         if failure is not None:
             task, detail, cause = failure
             _log.error("service_failed", service=task.get_name(), error=detail)
@@ -257,12 +260,20 @@ async def _until_stop_or_failure(
             others = [t for t in tasks if not t.done()]
             if others:
                 await asyncio.wait(others, timeout=grace)
-            raise ServiceFailed(task.get_name(), detail) from cause
-        # Graceful: give every service the chance to finish its own shutdown.
+            raise ServiceFailed(task.get_name(), detail, stopping=stopping) from cause
+        # Graceful: give every service the chance to finish its own shutdown. One that fails
+        # while draining (an internal error: its records stay uncommitted) still makes the
+        # process exit non-zero, so the failure is seen and counted by Kubernetes.
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        failed: tuple[asyncio.Task[None], BaseException] | None = None
         for task, outcome in zip(tasks, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 _log.error("service_shutdown_failed", service=task.get_name(), error=repr(outcome))
+                failed = failed or (task, outcome)
+        if failed is not None:
+            task, exc = failed
+            detail = f"{type(exc).__name__}: {exc}"
+            raise ServiceFailed(task.get_name(), detail, stopping=True) from exc
     finally:
         stopper.cancel()
 

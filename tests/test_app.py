@@ -197,6 +197,22 @@ async def test_a_service_raising_is_a_failure_with_its_cause() -> None:
         stuck_task.cancel()
 
 
+async def test_a_service_failing_during_its_graceful_stop_is_still_a_failure() -> None:
+    """E.g. egress hit an internal error while draining on SIGTERM: its records stay
+    uncommitted, and the exit code must say so (it was 0)."""
+    stop = asyncio.Event()
+
+    async def fails_while_draining() -> None:
+        await stop.wait()
+        raise RuntimeError("a bug while draining")
+
+    tasks = [asyncio.create_task(fails_while_draining(), name="egress")]
+    stop.set()
+    with pytest.raises(ServiceFailed, match="egress failed while shutting down") as info:
+        await _until_stop_or_failure(tasks, stop, grace=1)
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
 async def test_stop_requested_is_a_clean_return() -> None:
     stop = asyncio.Event()
 
