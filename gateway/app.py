@@ -24,6 +24,7 @@ from gateway.config import ConfigError, GatewayConfig
 from gateway.dip import DipClient, signing_pool
 from gateway.kafka.preflight import check_kafka_connection
 from gateway.kafka.topics import ensure_topics, gateway_topic_uses, gateway_topics, missing_topics
+from gateway.kafka.watch import watch_kafka
 from gateway.keys import build_keystore, load_dcp_credential
 from gateway.ops import CREDENTIAL_RELOADS, Health, export_certificate_expiry, start_ops_server
 from gateway.signing import KeyStore, Severity, SigningCredential, TrustPolicy, usable_findings
@@ -188,6 +189,9 @@ async def run_gateway(
                         ),
                         name="credential-watch",
                     )
+                )
+                tasks.append(
+                    asyncio.create_task(watch_kafka(config.kafka, health, stop), name="kafka-watch")
                 )
                 # Declare every enabled component before it starts, so /readyz cannot report
                 # ready while one of them is still connecting.

@@ -59,6 +59,14 @@ class GatewayProcess:
             )
         return self._proc
 
+    async def readyz(self) -> int:
+        """The status ``/readyz`` answers (0 when nothing answers)."""
+        async with httpx.AsyncClient(timeout=5) as http:
+            try:
+                return (await http.get(f"{self._ops}/readyz")).status_code
+            except httpx.TransportError:
+                return 0
+
     async def metric(self, name: str) -> float:
         """A counter's or gauge's value summed over its labels (a counter without ``_total``)."""
         async with httpx.AsyncClient(timeout=5) as http:
