@@ -11,9 +11,13 @@ from pathlib import Path
 import orjson
 import pytest
 
+from dipsim import SimulatorConfig, run_simulator
+from gateway.config import load_config
+from gateway.kafka.embedded import free_port
 from gateway.kafka.topics import ensure_topics, gateway_topics
 from tests.apache_kafka import ApacheKafka
 from tests.gateway_process import GatewayProcess
+from tests.ingress_fixtures import consume
 from tests.kafka_fixtures import KafkaUnderTest
 from tests.test_egress_e2e import (
     CLIENTS,
@@ -24,6 +28,7 @@ from tests.test_egress_e2e import (
     _simulator,
     _sur,
 )
+from tests.test_ingress_simulator import cli, payloads, write_config
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -85,3 +90,43 @@ async def test_egress_rides_out_a_rolling_crash_of_every_broker(
     outcomes = await _collect(config, MESSAGES)
     assert not outcomes.dead
     assert outcomes.result_refs() == Counter(dict.fromkeys(expected, 1))  # idempotent producer
+
+
+async def test_ingress_rides_out_a_rolling_crash_of_every_broker(
+    kafka_cluster: ApacheKafka, dev_pki: Path, tmp_path: Path
+) -> None:
+    """The DIP pushes throughout; a push the gateway could not store is answered 503 and
+    retried by the DIP: every publication lands in its client's topic, once."""
+    kafka = KafkaUnderTest(kafka_cluster.bootstrap_servers, "apache", True)
+    sim_config = SimulatorConfig.from_dev_pki(
+        dev_pki, push_backoff_initial_seconds=0.5, push_backoff_max_seconds=2.0,
+        push_max_attempts=200,
+    )  # fmt: skip
+    async with run_simulator(sim_config) as sim:
+        path = write_config(dev_pki, sim, kafka.settings(), port=free_port())
+        config = load_config(path)
+        await ensure_topics(config.kafka, gateway_topics(config), partitions=3)
+        assert await cli("dip", "webhooks", "sync", "--config", str(path)) == 0
+        recipient = config.clients[0].dip_ids[0].dip_id
+        gateway = GatewayProcess(config, tmp_path, "gateway")
+        published = []
+        try:
+            await gateway.start()
+            for node in range(len(kafka_cluster.nodes)):
+                published += sim.publish("IF-043", recipient, payloads("IF-043", recipient, 20))
+                await asyncio.sleep(1)
+                await asyncio.to_thread(kafka_cluster.stop_node, node)  # SIGKILL
+                published += sim.publish("IF-043", recipient, payloads("IF-043", recipient, 20))
+                await asyncio.sleep(3)
+                await asyncio.to_thread(kafka_cluster.start_node, node)
+            await sim.wait_pushes(timeout=180)
+            records = await consume(
+                config.kafka, config.clients[0].topics.inbound, len(published), settle_ms=1000
+            )
+            assert await gateway.terminate() == 0, gateway.tail()
+        finally:
+            gateway.ensure_stopped()
+    assert all(sim.state.delivery(p).status == "Delivered" for p in published)
+    landed = Counter(dict(r.headers)["dip-transaction-id"] for r in records)
+    assert set(landed) == {p.transaction_id.encode() for p in published}
+    assert max(landed.values()) == 1
