@@ -205,7 +205,7 @@ async def _produce(
 async def _watch(config: GatewayConfig, counts: DemoCounts, stop: asyncio.Event) -> None:
     results = {c.topics.results for c in config.clients}
     dead = {c.topics.dead_letter for c in config.clients} | {config.kafka.dead_letter_topic}
-    inbound = {c.topics.inbound for c in config.clients}
+    inbound = {c.topics.inbound for c in config.clients if c.topics.inbound}
     consumer = create_consumer(
         config.kafka, *(results | dead | inbound), group_id=None, auto_offset_reset="latest"
     )

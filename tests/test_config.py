@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from gateway.config import ConfigError, GatewayConfig, load_config, parse_config
+from gateway.kafka.topics import gateway_topic_uses
 from gateway.keys import build_keystore
 from tests import pki_fixtures
 
@@ -351,6 +352,19 @@ def test_egress_and_ingress_both_disabled(dev_pki_dir: Path) -> None:
     message = _error(data, dev_pki_dir)
     assert "egress.enabled: egress and ingress are both disabled" in message
     assert "enable at least one of egress.enabled and ingress.enabled" in message
+
+
+def test_an_inbound_topic_is_required_only_while_ingress_is_on(dev_pki_dir: Path) -> None:
+    """Operators run egress and ingress as separate Deployments: the egress one names no
+    inbound topics."""
+    data = _base(dev_pki_dir)
+    del data["clients"][1]["topics"]["inbound"]
+    message = _error(data, dev_pki_dir)
+    assert "clients[1].topics.inbound: ingress routes the publications for client" in message
+    data["ingress"]["enabled"] = False
+    config = parse_config(data, base_dir=dev_pki_dir)
+    assert config.clients[1].topics.inbound is None
+    assert all(use.topic for use in gateway_topic_uses(config))  # nothing to create or check
 
 
 def test_cross_check_problems_are_all_listed(dev_pki_dir: Path) -> None:

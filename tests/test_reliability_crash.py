@@ -18,6 +18,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -59,7 +60,8 @@ class CrashRun:
     delivered_earlier: int = 0  # results flagged: the DIP refused a re-send as a duplicate
     duplicates_at_dip: int = 0
     in_flight_at_crashes: list[int] = field(default_factory=list)
-    resumed_after_seconds: list[float] = field(default_factory=list)
+    takeover_seconds: list[float] = field(default_factory=list)  # crash -> partitions assigned
+    resumed_after_seconds: list[float] = field(default_factory=list)  # crash -> DIP gets more
     lost: int = 0
 
 
@@ -126,14 +128,17 @@ async def _crash_loop(
                     int(await gateway.metric("dcpgw_egress_in_flight_messages"))
                 )
                 stored = len(sim.state.messages)
+                crashed_at = time.time()
                 code = await (gateway.kill() if how == "SIGKILL" else gateway.terminate())
                 assert code == (-9 if how == "SIGKILL" else 0), gateway.tail()
-                started = time.monotonic()
                 await gateway.start()
                 async with asyncio.timeout(120):
                     while len(sim.state.messages) == stored < len(good):  # noqa: ASYNC110
                         await asyncio.sleep(0.02)
-                run.resumed_after_seconds.append(round(time.monotonic() - started, 2))
+                run.resumed_after_seconds.append(round(time.time() - crashed_at, 2))
+                assigned = _last_assignment(gateway.log)
+                if assigned is not None and assigned > crashed_at:
+                    run.takeover_seconds.append(round(assigned - crashed_at, 2))
             await producing
             async with asyncio.timeout(300):
                 stored_refs: set[str] = set()
@@ -177,6 +182,16 @@ async def _crash_loop(
     return run, problems
 
 
+def _last_assignment(log: Path) -> float | None:
+    """When the gateway last logged that it was assigned partitions (Unix time)."""
+    found = None
+    for line in log.read_text(errors="replace").splitlines():
+        if '"egress_partitions_assigned"' in line:
+            stamp = orjson.loads(line)["timestamp"]
+            found = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    return found
+
+
 def _reference_in(value: bytes, records: list[tuple[bytes, bytes, str, bool]]) -> str | None:
     """The reference of a dead letter's original value (truncated JSON: found by bytes)."""
     for _, original, ref, _ in records:
@@ -193,12 +208,15 @@ def _report(run: CrashRun) -> None:
 
 
 @pytest.mark.parametrize(
-    ("how", "messages", "crashes"),
+    ("how", "static", "messages", "crashes"),
     [
-        pytest.param("SIGKILL", 3000, 5, id="sigkill-short"),
-        pytest.param("SIGTERM", 3000, 5, id="sigterm-short"),
-        pytest.param("SIGKILL", 20_000, 6, id="sigkill-long", marks=pytest.mark.slow),
-        pytest.param("SIGTERM", 20_000, 6, id="sigterm-long", marks=pytest.mark.slow),
+        pytest.param("SIGKILL", True, 3000, 5, id="sigkill-short"),
+        pytest.param("SIGTERM", True, 3000, 5, id="sigterm-short"),
+        pytest.param("SIGKILL", True, 20_000, 6, id="sigkill-long", marks=pytest.mark.slow),
+        pytest.param("SIGTERM", True, 20_000, 6, id="sigterm-long", marks=pytest.mark.slow),
+        pytest.param(
+            "SIGKILL", False, 20_000, 6, id="sigkill-long-dynamic", marks=pytest.mark.slow
+        ),
     ],
 )
 async def test_crash_and_restart_loop_loses_nothing(
@@ -206,11 +224,12 @@ async def test_crash_and_restart_loop_loses_nothing(
     kafka: KafkaUnderTest,
     tmp_path: Path,
     how: Literal["SIGKILL", "SIGTERM"],
+    static: bool,
     messages: int,
     crashes: int,
 ) -> None:
     run, unexplained = await _crash_loop(
-        pki5, kafka, tmp_path, messages=messages, crashes=crashes, how=how
+        pki5, kafka, tmp_path, messages=messages, crashes=crashes, how=how, static=static
     )
     _report(run)
     print(asdict(run))

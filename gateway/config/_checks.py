@@ -90,6 +90,21 @@ def signing_problems(egress: EgressSettings, clients: Sequence[ClientConfig]) ->
     ]
 
 
+def inbound_problems(ingress: IngressSettings, clients: Sequence[ClientConfig]) -> Problems:
+    """Ingress routes each client's publications to its inbound topic; egress needs none."""
+    if not ingress.enabled:
+        return []
+    return [
+        (
+            f"clients[{i}].topics.inbound",
+            f"ingress routes the publications for client {client.name!r} to this topic: "
+            "set it, or disable ingress",
+        )
+        for i, client in enumerate(clients)
+        if client.topics.inbound is None
+    ]
+
+
 def environment_problems(environment: Environment, dip: DipSettings) -> Problems:
     if environment is Environment.PRD and not dip.base_url.startswith("https://"):
         return [

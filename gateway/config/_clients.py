@@ -76,7 +76,9 @@ class DipIdConfig(ConfigModel):
 
 
 class ClientTopics(ConfigModel):
-    inbound: str
+    inbound: str | None = Field(
+        default=None, description="the client's publications (required while ingress is on)"
+    )
     results: str
     dead_letter: str
     status: str | None = None

@@ -40,6 +40,7 @@ class GatewayConfig(ConfigModel):
             *_checks.trust_problems(self.ingress, self.trust),
             *_checks.service_problems(self.egress, self.ingress),
             *_checks.signing_problems(self.egress, self.clients),
+            *_checks.inbound_problems(self.ingress, self.clients),
             *_checks.environment_problems(self.environment, self.dip),
             *_checks.grace_problems(self.egress, self.kafka),
             *_checks.http2_problems(self.dip, self.egress),

@@ -115,10 +115,13 @@ class RoutingTable:
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> RoutingTable:
+        """Every client has an inbound topic here: the config requires one while ingress is
+        on (a client without one could not be routed to, so it has no destination)."""
         return cls(
             destinations={
                 d.dip_id: Destination(c.name, c.topics.inbound, c.topics.status)
                 for c in config.clients
+                if c.topics.inbound is not None
                 for d in c.dip_ids
             },
             quarantine_topic=config.kafka.quarantine_topic,

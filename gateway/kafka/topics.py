@@ -76,7 +76,8 @@ def gateway_topic_uses(config: GatewayConfig) -> list[TopicUse]:
         )
     for i, client in enumerate(config.clients):
         t, field = client.topics, f"clients[{i}].topics"
-        uses.append(TopicUse(f"{field}.inbound", t.inbound, "ingress", True))
+        if t.inbound:  # required only while ingress is on
+            uses.append(TopicUse(f"{field}.inbound", t.inbound, "ingress", True))
         uses.append(TopicUse(f"{field}.results", t.results, "egress", True))
         uses.append(TopicUse(f"{field}.dead_letter", t.dead_letter, "egress", True))
         if t.status:
