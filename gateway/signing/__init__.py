@@ -2,68 +2,132 @@
 check credentials, the key store, trust anchors, and the dev PKI. Knows nothing of egress,
 ingress or the CLI."""
 
-from gateway.signing.credentials import (
-    MIN_KEY_BITS,
-    RECOMMENDED_KEY_BITS,
-    CredentialError,
-    Finding,
-    Severity,
-    SigningCredential,
-    check_credential,
-    load_credential,
-    load_pem,
-    load_pfx,
-    usable_findings,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gateway._lazy import lazy_exports
 from gateway.signing.errors import RejectReason, SignatureRejected
 from gateway.signing.fingerprint import normalise_fingerprint
-from gateway.signing.keystore import (
-    DipIdSpec,
-    KeyStore,
-    ReloadEvent,
-    SignerSpec,
-    UnknownSender,
-    read_secret_file,
+
+if TYPE_CHECKING:
+    from gateway.signing.credentials import (
+        MIN_KEY_BITS,
+        RECOMMENDED_KEY_BITS,
+        CredentialError,
+        Finding,
+        Severity,
+        SigningCredential,
+        check_credential,
+        load_credential,
+        load_pem,
+        load_pfx,
+        usable_findings,
+    )
+    from gateway.signing.keystore import (
+        DipIdSpec,
+        KeyStore,
+        ReloadEvent,
+        SignerSpec,
+        UnknownSender,
+        read_secret_file,
+    )
+    from gateway.signing.pki import (
+        DEV_DIP_SIGNER_NAME,
+        MAX_HOST_DOMAIN_CHARS,
+        DevPkiOptions,
+        Issued,
+        Purpose,
+        build_csr,
+        cert_pem,
+        check_host_domain,
+        create_ca,
+        create_dev_pki,
+        issue,
+        issue_certificate,
+        issue_from_csr,
+        key_pem,
+        new_rsa_key,
+        pfx_bytes,
+    )
+    from gateway.signing.scheme import (
+        HEADER_CERTIFICATE,
+        HEADER_CONTENT_HASH,
+        HEADER_DATE,
+        HEADER_SIGNATURE,
+        SIGNATURE_HEADERS,
+        certificate_from_header,
+        certificate_header,
+        content_hash,
+        format_signature_date,
+        parse_signature_date,
+        sign_request,
+        string_to_sign,
+    )
+    from gateway.signing.trust import (
+        TrustPolicy,
+        certificate_names,
+        fingerprint_sha256,
+        load_certificates,
+    )
+    from gateway.signing.verify import VerifiedSigner, verify_request
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "MIN_KEY_BITS": "gateway.signing.credentials",
+        "RECOMMENDED_KEY_BITS": "gateway.signing.credentials",
+        "CredentialError": "gateway.signing.credentials",
+        "Finding": "gateway.signing.credentials",
+        "Severity": "gateway.signing.credentials",
+        "SigningCredential": "gateway.signing.credentials",
+        "check_credential": "gateway.signing.credentials",
+        "load_credential": "gateway.signing.credentials",
+        "load_pem": "gateway.signing.credentials",
+        "load_pfx": "gateway.signing.credentials",
+        "usable_findings": "gateway.signing.credentials",
+        "DipIdSpec": "gateway.signing.keystore",
+        "KeyStore": "gateway.signing.keystore",
+        "ReloadEvent": "gateway.signing.keystore",
+        "SignerSpec": "gateway.signing.keystore",
+        "UnknownSender": "gateway.signing.keystore",
+        "read_secret_file": "gateway.signing.keystore",
+        "DEV_DIP_SIGNER_NAME": "gateway.signing.pki",
+        "MAX_HOST_DOMAIN_CHARS": "gateway.signing.pki",
+        "DevPkiOptions": "gateway.signing.pki",
+        "Issued": "gateway.signing.pki",
+        "Purpose": "gateway.signing.pki",
+        "build_csr": "gateway.signing.pki",
+        "cert_pem": "gateway.signing.pki",
+        "check_host_domain": "gateway.signing.pki",
+        "create_ca": "gateway.signing.pki",
+        "create_dev_pki": "gateway.signing.pki",
+        "issue": "gateway.signing.pki",
+        "issue_certificate": "gateway.signing.pki",
+        "issue_from_csr": "gateway.signing.pki",
+        "key_pem": "gateway.signing.pki",
+        "new_rsa_key": "gateway.signing.pki",
+        "pfx_bytes": "gateway.signing.pki",
+        "HEADER_CERTIFICATE": "gateway.signing.scheme",
+        "HEADER_CONTENT_HASH": "gateway.signing.scheme",
+        "HEADER_DATE": "gateway.signing.scheme",
+        "HEADER_SIGNATURE": "gateway.signing.scheme",
+        "SIGNATURE_HEADERS": "gateway.signing.scheme",
+        "certificate_from_header": "gateway.signing.scheme",
+        "certificate_header": "gateway.signing.scheme",
+        "content_hash": "gateway.signing.scheme",
+        "format_signature_date": "gateway.signing.scheme",
+        "parse_signature_date": "gateway.signing.scheme",
+        "sign_request": "gateway.signing.scheme",
+        "string_to_sign": "gateway.signing.scheme",
+        "TrustPolicy": "gateway.signing.trust",
+        "certificate_names": "gateway.signing.trust",
+        "fingerprint_sha256": "gateway.signing.trust",
+        "load_certificates": "gateway.signing.trust",
+        "VerifiedSigner": "gateway.signing.verify",
+        "verify_request": "gateway.signing.verify",
+    },
 )
-from gateway.signing.pki import (
-    DEV_DIP_SIGNER_NAME,
-    MAX_HOST_DOMAIN_CHARS,
-    DevPkiOptions,
-    Issued,
-    Purpose,
-    build_csr,
-    cert_pem,
-    check_host_domain,
-    create_ca,
-    create_dev_pki,
-    issue,
-    issue_certificate,
-    issue_from_csr,
-    key_pem,
-    new_rsa_key,
-    pfx_bytes,
-)
-from gateway.signing.scheme import (
-    HEADER_CERTIFICATE,
-    HEADER_CONTENT_HASH,
-    HEADER_DATE,
-    HEADER_SIGNATURE,
-    SIGNATURE_HEADERS,
-    certificate_from_header,
-    certificate_header,
-    content_hash,
-    format_signature_date,
-    parse_signature_date,
-    sign_request,
-    string_to_sign,
-)
-from gateway.signing.trust import (
-    TrustPolicy,
-    certificate_names,
-    fingerprint_sha256,
-    load_certificates,
-)
-from gateway.signing.verify import VerifiedSigner, verify_request
 
 __all__ = [
     "DEV_DIP_SIGNER_NAME",
