@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.app import run_gateway
+from gateway.cli import main as cli_main
 from gateway.config import ConfigError, KafkaSettings, load_config
 from gateway.demo import run_demo
 from gateway.kafka.embedded import EmbeddedBroker, EmbeddedBrokerUnavailable
@@ -152,3 +153,28 @@ async def test_a_broker_without_the_idempotent_producer_stops_start_up() -> None
         await check_kafka_connection(relaxed)
     finally:
         tansu.stop()
+
+
+def test_check_connect_reports_the_kafka_login_before_deploying(
+    secured_kafka: SecuredKafka,
+    dev_pki: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`dcp-gateway check --connect`: an operator's dry run of the start-up check."""
+    wrong = tmp_path / "wrong.password"
+    wrong.write_text("not-the-password\n")
+    for password_file, expected in ((secured_kafka.password_file, 0), (wrong, 1)):
+        for name, value in secured_kafka.sasl_env(password_file).items():
+            monkeypatch.setenv(name, value)
+        code = cli_main(["check", "--config", str(dev_pki / "gateway.yaml"), "--connect"])
+        out = capsys.readouterr().out
+        kafka_lines = [line for line in out.splitlines() if line[6:].startswith("kafka")]
+        assert code == expected, out
+        if expected == 0:
+            assert any(line.startswith("OK    kafka: 127.0.0.1:") for line in kafka_lines), out
+        else:
+            assert any(
+                line.startswith("FAIL  kafka: kafka.sasl_password_file") for line in kafka_lines
+            ), out

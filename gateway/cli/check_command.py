@@ -12,6 +12,7 @@ Exit codes: 0 no FAIL, 1 at least one FAIL, 2 the configuration itself does not 
 from __future__ import annotations
 
 import argparse
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -96,6 +97,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         ),
     )
     parser.add_argument("--config", type=Path, required=True, help="gateway YAML file")
+    parser.add_argument(
+        "--connect",
+        action="store_true",
+        help="also connect to Kafka as the gateway will: TLS, SASL login, idempotent producer",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -107,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     print(f"OK    config: {args.config} loads ({len(config.clients)} client(s))")
     report = check_config(config, datetime.now(UTC))
+    if args.connect:
+        check_kafka(config, report)
     for line in report.lines:
         print(line.render())
     print(
@@ -114,6 +122,27 @@ def run(args: argparse.Namespace) -> int:
         f"{report.count(Status.FAIL)} FAIL"
     )
     return EXIT_FAIL if report.failed else EXIT_OK
+
+
+def check_kafka(config: GatewayConfig, report: Report) -> None:
+    """The start-up check of the Kafka settings, against the real brokers (``--connect``)."""
+    from gateway.kafka.preflight import check_kafka_connection
+
+    try:
+        broker = asyncio.run(check_kafka_connection(config.kafka))
+    except ConfigError as exc:
+        report.add(Status.FAIL, "kafka", str(exc))
+        return
+    if broker is None:
+        report.add(
+            Status.FAIL,
+            "kafka.bootstrap_servers",
+            f"no broker of {config.kafka.bootstrap_servers} answered: check the addresses, "
+            "kafka.security_protocol and the network path",
+        )
+        return
+    granted = ", idempotent producer granted" if config.kafka.enable_idempotence else ""
+    report.add(Status.OK, "kafka", f"{broker} accepts this client's TLS and login{granted}")
 
 
 def check_config(config: GatewayConfig, now: datetime) -> Report:

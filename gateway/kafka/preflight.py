@@ -38,9 +38,10 @@ _PREFLIGHT_SECONDS = 15.0
 _TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
 
 
-async def check_kafka_connection(settings: KafkaSettings) -> None:
+async def check_kafka_connection(settings: KafkaSettings) -> str | None:
     """Connect to the first bootstrap server that answers; raise :class:`ConfigError` for a
-    refused TLS certificate, SASL login or idempotent producer."""
+    refused TLS certificate, SASL login or idempotent producer. Returns the broker checked
+    (``host:port``), or None when none answered in time."""
     kwargs = _connection_kwargs(settings)
     try:
         async with asyncio.timeout(_PREFLIGHT_SECONDS):
@@ -53,7 +54,7 @@ async def check_kafka_connection(settings: KafkaSettings) -> None:
                         await _check_idempotence(conn, f"{host}:{port}")
                 finally:
                     conn.close()
-                return
+                return f"{host}:{port}"
     except TimeoutError:
         pass
     _log.warning(
@@ -61,6 +62,7 @@ async def check_kafka_connection(settings: KafkaSettings) -> None:
         bootstrap_servers=settings.bootstrap_servers,
         detail="no broker answered in time; the services keep trying",
     )
+    return None
 
 
 def _connection_kwargs(settings: KafkaSettings) -> dict[str, Any]:
