@@ -23,6 +23,8 @@ import pytest
 import structlog
 import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from cryptography import x509
 from prometheus_client import REGISTRY
 
@@ -38,6 +40,7 @@ from gateway.kafka.clients import common_kwargs, create_producer
 from gateway.kafka.topics import ensure_topics, gateway_topics
 from gateway.keys import build_keystore, load_dcp_credential
 from gateway.ops.collector import young_threshold
+from gateway.ops.health import Health
 from gateway.schema.samples import sample_payload
 from gateway.signing.pki import DevPkiOptions, create_dev_pki
 from gateway.signing.trust import fingerprint_sha256
@@ -132,8 +135,9 @@ class Outcomes:
 class Gateway:
     """One EgressService run on its own task, with the config's DipClient and key store."""
 
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, health: Health | None = None) -> None:
         self.config = config
+        self.health = health
         self.stop = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self._stack = contextlib.AsyncExitStack()
@@ -143,7 +147,7 @@ class Gateway:
         dip = await self._stack.enter_async_context(
             DipClient.over_mtls(self.config.dip, load_dcp_credential(self.config.dcp), keystore)
         )
-        service = EgressService(self.config, keystore, dip)
+        service = EgressService(self.config, keystore, dip, self.health)
         self.stop = asyncio.Event()
         self.task = asyncio.create_task(service.run(self.stop))
 
@@ -682,3 +686,45 @@ def _gauge(name: str) -> float:
     value = REGISTRY.get_sample_value(name)
     assert value is not None, name
     return value
+
+
+async def test_outcome_writes_the_broker_refuses_make_egress_unready_until_they_succeed(
+    pki: Path, kafka: KafkaUnderTest
+) -> None:
+    """A results topic whose records the broker refuses (here: too large for the topic) stalls
+    the partition's commits: the pod says so on /readyz, and recovers once writes succeed."""
+    if kafka.kind == "tansu":
+        pytest.skip("Tansu does not enforce a topic's max.message.bytes")
+    async with _simulator(pki) as sim:
+        config = _gateway_config(pki, kafka, sim)
+        results = config.clients[0].topics.results
+        admin = AIOKafkaAdminClient(**common_kwargs(config.kafka))
+        await admin.start()
+        try:
+            small = NewTopic(results, 1, 1, topic_configs={"max.message.bytes": "100"})
+            await admin.create_topics([small])
+            await ensure_topics(config.kafka, gateway_topics(config))
+            health = Health()
+            gateway = Gateway(config, health)
+            await gateway.start()
+            topic = config.kafka.outbound_topics[0]
+            await _produce(config, [(topic, b"meter-1", orjson.dumps(_payload(1, 0)))])
+
+            async def egress_state() -> str:
+                return health.readiness()[1].get("egress", "")
+
+            async with asyncio.timeout(60):
+                while not (await egress_state()).startswith("not ready: outcome writes failing"):
+                    await asyncio.sleep(0.1)
+            roomy = ConfigResource(
+                ConfigResourceType.TOPIC, results, configs={"max.message.bytes": "1048588"}
+            )
+            await admin.alter_configs([roomy])
+            async with asyncio.timeout(60):
+                while await egress_state() != "ok":
+                    await asyncio.sleep(0.1)
+            outcomes = await _collect(config, 1)
+            await gateway.stop_gracefully()
+        finally:
+            await admin.close()
+    assert outcomes.result_refs() == Counter({_sur(_payload(1, 0)): 1})

@@ -142,6 +142,10 @@ class EgressService:
         self._room = asyncio.Event()  # set when a held consumer may take records again
         self._last_commit = 0.0
         self._final = asyncio.Event()  # set when records became final: a commit is due
+        # Readiness: a write of outcomes that keeps failing (a missing ACL, a broker that
+        # refuses the records) stalls the partition's commits, so the pod is not ready.
+        self._failing_writes = 0
+        self._consuming = False
         self._commit_lock = asyncio.Lock()
         self._last_lag = 0.0
         self._fetched: dict[tuple[str, int], int] = {}
@@ -168,9 +172,11 @@ class EgressService:
             committer = asyncio.create_task(self._commit_when_final(), name="egress-commit")
             try:
                 with tuned_for_streaming(self._config.egress.max_in_flight_messages):
+                    self._consuming = True
                     self._set_health(True, "consuming")
                     _log.info("egress_started", topics=self._topics, group=kafka.consumer_group)
                     await self._consume(stop)
+                    self._consuming = False
                     self._set_health(False, "stopping")
                     with contextlib.suppress(KafkaError):
                         consumer.pause(*consumer.assignment())
@@ -421,13 +427,24 @@ class EgressService:
         record is final only once Kafka has it). Shutdown/revoke may abandon this wait."""
         writer = self._writer
         assert writer is not None
-        while True:
-            try:
-                await writer.write(records)
-                return
-            except KafkaError as exc:
-                _log.error("egress_outcome_write_failed", error=str(exc), records=len(records))
-                await asyncio.sleep(_PRODUCE_RETRY_SECONDS)
+        failing = False
+        try:
+            while True:
+                try:
+                    await writer.write(records)
+                    return
+                except KafkaError as exc:
+                    _log.error("egress_outcome_write_failed", error=str(exc), records=len(records))
+                    if not failing:
+                        failing = True
+                        self._failing_writes += 1
+                    self._set_health(False, f"outcome writes failing: {exc}")
+                    await asyncio.sleep(_PRODUCE_RETRY_SECONDS)
+        finally:
+            if failing:
+                self._failing_writes -= 1
+                if not self._failing_writes and self._consuming:
+                    self._set_health(True, "consuming")
 
     # ------------------------------------------------------------------ commit, drain, revoke
 
