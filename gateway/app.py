@@ -21,7 +21,7 @@ import structlog
 from aiokafka.errors import KafkaError
 
 from gateway.config import ConfigError, GatewayConfig
-from gateway.dip import DipClient, signing_pool
+from gateway.dip import DipClient, new_signing_pool
 from gateway.kafka.preflight import check_kafka_connection
 from gateway.kafka.topics import ensure_topics, gateway_topic_uses, gateway_topics, missing_topics
 from gateway.kafka.watch import watch_kafka
@@ -166,7 +166,7 @@ async def run_gateway(
     port = config.ops.health_port
     if port:
         ops_runner = await start_ops_server(health, "0.0.0.0", port)
-    pool = signing_pool(config.egress.signing_threads) if config.egress.enabled else None
+    pool = new_signing_pool(config.egress.signing_threads) if config.egress.enabled else None
     tasks: list[asyncio.Task[None]] = []
     try:
         async with contextlib.AsyncExitStack() as connection:

@@ -52,7 +52,7 @@ import yaml
 
 from dipsim.process import start_in_subprocess
 from gateway.config import EgressSettings, GatewayConfig, KafkaSettings, parse_config
-from gateway.dip.client import DipClient, available_cpus, signing_pool
+from gateway.dip.client import DipClient, available_cpus, new_signing_pool
 from gateway.egress import metrics
 from gateway.egress.service import EgressService
 from gateway.kafka.clients import create_producer
@@ -273,7 +273,7 @@ async def _scenario(
     await ensure_topics(config.kafka, gateway_topics(config))
     await _produce(config, values, options.keys)
     keystore = build_keystore(config)
-    pool = signing_pool(config.egress.signing_threads)
+    pool = new_signing_pool(config.egress.signing_threads)
     n = len(values)
     broker_pid, sim_pid = pids
     credential = load_dcp_credential(config.dcp)

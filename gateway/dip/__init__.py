@@ -36,7 +36,7 @@ if TYPE_CHECKING:
         available_cpus,
         dip_path,
         mtls_transport,
-        signing_pool,
+        new_signing_pool,
     )
     from gateway.dip.signing_pool import SigningPool
     from gateway.dip.tls import client_context
@@ -64,7 +64,7 @@ __getattr__ = lazy_exports(
         "available_cpus": "gateway.dip.client",
         "dip_path": "gateway.dip.client",
         "mtls_transport": "gateway.dip.client",
-        "signing_pool": "gateway.dip.client",
+        "new_signing_pool": "gateway.dip.client",
         "SigningPool": "gateway.dip.signing_pool",
         "client_context": "gateway.dip.tls",
         "WebhookSite": "gateway.dip.webhook_urls",
@@ -97,8 +97,8 @@ __all__ = [
     "client_context",
     "dip_path",
     "mtls_transport",
+    "new_signing_pool",
     "publication_callback_url",
-    "signing_pool",
     "status_callback_url",
     "webhook_path",
 ]

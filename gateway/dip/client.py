@@ -63,7 +63,7 @@ def available_cpus() -> int:
     return cpus
 
 
-def signing_pool(threads: int = 0) -> SigningPool:
+def new_signing_pool(threads: int = 0) -> SigningPool:
     """A pool for RSA signing: one thread per usable CPU unless told otherwise."""
     return SigningPool(threads or available_cpus())
 
@@ -110,7 +110,7 @@ class DipClient:
         self._keystore = keystore
         self._transport = transport
         self._own_pool = pool is None
-        self._pool = pool or signing_pool()
+        self._pool = pool or new_signing_pool()
 
     @classmethod
     def over_mtls(
