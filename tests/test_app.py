@@ -419,4 +419,4 @@ async def test_an_ingress_only_gateway_needs_no_dip_credentials(
         async with asyncio.timeout(60):
             await gateway
     assert gateway.exception() is None
-    assert set(readyz["components"]) == {"ingress"}
+    assert set(readyz["components"]) == {"ingress", "kafka"}
