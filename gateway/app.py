@@ -24,6 +24,7 @@ from gateway.config import ConfigError, GatewayConfig
 from gateway.dip import DipClient, new_signing_pool
 from gateway.kafka.preflight import check_kafka_connection
 from gateway.kafka.topics import ensure_topics, gateway_topic_uses, gateway_topics, missing_topics
+from gateway.kafka.watch import HEALTH_NAME as KAFKA_HEALTH
 from gateway.kafka.watch import watch_kafka
 from gateway.keys import build_keystore, load_dcp_credential
 from gateway.ops import CREDENTIAL_RELOADS, Health, export_certificate_expiry, start_ops_server
@@ -190,6 +191,8 @@ async def run_gateway(
                         name="credential-watch",
                     )
                 )
+                # Not ready until the first probe answers (as the services below).
+                health.set(KAFKA_HEALTH, False, "starting")
                 tasks.append(
                     asyncio.create_task(watch_kafka(config.kafka, health, stop), name="kafka-watch")
                 )
