@@ -80,7 +80,8 @@ async def _watch_credentials(
     keystore: KeyStore,
     interval: float,
     stop: asyncio.Event,
-    others: dict[str, SigningCredential],
+    mtls: SigningCredential | None,
+    trust: TrustPolicy | None,
 ) -> None:
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
@@ -90,7 +91,7 @@ async def _watch_credentials(
         events = await asyncio.to_thread(keystore.reload_if_changed)
         for event in events:
             CREDENTIAL_RELOADS.labels(outcome="ok" if event.ok else "failed").inc()
-        export_certificate_expiry(keystore, others)
+        export_certificate_expiry(keystore, mtls, trust.anchors if trust else ())
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:
@@ -150,11 +151,11 @@ async def run_gateway(
     health = health or Health()
     # Cheap checks first: a wrong file stops start-up before anything connects.
     trust = await asyncio.to_thread(_load_ingress_trust, config)
-    others: dict[str, SigningCredential] = {}
+    dcp_credential: SigningCredential | None = None
     if config.egress.enabled:  # only egress connects to the DIP
-        others["mtls:dcp"] = await asyncio.to_thread(load_checked_dcp_credential, config)
+        dcp_credential = await asyncio.to_thread(load_checked_dcp_credential, config)
     keystore = await asyncio.to_thread(build_keystore, config)
-    export_certificate_expiry(keystore, others)
+    export_certificate_expiry(keystore, dcp_credential, trust.anchors if trust else ())
     await check_kafka_connection(config.kafka)
     if config.kafka.create_topics:
         created = await ensure_topics(config.kafka, gateway_topics(config))
@@ -172,11 +173,11 @@ async def run_gateway(
     try:
         async with contextlib.AsyncExitStack() as connection:
             dip = None
-            if config.egress.enabled:
+            if dcp_credential is not None:  # egress enabled
                 dip = await connection.enter_async_context(
                     DipClient.over_mtls(
                         config.dip,
-                        others["mtls:dcp"],
+                        dcp_credential,
                         keystore,
                         pool=pool,
                         transport=config.egress.transport,
@@ -186,7 +187,11 @@ async def run_gateway(
                 tasks.append(
                     asyncio.create_task(
                         _watch_credentials(
-                            keystore, config.ops.reload_interval_seconds, stop, others
+                            keystore,
+                            config.ops.reload_interval_seconds,
+                            stop,
+                            dcp_credential,
+                            trust,
                         ),
                         name="credential-watch",
                     )

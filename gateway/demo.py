@@ -66,6 +66,7 @@ class DemoCounts:
     dead_lettered: int = 0
     inbound: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
+    metrics_url: str = ""  # the running gateway's /metrics, once it is known
 
     def line(self) -> str:
         return (
@@ -259,12 +260,14 @@ async def run_demo(
     kafka_bootstrap: str | None = None,
     report_every: float = 3.0,
     handle_signals: bool = True,
+    counts: DemoCounts | None = None,
 ) -> DemoCounts:
-    """Run the demo until Ctrl-C / SIGTERM or for ``duration`` seconds; return the counts."""
+    """Run the demo until Ctrl-C / SIGTERM or for ``duration`` seconds; return the counts
+    (``counts``, when given, is filled while it runs)."""
     from gateway.app import install_signal_handlers
 
     pki = _ensure_dev_pki(workdir / "dev-pki", clients, bits)
-    counts = DemoCounts()
+    counts = counts if counts is not None else DemoCounts()
     stop = asyncio.Event()
     if handle_signals:
         install_signal_handlers(stop)
@@ -279,10 +282,10 @@ async def run_demo(
         env = _overrides(bootstrap, sim_url, free_port(), free_port(), embedded=not kafka_bootstrap)
         config = load_config(pki / "gateway.yaml", env)
         await ensure_topics(config.kafka, gateway_topics(config))
+        counts.metrics_url = f"http://127.0.0.1:{config.ops.health_port}/metrics"
         print(
             f"gateway: {len(config.clients)} clients, environment {config.environment.value}, "
-            f"webhook {config.ingress.public_base_url}, metrics "
-            f"http://127.0.0.1:{config.ops.health_port}/metrics"
+            f"webhook {config.ingress.public_base_url}, metrics {counts.metrics_url}"
         )
 
         async def started() -> None:

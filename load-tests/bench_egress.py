@@ -54,6 +54,7 @@ from dipsim.process import start_in_subprocess
 from gateway.config import EgressSettings, GatewayConfig, KafkaSettings, parse_config
 from gateway.dip.client import DipClient, available_cpus, new_signing_pool
 from gateway.egress import metrics
+from gateway.egress.reasons import DeadLetterReason
 from gateway.egress.service import EgressService
 from gateway.kafka.clients import create_producer
 from gateway.kafka.embedded import EmbeddedBroker
@@ -125,15 +126,16 @@ def _config(
 _COUNTERS = {
     "dcpgw_egress_messages_consumed_total": "consumed",
     "dcpgw_egress_messages_accepted_total": "accepted",
-    "dcpgw_egress_messages_dead_lettered_total": "dead_lettered",
 }
 
 
 def _counter(name: str) -> float:
-    """Read the egress counter child directly: ``REGISTRY.get_sample_value`` would collect the
-    whole registry (and read /proc) on every poll and bill that CPU to the gateway."""
-    child = getattr(metrics.counters(CLIENT, INTERFACE), _COUNTERS[name])
-    return float(child._value.get())
+    """Read the egress counter children directly: ``REGISTRY.get_sample_value`` would collect
+    the whole registry (and read /proc) on every poll and bill that CPU to the gateway."""
+    children = metrics.counters(CLIENT, INTERFACE)
+    if name == "dcpgw_egress_messages_dead_lettered_total":  # one child per reason class
+        return sum(float(children.dead_lettered(r)._value.get()) for r in DeadLetterReason)
+    return float(getattr(children, _COUNTERS[name])._value.get())
 
 
 _SEQ = itertools.count()

@@ -142,7 +142,9 @@ class Core:
         out: list[Batch] = []
         for r in self.records:
             generation = tracker.track((r.topic, r.partition), r.offset)
-            ref = new_record_ref((r.topic, r.partition, r.offset, r.key, r.value, generation))
+            ref = new_record_ref(
+                (r.topic, r.partition, r.offset, r.key, r.value, generation, r.timestamp_ms)
+            )
             parsed = parse_record(ref)
             prepared = self.router.prepare(parsed, self.today)  # type: ignore[arg-type]
             assert isinstance(prepared, Prepared), prepared

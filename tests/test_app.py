@@ -33,6 +33,7 @@ from gateway.signing.credentials import CredentialError
 from gateway.signing.pki import Purpose, create_ca, issue
 from tests.kafka_fixtures import KafkaUnderTest, unique
 from tests.pki_fixtures import write_pem
+from tests.promtool_fixtures import run_promtool
 
 
 def _kafka_env(kafka: KafkaUnderTest) -> dict[str, str]:
@@ -83,17 +84,23 @@ async def test_run_gateway_serves_probes_metrics_and_reloads_api_keys(
             assert (await http.get("/livez")).status_code == 200
 
             metrics = (await http.get("/metrics")).text
+            assert run_promtool("check", "metrics", stdin=metrics).strip() == ""
             expiry = [
                 line
                 for line in metrics.splitlines()
-                if line.startswith("dcpgw_certificate_days_to_expiry{")
+                if line.startswith("dcpgw_certificate_expiry_timestamp_seconds{")
             ]
             labels = " ".join(expiry)
             for client in config.clients:
-                assert f'certificate="signing:{client.name}"' in labels
-            assert 'certificate="mtls:dcp"' in labels
-            # The dev PKI issues for 365 days: the gauge says so (within a day).
-            assert all(363 < float(line.rsplit(" ", 1)[1]) <= 365 for line in expiry)
+                assert f'client="{client.name}",kind="signing"' in labels
+            assert 'client="(dcp)",kind="mtls"' in labels
+            assert 'client="(dcp)",kind="dip_trust_anchor"' in labels
+            # The dev PKI issues for 365 days (its CA for ten years): the gauge says so.
+            now = dt.datetime.now(dt.UTC).timestamp()
+            for line in expiry:
+                days = (float(line.rsplit(" ", 1)[1]) - now) / 86400
+                assert (3648 if "dip_trust_anchor" in line else 363) < days, line
+                assert days <= (3650 if "dip_trust_anchor" in line else 365), line
 
             # Rotate an API key file in place: the running gateway picks it up.
             before = _reloads(metrics)

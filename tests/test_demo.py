@@ -10,15 +10,18 @@ import signal
 import sys
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 
 from gateway.config import load_config
-from gateway.demo import _simulator, bad_share, demo_messages, run_demo
+from gateway.demo import DemoCounts, _simulator, bad_share, demo_messages, run_demo
 from gateway.kafka.embedded import free_port
+from gateway.ops.metrics import KNOWN_INTERFACES, OTHER_INTERFACE
 from gateway.schema import default_registry
 from tests.dipsim_fixtures import DevPki, dcp_http_client
 from tests.kafka_fixtures import KafkaUnderTest
+from tests.promtool_fixtures import run_promtool
 
 
 @pytest.mark.tansu
@@ -27,16 +30,30 @@ async def test_demo_moves_messages_to_the_dip_and_back(
 ) -> None:
     for name, value in kafka.env().items():  # the operator's overrides win over the demo's
         monkeypatch.setenv(name, value)
-    counts = await run_demo(
-        tmp_path,
-        clients=2,
-        bits=2048,
-        rate=40,
-        duration=12,
-        kafka_bootstrap=kafka.bootstrap_servers,
-        report_every=4,
-        handle_signals=False,
+    counts = DemoCounts()
+    demo = asyncio.create_task(
+        run_demo(
+            tmp_path,
+            clients=2,
+            bits=2048,
+            rate=40,
+            duration=12,
+            kafka_bootstrap=kafka.bootstrap_servers,
+            report_every=4,
+            handle_signals=False,
+            counts=counts,
+        )
     )
+    scrape = ""
+    while not demo.done():
+        await asyncio.sleep(0.2)
+        if counts.metrics_url and counts.accepted and counts.dead_lettered:
+            async with httpx.AsyncClient(timeout=10) as http:
+                scrape = (await http.get(counts.metrics_url)).text
+            break
+    assert await demo is counts
+    assert scrape, "the demo ended before its /metrics showed accepted and dead-lettered messages"
+    _check_scrape(scrape)
     assert counts.produced >= 100
     # Accepted by the simulator (result records) and pushed back to the webhook (inbound).
     assert counts.accepted > 0
@@ -181,3 +198,21 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def _check_scrape(scrape: str) -> None:
+    """A scrape of the running demo passes promtool's lint and carries the operator's metrics."""
+    assert run_promtool("check", "metrics", stdin=scrape).strip() == ""
+    names = {line.split("{")[0].split(" ")[0] for line in scrape.splitlines() if line[:1] != "#"}
+    assert not [n for n in names if n.endswith("_created")]
+    assert "dcpgw_build_info" in names
+    assert "dcpgw_egress_end_to_end_seconds_bucket" in names
+    dead = [line for line in scrape.splitlines() if line.startswith("dcpgw_egress_messages_dead")]
+    reasons = set(re.findall(r'reason="([a-z_]+)"', " ".join(dead)))
+    assert "environment" in reasons  # the demo's wrong environmentTag
+    assert "schema" in reasons  # the demo clients validate: bad references never leave
+    interfaces = set(re.findall(r'interface="([^"]+)"', scrape))
+    assert interfaces and interfaces <= KNOWN_INTERFACES | {OTHER_INTERFACE, "(none)"}
+    expiry = r"dcpgw_certificate_expiry_timestamp_seconds\{[^}]*kind=\"(\w+)\""
+    kinds = set(re.findall(expiry, scrape))
+    assert kinds == {"signing", "mtls", "dip_trust_anchor"}

@@ -490,7 +490,7 @@ def test_the_operators_guide_lists_every_metric_with_its_type_and_labels() -> No
     for collector in list(REGISTRY._collector_to_names):
         name = getattr(collector, "_name", "")
         if name.startswith("dcpgw_"):
-            full = name + ("_total" if collector._type == "counter" else "")
+            full = name + {"counter": "_total", "info": "_info"}.get(collector._type, "")
             labels = ", ".join(f"`{label}`" for label in collector._labelnames) or "—"
             served[full] = (collector._type, labels)
     assert len(served) >= 18

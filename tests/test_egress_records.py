@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import orjson
 
 from gateway.egress.outcomes import MessageResult
+from gateway.egress.reasons import DeadLetterReason
 from gateway.egress.records import dead_letter, outcome_records
 from gateway.egress.routing import Prepared, Router
 from gateway.egress.sender import Delivery
@@ -74,7 +75,13 @@ def test_results_are_the_serialised_result_document_byte_for_byte() -> None:
 
 def test_rejected_messages_become_dead_letters_with_the_reason_in_headers() -> None:
     prepared = _prepared(1, key=b"meter-1")
-    result = MessageResult(False, None, "MSG1001 - Schema Failure", "MSG1001: fix the schema")
+    result = MessageResult(
+        False,
+        None,
+        "MSG1001 - Schema Failure",
+        "MSG1001: fix the schema",
+        DeadLetterReason.DIP_REJECTION,
+    )
     (record,) = outcome_records([Delivery(prepared, result, 207, 2, _AT, _AT)])
     ref = prepared.message.ref
     client = prepared.route.client
@@ -82,6 +89,7 @@ def test_rejected_messages_become_dead_letters_with_the_reason_in_headers() -> N
     assert (record.key, record.value) == (ref.key, ref.value)
     headers = dict(record.headers or [])
     assert headers["dcpgw-reason"] == b"MSG1001: fix the schema"
+    assert headers["dcpgw-reason-class"] == b"dip_rejection"
     assert headers["dcpgw-dip-status"] == b"207"
     assert headers["dcpgw-attempts"] == b"2"
     assert headers["dcpgw-source-offset"] == str(ref.offset).encode()
@@ -90,8 +98,11 @@ def test_rejected_messages_become_dead_letters_with_the_reason_in_headers() -> N
 
 def test_a_refusal_without_sender_or_status_names_only_what_is_known() -> None:
     ref = message().ref._replace(value=b"{not json", key=None)
-    record = dead_letter("gw-dead", ref, "malformed JSON: x", 0, None, None, None)
+    record = dead_letter(
+        "gw-dead", ref, "malformed JSON: x", 0, None, None, None, DeadLetterReason.ENVELOPE
+    )
     headers = dict(record.headers or [])
+    assert headers["dcpgw-reason-class"] == b"envelope"
     assert record.topic == "gw-dead" and record.value == b"{not json"
     assert "dcpgw-dip-status" not in headers and "dcpgw-sender-dip-id" not in headers
     assert headers["dcpgw-source-key"] == b""

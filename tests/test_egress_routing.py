@@ -7,6 +7,7 @@ from datetime import date
 import orjson
 
 from gateway.egress.envelope import OutboundMessage, Refusal, parse_record
+from gateway.egress.reasons import DeadLetterReason
 from gateway.egress.routing import STATUS_PATH, Prepared, Rejected, Router
 from gateway.schema import default_registry
 from tests.test_egress_support import (
@@ -43,6 +44,7 @@ def test_unknown_sender_goes_to_nobody() -> None:
     assert isinstance(out, Rejected)
     assert out.client is None
     assert "unknown sender DIP ID 5555555555" in out.refusal.reason
+    assert out.refusal.reason_class is DeadLetterReason.ROUTING
 
 
 def test_environment_tag_must_match() -> None:
@@ -50,12 +52,14 @@ def test_environment_tag_must_match() -> None:
     assert isinstance(out, Rejected)
     assert out.client is not None and out.client.name == "alice"
     assert "environmentTag 'UIT'" in out.refusal.reason
+    assert out.refusal.reason_class is DeadLetterReason.ENVIRONMENT
 
 
 def test_dip_id_outside_effective_dates() -> None:
     out = _router().prepare(message(ALICE_OLD_ID), TODAY)
     assert isinstance(out, Rejected)
     assert "not effective on 2026-11-23" in out.refusal.reason
+    assert out.refusal.reason_class is DeadLetterReason.NOT_EFFECTIVE
     assert isinstance(_router().prepare(message(ALICE_OLD_ID), date(2019, 6, 1)), Prepared)
 
 
@@ -86,6 +90,7 @@ def test_matching_dcp_id_is_kept_and_a_different_one_refused() -> None:
         other = _router().prepare(message(sender, dcp_id="9999999999"), TODAY)
         assert isinstance(other, Rejected)
         assert "does not overwrite" in other.refusal.reason
+        assert other.refusal.reason_class is DeadLetterReason.ROUTING
 
 
 def test_schema_violation_refused_with_reason() -> None:
@@ -95,6 +100,7 @@ def test_schema_violation_refused_with_reason() -> None:
     assert isinstance(out, Rejected)
     assert out.refusal.reason.startswith("MSG1001 - Schema Failure")
     assert "MPANCore" in out.refusal.reason
+    assert out.refusal.reason_class is DeadLetterReason.SCHEMA
 
 
 def _unknown_interface() -> OutboundMessage:
@@ -110,6 +116,7 @@ def test_an_interface_without_a_schema_is_refused_when_validating() -> None:
     assert isinstance(out, Rejected)
     assert out.refusal.reason.startswith("cannot validate: ")
     assert "IF-999" in out.refusal.reason
+    assert out.refusal.reason_class is DeadLetterReason.SCHEMA
     assert isinstance(_router(validate=False).prepare(_unknown_interface(), TODAY), Prepared)
 
 

@@ -4,16 +4,22 @@
 from __future__ import annotations
 
 from collections import deque
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any, cast
 
 import orjson
+import pytest
+from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
 
 from gateway.dip import DipClient, DipResponse, DipTransportError
+from gateway.egress import sender as sender_module
 from gateway.egress.batching import Batch, Batcher
+from gateway.egress.reasons import DeadLetterReason
 from gateway.egress.retry import RetryPolicy
 from gateway.egress.routing import Prepared, Router
 from gateway.egress.sender import BatchSender, Delivery
+from gateway.ops.logging import LogLimiter
 from gateway.signing.keystore import UnknownSender
 from tests.test_egress_support import ALICE_ID, make_config, message
 
@@ -188,3 +194,75 @@ async def test_unknown_sender_is_unsignable() -> None:
     out = await sender.deliver(batch)
     assert dip.sent == []
     assert out[0].result.reason == "cannot sign: no credential for DIP ID 5555555555"
+
+
+async def test_final_failures_carry_their_dead_letter_class() -> None:
+    cases = [
+        ([(500, {}, b"boom")] * 2, DeadLetterReason.RETRIES_EXHAUSTED),
+        ([(403, {}, b"")], DeadLetterReason.DIP_AUTH),
+        ([(401, {}, b"")], DeadLetterReason.DIP_AUTH),
+        ([(413, {}, b"")], DeadLetterReason.TOO_LARGE),
+        ([(400, {}, b"bad")], DeadLetterReason.DIP_REJECTION),
+    ]
+    for answers, expected in cases:
+        sender, _ = _sender(_ScriptedDip(answers), attempts=2)
+        (out,) = await sender.deliver(_batch(1))
+        assert not out.result.accepted
+        assert out.result.reason_class is expected, (answers, out.result)
+
+
+async def test_the_secondary_key_fallback_is_counted_per_client() -> None:
+    client = _batch(1).items[0].route.client.name
+
+    def fallbacks() -> float:
+        value = REGISTRY.get_sample_value(
+            "dcpgw_egress_api_key_fallbacks_total", {"client": client}
+        )
+        return value or 0.0
+
+    before = fallbacks()
+    dip = _ScriptedDip([(401, {}, b""), _ok], keys=("primary", "secondary"))
+    sender, _ = _sender(dip)
+    await sender.deliver(_batch(1))
+    assert fallbacks() == before + 1
+
+
+async def test_an_answer_that_is_not_201_is_logged_once_with_who_and_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def partly(refs: list[str]) -> tuple[int, dict[str, str], bytes]:
+        entries = [
+            {"senderUniqueReference": refs[0], "transactionID": "T-1", "message": "MSG0000"},
+            {"senderUniqueReference": refs[1], "transactionID": "T-2", "message": "MSG1001 x"},
+        ]
+        return 207, {}, orjson.dumps({"messageArray": entries})
+
+    sender, _ = _sender(_ScriptedDip([partly]))
+    batch = _batch(2)
+    monkeypatch.setattr(sender_module, "_limiter", LogLimiter())  # earlier tests used its burst
+    with capture_logs() as events:
+        await sender.deliver(batch)
+    (event,) = [e for e in events if e["event"] == "dip_batch_not_accepted"]
+    assert event["status"] == 207 and event["count"] == 2
+    assert event["dip_id"] == ALICE_ID
+    assert event["first_sender_unique_reference"] == batch.items[1].message.sender_unique_reference
+    assert event["first_transaction_id"] == "T-2"
+    assert event["reason"].startswith("MSG1001")
+
+
+async def test_the_end_to_end_latency_is_observed_from_the_record_timestamp() -> None:
+    def count() -> float:
+        return REGISTRY.get_sample_value("dcpgw_egress_end_to_end_seconds_count") or 0.0
+
+    def slow_sum() -> float:
+        return REGISTRY.get_sample_value("dcpgw_egress_end_to_end_seconds_sum") or 0.0
+
+    batch = _batch(2)
+    hour_ago = int((datetime.now(UTC).timestamp() - 3600) * 1000)
+    for prepared in batch.items:
+        prepared.message.ref = prepared.message.ref._replace(timestamp_ms=hour_ago)
+    before, before_sum = count(), slow_sum()
+    sender, _ = _sender(_ScriptedDip([_ok]))
+    await sender.deliver(batch)
+    assert count() == before + 1  # one observation per answered request
+    assert 3600 <= slow_sum() - before_sum < 3700

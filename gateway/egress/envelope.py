@@ -23,6 +23,7 @@ from typing import Any, Final, NamedTuple, TypeGuard
 import orjson
 
 from gateway.dip.vocabulary import DIP_ID_PATTERN, INTERFACE_PATTERN
+from gateway.egress.reasons import DeadLetterReason
 
 STATUS_INTERFACE: Final = "STATUS"
 """Interface label used for status messages (metrics, batching, result records)."""
@@ -54,10 +55,11 @@ class RecordRef(NamedTuple):
     key: bytes | None
     value: bytes | None
     generation: int = 0  # the offset tracker's assignment generation of the partition
+    timestamp_ms: int = -1  # the record's Kafka timestamp (-1: none), for end-to-end latency
 
 
 new_record_ref = partial(tuple.__new__, RecordRef)
-"""``RecordRef`` from a 6-tuple (every field), without the named tuple's Python-level
+"""``RecordRef`` from a 7-tuple (every field), without the named tuple's Python-level
 ``__new__``: one is made per consumed record."""
 
 
@@ -102,6 +104,7 @@ class Refusal:
     reason: str
     sender_dip_id: str | None = None
     interface_id: str | None = None
+    reason_class: DeadLetterReason = DeadLetterReason.ENVELOPE
 
 
 def parse_record(ref: RecordRef, *, status: bool | None = False) -> OutboundMessage | Refusal:

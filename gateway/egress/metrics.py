@@ -3,6 +3,7 @@
 Counters are labelled by client and interface: few enough series (clients x interfaces used)
 and exactly what an operator asks ("is alice's IF-021 being rejected?"). Label children are
 cached per (client, interface) so the hot path does one dict lookup, not a label resolution.
+Interfaces outside the known list count as ``other`` (see :func:`interface_label`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from prometheus_client import Counter, Gauge, Histogram
+
+from gateway.egress.reasons import DeadLetterReason
+from gateway.ops.metrics import OTHER_INTERFACE, interface_label
 
 CONSUMED = Counter(
     "dcpgw_egress_messages_consumed_total",
@@ -26,15 +30,37 @@ REJECTED = Counter(
 )
 DEAD_LETTERED = Counter(
     "dcpgw_egress_messages_dead_lettered_total",
-    "Messages written to a dead-letter topic, for any reason.",
-    ["client", "interface"],
+    "Messages written to a dead-letter topic, by reason class (gateway.egress.reasons).",
+    ["client", "interface", "reason"],
 )
 RETRIED = Counter(
     "dcpgw_egress_messages_retried_total",
     "Messages re-sent after a retryable failure.",
     ["client", "interface"],
 )
-REQUESTS = Counter("dcpgw_egress_requests_total", "DIP submissions by HTTP status.", ["status"])
+REQUESTS = Counter(
+    "dcpgw_egress_requests_total",
+    "DIP submissions by client and HTTP status (error: no answer).",
+    ["client", "status"],
+)
+API_KEY_FALLBACKS = Counter(
+    "dcpgw_egress_api_key_fallbacks_total",
+    "Requests re-sent with the secondary API key after the primary got a 401 (rotation).",
+    ["client"],
+)
+OUTCOME_WRITE_FAILURES = Counter(
+    "dcpgw_egress_outcome_write_failures_total",
+    "Failed attempts to produce result or dead-letter records (retried; commits wait).",
+)
+COMMIT_FAILURES = Counter(
+    "dcpgw_egress_commit_failures_total", "Failed consumer offset commits (retried)."
+)
+END_TO_END_SECONDS = Histogram(
+    "dcpgw_egress_end_to_end_seconds",
+    "From the Kafka timestamp of a submission's first record to the DIP's final answer (one "
+    "observation per answered submission).",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0),
+)
 BATCH_SIZE = Histogram(
     "dcpgw_egress_batch_messages",
     "Messages per DIP submission.",
@@ -68,8 +94,14 @@ class Counters(NamedTuple):
     consumed: Counter
     accepted: Counter
     rejected: Counter
-    dead_lettered: Counter
     retried: Counter
+    client: str
+    interface: str  # the label value
+
+    def dead_lettered(self, reason: DeadLetterReason) -> Counter:
+        """The dead-letter counter of this client and interface for ``reason`` (off the hot
+        path: dead letters are the exception)."""
+        return DEAD_LETTERED.labels(self.client, self.interface, reason.value)
 
 
 _cache: dict[tuple[str, str], Counters] = {}
@@ -80,11 +112,17 @@ def counters(client: str, interface: str) -> Counters:
     key = (client, interface)
     found = _cache.get(key)
     if found is None:
-        found = _cache[key] = Counters(
-            CONSUMED.labels(client, interface),
-            ACCEPTED.labels(client, interface),
-            REJECTED.labels(client, interface),
-            DEAD_LETTERED.labels(client, interface),
-            RETRIED.labels(client, interface),
-        )
+        label = interface_label(interface)
+        if label == OTHER_INTERFACE:  # cached under "other" only: the cache stays bounded
+            key = (client, label)
+            found = _cache.get(key)
+        if found is None:
+            found = _cache[key] = Counters(
+                CONSUMED.labels(client, label),
+                ACCEPTED.labels(client, label),
+                REJECTED.labels(client, label),
+                RETRIED.labels(client, label),
+                client,
+                label,
+            )
     return found

@@ -31,6 +31,7 @@ from typing import Any, Final, NamedTuple
 
 import orjson
 
+from gateway.egress.reasons import DeadLetterReason, dip_answer_reason
 from gateway.egress.retry import parse_retry_after
 
 SUCCESS_CODE: Final = "MSG0000"
@@ -57,10 +58,11 @@ class MessageResult(NamedTuple):
     dip_message: str | None = None
     reason: str | None = None
     delivered_earlier: bool = False
+    reason_class: DeadLetterReason | None = None  # set when not accepted
 
 
 _new_result = partial(tuple.__new__, MessageResult)
-"""``MessageResult`` from a 5-tuple without the named tuple's Python-level ``__new__``."""
+"""``MessageResult`` from a 6-tuple without the named tuple's Python-level ``__new__``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +96,16 @@ def decide(
     if status == 207 or (entries and (success or status == 400)):
         default = (
             MessageResult(
-                False, reason=f"DIP answered {status} but gave no result for this message"
+                False,
+                reason=f"DIP answered {status} but gave no result for this message",
+                reason_class=DeadLetterReason.DIP_REJECTION,
             )
             if success
-            else MessageResult(False, reason=_general_reason(status, body, entries))
+            else MessageResult(
+                False,
+                reason=_general_reason(status, body, entries),
+                reason_class=DeadLetterReason.DIP_REJECTION,
+            )
         )
         results = _per_message(references, entries, default, duplicate_codes)
         return Decision(Action.FINAL, status, "", results)
@@ -120,7 +128,8 @@ def decide(
         return Decision(Action.NEXT_KEY, status, reason)
     if status == 413 and count > 1:
         return Decision(Action.SPLIT, status, reason)
-    return Decision(Action.FINAL, status, reason, [MessageResult(False, reason=reason)] * count)
+    result = MessageResult(False, reason=reason, reason_class=dip_answer_reason(status))
+    return Decision(Action.FINAL, status, reason, [result] * count)
 
 
 def transport_failure(error: BaseException) -> Decision:
@@ -173,7 +182,7 @@ def _accepted_all(
             append(MessageResult(True))
             continue
         transaction_id, message = _opt(e.get("transactionID")), _opt(e.get("message"))
-        append(_new_result((True, transaction_id, message, None, False)))
+        append(_new_result((True, transaction_id, message, None, False, None)))
     return out
 
 
@@ -208,7 +217,9 @@ def _entry_result(entry: Mapping[str, Any], duplicate_codes: tuple[str, ...]) ->
     reason = message or "rejected by the DIP without a message"
     if help_text:
         reason = f"{reason}: {help_text}"
-    return MessageResult(False, transaction_id, message, reason)
+    return MessageResult(
+        False, transaction_id, message, reason, reason_class=DeadLetterReason.DIP_REJECTION
+    )
 
 
 def _match(

@@ -9,7 +9,8 @@ submitted and acknowledged, after how many attempts, and where the original reco
 earlier copy (``egress.duplicate_message_codes``: a re-send after a crash) gets a result too,
 with the DIP's message, no transaction ID and the header ``dcpgw-delivered-earlier: true``. A
 **dead letter** (on the client's, or the gateway's, dead-letter topic) is the original value and
-key, with where it came from and why in the headers.
+key, with where it came from and why in the headers (``dcpgw-reason`` in words,
+``dcpgw-reason-class`` as one of :class:`DeadLetterReason`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import orjson
 
 from gateway.egress.envelope import RecordRef
+from gateway.egress.reasons import DeadLetterReason
 from gateway.egress.sender import Delivery
 from gateway.egress.writer import OutRecord
 
@@ -64,6 +66,7 @@ def outcome_records(deliveries: Sequence[Delivery]) -> list[OutRecord]:
                     delivery.status,
                     message.sender_dip_id,
                     message.interface_id,
+                    result.reason_class or DeadLetterReason.DIP_REJECTION,
                 )
             )
             continue
@@ -133,6 +136,7 @@ def dead_letter(
     status: int | None,
     sender: str | None,
     interface: str | None,
+    reason_class: DeadLetterReason,
 ) -> OutRecord:
     """The original value and key, with where it came from and why in the headers."""
     headers = [
@@ -141,6 +145,7 @@ def dead_letter(
         ("dcpgw-source-offset", str(ref.offset).encode()),
         ("dcpgw-source-key", ref.key or b""),
         ("dcpgw-reason", reason.encode("utf-8", "replace")),
+        ("dcpgw-reason-class", reason_class.value.encode()),
         ("dcpgw-attempts", str(attempts).encode()),
     ]
     if status is not None:

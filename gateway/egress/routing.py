@@ -22,6 +22,7 @@ from typing import Final, Protocol
 from gateway.config import ClientConfig, DipIdConfig, GatewayConfig
 from gateway.dip.client import dip_path
 from gateway.egress.envelope import MessageKind, OutboundMessage, Refusal
+from gateway.egress.reasons import DeadLetterReason
 from gateway.schema import SchemaViolation, UnknownInterface, format_violations
 
 STATUS_PATH: Final = "/statusmessage"
@@ -96,6 +97,7 @@ class Router:
                         message,
                         f"unknown sender DIP ID {message.sender_dip_id}: no client of this "
                         "gateway owns it",
+                        DeadLetterReason.ROUTING,
                     ),
                     None,
                 )
@@ -107,13 +109,14 @@ class Router:
                     message,
                     f"DIP ID {dip.dip_id} is not effective on {today.isoformat()} (effective "
                     f"{_date(dip.effective_from)} to {_date(dip.effective_to)})",
+                    DeadLetterReason.NOT_EFFECTIVE,
                 ),
                 client,
             )
         if message.kind is MessageKind.STATUS:
             problem = self._check_dcp_id(message, client, message.payload)
             if problem is not None:
-                return Rejected(self._refusal(message, problem), client)
+                return Rejected(self._refusal(message, problem, DeadLetterReason.ROUTING), client)
             return Prepared(message, plan.route)
 
         s1: dict[str, object] = message.payload["CommonBlock"]["S1"]  # a DIP message: parsed
@@ -124,21 +127,24 @@ class Router:
                     message,
                     f"S1.environmentTag {tag!r} does not match this gateway's environment "
                     f"{self._environment!r}: refusing to send it here",
+                    DeadLetterReason.ENVIRONMENT,
                 ),
                 client,
             )
         if s1.get("DIPConnectionProviderID") != self._dcp_id:  # else: already this DCP's
             problem = self._check_dcp_id(message, client, s1)
             if problem is not None:
-                return Rejected(self._refusal(message, problem), client)
+                return Rejected(self._refusal(message, problem, DeadLetterReason.ROUTING), client)
         if plan.validates:
             assert self._validator is not None
             try:
                 violations = self._validator.validate(message.payload)
             except UnknownInterface as exc:
-                return Rejected(self._refusal(message, f"cannot validate: {exc.reason}"), client)
+                reason = f"cannot validate: {exc.reason}"
+                return Rejected(self._refusal(message, reason, DeadLetterReason.SCHEMA), client)
             if violations:
-                return Rejected(self._refusal(message, format_violations(violations)), client)
+                reason = format_violations(violations)
+                return Rejected(self._refusal(message, reason, DeadLetterReason.SCHEMA), client)
         return Prepared(message, plan.route)
 
     def _plan(self, message: OutboundMessage) -> _Plan | None:
@@ -177,8 +183,8 @@ class Router:
         return None
 
     @staticmethod
-    def _refusal(message: OutboundMessage, reason: str) -> Refusal:
-        return Refusal(message.ref, reason, message.sender_dip_id, message.interface_id)
+    def _refusal(message: OutboundMessage, reason: str, cls: DeadLetterReason) -> Refusal:
+        return Refusal(message.ref, reason, message.sender_dip_id, message.interface_id, cls)
 
 
 def _date(value: date | None) -> str:

@@ -20,11 +20,14 @@ from gateway.dip import DipClient, DipTransportError
 from gateway.egress import metrics
 from gateway.egress.batching import Batch
 from gateway.egress.outcomes import Action, Decision, MessageResult, decide, transport_failure
+from gateway.egress.reasons import DeadLetterReason
 from gateway.egress.retry import RetryPolicy
 from gateway.egress.routing import Prepared
+from gateway.ops.logging import LogLimiter, log_limited
 from gateway.signing.keystore import UnknownSender
 
 _log = structlog.get_logger(__name__)
+_limiter = LogLimiter()
 
 
 class Delivery(NamedTuple):
@@ -71,7 +74,8 @@ class BatchSender:
         try:
             keys = self._dip.keystore.api_keys_for(sender)
         except UnknownSender:
-            self._final_all(batch, out, f"cannot sign: no credential for DIP ID {sender}", None, 0)
+            reason = f"cannot sign: no credential for DIP ID {sender}"
+            self._final_all(batch, out, reason, DeadLetterReason.SIGNING, None, 0)
             return
         body = batch.body()
         references = [p.message.sender_unique_reference for p in batch.items]
@@ -84,38 +88,43 @@ class BatchSender:
             decision = await self._attempt(
                 batch, body, keys[key_index], references, key_index, keys
             )
+            status = decision.status
             if decision.action is Action.FINAL:
                 acknowledged = datetime.now(UTC)
-                status = decision.status
                 for prepared, result in zip(batch.items, decision.results, strict=True):
                     out.append(
                         new_delivery((prepared, result, status, attempt, submitted, acknowledged))
                     )
+                if status is not None:
+                    _observe_end_to_end(batch, acknowledged)
+                    if status != 201:
+                        _log_answer("warning", "dip_batch_not_accepted", batch, decision)
                 return
             if decision.action is Action.NEXT_KEY:
                 key_index += 1
-                _log.warning("dip_unauthorised_trying_secondary_key", sender=sender)
+                metrics.API_KEY_FALLBACKS.labels(_client(batch)).inc()
+                _log_answer("warning", "dip_unauthorised_trying_secondary_key", batch, decision)
                 continue
             if decision.action is Action.SPLIT:
                 first, second = batch.split()
-                _log.info("dip_payload_too_large_splitting", sender=sender, size=len(batch.items))
+                _log_answer("info", "dip_payload_too_large_splitting", batch, decision)
                 await self._deliver(first, out)
                 await self._deliver(second, out)
                 return
             delay = self._policy.delay(attempt, decision.retry_after, self._rand)
             if delay is None:
                 reason = f"gave up after {attempt} attempts: {decision.reason}"
-                self._final_all(batch, out, reason, decision.status, attempt)
+                cls = DeadLetterReason.RETRIES_EXHAUSTED
+                self._final_all(batch, out, reason, cls, status, attempt)
                 return
-            client = batch.items[0].route.client.name  # one sender DIP ID: one client
-            metrics.counters(client, batch.interface_id).retried.inc(len(batch.items))
-            _log.warning(
+            metrics.counters(_client(batch), batch.interface_id).retried.inc(len(batch.items))
+            _log_answer(
+                "warning",
                 "dip_submit_retry",
-                sender=sender,
-                interface=batch.interface_id,
+                batch,
+                decision,
                 attempt=attempt,
                 delay=round(delay, 3),
-                reason=decision.reason,
             )
             await self._sleep(delay)
 
@@ -134,7 +143,7 @@ class BatchSender:
                 "POST", batch.path, batch.sender_dip_id, body, api_key=api_key
             )
         except DipTransportError as exc:
-            metrics.REQUESTS.labels("error").inc()
+            metrics.REQUESTS.labels(_client(batch), "error").inc()
             return transport_failure(exc)
         except UnknownSender:
             return _reject(
@@ -146,7 +155,7 @@ class BatchSender:
         elapsed = asyncio.get_running_loop().time() - started
         metrics.SIGN_SECONDS.observe(response.sign_seconds)
         metrics.REQUEST_SECONDS.observe(max(elapsed - response.sign_seconds, 0.0))
-        metrics.REQUESTS.labels(str(response.status)).inc()
+        metrics.REQUESTS.labels(_client(batch), str(response.status)).inc()
         decision = decide(
             response.status,
             response.headers,
@@ -159,13 +168,55 @@ class BatchSender:
 
     @staticmethod
     def _final_all(
-        batch: Batch, out: list[Delivery], reason: str, status: int | None, attempts: int
+        batch: Batch,
+        out: list[Delivery],
+        reason: str,
+        reason_class: DeadLetterReason,
+        status: int | None,
+        attempts: int,
     ) -> None:
         now = datetime.now(UTC)
-        result = MessageResult(False, reason=reason)
+        result = MessageResult(False, reason=reason, reason_class=reason_class)
         out.extend(Delivery(p, result, status, attempts, now, None) for p in batch.items)
 
 
 def _reject(reason: str, count: int) -> Decision:
     """Every message of the batch rejected for the same reason (nothing was sent)."""
-    return Decision(Action.FINAL, None, reason, [MessageResult(False, reason=reason)] * count)
+    result = MessageResult(False, reason=reason, reason_class=DeadLetterReason.SIGNING)
+    return Decision(Action.FINAL, None, reason, [result] * count)
+
+
+def _client(batch: Batch) -> str:
+    return batch.items[0].route.client.name  # one sender DIP ID: one client
+
+
+def _observe_end_to_end(batch: Batch, acknowledged: datetime) -> None:
+    """Age of the batch's first record (consumed first) at the DIP's answer: one observation
+    per answered request, an upper bound for most of its messages, at no per-message cost."""
+    produced_ms = batch.items[0].message.ref.timestamp_ms
+    if produced_ms > 0:
+        age = acknowledged.timestamp() - produced_ms / 1000
+        metrics.END_TO_END_SECONDS.observe(max(age, 0.0))
+
+
+def _log_answer(level: str, event: str, batch: Batch, decision: Decision, **extra: object) -> None:
+    """One rate-limited event for a DIP answer that was not a plain 201: who, what, how many,
+    the first message it concerns (its reference, and the DIP's transaction ID if any) and why.
+    """
+    index = next((i for i, r in enumerate(decision.results) if not r.accepted), 0)
+    result = decision.results[index] if decision.results else None
+    log_limited(
+        _log,
+        _limiter,
+        level,
+        event,
+        client=_client(batch),
+        dip_id=batch.sender_dip_id,
+        interface=batch.interface_id,
+        status=decision.status,
+        count=len(batch.items),
+        first_sender_unique_reference=batch.items[index].message.sender_unique_reference,
+        first_transaction_id=result.transaction_id if result else None,
+        reason=(result.reason if result and result.reason else decision.reason),
+        **extra,
+    )

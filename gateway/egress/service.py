@@ -47,6 +47,7 @@ from gateway.egress.envelope import (
 from gateway.egress.flow import FlowControl, Step
 from gateway.egress.offsets import OffsetTracker
 from gateway.egress.ordering import KeyGate
+from gateway.egress.reasons import DeadLetterReason
 from gateway.egress.records import dead_letter, outcome_records
 from gateway.egress.retry import RetryPolicy
 from gateway.egress.routing import Rejected, Router
@@ -56,10 +57,12 @@ from gateway.kafka.clients import create_consumer, create_producer
 from gateway.kafka.topics import ensure_topics, gateway_topics
 from gateway.ops.collector import tuned_for_streaming
 from gateway.ops.health import Health
+from gateway.ops.logging import LogLimiter, log_limited
 from gateway.schema import default_registry
 from gateway.signing.keystore import KeyStore
 
 _log = structlog.get_logger(__name__)
+_dead_letter_log = LogLimiter()
 
 HEALTH_NAME = "egress"
 
@@ -281,7 +284,9 @@ class EgressService:
         Counts it in ``consumed`` by (client, interface) when it is batched."""
         topic, partition, offset = record.topic, record.partition, record.offset
         generation = self._tracker.track((topic, partition), offset)
-        ref = new_record_ref((topic, partition, offset, record.key, record.value, generation))
+        ref = new_record_ref(
+            (topic, partition, offset, record.key, record.value, generation, record.timestamp)
+        )
         try:
             parsed = parse_record(ref, status=self._status_kind.get(topic, False))
             if isinstance(parsed, OutboundMessage):
@@ -290,7 +295,8 @@ class EgressService:
                 outcome = self._router.reject(parsed)
         except Exception as exc:  # a bug must not wedge the partition on one record
             _log.exception("egress_ingest_failed", topic=topic, partition=partition, offset=offset)
-            outcome = Rejected(Refusal(ref, f"internal error while preparing: {exc!r}"), None)
+            reason = f"internal error while preparing: {exc!r}"
+            outcome = Rejected(Refusal(ref, reason, reason_class=DeadLetterReason.INTERNAL), None)
         if isinstance(outcome, Rejected):
             self._refuse(outcome)
             return
@@ -301,6 +307,7 @@ class EgressService:
             self._dispatch(batch)
 
     def _export_lag(self) -> None:
+        """Lag of each assigned partition (a revoked one's series is removed on revoke)."""
         consumer = self._consumer
         assert consumer is not None
         for tp in consumer.assignment():
@@ -326,6 +333,15 @@ class EgressService:
         task.add_done_callback(self._tasks.discard)
 
     async def _run_batch(self, batch: Batch) -> None:
+        first = batch.items[0].route
+        # Each task runs in its own copy of the context: these fields mark every event of
+        # this batch (retries, splits, signing errors) and nothing else.
+        structlog.contextvars.bind_contextvars(
+            batch=batch.batch_id,
+            client=first.client.name,
+            dip_id=batch.sender_dip_id,
+            interface=batch.interface_id,
+        )
         try:
             async with self._semaphore:
                 deliveries = await self._sender.deliver(batch)
@@ -374,9 +390,30 @@ class EgressService:
         rejected = len(deliveries) - accepted
         if accepted:
             children.accepted.inc(accepted)
-        if rejected:
-            children.rejected.inc(rejected)
-            children.dead_lettered.inc(rejected)
+        if not rejected:
+            return
+        children.rejected.inc(rejected)
+        by_class: dict[DeadLetterReason, list[Delivery]] = {}
+        for delivery in deliveries:
+            if not delivery.result.accepted:
+                cls = delivery.result.reason_class or DeadLetterReason.DIP_REJECTION
+                by_class.setdefault(cls, []).append(delivery)
+        for cls, dead in by_class.items():
+            children.dead_lettered(cls).inc(len(dead))
+            one = dead[0]
+            message = one.prepared.message
+            _log_dead_letter(
+                client=children.client,
+                dip_id=message.sender_dip_id,
+                interface=message.interface_id,
+                status=one.status,
+                count=len(dead),
+                first_sender_unique_reference=message.sender_unique_reference,
+                first_transaction_id=one.result.transaction_id,
+                reason_class=cls.value,
+                reason=one.result.reason,
+                topic=one.prepared.route.client.topics.dead_letter,
+            )
 
     def _refuse(self, rejected: Rejected) -> None:
         refusal = rejected.refusal
@@ -386,9 +423,29 @@ class EgressService:
             client.name if client else _UNROUTED, refusal.interface_id or _UNROUTED
         )
         counters.consumed.inc()
-        counters.dead_lettered.inc()
+        counters.dead_lettered(refusal.reason_class).inc()
+        _log_dead_letter(
+            client=counters.client,
+            dip_id=refusal.sender_dip_id,
+            interface=refusal.interface_id,
+            status=None,
+            count=1,
+            first_sender_unique_reference=None,
+            first_transaction_id=None,
+            reason_class=refusal.reason_class.value,
+            reason=refusal.reason,
+            topic=topic,
+            source=f"{refusal.ref.topic}[{refusal.ref.partition}]@{refusal.ref.offset}",
+        )
         record = dead_letter(
-            topic, refusal.ref, refusal.reason, 0, None, refusal.sender_dip_id, refusal.interface_id
+            topic,
+            refusal.ref,
+            refusal.reason,
+            0,
+            None,
+            refusal.sender_dip_id,
+            refusal.interface_id,
+            refusal.reason_class,
         )
         self._spawn(self._write_refusal(record, refusal.ref))
 
@@ -434,6 +491,7 @@ class EgressService:
                     await writer.write(records)
                     return
                 except KafkaError as exc:
+                    metrics.OUTCOME_WRITE_FAILURES.inc()
                     _log.error("egress_outcome_write_failed", error=str(exc), records=len(records))
                     if not failing:
                         failing = True
@@ -475,6 +533,7 @@ class EgressService:
             try:
                 await consumer.commit({TopicPartition(t, p): o for (t, p), o in positions.items()})
             except KafkaError as exc:
+                metrics.COMMIT_FAILURES.inc()
                 _log.warning("egress_commit_failed", error=str(exc))
                 return
             self._tracker.mark_committed(positions)
@@ -514,8 +573,16 @@ class EgressService:
         await self._commit(force=True)
         self._tracker.forget(set(self._tracker.partitions()))
         self._fetched.clear()
+        for tp in revoked:  # lag follows the assignment: another member reports these now
+            with contextlib.suppress(KeyError):
+                metrics.CONSUMER_LAG.remove(tp.topic, str(tp.partition))
         self._flow.reset()
         metrics.PAUSED.set(0)
+
+
+def _log_dead_letter(**fields: object) -> None:
+    """One event per dead-lettered batch part or refused record (rate-limited per process)."""
+    log_limited(_log, _dead_letter_log, "warning", "egress_dead_lettered", **fields)
 
 
 __all__ = ["HEALTH_NAME", "EgressService"]

@@ -196,7 +196,11 @@ class WebhookApp:
         started = time.perf_counter()
         query = scope.get("query_string", b"").decode("latin-1")
         signed_url = h.routes.public_url(local_path, query)
-        status, answer = await h.handle(route, signed_url, body, headers)
+        # Every event of this push (quarantine, Kafka failures) names its webhook.
+        with structlog.contextvars.bound_contextvars(
+            webhook=route.kind.value, recipient=route.recipient
+        ):
+            status, answer = await h.handle(route, signed_url, body, headers)
         metrics.PUSH_SECONDS.observe(time.perf_counter() - started)
         await _respond(send, status, answer)
 

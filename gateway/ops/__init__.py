@@ -6,11 +6,11 @@ from gateway.ops.eventloop import loop_factory
 from gateway.ops.eventloop import run as run_on_loop
 from gateway.ops.health import Health
 from gateway.ops.logging import configure_logging
-from gateway.ops.metrics import CERT_DAYS_TO_EXPIRY, CREDENTIAL_RELOADS, export_certificate_expiry
+from gateway.ops.metrics import CERT_EXPIRY, CREDENTIAL_RELOADS, export_certificate_expiry
 from gateway.ops.server import ops_app, start_ops_server
 
 __all__ = [
-    "CERT_DAYS_TO_EXPIRY",
+    "CERT_EXPIRY",
     "CREDENTIAL_RELOADS",
     "Health",
     "configure_logging",
