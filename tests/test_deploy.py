@@ -31,7 +31,7 @@ from gateway.ops.server import ops_app
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
-K8S = DEPLOY / "k8s"
+K8S = DEPLOY / "k8s" / "base"
 DOCKERFILE = DEPLOY / "Dockerfile"
 DOCKERIGNORE = DEPLOY / "Dockerfile.dockerignore"
 SECRETS_ROOT = PurePosixPath("/var/run/secrets/dcp-gateway")
@@ -490,8 +490,21 @@ def test_the_operators_guide_lists_every_metric_with_its_type_and_labels() -> No
     for collector in list(REGISTRY._collector_to_names):
         name = getattr(collector, "_name", "")
         if name.startswith("dcpgw_"):
-            full = name + {"counter": "_total", "info": "_info"}.get(collector._type, "")
             labels = ", ".join(f"`{label}`" for label in collector._labelnames) or "—"
-            served[full] = (collector._type, labels)
+            served[_full_name(name, collector._type)] = (collector._type, labels)
+    assert set(served) == set(served_metrics())
     assert len(served) >= 18
     assert {name: (kind, labels.strip()) for name, (kind, labels) in rows.items()} == served
+
+
+def _full_name(name: str, kind: str) -> str:
+    return name + {"counter": "_total", "info": "_info"}.get(kind, "")
+
+
+def served_metrics() -> dict[str, str]:
+    """Every ``dcpgw_`` metric the gateway defines, by exposed name, with its type."""
+    return {
+        _full_name(collector._name, collector._type): collector._type
+        for collector in list(REGISTRY._collector_to_names)
+        if getattr(collector, "_name", "").startswith("dcpgw_")
+    }
