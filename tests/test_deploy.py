@@ -44,7 +44,23 @@ Doc = dict[str, Any]
 
 
 def _yaml_files() -> list[Path]:
-    return sorted([*K8S.rglob("*.yaml"), *K8S.rglob("*.yml")])
+    """The base's manifests (gateway.yaml is the configuration the generator wraps)."""
+    files = [*K8S.rglob("*.yaml"), *K8S.rglob("*.yml")]
+    return sorted(p for p in files if p.name != "gateway.yaml")
+
+
+def _generated_config_maps() -> list[tuple[Path, Doc]]:
+    """The ConfigMaps the base's configMapGenerator makes, as kustomize would (without the
+    name's hash suffix)."""
+    path = K8S / "kustomization.yaml"
+    kustomization = yaml.safe_load(path.read_text(encoding="utf-8"))
+    out = []
+    for generator in kustomization["configMapGenerator"]:
+        data = {Path(f).name: (K8S / f).read_text(encoding="utf-8") for f in generator["files"]}
+        metadata = {"name": generator["name"], "namespace": kustomization["namespace"]}
+        doc = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
+        out.append((path, doc))
+    return out
 
 
 def _all_docs() -> list[tuple[Path, Doc]]:
@@ -54,7 +70,7 @@ def _all_docs() -> list[tuple[Path, Doc]]:
             for doc in yaml.safe_load_all(handle):
                 if doc is not None:
                     out.append((path, doc))
-    return out
+    return out + _generated_config_maps()
 
 
 def _find(kind: str, name: str) -> Doc:
@@ -148,6 +164,14 @@ def _volume_keys(workload: Doc) -> dict[str, tuple[PurePosixPath, set[str]]]:
     out: dict[str, tuple[PurePosixPath, set[str]]] = {}
     for mount in _container(workload)["volumeMounts"]:
         volume = volumes[mount["name"]]
+        if "projected" in volume:
+            keys = set()
+            for source in volume["projected"]["sources"]:
+                secret = _find("Secret", source["secret"]["name"])
+                provided = set(secret.get("stringData", {})) | set(secret.get("data", {}))
+                keys |= {i["path"] for i in source["secret"]["items"] if i["key"] in provided}
+            out[mount["name"]] = (PurePosixPath(mount["mountPath"]), keys)
+            continue
         if "secret" in volume:
             source = _find("Secret", volume["secret"]["secretName"])
             keys = set(source.get("stringData", {})) | set(source.get("data", {}))
@@ -278,7 +302,11 @@ def test_secrets_are_read_only_files_not_env(kind: str, deployment: Doc, job: Do
     workload = deployment if kind == "Deployment" else job
     container = _container(workload)
     volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
-    secret_mounts = [m for m in container["volumeMounts"] if "secret" in volumes[m["name"]]]
+    secret_mounts = [
+        m
+        for m in container["volumeMounts"]
+        if "secret" in volumes[m["name"]] or "projected" in volumes[m["name"]]
+    ]
     assert len(secret_mounts) >= 4
     for mount in secret_mounts:
         assert mount.get("readOnly") is True, mount["name"]
@@ -507,4 +535,25 @@ def served_metrics() -> dict[str, str]:
         _full_name(collector._name, collector._type): collector._type
         for collector in list(REGISTRY._collector_to_names)
         if getattr(collector, "_name", "").startswith("dcpgw_")
+    }
+
+
+def test_the_job_mounts_the_same_client_secrets_as_the_deployment(
+    deployment: Doc, job: Doc
+) -> None:
+    """Onboarding adds a client to the Deployment's one projected volume; the webhooks Job
+    carries a copy, which must not drift."""
+
+    def clients(workload: Doc) -> Doc:
+        (volume,) = [
+            v for v in workload["spec"]["template"]["spec"]["volumes"] if v["name"] == "clients"
+        ]
+        return volume
+
+    assert clients(job) == clients(deployment)
+    sources = clients(deployment)["projected"]["sources"]
+    assert {s["secret"]["name"] for s in sources} == {
+        d["metadata"]["name"]
+        for _, d in _all_docs()
+        if d["kind"] == "Secret" and "dcp-gateway/client" in d["metadata"].get("labels", {})
     }
