@@ -27,6 +27,7 @@ import yaml
 
 from gateway.config import ClientConfig, GatewayConfig, KafkaSettings, parse_config
 from gateway.dip.webhook_urls import publication_callback_url, status_callback_url
+from gateway.ingress import app as ingress_app
 from gateway.ingress.dedup import DedupWindow
 from gateway.ingress.deliver import Deliverer
 from gateway.ingress.pipeline import Delivery, Outcome
@@ -36,6 +37,7 @@ from gateway.kafka.clients import create_producer
 from gateway.kafka.embedded import free_port
 from gateway.kafka.topics import ensure_topics, gateway_topics
 from gateway.ops.health import Health
+from gateway.ops.logging import LogLimiter
 from gateway.ops.server import start_ops_server
 from gateway.signing.credentials import SigningCredential, load_credential
 from gateway.signing.pki import DevPkiOptions, Purpose, create_ca, create_dev_pki, issue
@@ -476,8 +478,13 @@ async def test_pushes_over_the_concurrency_cap_get_503_with_retry_after(
 
 
 async def test_rejections_do_not_echo_the_body_or_the_string_to_sign(
-    kafka: KafkaUnderTest, dev_pki: Path, dip_signer: SigningCredential
+    kafka: KafkaUnderTest,
+    dev_pki: Path,
+    dip_signer: SigningCredential,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The rejection log is rate-limited per process: earlier tests may have used its burst.
+    monkeypatch.setattr(ingress_app, "_rejections_log", LogLimiter())
     config = gateway_config(dev_pki, kafka.settings())
     _, recipient, url = first_webhook(config)
     body = body_of([publication(recipient, tx())])

@@ -33,6 +33,7 @@ from gateway.ingress.pipeline import (
     response_body,
 )
 from gateway.ingress.routes import Route, RouteTable
+from gateway.ops.logging import LogLimiter, log_limited
 from gateway.signing.trust import TrustPolicy
 
 Scope = MutableMapping[str, Any]
@@ -41,6 +42,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _log = structlog.get_logger(__name__)
+_rejections_log = LogLimiter()
 _JSON = [(b"content-type", b"application/json")]
 
 
@@ -118,7 +120,10 @@ class WebhookHandler:
         """Count, log (reason and short detail, never the body) and answer a refusal."""
         metrics.REJECTED.labels(rejection.reason).inc()
         metrics.PUSHES.labels(route.kind.value if route else "none", str(rejection.status)).inc()
-        _log.warning(
+        log_limited(  # rate-limited: anybody can post junk at the webhook
+            _log,
+            _rejections_log,
+            "warning",
             "ingress_rejected",
             status=rejection.status,
             reason=rejection.reason,
