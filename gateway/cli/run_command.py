@@ -9,7 +9,7 @@ from typing import Any
 
 from gateway.cli import CliError
 from gateway.config import ConfigError, load_config
-from gateway.ops import eventloop
+from gateway.ops import eventloop, tracing
 from gateway.ops.logging import configure_logging
 from gateway.signing.credentials import CredentialError
 
@@ -26,6 +26,7 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise CliError(str(exc)) from None
     configure_logging(config.ops.log_level, config.ops.log_format)
+    tracing.configure_from_env()  # off unless an OTLP endpoint is set (OTEL_* variables)
     from gateway.app import ServiceFailed, install_signal_handlers, run_gateway
 
     async def main() -> None:
@@ -39,4 +40,6 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     except CredentialError as exc:
         raise CliError(f"credentials: {exc}") from None
+    finally:
+        tracing.shutdown()  # exports the spans still queued
     return 0

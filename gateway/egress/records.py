@@ -41,8 +41,11 @@ _new_record = partial(tuple.__new__, OutRecord)
 result)."""
 
 
-def outcome_records(deliveries: Sequence[Delivery]) -> list[OutRecord]:
-    """A result or dead-letter record per delivery, in order.
+def outcome_records(
+    deliveries: Sequence[Delivery], trace: list[tuple[str, bytes]] | None = None
+) -> list[OutRecord]:
+    """A result or dead-letter record per delivery, in order; ``trace`` headers (the trace
+    context, when tracing) go on every one of them.
 
     Results are formatted from a template per request and source partition, with only the
     message's own values (reference, transaction ID, DIP message, offset) filled in: cheaper
@@ -57,18 +60,19 @@ def outcome_records(deliveries: Sequence[Delivery]) -> list[OutRecord]:
         ref = message.ref
         result = delivery.result
         if not result.accepted:
-            out.append(
-                dead_letter(
-                    client.topics.dead_letter,
-                    ref,
-                    result.reason or "rejected",
-                    delivery.attempts,
-                    delivery.status,
-                    message.sender_dip_id,
-                    message.interface_id,
-                    result.reason_class or DeadLetterReason.DIP_REJECTION,
-                )
+            dead = dead_letter(
+                client.topics.dead_letter,
+                ref,
+                result.reason or "rejected",
+                delivery.attempts,
+                delivery.status,
+                message.sender_dip_id,
+                message.interface_id,
+                result.reason_class or DeadLetterReason.DIP_REJECTION,
             )
+            if trace:
+                dead = dead._replace(headers=[*(dead.headers or ()), *trace])
+            out.append(dead)
             continue
         submitted, acknowledged = delivery.submitted_at, delivery.acknowledged_at
         common: _Common = (
@@ -92,7 +96,9 @@ def outcome_records(deliveries: Sequence[Delivery]) -> list[OutRecord]:
             dumps(result.dip_message),
             ref.offset,
         )
-        headers = _DELIVERED_EARLIER if result.delivered_earlier else None
+        headers = trace
+        if result.delivered_earlier:
+            headers = [*_DELIVERED_EARLIER, *trace] if trace else _DELIVERED_EARLIER
         out.append(_new_record((client.topics.results, value, ref.key, headers)))
     return out
 

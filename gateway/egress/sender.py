@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
@@ -23,6 +24,7 @@ from gateway.egress.outcomes import Action, Decision, MessageResult, decide, tra
 from gateway.egress.reasons import DeadLetterReason
 from gateway.egress.retry import RetryPolicy
 from gateway.egress.routing import Prepared
+from gateway.ops import tracing
 from gateway.ops.logging import LogLimiter, log_limited
 from gateway.signing.keystore import UnknownSender
 
@@ -139,9 +141,15 @@ class BatchSender:
     ) -> Decision:
         started = asyncio.get_running_loop().time()
         try:
-            response = await self._dip.request(
-                "POST", batch.path, batch.sender_dip_id, body, api_key=api_key
-            )
+            with tracing.span("dip.request", attributes=_span_attributes(batch)) as span:
+                started_ns = time.time_ns() if span is not None else 0
+                response = await self._dip.request(
+                    "POST", batch.path, batch.sender_dip_id, body, api_key=api_key
+                )
+                if span is not None:  # signing ran first, inside the request (timed there)
+                    sign_ns = int(response.sign_seconds * 1e9)
+                    tracing.past_span("dip.sign", started_ns, started_ns + sign_ns)
+                    span.set_attribute("http.response.status_code", response.status)
         except DipTransportError as exc:
             metrics.REQUESTS.labels(_client(batch), "error").inc()
             return transport_failure(exc)
@@ -184,6 +192,12 @@ def _reject(reason: str, count: int) -> Decision:
     """Every message of the batch rejected for the same reason (nothing was sent)."""
     result = MessageResult(False, reason=reason, reason_class=DeadLetterReason.SIGNING)
     return Decision(Action.FINAL, None, reason, [result] * count)
+
+
+def _span_attributes(batch: Batch) -> dict[str, object] | None:
+    if not tracing.enabled():
+        return None
+    return {"http.request.method": "POST", "url.path": batch.path, "dcpgw.size": len(batch.items)}
 
 
 def _client(batch: Batch) -> str:

@@ -55,6 +55,7 @@ from gateway.egress.sender import BatchSender, Delivery
 from gateway.egress.writer import OutcomeWriter, OutRecord
 from gateway.kafka.clients import create_consumer, create_producer
 from gateway.kafka.topics import ensure_topics, gateway_topics
+from gateway.ops import tracing
 from gateway.ops.collector import tuned_for_streaming
 from gateway.ops.health import Health
 from gateway.ops.logging import LogLimiter, log_limited
@@ -152,6 +153,8 @@ class EgressService:
         self._commit_lock = asyncio.Lock()
         self._last_lag = 0.0
         self._fetched: dict[tuple[str, int], int] = {}
+        self._tracing = False  # decided in run(): off, records' headers are never looked at
+        self._traceparents: dict[tuple[str, int, int], bytes] = {}  # of batched records
 
     # ------------------------------------------------------------------------ lifecycle
 
@@ -168,6 +171,7 @@ class EgressService:
         self._writer = OutcomeWriter(
             producer, interval=self._config.egress.outcome_produce_interval_ms / 1000
         )
+        self._tracing = tracing.enabled()
         await producer.start()
         try:
             consumer.subscribe(self._topics, listener=_Listener(self))
@@ -301,6 +305,10 @@ class EgressService:
             self._refuse(outcome)
             return
         outcome.message.release_payload()
+        if self._tracing:
+            traceparent = tracing.traceparent_of(record.headers)
+            if traceparent is not None:
+                self._traceparents[(topic, partition, offset)] = traceparent
         labels = (outcome.route.client.name, outcome.message.interface_id)
         consumed[labels] = consumed.get(labels, 0) + 1
         for batch in self._batcher.add(outcome, now):
@@ -342,10 +350,26 @@ class EgressService:
             dip_id=batch.sender_dip_id,
             interface=batch.interface_id,
         )
+        first_attrs = (
+            {
+                "dcpgw.client": first.client.name,
+                "dcpgw.dip_id": batch.sender_dip_id,
+                "dcpgw.interface": batch.interface_id,
+                "messaging.batch.message_count": len(batch.items),
+            }
+            if self._tracing
+            else None
+        )
         try:
-            async with self._semaphore:
-                deliveries = await self._sender.deliver(batch)
-            await self._write(outcome_records(deliveries))
+            with tracing.span("egress.batch", links=self._links(batch), attributes=first_attrs):
+                if self._tracing:
+                    loop = asyncio.get_running_loop()
+                    started = tracing.wall_ns_of(batch.created, loop.time())
+                    tracing.past_span("egress.consume", started, time.time_ns())
+                async with self._semaphore:
+                    deliveries = await self._sender.deliver(batch)
+                with tracing.span("egress.outcome_write"):
+                    await self._write(outcome_records(deliveries, tracing.record_headers()))
             self._count(deliveries)
             finish = self._tracker.finish
             for delivery in deliveries:
@@ -368,6 +392,18 @@ class EgressService:
             )
         else:
             self._release(batch)
+
+    def _links(self, batch: Batch) -> list[Any]:
+        """Links to the traces of the batch's records that carried a ``traceparent``."""
+        if not self._traceparents:
+            return []
+        found = []
+        for prepared in batch.items:
+            ref = prepared.message.ref
+            traceparent = self._traceparents.pop((ref.topic, ref.partition, ref.offset), None)
+            if traceparent is not None:
+                found.append(traceparent)
+        return tracing.links_to(found) if found else []
 
     def _release(self, batch: Batch) -> None:
         """The batch is final: start the batches that waited for its keys."""
@@ -559,6 +595,7 @@ class EgressService:
         finally:
             self._abandoning = False
         self._waiting.clear()
+        self._traceparents.clear()
         self._gate, self._batcher = self._fresh_batching()  # open batches are dropped
         abandoned = self._tracker.in_flight()
         if abandoned:

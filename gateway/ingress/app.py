@@ -33,6 +33,7 @@ from gateway.ingress.pipeline import (
     response_body,
 )
 from gateway.ingress.routes import Route, RouteTable
+from gateway.ops import tracing
 from gateway.ops.logging import LogLimiter, log_limited
 from gateway.signing.trust import TrustPolicy
 
@@ -75,22 +76,36 @@ class WebhookHandler:
     async def handle(
         self, route: Route, signed_url: str, body: bytes, headers: dict[str, str]
     ) -> tuple[int, bytes]:
+        attributes = {"dcpgw.webhook": route.kind.value, "dcpgw.recipient": route.recipient}
+        parent = tracing.parent_from(headers)  # the DIP's traceparent, if it sends one
+        with tracing.span("ingress.push", parent=parent, attributes=attributes):
+            return await self._handle(route, signed_url, body, headers)
+
+    async def _handle(
+        self, route: Route, signed_url: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
         now = self.clock()
         try:
-            messages = check_push(
-                route,
-                signed_url,
-                body,
-                headers,
-                self.trust,
-                now,
-                self.max_skew,
-                self.max_body_bytes,
-            )
+            with tracing.span("ingress.verify"):
+                messages = check_push(
+                    route,
+                    signed_url,
+                    body,
+                    headers,
+                    self.trust,
+                    now,
+                    self.max_skew,
+                    self.max_body_bytes,
+                )
         except Rejection as rejection:
             return self.reject(rejection, route, now)
         deliveries = plan_deliveries(route, messages, self.table)
-        outcomes = await self.deliverer.deliver(deliveries)
+        with tracing.span("ingress.produce"):
+            trace = tracing.record_headers()
+            if trace:  # each record carries the produce span's traceparent
+                for delivery in deliveries:
+                    delivery.headers.extend(trace)
+            outcomes = await self.deliverer.deliver(deliveries)
         status = answer_status(outcomes)
         channel = route.kind.value
         for outcome in Outcome:
