@@ -350,7 +350,7 @@ class EgressService:
             dip_id=batch.sender_dip_id,
             interface=batch.interface_id,
         )
-        first_attrs = (
+        attributes = (
             {
                 "dcpgw.client": first.client.name,
                 "dcpgw.dip_id": batch.sender_dip_id,
@@ -361,7 +361,7 @@ class EgressService:
             else None
         )
         try:
-            with tracing.span("egress.batch", links=self._links(batch), attributes=first_attrs):
+            with tracing.span("egress.batch", links=self._links(batch), attributes=attributes):
                 if self._tracing:
                     loop = asyncio.get_running_loop()
                     started = tracing.wall_ns_of(batch.created, loop.time())
