@@ -618,12 +618,12 @@ async def test_a_bug_in_a_batch_stops_egress_without_committing_or_reordering_it
     calls = 0
     real_outcome_records = records_module.outcome_records
 
-    def buggy_outcome_records(deliveries: Any) -> Any:
+    def buggy_outcome_records(deliveries: Any, *rest: Any) -> Any:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise KeyError("a bug")
-        return real_outcome_records(deliveries)
+        return real_outcome_records(deliveries, *rest)
 
     monkeypatch.setattr(service_module, "outcome_records", buggy_outcome_records)
     async with _simulator(pki) as sim:
