@@ -185,6 +185,8 @@ def test_keda_scales_on_lag_capped_at_the_partition_count(overlay: str) -> None:
     assert spec["maxReplicaCount"] == partitions
     budget = _one(docs, "PodDisruptionBudget")["spec"]["minAvailable"]
     assert budget < spec["minReplicaCount"] <= spec["maxReplicaCount"]
+    replicas = _one(docs, "Deployment")["spec"]["replicas"]
+    assert spec["minReplicaCount"] <= replicas <= spec["maxReplicaCount"]
     (trigger,) = spec["triggers"]
     config = _config(docs)
     metadata = trigger["metadata"]
