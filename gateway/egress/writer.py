@@ -31,6 +31,7 @@ Records without a key all go to one randomly chosen partition per write.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import copy
 import math
 import random
@@ -126,7 +127,11 @@ class OutcomeWriter:
             finally:  # even when a record could not be appended: what was appended is sent
                 waits.add(pending.acked)
                 if lane.task is None:
-                    lane.task = asyncio.create_task(self._drive(topic, partition, lane))
+                    # An empty context: the lane outlives the batch that starts it, and must not
+                    # carry that batch's log fields and trace span.
+                    lane.task = asyncio.create_task(
+                        self._drive(topic, partition, lane), context=contextvars.Context()
+                    )
         # wait, not gather: a cancelled writer must not cancel futures other writers share
         await asyncio.wait(waits)
         for future in waits:
