@@ -14,7 +14,8 @@ from gateway.egress.reasons import DeadLetterReason
 from gateway.egress.records import dead_letter, outcome_records
 from gateway.egress.sender import Delivery
 from gateway.ingress.envelope import Publication, StatusMessage
-from gateway.ingress.pipeline import publication_headers, status_headers
+from gateway.ingress.pipeline import Destination, RoutingTable, plan_deliveries
+from gateway.ingress.routes import Route, RouteKind
 from gateway.reference import DEFAULT_OUTPUT, render
 from tests.test_egress_records import _AT, _prepared
 
@@ -72,6 +73,14 @@ def test_the_dead_letter_headers_are_the_written_ones() -> None:
         assert f"- `{reason.value}`:" in _section("Dead letter")
 
 
+def _written_headers(kind: RouteKind, message: Publication | StatusMessage) -> list[str]:
+    """The header names of the record the gateway produces for ``message``."""
+    recipient = "2300000900"
+    table = RoutingTable({recipient: Destination("alice", "in", "status")}, "quarantine", "1")
+    (delivery,) = plan_deliveries(Route(kind, recipient), [message], table)
+    return [name for name, _ in delivery.headers]
+
+
 def test_the_inbound_headers_are_the_written_ones() -> None:
     publication = Publication(
         index=0,
@@ -88,9 +97,9 @@ def test_the_inbound_headers_are_the_written_ones() -> None:
         recipients=frozenset({"2300000900"}),
         payload={},
     )
-    written = [name for name, _ in publication_headers(publication, "2300000900", "webhook")]
+    written = _written_headers(RouteKind.PUBLICATION, publication)
     assert set(_table_names(_section("Inbound publication"))) == set(written)
     status = StatusMessage(0, "T", "S", "1400000001", "2300000900", "MSG0000", None, {})
     status_section = _section("Inbound status message")
-    for name, _ in status_headers(status, "2300000900", "webhook"):
+    for name in _written_headers(RouteKind.STATUS, status):
         assert f"`{name}`" in status_section, name
