@@ -10,11 +10,12 @@ from pathlib import Path
 import orjson
 from prometheus_client import REGISTRY
 
-from gateway.kafka.clients import create_consumer, create_producer
+from gateway.kafka.clients import create_consumer
 from gateway.kafka.topics import ensure_topics, gateway_topics
 from tests.kafka_fixtures import KafkaUnderTest
 from tests.test_egress_e2e import Gateway, _gateway_config, _payload, _simulator
 from tests.test_egress_e2e import pki as egress_pki  # noqa: F401  (module fixture)
+from tests.test_ops_tracing import Record, produce
 
 _LAG = "dcpgw_egress_consumer_lag_records"
 
@@ -38,14 +39,8 @@ async def test_lag_is_reported_only_for_the_partitions_a_gateway_owns(
         config = _gateway_config(egress_pki, kafka, sim)
         await ensure_topics(config.kafka, gateway_topics(config), partitions=2)
         topic = config.kafka.outbound_topics[0]
-        producer = create_producer(config.kafka)
-        await producer.start()
-        try:
-            for partition in (0, 1):
-                value = orjson.dumps(_payload(1, partition))
-                await (await producer.send(topic, value, key=b"k", partition=partition))
-        finally:
-            await producer.stop()
+        one_each = [Record(orjson.dumps(_payload(1, p)), b"k", p, None) for p in (0, 1)]
+        await produce(config.kafka, topic, one_each)
 
         gateway = Gateway(config)
         await gateway.start()

@@ -5,8 +5,9 @@ real Kafka, the DIP simulator)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import orjson
 import pytest
@@ -14,6 +15,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from gateway.config import KafkaSettings
 from gateway.ingress.samples import body_of, publication
 from gateway.kafka.clients import create_producer
 from gateway.kafka.topics import ensure_topics, gateway_topics
@@ -47,6 +49,27 @@ def spans() -> Iterator[InMemorySpanExporter]:
         yield exporter
     finally:
         tracing.use(None)
+
+
+class Record(NamedTuple):
+    value: bytes
+    key: bytes | None
+    partition: int | None
+    headers: list[tuple[str, bytes]] | None
+
+
+async def produce(settings: KafkaSettings, topic: str, records: Sequence[Record]) -> None:
+    """Produce ``records`` to ``topic`` one by one, each acknowledged before the next."""
+    producer = create_producer(settings)
+    await producer.start()
+    try:
+        for r in records:
+            sent = await producer.send(
+                topic, r.value, key=r.key, partition=r.partition, headers=r.headers
+            )
+            await sent
+    finally:
+        await producer.stop()
 
 
 def _one(spans: tuple[ReadableSpan, ...], name: str) -> ReadableSpan:
@@ -89,15 +112,12 @@ async def test_a_batch_is_one_trace_linked_to_its_records_and_written_into_its_r
         config = _gateway_config(egress_pki, kafka, sim, linger_ms=500, max_batch_messages=2)
         await ensure_topics(config.kafka, gateway_topics(config))
         topic = config.kafka.outbound_topics[0]
-        producer = create_producer(config.kafka)
-        await producer.start()
-        try:
-            traced = [("traceparent", TRACEPARENT.encode())]
-            for seq, headers in ((1, traced), (2, None)):
-                value = orjson.dumps(_payload(1, seq))
-                await (await producer.send(topic, value, key=b"meter-1", headers=headers))
-        finally:
-            await producer.stop()
+        traced = [("traceparent", TRACEPARENT.encode())]
+        records = [
+            Record(orjson.dumps(_payload(1, seq)), b"meter-1", None, headers)
+            for seq, headers in ((1, traced), (2, None))
+        ]
+        await produce(config.kafka, topic, records)
         gateway = Gateway(config)
         await gateway.start()
         try:
