@@ -1,30 +1,45 @@
-"""Bad input catalogue: every malformed, hostile or unroutable record on an outbound topic ends
-dead-lettered with a clear reason and its original bytes, and the gateway keeps going.
+"""Bad input catalogue and secrets scan over one realistic run.
 
-All cases go through one real run (Apache Kafka, ``dcp-gateway run`` in its own process, the DIP
-simulator), in one partition so a good record produced after them proves the gateway is still
-delivering; each case is then its own test over that run's outcomes. The same run's output (the
-process log, a metrics scrape, the dead-letter headers) is what ``tests/test_attacks_secrets.py``
-scans for secrets.
+Every malformed, hostile or unroutable record on an outbound topic ends dead-lettered with a
+clear reason and its original bytes, and the gateway keeps going. All cases go through one real
+run (Apache Kafka, ``dcp-gateway run`` in its own process, the DIP simulator), in one partition
+so a good record produced after them proves the gateway is still delivering; each case is then
+its own test over that run's outcomes.
+
+The run is set up as in production where secrets are concerned (a password-protected DCP PFX,
+the webhook on with signed and hostile pushes, debug logging), and everything it put out (the
+process log, a metrics scrape, dead-letter headers, webhook answers) is scanned for the actual
+secret values of the dev PKI and for message bodies.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
+import secrets
+import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import pytest_asyncio
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
 
 from gateway.config import GatewayConfig
+from gateway.dip.webhook_urls import publication_callback_url
+from gateway.ingress.samples import body_of, publication, sign_push
 from gateway.kafka.clients import common_kwargs, create_producer
+from gateway.kafka.embedded import free_port
 from gateway.kafka.topics import ensure_topics, gateway_topics
+from gateway.signing.credentials import load_pfx
 from tests.gateway_process import GatewayProcess
+from tests.ingress_fixtures import PUBLIC, tx
 from tests.kafka_fixtures import KafkaUnderTest
 from tests.test_egress_e2e import (
     Outcome,
@@ -45,6 +60,8 @@ BIG = 16 * 1024 * 1024
 """``max.message.bytes`` of the run's outbound and dead-letter topics: the 10 MB case must be
 readable, and its dead letter writable (the gateway's producer allows 16 MiB)."""
 RSS_GROWTH_MAX = 200 * 1024 * 1024
+BODY_MARKER = "body-marker-3f9a61c2d8"
+"""In the free text of every message the run sends or pushes: a body that leaks shows it."""
 REASON_MAX = 1000
 """A reason is a sentence, not an echo of the record: bounded however large the field was."""
 
@@ -66,8 +83,14 @@ def unowned(id: str, value: bytes | None, reason: str) -> Case:
     return Case(id, value, reason, GATEWAY_WIDE)
 
 
+def _marked(payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` carrying :data:`BODY_MARKER` in its free text (no output may show it)."""
+    payload["CommonBlock"]["S1"]["subText"] = BODY_MARKER
+    return payload
+
+
 def _good(seq: int) -> dict[str, Any]:
-    return _payload(1, seq)
+    return _marked(_payload(1, seq))
 
 
 def _edit(seq: int, change: Callable[[dict[str, Any]], object]) -> bytes:
@@ -393,7 +416,9 @@ class Run:
     rss_after: int
     log: str
     metrics: str
+    answers: dict[str, httpx.Response]  # webhook answers to the run's pushes
     exit_code: int
+    pfx_password: str
 
 
 async def _create_big_topics(config: GatewayConfig) -> None:
@@ -421,6 +446,80 @@ def _rss(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
+def _as_in_production(config: GatewayConfig, dev_pki: Path, folder: Path) -> GatewayConfig:
+    """Debug logging, the webhook on (TLS, a free port), and the DCP's mTLS PFX protected by a
+    password (the dev PKI's has none)."""
+    password = secrets.token_urlsafe(24)
+    dcp = load_pfx(dev_pki / "dcp" / "mtls.pfx")
+    protected = folder / "mtls-protected.pfx"
+    protected.write_bytes(
+        pkcs12.serialize_key_and_certificates(
+            b"dcp",
+            dcp.private_key,  # type: ignore[arg-type]
+            dcp.certificate,
+            list(dcp.chain),
+            serialization.BestAvailableEncryption(password.encode()),
+        )
+    )
+    password_file = folder / "mtls.password"
+    password_file.write_text(password + "\n")
+    ingress = config.ingress.model_copy(
+        update={
+            "enabled": True,
+            "listen_host": "127.0.0.1",
+            "listen_port": free_port(),
+            "public_base_url": PUBLIC,
+            "tls_cert": dev_pki / "webhook" / "server.pem",
+            "tls_key": dev_pki / "webhook" / "server.key",
+        }
+    )
+    return config.model_copy(
+        update={
+            "ops": config.ops.model_copy(update={"log_level": "debug"}),
+            "dcp": config.dcp.model_copy(
+                update={"mtls_pfx": protected, "mtls_password_file": password_file}
+            ),
+            "ingress": ingress,
+        }
+    )
+
+
+async def _pushes(config: GatewayConfig, dev_pki: Path) -> dict[str, httpx.Response]:
+    """Signed and hostile webhook pushes carrying the body marker (and, once, secrets in
+    headers the gateway has no use for)."""
+    signer = load_pfx(dev_pki / "dip" / "signing.pfx")
+    recipient = config.clients[0].dip_ids[0].dip_id
+    url = publication_callback_url(config.ingress, "IF-043", recipient)
+    api_key = (dev_pki / "clients" / "client-1" / f"{recipient}.api-key").read_text().strip()
+
+    def body() -> bytes:
+        item = publication(recipient, tx())
+        item["payload"]["CommonBlock"]["S1"]["subText"] = BODY_MARKER
+        return body_of([item])
+
+    def sent(data: bytes, extra: dict[str, str] | None = None) -> dict[str, str]:
+        return {**sign_push(signer, url, data), **(extra or {})}
+
+    path = url.removeprefix(PUBLIC)
+    good, tampered, stray = body(), body(), body()
+    broken = body()[:-5]
+    verify = ssl.create_default_context(cafile=str(dev_pki / "ca" / "dip-ca.pem"))
+    base = f"https://127.0.0.1:{config.ingress.listen_port}"
+    async with httpx.AsyncClient(base_url=base, verify=verify, timeout=30) as http:
+        return {
+            "good": await http.post(path, content=good, headers=sent(good)),
+            "tampered": await http.post(
+                path, content=tampered.replace(b"_K", b"_A"), headers=sent(tampered)
+            ),
+            "secret-headers": await http.post(
+                path,
+                content=stray,
+                headers=sent(stray, {"X-API-Key": api_key, "Authorization": f"Bearer {api_key}"}),
+            ),
+            "malformed": await http.post(path, content=broken, headers=sent(broken)),
+        }
+
+
 @pytest_asyncio.fixture(scope="module")
 async def catalogue_run(
     kafka: KafkaUnderTest, dev_pki: Path, tmp_path_factory: pytest.TempPathFactory
@@ -428,14 +527,12 @@ async def catalogue_run(
     folder = tmp_path_factory.mktemp("catalogue")
     async with _simulator(dev_pki) as sim:
         config = _gateway_config(dev_pki, kafka, sim, max_batch_messages=20, linger_ms=50)
-        config = config.model_copy(
-            update={"ops": config.ops.model_copy(update={"log_level": "debug"})}
-        )
+        config = _as_in_production(config, dev_pki, folder)
         await _create_big_topics(config)
         await ensure_topics(config.kafka, gateway_topics(config))
         topic = config.kafka.outbound_topics[0]
-        warm = [_payload(1 + n % 3, n) for n in range(WARM_UP)]
-        last = _payload(2, 2_000)
+        warm = [_marked(_payload(1 + n % 3, n)) for n in range(WARM_UP)]
+        last = _marked(_payload(2, 2_000))
         gateway = GatewayProcess(config, folder, "gateway")
         try:
             await gateway.start()
@@ -447,6 +544,7 @@ async def catalogue_run(
             records += [(topic, b"dup-sur", DUPLICATE_SUR)] * 2
             records.append((topic, b"last", orjson.dumps(last)))
             await _produce_one_by_one(config, records)
+            answers = await _pushes(config, dev_pki)
             expected = WARM_UP + len(records)
             outcomes = await _collect(config, expected, wait_seconds=180)
             rss_after = _rss(pid)
@@ -471,7 +569,9 @@ async def catalogue_run(
         rss_after,
         gateway.log.read_text(errors="replace"),
         metrics_text,
+        answers,
         exit_code,
+        (folder / "mtls.password").read_text().strip(),
     )
 
 
@@ -539,3 +639,78 @@ def test_memory_stays_bounded(catalogue_run: Run) -> None:
     growth = catalogue_run.rss_after - catalogue_run.rss_before
     print(f"gateway RSS {catalogue_run.rss_before >> 20} MiB -> {catalogue_run.rss_after >> 20}")
     assert growth < RSS_GROWTH_MAX
+
+
+# -- secrets ---------------------------------------------------------------------------------
+
+
+def _secret_values(dev_pki: Path, pfx_password: str) -> dict[str, str]:
+    """What must never be shown, by where it comes from: every API key, every line of every
+    private key (PEM files and the keys inside the PFX files), pieces of every PFX file, the
+    PFX password, and the marker in message bodies."""
+    out = {"pfx password": pfx_password, "message body": BODY_MARKER}
+    for path in sorted(dev_pki.rglob("*.api-key*")):
+        out[str(path.relative_to(dev_pki))] = path.read_text().strip()
+    keys = {str(p.relative_to(dev_pki)): p.read_bytes() for p in dev_pki.rglob("*.key")}
+    for path in sorted(dev_pki.rglob("*.pfx")):
+        name = str(path.relative_to(dev_pki))
+        data = base64.b64encode(path.read_bytes()).decode()
+        for start in range(64, len(data) - 48, len(data) // 8):
+            out[f"{name} content at {start}"] = data[start : start + 48]
+        key = load_pfx(path).private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        keys[f"{name} key"] = key
+    for name, pem in keys.items():
+        lines = [line for line in pem.decode().splitlines() if not line.startswith("-----")]
+        for number, line in enumerate(lines):
+            if len(line) >= 40:
+                out[f"{name} line {number}"] = line
+    return out
+
+
+def _output(run: Run) -> dict[str, str]:
+    """Everything the run showed: log, metrics, dead-letter headers, webhook answers."""
+    headers = "\n".join(
+        f"{name}: {value.decode('latin-1')}"
+        for letters in run.dead.values()
+        for letter in letters
+        for name, value in letter.headers.items()
+    )
+    answers = "\n".join(
+        f"{name}: {answer.status_code} {dict(answer.headers)} {answer.text}"
+        for name, answer in run.answers.items()
+    )
+    return {
+        "log": run.log,
+        "metrics": run.metrics,
+        "dead-letter headers": headers,
+        "webhook answers": answers,
+    }
+
+
+def test_the_run_really_had_secrets_to_leak(catalogue_run: Run, dev_pki: Path) -> None:
+    """The scan below is not vacuous: secrets were in use, bodies carried the marker, the log
+    holds the webhook's refusals."""
+    run = catalogue_run
+    assert run.answers["good"].status_code == 201
+    assert run.answers["secret-headers"].status_code == 201
+    assert run.answers["tampered"].status_code == 401
+    assert run.answers["malformed"].status_code == 400
+    assert any(BODY_MARKER.encode() in (o.value or b"") for d in run.dead.values() for o in d)
+    assert "ingress_rejected" in run.log and "egress_started" in run.log
+    assert "dcpgw_egress" in run.metrics
+    assert len(_secret_values(dev_pki, run.pfx_password)) > 100
+
+
+def test_no_secret_or_message_body_shows_in_any_output(catalogue_run: Run, dev_pki: Path) -> None:
+    secret_values = _secret_values(dev_pki, catalogue_run.pfx_password)
+    leaks = [
+        f"{what} in {where}"
+        for where, text in _output(catalogue_run).items()
+        for what, value in secret_values.items()
+        if value in text
+    ]
+    assert leaks == []
