@@ -29,7 +29,6 @@ import pytest
 import pytest_asyncio
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.serialization import pkcs12
 
 from gateway.config import GatewayConfig
 from gateway.dip.webhook_urls import publication_callback_url
@@ -38,6 +37,7 @@ from gateway.kafka.clients import common_kwargs, create_producer
 from gateway.kafka.embedded import free_port
 from gateway.kafka.topics import ensure_topics, gateway_topics
 from gateway.signing.credentials import load_pfx
+from gateway.signing.pki import pfx_bytes
 from tests.gateway_process import GatewayProcess
 from tests.ingress_fixtures import PUBLIC, tx
 from tests.kafka_fixtures import KafkaUnderTest
@@ -453,13 +453,7 @@ def _as_in_production(config: GatewayConfig, dev_pki: Path, folder: Path) -> Gat
     dcp = load_pfx(dev_pki / "dcp" / "mtls.pfx")
     protected = folder / "mtls-protected.pfx"
     protected.write_bytes(
-        pkcs12.serialize_key_and_certificates(
-            b"dcp",
-            dcp.private_key,  # type: ignore[arg-type]
-            dcp.certificate,
-            list(dcp.chain),
-            serialization.BestAvailableEncryption(password.encode()),
-        )
+        pfx_bytes(dcp.private_key, dcp.certificate, list(dcp.chain), password=password.encode())
     )
     password_file = folder / "mtls.password"
     password_file.write_text(password + "\n")

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from aiokafka import TopicPartition
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 
 from gateway.config import GatewayConfig
 from gateway.dip.webhook_urls import publication_callback_url, status_callback_url
@@ -37,10 +37,12 @@ from tests.ingress_fixtures import (
     tx,
 )
 from tests.kafka_fixtures import KafkaUnderTest
+from tests.pki_fixtures import custom_cert
 
 pytestmark = pytest.mark.timeout(240)
 
 NOW = dt.datetime.now(dt.UTC)
+SIGNER_NAME = "dip-signing.dev.test"  # trust.signer_names of the dev PKI
 
 
 @pytest.fixture(scope="module")
@@ -55,13 +57,7 @@ def dip_ca(dev_pki: Path) -> Issued:
     return Issued(key, cert)  # type: ignore[arg-type]
 
 
-def _signer(
-    subject: x509.Name,
-    issuer: Issued | None,
-    *,
-    not_before: dt.datetime | None = None,
-    days: int = 30,
-) -> SigningCredential:
+def _self_issued(subject: x509.Name, issuer: Issued | None) -> SigningCredential:
     """A signing certificate for ``subject`` (the DIP signer's own name, for a forgery), issued
     by ``issuer`` or self-signed."""
     key = new_rsa_key(2048)
@@ -71,38 +67,14 @@ def _signer(
         issuer.cert if issuer else None,
         issuer.key if issuer else key,
         Purpose.SIGNING,
-        not_before=not_before,
-        days=days,
     )
     return SigningCredential(key, cert, "forged")
 
 
-def _not_for_signing(subject: x509.Name, issuer: Issued) -> SigningCredential:
-    """Issued by the DIP CA to the DIP signer's name, but for key encipherment only."""
-    key = new_rsa_key(2048)
-    usage = x509.KeyUsage(
-        digital_signature=False,
-        content_commitment=False,
-        key_encipherment=True,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=False,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
-    )
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - dt.timedelta(days=1))
-        .not_valid_after(NOW + dt.timedelta(days=30))
-        .add_extension(usage, critical=True)
-        .sign(issuer.key, hashes.SHA256())
-    )
-    return SigningCredential(key, cert, "wrong-usage")
+def _from_dip_ca(dip_ca: Issued, **knobs: Any) -> SigningCredential:
+    """Issued by the DIP's own CA to the DIP signer's name, with ``knobs`` (dates, key usage)."""
+    issued = custom_cert(dip_ca, SIGNER_NAME, **knobs)
+    return SigningCredential(issued.key, issued.cert, "misused")
 
 
 async def written(config: GatewayConfig) -> dict[str, int]:
@@ -143,11 +115,11 @@ async def test_forged_and_misused_signing_certificates_are_refused(
         ),
     )
     signers = {
-        "look-alike CA of the same name": _signer(name, look_alike),
-        "self-signed with the DIP signer's name": _signer(name, None),
-        "expired": _signer(name, dip_ca, not_before=NOW - dt.timedelta(days=400)),
-        "not yet valid": _signer(name, dip_ca, not_before=NOW + dt.timedelta(days=2)),
-        "not for signing": _not_for_signing(name, dip_ca),
+        "look-alike CA of the same name": _self_issued(name, look_alike),
+        "self-signed with the DIP signer's name": _self_issued(name, None),
+        "expired": _from_dip_ca(dip_ca, not_before=NOW - dt.timedelta(days=400), days=30),
+        "not yet valid": _from_dip_ca(dip_ca, not_before=NOW + dt.timedelta(days=2)),
+        "not for signing": _from_dip_ca(dip_ca, digital_signature=False),
     }
     async with running(config) as (_, http):
         answers = {
