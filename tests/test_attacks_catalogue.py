@@ -48,6 +48,7 @@ from tests.test_egress_e2e import (
     _payload,
     _produce,
     _simulator,
+    _status,
     _sur,
 )
 
@@ -72,6 +73,7 @@ class Case:
     value: bytes | None
     reason: str  # a fragment of the dcpgw-reason header
     owner: str | None = CLIENT_1  # the client whose dead-letter topic gets it; None: gateway-wide
+    status: bool = False  # produced to the status-message topic, not the outbound one
 
     @property
     def key(self) -> bytes:
@@ -401,7 +403,58 @@ def _cases() -> list[Case]:
     ]
 
 
-CASES = _cases()
+def _status_message(**fields: object) -> bytes:
+    return orjson.dumps(_status(f"S-STATUS-{len(fields)}") | fields)
+
+
+STATUS_CASES = [
+    Case(
+        "status-not-an-object", b'["MSG0000"]', "expected a JSON object, got an array", None, True
+    ),
+    Case(
+        "status-sender-missing",
+        orjson.dumps({"message": "MSG0000 - Success"}),
+        "senderID None is not a 10-digit DIP ID",
+        None,
+        True,
+    ),
+    Case(
+        "status-sender-crlf-header-injection",
+        _status_message(senderID="1400010001\r\nX-API-Key: stolen"),
+        "senderID '1400010001\\r\\nX-API-Key: stolen' is not",
+        None,
+        True,
+    ),
+    Case(
+        "status-sender-not-served",
+        _status_message(senderID="5555555555"),
+        "unknown sender DIP ID 5555555555",
+        None,
+        True,
+    ),
+    Case(
+        "status-wrapper-extra-keys",
+        orjson.dumps({"payload": orjson.loads(_status_message()), "x": 1}),
+        "status wrapper must be exactly",
+        None,
+        True,
+    ),
+    Case(
+        "status-dcp-id-of-another-dcp",
+        _status_message(DIPConnectionProviderID="9999999999"),
+        "does not overwrite",
+        CLIENT_1,
+        True,
+    ),
+    Case(
+        "status-duplicate-key",
+        _status_message().replace(b'"senderID":', b'"senderID":"1400020001","senderID":'),
+        "duplicate key 'senderID'",
+        None,
+        True,
+    ),
+]
+CASES = _cases() + STATUS_CASES
 DUPLICATE_SUR = orjson.dumps(_good(1))
 """Produced twice in a row (one batch): the DIP takes the first and refuses the second."""
 
@@ -534,7 +587,8 @@ async def catalogue_run(
             await _collect(config, WARM_UP)
             pid = gateway.pid
             rss_before = _rss(pid)
-            records = [(topic, c.key, c.value) for c in CASES]
+            status_topic = config.kafka.status_outbound_topic or ""
+            records = [(status_topic if c.status else topic, c.key, c.value) for c in CASES]
             records += [(topic, b"dup-sur", DUPLICATE_SUR)] * 2
             records.append((topic, b"last", orjson.dumps(last)))
             await _produce_one_by_one(config, records)
@@ -607,7 +661,9 @@ async def test_bad_record_is_dead_lettered_with_reason_and_original_bytes(
     )
     assert letter.topic == expected_topic
     assert letter.headers["dcpgw-source-key"] == case.key
-    assert letter.headers["dcpgw-source-topic"] == run.config.kafka.outbound_topics[0].encode()
+    kafka = run.config.kafka
+    source = kafka.status_outbound_topic if case.status else kafka.outbound_topics[0]
+    assert letter.headers["dcpgw-source-topic"] == (source or "").encode()
 
 
 def test_a_repeated_sender_reference_in_one_batch_is_delivered_once_and_refused_once(
