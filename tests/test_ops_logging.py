@@ -80,3 +80,18 @@ def test_stdlib_log_records_are_redacted(configured: io.StringIO) -> None:
     assert "connecting with {'password': '[redacted]'}" in out
     assert "[('Authorization', '[redacted]')]" in out
     assert API_KEY not in out and "MIIEvQ" not in out
+
+
+def test_exceptions_are_still_rendered(configured: io.StringIO) -> None:
+    log = structlog.get_logger("test")
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        log.exception("failed", headers={"X-API-Key": API_KEY})
+    err = RuntimeError("bang")
+    log.error("failed again", exc_info=(RuntimeError, err, None))
+    out = configured.getvalue()
+    first, second = _events(out)
+    assert "RuntimeError: boom" in first["exception"]  # type: ignore[operator]
+    assert "RuntimeError: bang" in second["exception"]  # type: ignore[operator]
+    assert API_KEY not in out

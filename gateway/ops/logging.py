@@ -54,9 +54,11 @@ def _redacted(value: Any, depth: int = 0) -> Any:
             k: _REDACTED if _is_secret_name(k) else _redacted(v, depth + 1)
             for k, v in value.items()
         }
-    if isinstance(value, tuple) and len(value) == 2 and _is_secret_name(value[0]):
-        return (value[0], _REDACTED)  # a (name, value) header pair
-    if isinstance(value, list | tuple | set | frozenset):
+    if isinstance(value, tuple):
+        if len(value) == 2 and _is_secret_name(value[0]):
+            return (value[0], _REDACTED)  # a (name, value) header pair
+        return tuple(_redacted(v, depth + 1) for v in value)  # exc_info stays a tuple
+    if isinstance(value, list | set | frozenset):
         return [_redacted(v, depth + 1) for v in value]
     return value
 
@@ -79,8 +81,7 @@ def _drop_secrets(
 def _drop_secrets_from_record(record: logging.LogRecord) -> bool:
     """The same for the stdlib loggers (aiokafka, uvicorn, aiohttp): their arguments and message."""
     if record.args:
-        args = _redacted(record.args)
-        record.args = args if isinstance(args, dict) else tuple(args)
+        record.args = _redacted(record.args)
     record.msg = _redacted(record.msg)
     return True
 
