@@ -67,10 +67,19 @@ class GatewayProcess:
             except httpx.TransportError:
                 return 0
 
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None, "not started"
+        return self._proc.pid
+
+    async def scrape(self) -> str:
+        """The ``/metrics`` page as text."""
+        async with httpx.AsyncClient(timeout=5) as http:
+            return (await http.get(f"{self._ops}/metrics")).text
+
     async def metric(self, name: str) -> float:
         """A counter's or gauge's value summed over its labels (a counter without ``_total``)."""
-        async with httpx.AsyncClient(timeout=5) as http:
-            text = (await http.get(f"{self._ops}/metrics")).text
+        text = await self.scrape()
         return sum(
             sample.value
             for family in text_string_to_metric_families(text)

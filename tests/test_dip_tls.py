@@ -7,11 +7,13 @@ import asyncio
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
 
 from gateway.dip.tls import client_context
+from gateway.signing.credentials import SigningCredential
 from gateway.signing.pki import Issued, Purpose, cert_pem, create_ca, issue, key_pem
 
 
@@ -83,6 +85,46 @@ def test_the_bundle_is_the_only_trust_anchor(cas: tuple[Issued, Issued], tmp_pat
     assert [s["commonName"] for s in subjects] == ["DIP server CA"]
     assert context.verify_mode is ssl.CERT_REQUIRED
     assert context.check_hostname is True
+
+
+def test_the_mtls_key_is_never_on_disk_in_plaintext(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ssl`` loads keys only from files: the temporary file holds the key encrypted with a
+    one-time password, and is gone when loading ends, whether it worked or not."""
+    ca = create_ca("DIP CA", bits=2048)
+    issued = issue(ca, "dcp.test", Purpose.MTLS, bits=2048)
+    credential = SigningCredential(issued.key, issued.cert, "dcp")
+    secret_line = key_pem(issued.key).decode().splitlines()[1]
+    seen: list[tuple[str, bytes, object]] = []
+    original = ssl.SSLContext.load_cert_chain
+
+    def spying(
+        self: ssl.SSLContext, certfile: str, keyfile: str | None = None, password: Any = None
+    ) -> None:
+        seen.append((certfile, Path(certfile).read_bytes(), password))
+        original(self, certfile, keyfile, password)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_cert_chain", spying)
+    client_context(credential, None)
+    [(name, content, password)] = seen
+    assert b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in content
+    assert b"-----BEGIN PRIVATE KEY-----" not in content
+    assert secret_line.encode() not in content
+    assert isinstance(password, bytes) and len(password) >= 32
+    assert not Path(name).exists()
+
+    def failing(self: ssl.SSLContext, certfile: str, *args: Any, **kwargs: Any) -> None:
+        seen.append((certfile, b"", None))
+        raise ssl.SSLError("refused")
+
+    monkeypatch.setattr(ssl.SSLContext, "load_cert_chain", failing)
+    with pytest.raises(ssl.SSLError):
+        client_context(credential, None)
+    assert not Path(seen[-1][0]).exists()
+    shm = Path("/dev/shm")
+    if shm.is_dir():
+        assert not [p for p in shm.iterdir() if p.name == Path(seen[-1][0]).name]
 
 
 def _pairs(subject: object) -> list[tuple[str, str]]:

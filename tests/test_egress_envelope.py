@@ -163,3 +163,30 @@ def test_sender_ids_seen_are_remembered_within_a_bound() -> None:
     assert ALICE_ID in envelope._dip_ids_seen
     near = parse_record(ref(_with(["CommonBlock", "S1", "senderDIPID"], ALICE_ID + "\n")))
     assert isinstance(near, Refusal) and "senderDIPID" in near.reason
+
+
+def test_a_key_twice_in_one_object_is_refused_however_the_json_is_spelled() -> None:
+    good = payload()
+    compact = orjson.dumps(good)
+    pretty = orjson.dumps(good, option=orjson.OPT_INDENT_2)
+    sender = b'"senderDIPID": "' + ALICE_ID.encode() + b'"'
+    twice = pretty.replace(sender, sender + b',\n  "senderDIPID": "1999999999"')
+    assert twice != pretty
+    assert isinstance(parse_record(ref(compact)), OutboundMessage)
+    assert isinstance(parse_record(ref(pretty)), OutboundMessage)  # the slow path, no duplicate
+    refused = parse_record(ref(twice))
+    assert isinstance(refused, Refusal)
+    assert refused.reason.startswith("duplicate key 'senderDIPID' in one JSON object")
+    wrapped = b'{"payload":' + compact[:-1] + b',"CustomBlock":{}}}'
+    refused = parse_record(ref(wrapped))
+    assert isinstance(refused, Refusal) and "duplicate key 'CustomBlock'" in refused.reason
+
+
+def test_reasons_quote_only_a_prefix_of_a_bad_value() -> None:
+    huge = payload()
+    huge["CommonBlock"]["S1"]["senderDIPID"] = "7" * 100_000
+    refused = parse_record(ref(orjson.dumps(huge)))
+    assert isinstance(refused, Refusal)
+    assert len(refused.reason) < 200
+    assert "(100002 characters)" in refused.reason
+    assert envelope.shown("IF-043") == "'IF-043'"

@@ -358,6 +358,12 @@ class IngressSettings(ConfigModel):
     busy_retry_after_seconds: int = Field(
         default=1, ge=0, description="Retry-After of the 503 answered over max_concurrent_pushes"
     )
+    body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="longest time to receive a push's body; slower ones are answered 408, so a "
+        "slow sender (slowloris) cannot hold a max_concurrent_pushes slot for ever",
+    )
 
     @field_validator("tls_cert", "tls_key", "tls_client_ca")
     @classmethod

@@ -1,12 +1,16 @@
 """TLS for the DIP connection: the DCP's mTLS client context.
 
 Python's ``ssl`` loads certificates only from files, and the DIP hands out PFX files; a PFX is
-converted to PEM in a private temporary file that exists only for the duration of the load.
+converted to PEM in a private temporary file that exists only for the duration of the load. The
+key in that file is encrypted with a random one-time password that lives only in this process's
+memory, so even a copy of the file taken during the load (``/dev/shm`` is shared by every
+process of the pod) does not give the key away.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import ssl
 import tempfile
 from pathlib import Path
@@ -17,10 +21,11 @@ from gateway.signing.credentials import SigningCredential
 
 
 def _load_chain(context: ssl.SSLContext, credential: SigningCredential) -> None:
+    password = secrets.token_urlsafe(32).encode()
     key = credential.private_key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
+        serialization.BestAvailableEncryption(password),
     )
     certs = b"".join(
         c.public_bytes(serialization.Encoding.PEM)
@@ -32,7 +37,7 @@ def _load_chain(context: ssl.SSLContext, credential: SigningCredential) -> None:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(key + certs)
-        context.load_cert_chain(name)
+        context.load_cert_chain(name, password=password)
     finally:
         os.unlink(name)
 

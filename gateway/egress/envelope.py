@@ -8,11 +8,16 @@ validation, and the raw bytes are kept so that the request body can reuse them v
 gateway does not change the payload (no re-serialisation on the hot path).
 
 Nothing here raises on bad input: every problem becomes a :class:`Refusal` whose reason tells
-the producing system what to fix.
+the producing system what to fix. A reason quotes at most a short prefix of a bad value: it
+travels in a Kafka header and a log line, however large the field was.
+
+A document with a key twice in one object is refused: the gateway would route on one value
+(orjson keeps the last) while the DIP, reading the same bytes, may take the other.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +41,7 @@ _dip_ids_seen: set[str] = set()
 digits match, so the set is bounded by :data:`_DIP_IDS_SEEN_MAX`."""
 _DIP_IDS_SEEN_MAX: Final = 4096
 _WRAP_PREFIX: Final = b'{"payload":'
+_SHOWN_MAX: Final = 40
 
 
 class MessageKind(Enum):
@@ -121,11 +127,62 @@ def parse_record(ref: RecordRef, *, status: bool | None = False) -> OutboundMess
         return Refusal(ref, f"malformed JSON: {exc}")
     if not isinstance(doc, dict):
         return Refusal(ref, f"expected a JSON object, got {_json_type(doc)}")
+    duplicate = _duplicate_key(raw, doc)
+    if duplicate is not None:
+        return Refusal(
+            ref,
+            f"duplicate key {shown(duplicate)} in one JSON object: the DIP may read the other "
+            "value than the gateway routed on; send each key once",
+        )
     if status is None:
         status = not _has_common_block(doc)
     if status:
         return _parse_status(ref, raw, doc)
     return _parse_dip(ref, raw, doc)
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return out
+
+
+def _duplicate_key(raw: bytes, doc: dict[str, Any]) -> str | None:
+    """A key that appears twice in one object of ``raw``, or None.
+
+    Parsed dicts keep one value per key, so this looks at the bytes. Compact JSON as orjson
+    writes it (what most producers send) is proven free of duplicates by serialising the
+    parsed document again (a fraction of the parse): equal bytes hold no key the document lost.
+    Other spellings (indentation, escapes, number forms) are read again by the standard
+    library, keeping every pair."""
+    if orjson.dumps(doc) == raw:
+        return None
+    try:
+        json.loads(raw, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        return exc.key
+    except ValueError:  # orjson read it; nothing the standard library says adds to that
+        return None
+    return None
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` cut to a short prefix: reasons quote bad values, never whole fields."""
+    text = repr(value)
+    if len(text) <= _SHOWN_MAX:
+        return text
+    return f"{text[:_SHOWN_MAX]}... ({len(text)} characters)"
 
 
 def _has_common_block(doc: dict[str, Any]) -> bool:
@@ -164,13 +221,13 @@ def _parse_dip(ref: RecordRef, raw: bytes, doc: dict[str, Any]) -> OutboundMessa
     if not _is_interface_id(interface):
         return Refusal(
             ref,
-            f"CommonBlock.S0.interfaceID {interface!r} is not an interface ID like IF-021",
+            f"CommonBlock.S0.interfaceID {shown(interface)} is not an interface ID like IF-021",
             sender_id,
         )
     if sender_id is None:
         return Refusal(
             ref,
-            f"CommonBlock.S1.senderDIPID {sender!r} is not a 10-digit DIP ID",
+            f"CommonBlock.S1.senderDIPID {shown(sender)} is not a 10-digit DIP ID",
             None,
             interface,
         )
@@ -192,7 +249,7 @@ def _parse_status(ref: RecordRef, raw: bytes, doc: dict[str, Any]) -> OutboundMe
     if not _is_dip_id(sender):
         return Refusal(
             ref,
-            f"status message senderID {sender!r} is not a 10-digit DIP ID",
+            f"status message senderID {shown(sender)} is not a 10-digit DIP ID",
             None,
             STATUS_INTERFACE,
         )

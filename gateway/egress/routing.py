@@ -21,7 +21,7 @@ from typing import Final, Protocol
 
 from gateway.config import ClientConfig, DipIdConfig, GatewayConfig
 from gateway.dip.client import dip_path
-from gateway.egress.envelope import MessageKind, OutboundMessage, Refusal
+from gateway.egress.envelope import MessageKind, OutboundMessage, Refusal, shown
 from gateway.egress.reasons import DeadLetterReason
 from gateway.schema import SchemaViolation, UnknownInterface, format_violations
 
@@ -125,7 +125,7 @@ class Router:
             return Rejected(
                 self._refusal(
                     message,
-                    f"S1.environmentTag {tag!r} does not match this gateway's environment "
+                    f"S1.environmentTag {shown(tag)} does not match this gateway's environment "
                     f"{self._environment!r}: refusing to send it here",
                     DeadLetterReason.ENVIRONMENT,
                 ),
@@ -177,7 +177,7 @@ class Router:
             return None
         if current != self._dcp_id:
             return (
-                f"DIPConnectionProviderID {current!r} is not this DCP's ID {self._dcp_id}: "
+                f"DIPConnectionProviderID {shown(current)} is not this DCP's ID {self._dcp_id}: "
                 "the gateway does not overwrite it; correct or clear it"
             )
         return None

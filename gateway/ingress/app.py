@@ -7,11 +7,14 @@ after Kafka has acknowledged (or the bounded wait has ended), so a 201 means "st
 Two guards sit around the handler: at most ``ingress.max_concurrent_pushes`` pushes are handled
 at once (more are answered 503 with ``Retry-After`` before their body is read; the DIP
 retries), and any unexpected exception becomes a logged 500 with a short reason, so a bug
-never leaves the DIP's request hanging.
+never leaves the DIP's request hanging. A body must arrive within
+``ingress.body_timeout_seconds`` (else 408), so slow senders cannot keep those slots. A signing
+header sent twice is refused (400): which copy counts would be a guess.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime, timedelta
@@ -158,10 +161,12 @@ class WebhookApp:
         *,
         max_concurrent_pushes: int = 256,
         retry_after_seconds: int = 1,
+        body_timeout_seconds: float = 30.0,
     ) -> None:
         self.handler = handler
         self.max_concurrent_pushes = max_concurrent_pushes
         self.retry_after_seconds = retry_after_seconds
+        self.body_timeout_seconds = body_timeout_seconds
         self.active = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -205,10 +210,13 @@ class WebhookApp:
                 raise Rejection(404, "unknown_path", f"no webhook at {path[:100]}")
             if scope["method"] != "POST":
                 raise Rejection(405, "method_not_allowed", f"{scope['method']} is not POST")
-            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            raw_headers = scope["headers"]
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw_headers}
+            if len(headers) != len(raw_headers):
+                _check_no_repeated_signing_header(raw_headers)
             length = headers.get("content-length")
             check_size(int(length) if length and length.isdigit() else None, h.max_body_bytes)
-            body = await _read_body(receive, h.max_body_bytes)
+            body = await _read_body(receive, h.max_body_bytes, self.body_timeout_seconds)
         except Rejection as rejection:
             status, answer = h.reject(rejection, route, h.clock())
             await _respond(send, status, answer)
@@ -225,7 +233,25 @@ class WebhookApp:
         await _respond(send, status, answer)
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes:
+def _check_no_repeated_signing_header(raw_headers: list[tuple[bytes, bytes]]) -> None:
+    """Refuse a push with an ``X-DIP-*`` header twice (names arrive lower-cased)."""
+    seen: set[bytes] = set()
+    for name, _ in raw_headers:
+        if name.startswith(b"x-dip-"):
+            if name in seen:
+                raise Rejection(400, "malformed_header", f"{name.decode('latin-1')} sent twice")
+            seen.add(name)
+
+
+async def _read_body(receive: Receive, limit: int, seconds: float) -> bytes:
+    try:
+        async with asyncio.timeout(seconds):
+            return await _read_chunks(receive, limit)
+    except TimeoutError:
+        raise Rejection(408, "body_timeout", f"body not received within {seconds:g} s") from None
+
+
+async def _read_chunks(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:

@@ -118,6 +118,7 @@ class IngressService:
             self.handler,
             max_concurrent_pushes=settings.max_concurrent_pushes,
             retry_after_seconds=settings.busy_retry_after_seconds,
+            body_timeout_seconds=settings.body_timeout_seconds,
         )
 
     @property

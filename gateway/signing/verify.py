@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -78,7 +79,8 @@ def verify_request(
         )
 
     actual_hash = content_hash(body)
-    if actual_hash != hash_text.strip():
+    # constant time: how far a guessed hash matches must not show in the answer's timing
+    if not hmac.compare_digest(actual_hash.encode(), hash_text.strip().encode("utf-8", "replace")):
         raise SignatureRejected(
             RejectReason.BAD_CONTENT_HASH,
             f"{HEADER_CONTENT_HASH} {hash_text!r} does not match SHA-256 of the body "
