@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dcp-gateway-dipsim: {exc}", file=sys.stderr)
         return 2
     try:
-        import uvloop  # type: ignore[import-not-found]
+        import uvloop
 
         uvloop.install()
     except ImportError:

@@ -287,7 +287,7 @@ async def test_fast_path_response_bytes_are_the_general_paths(
     timestamp it must be byte for byte what the general path's ``orjson.dumps`` writes, and it
     must count recipients the same way (escaped correlation ids, DCP ids, several and null
     recipients included)."""
-    from dipsim import app as sim_app
+    from dipsim.app import _ids, _responses
     from dipsim.envelope import envelope_array_ok
 
     items = msgs(pki, 6)
@@ -301,14 +301,14 @@ async def test_fast_path_response_bytes_are_the_general_paths(
     assert envelope_array_ok(items, "IF-043")
     body = orjson.dumps(items)
     commons = [item["payload"]["CommonBlock"] for item in items]
-    monkeypatch.setattr(sim_app, "dip_timestamp", lambda when=None: "2026-03-01T09:30:00+00:00")
+    monkeypatch.setattr(_responses, "dip_timestamp", lambda when=None: "2026-03-01T09:30:00+00:00")
     core, state, sender = simulator.core, simulator.state, pki.dip_id(0)
-    start = sim_app._id_next[0]
+    start = _ids._id_next[0]
     results = []
     for fast in (True, False):
         state.reset()
-        sim_app._id_next[0] = start
-        response = core._accept(
+        _ids._id_next[0] = start
+        response = core.submissions.accept(
             "IF-043", sender, items, None, "fp", body, commons if fast else None
         )
         assert response.status == 201
@@ -322,7 +322,9 @@ async def test_fast_path_response_bytes_are_the_general_paths(
 @pytest.mark.parametrize("base", [0, 4096 - 3, 3 * 4096 + 5, (1 << 48) - 2])
 def test_success_response_is_orjsons_text(base: int) -> None:
     """The clean-batch response text across runs of 4096 ids and the 48-bit counter wrap."""
-    from dipsim.app import MSG_SUCCESS, _success_response, transaction_id
+    from dipsim.app._ids import transaction_id
+    from dipsim.app._responses import success_response
+    from dipsim.envelope import MSG_SUCCESS
 
     count = 4100 if base == 3 * 4096 + 5 else 7
     surs = [f"S-IF-043-1400010001-SUP-20260301-{i}" for i in range(count)]
@@ -347,7 +349,7 @@ def test_success_response_is_orjsons_text(base: int) -> None:
         ],
         "timestamp": ts,
     }
-    text = _success_response(
+    text = success_response(
         base,
         surs,
         [orjson.dumps(c).decode() for c in corrs],
