@@ -1,9 +1,12 @@
 """Envelope checks of one submitted message, DIP style: a message code and a help text.
 
-These cover the common blocks of the envelope subset (S0, S1, A0, M0) without the per-interface
-payload schemas; full validation (``gateway.schema``) is an optional second pass.
-The only message codes the published DIP document shows are ``MSG0000 - Success`` and
-``MSG1001 - Schema Failure``; envelope faults are schema faults, so they answer MSG1001.
+These cover the common blocks of the envelope subset (S0, S1, A0, and the MPAN block M0 or M1
+where the interface's schema has one) without the per-interface payload schemas; full
+validation (``gateway.schema``) is an optional second pass. ``A0`` is optional, as in every
+payload schema of the published document; an MPAN block is required exactly where the
+interface's schema requires it and refused where the schema has none (it forbids extra
+blocks). The only message codes the published DIP document shows are ``MSG0000 - Success``
+and ``MSG1001 - Schema Failure``; envelope faults are schema faults, so they answer MSG1001.
 """
 
 from __future__ import annotations
@@ -24,7 +27,50 @@ SUR_PATTERN: Final = re.compile(
 _DIP_ID = re.compile(r"^\d{10}$")
 _MPAN = re.compile(r"^\d{13}$")
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[+-]\d{2}:\d{2}$")
-INTERFACE_PATTERN: Final = re.compile(r"^(IF-\d{3}|REP-\d{3}[A-B]?)$")
+#: Interfaces whose CommonBlock carries M1 (principal MPAN) instead of M0.
+_M1_INTERFACES: Final = frozenset({"IF-019", "IF-020"})
+#: Interfaces whose CommonBlock has no MPAN block at all.
+_NO_MPAN_INTERFACES: Final = frozenset(
+    {"IF-022", "IF-023", "IF-047"}
+    | {
+        f"REP-{n}"
+        for n in (
+            *("002", "002A", "002B", "003", "003A", "004"),
+            *("006", "007", "008", "009", "900", "901"),
+        )
+    }
+)
+#: Every interface of the published document (DT-000-InterfaceID) and the MPAN block its
+#: CommonBlock requires: "M0", "M1" or None (``tests/test_dipsim_envelope.py`` checks this
+#: table against the document).
+MPAN_BLOCK: Final[dict[str, str | None]] = {
+    iface: (None if iface in _NO_MPAN_INTERFACES else "M1" if iface in _M1_INTERFACES else "M0")
+    for iface in (
+        *(
+            f"IF-{n:03d}"
+            for n in (
+                *(1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 14, 15, 16, 18, 19, 20, 21, 22, 23, 24),
+                *(25, 26, 27, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 43, 44, 45, 47),
+                *(50, 51, 61, 62, 63, 64, 65),
+            )
+        ),
+        *sorted(_NO_MPAN_INTERFACES),
+    )
+}
+_MPAN_KEY: Final = {"M0": "MPANCore", "M1": "principalMPAN"}
+_A0_KEYS: Final = ("primaryRecipients", "secondaryRecipients", "always")
+
+
+def mpan_of(common: dict[str, Any]) -> str | None:
+    """The MPAN of an envelope-checked CommonBlock: M0's core, M1's principal MPAN, or None."""
+    for name, key in _MPAN_KEY.items():
+        block = common.get(name)
+        if isinstance(block, dict):
+            mpan = block.get(key)
+            return mpan if isinstance(mpan, str) else None
+    return None
+
+
 ENVIRONMENT_TAGS: Final = frozenset({"PRD", "SITB", "SIT", "UIT", "DEV"})
 GSP_GROUPS: Final = frozenset(
     f"_{c}" for c in ("A", "B", "C", "D", "E", "F", "G", "H", "J", "K", "L", "M", "N", "P")
@@ -80,33 +126,43 @@ def check_message(item: Any, interface_id: str) -> list[str]:
         problems.extend(_check_s1(s1))
 
     a0 = common.get("A0")
-    if not isinstance(a0, dict):
-        problems.append("$.payload.CommonBlock.A0: missing or not an object")
-    else:
-        for key in ("primaryRecipients", "secondaryRecipients", "always"):
+    if "A0" in common and not isinstance(a0, dict):
+        problems.append("$.payload.CommonBlock.A0: not an object")
+    elif isinstance(a0, dict):
+        for key in _A0_KEYS:
             ids = a0.get(key)
             if not isinstance(ids, list):
                 problems.append(f"$.payload.CommonBlock.A0.{key}: missing or not an array")
             elif any(i is not None and not (isinstance(i, str) and _DIP_ID.match(i)) for i in ids):
                 problems.append(f"$.payload.CommonBlock.A0.{key}: DIP IDs are 10 digits")
-        extra = set(a0) - {"primaryRecipients", "secondaryRecipients", "always"}
+        extra = set(a0) - set(_A0_KEYS)
         if extra:
             problems.append(f"$.payload.CommonBlock.A0: unexpected {sorted(extra)}")
 
-    m0 = common.get("M0")
-    if not isinstance(m0, dict):
-        problems.append("$.payload.CommonBlock.M0: missing or not an object")
-    else:
-        mpan = m0.get("MPANCore")
-        if not (isinstance(mpan, str) and _MPAN.match(mpan)):
-            problems.append(f"$.payload.CommonBlock.M0.MPANCore: {mpan!r} is not 13 digits")
-        dist = m0.get("distributorDIPID")
-        if not (isinstance(dist, str) and _DIP_ID.match(dist)):
-            problems.append(f"$.payload.CommonBlock.M0.distributorDIPID: {dist!r} is not 10 digits")
-        if m0.get("GSPGroupID") not in GSP_GROUPS:
-            problems.append(
-                f"$.payload.CommonBlock.M0.GSPGroupID: {m0.get('GSPGroupID')!r} is not _A.._P"
-            )
+    wanted = MPAN_BLOCK.get(interface_id, "M0")
+    for block in ("M0", "M1"):
+        if block != wanted and block in common:
+            problems.append(f"$.payload.CommonBlock.{block}: {interface_id} has no {block} block")
+    if wanted is not None:
+        problems.extend(_check_mpan_block(common.get(wanted), wanted))
+    return problems
+
+
+def _check_mpan_block(block: Any, name: str) -> list[str]:
+    p = f"$.payload.CommonBlock.{name}"
+    if not isinstance(block, dict):
+        return [f"{p}: missing or not an object"]
+    problems: list[str] = []
+    key = _MPAN_KEY[name]
+    mpan = block.get(key)
+    if not (isinstance(mpan, str) and _MPAN.match(mpan)):
+        problems.append(f"{p}.{key}: {mpan!r} is not 13 digits")
+    dist = block.get("distributorDIPID")
+    if not (isinstance(dist, str) and _DIP_ID.match(dist)):
+        problems.append(f"{p}.distributorDIPID: {dist!r} is not 10 digits")
+    group = block.get("GSPGroupID")
+    if not (isinstance(group, str) and group in GSP_GROUPS):
+        problems.append(f"{p}.GSPGroupID: {group!r} is not _A.._P")
     return problems
 
 
@@ -180,6 +236,21 @@ def _array_schema(interface_id: str) -> dict[str, Any]:
     """
     s1_keys = list(_S1_KEYS)
     recipients = {"type": "array", "items": _NULL_OR_D10}
+    wanted = MPAN_BLOCK.get(interface_id, "M0")
+    required = ["S0", "S1", "A0"] + ([wanted] if wanted else [])
+    # An MPAN block the interface has no place for fails (``False`` matches nothing).
+    mpan_blocks: dict[str, Any] = {"M0": False, "M1": False}
+    if wanted is not None:
+        key = _MPAN_KEY[wanted]
+        mpan_blocks[wanted] = {
+            "type": "object",
+            "required": [key, "distributorDIPID", "GSPGroupID"],
+            "properties": {
+                key: {"type": "string", "pattern": "^[0-9]{13}$"},
+                "distributorDIPID": _D10,
+                "GSPGroupID": {"enum": sorted(GSP_GROUPS)},
+            },
+        }
     return {
         "type": "array",
         "items": {
@@ -193,7 +264,7 @@ def _array_schema(interface_id: str) -> dict[str, Any]:
                         "CustomBlock": {"type": "object"},
                         "CommonBlock": {
                             "type": "object",
-                            "required": ["S0", "S1", "A0", "M0"],
+                            "required": required,
                             "properties": {
                                 "S0": {
                                     "type": "object",
@@ -250,15 +321,7 @@ def _array_schema(interface_id: str) -> dict[str, Any]:
                                     "additionalProperties": False,
                                     "properties": {k: recipients for k in _A0_KEYS},
                                 },
-                                "M0": {
-                                    "type": "object",
-                                    "required": ["MPANCore", "distributorDIPID", "GSPGroupID"],
-                                    "properties": {
-                                        "MPANCore": {"type": "string", "pattern": "^[0-9]{13}$"},
-                                        "distributorDIPID": _D10,
-                                        "GSPGroupID": {"enum": sorted(GSP_GROUPS)},
-                                    },
-                                },
+                                **mpan_blocks,
                             },
                         },
                     },
@@ -268,7 +331,6 @@ def _array_schema(interface_id: str) -> dict[str, Any]:
     }
 
 
-_A0_KEYS: Final = ("primaryRecipients", "secondaryRecipients", "always")
 _VALIDATORS: dict[str, Any] = {}
 
 

@@ -11,6 +11,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from dipsim.envelope import MPAN_BLOCK
+
 _counter = itertools.count(1)
 
 _EVENTS = {"IF-043": "[ConnectionTypeChange]", "IF-021": "[MeterReading]"}
@@ -40,33 +42,38 @@ def sample_payload(
     recipients: list[str] | None = None,
     custom: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A ``{"CommonBlock": ..., "CustomBlock": ...}`` payload with a fresh senderUniqueReference."""
-    return {
-        "CommonBlock": {
-            "S0": {
-                "interfaceID": interface,
-                "schemaVersion": schema_version,
-                "eventCode": event_code or _EVENTS.get(interface, "[Sample]"),
-            },
-            "S1": {
-                "environmentTag": "DEV",
-                "subText": f"dipsim sample {seq}",
-                "senderUniqueReference": sur or sender_unique_reference(interface, sender, role),
-                "senderTimestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00"),
-                "senderDIPID": sender,
-                "senderRoleID": role,
-                "senderCorrelationID": None,
-                "DIPConnectionProviderID": dcp_id,
-            },
-            "A0": {
-                "primaryRecipients": recipients
-                if recipients is not None
-                else ([recipient] if recipient else []),
-                "secondaryRecipients": [],
-                "always": [],
-            },
-            "M0": {"MPANCore": mpan, "distributorDIPID": "1009012345", "GSPGroupID": "_K"},
+    """A ``{"CommonBlock": ..., "CustomBlock": ...}`` payload with a fresh senderUniqueReference
+    and the MPAN block the interface's schema has (M0, M1 or none)."""
+    common: dict[str, Any] = {
+        "S0": {
+            "interfaceID": interface,
+            "schemaVersion": schema_version,
+            "eventCode": event_code or _EVENTS.get(interface, "[Sample]"),
         },
+        "S1": {
+            "environmentTag": "DEV",
+            "subText": f"dipsim sample {seq}",
+            "senderUniqueReference": sur or sender_unique_reference(interface, sender, role),
+            "senderTimestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+            "senderDIPID": sender,
+            "senderRoleID": role,
+            "senderCorrelationID": None,
+            "DIPConnectionProviderID": dcp_id,
+        },
+        "A0": {
+            "primaryRecipients": recipients
+            if recipients is not None
+            else ([recipient] if recipient else []),
+            "secondaryRecipients": [],
+            "always": [],
+        },
+    }
+    block = MPAN_BLOCK.get(interface, "M0")
+    if block is not None:
+        key = "MPANCore" if block == "M0" else "principalMPAN"
+        common[block] = {key: mpan, "distributorDIPID": "1009012345", "GSPGroupID": "_K"}
+    return {
+        "CommonBlock": common,
         "CustomBlock": custom
         if custom is not None
         else {

@@ -14,6 +14,7 @@ from aiohttp import web
 from dipsim.app._responses import bad_request, json_response
 from dipsim.auth import Authenticator, AuthError
 from dipsim.config import SimulatorConfig
+from dipsim.envelope import MPAN_BLOCK
 from dipsim.faults import FaultInjector
 from dipsim.pusher import Pusher
 from dipsim.state import STATUS_KIND, SimState
@@ -121,9 +122,14 @@ class Context:
             )
         return owner, signer, body, items
 
-    def admin(self, counter: str, handler: AdminHandler) -> Handler:
+    def admin(self, counter: str, handler: AdminHandler, *, delete: bool = False) -> Handler:
         """``handler`` behind the prologue every administration endpoint shares: count the
-        request, read the body (413), authenticate as the path's recipient (401/403)."""
+        request, read the body (413), authenticate as the path's recipient (401/403), refuse
+        an interface the document does not have (400: these endpoints document no 404).
+
+        ``delete``: the DELETE endpoints document only 204 and 401, so there every refusal,
+        an unknown interface included, is a 401.
+        """
 
         async def run(request: web.Request) -> web.StreamResponse:
             self.state.requests[counter] += 1
@@ -135,7 +141,15 @@ class Context:
             try:
                 self.auth.authenticate_as(request, body, rid)
             except AuthError as exc:
+                if delete and exc.status != 401:
+                    exc = AuthError(401, exc.reason, exc.detail)
                 return self.auth_error(exc)
+            interface = request.match_info.get("id")
+            if interface is not None and interface not in MPAN_BLOCK:
+                problem = f"{interface[:20]!r} is not a DIP interface"
+                if delete:
+                    return self.auth_error(AuthError(401, "unknown_interface", problem))
+                return self.bad_request(problem, rid)
             return await handler(request, rid, body)
 
         return run

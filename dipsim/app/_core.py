@@ -76,7 +76,7 @@ class SimCore:
         submissions, status, hooks = self.submissions, self.status_messages, self.webhooks
         retrieval, control = self.retrieval, self.control
         configure = ctx.admin("pubconfig", hooks.configure)
-        delete = ctx.admin("pubconfig", hooks.delete)
+        delete = ctx.admin("pubconfig", hooks.delete, delete=True)
         replay = ctx.admin("replay", retrieval.replay)
         requeue = ctx.admin("requeue", retrieval.requeue)
         requeue_status = ctx.admin("requeueStatus", retrieval.requeue_status)

@@ -10,7 +10,7 @@ import orjson
 from aiohttp import web
 
 from dipsim.app._ids import ID_MASK, ID_PREFIX
-from dipsim.envelope import MSG_SCHEMA_FAILURE, MSG_SUCCESS
+from dipsim.envelope import MSG_SCHEMA_FAILURE, MSG_SUCCESS, SUR_PATTERN
 
 
 def dip_timestamp(when: datetime | None = None) -> str:
@@ -26,6 +26,18 @@ def json_response(
     )
 
 
+def _conforming(value: Any, low: int, high: int) -> str | None:
+    """``value`` when it is a string of ``low..high`` characters, else None (the response
+    schemas make these fields nullable strings of bounded length)."""
+    return value if isinstance(value, str) and low <= len(value) <= high else None
+
+
+def _conforming_sur(value: Any) -> str | None:
+    return (
+        value if isinstance(value, str) and SUR_PATTERN.match(value) and len(value) <= 200 else None
+    )
+
+
 def entry(
     dip_id: str,
     message: str,
@@ -38,17 +50,21 @@ def entry(
     dcp: Any = None,
     ts: str | None = None,
 ) -> dict[str, Any]:
-    """One StandardResponse ``messageArray`` entry sent by the DIP (``dip_id``)."""
+    """One StandardResponse ``messageArray`` entry sent by the DIP (``dip_id``).
+
+    Values from the request are echoed only where they conform to the response schema
+    (StandardResponseBodyType): a rejected message's malformed reference or id becomes null.
+    """
     return {
-        "transactionID": transaction_id,
-        "senderUniqueReference": sur if isinstance(sur, str) else None,
-        "correlationID": correlation if isinstance(correlation, str) else None,
+        "transactionID": _conforming(transaction_id, 1, 65),
+        "senderUniqueReference": _conforming_sur(sur),
+        "correlationID": _conforming(correlation, 1, 60),
         "sentTimestamp": ts or dip_timestamp(),
         "senderID": dip_id,
-        "recipientID": recipient,
-        "DIPConnectionProviderID": dcp if isinstance(dcp, str) else None,
-        "message": message,
-        "help": help_,
+        "recipientID": _conforming(recipient, 10, 10),
+        "DIPConnectionProviderID": _conforming(dcp, 10, 10),
+        "message": _conforming(message, 1, 200),
+        "help": None if help_ is None else help_[:500] or None,
         "serviceTicketURL": None,
     }
 

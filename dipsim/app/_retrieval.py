@@ -10,8 +10,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from dipsim import document
 from dipsim.app._context import Context, kind_of
 from dipsim.app._responses import json_response
+from dipsim.envelope import SUR_PATTERN
 from dipsim.pusher import _body_for
 from dipsim.state import STATUS_KIND, Publication, Requeue, StoredMessage
 
@@ -36,23 +38,25 @@ class Retrieval:
     def forget_tokens(self) -> None:
         self._tokens.clear()
 
-    def _select(self, kind: str, rid: str, query: Any) -> list[Publication] | str:
-        """Publications matching a MessageRequest / StatusMessageRequest, or a reason."""
-        if not isinstance(query, dict):
-            return "body must be a JSON object"
-        required = (
-            ("datetimeFrom", "datetimeTo")
-            if kind == STATUS_KIND
-            else ("datetimeFrom", "datetimeTo", "eventCode", "MPAN", "version")
-        )
-        missing = [k for k in required if k not in query]
-        if missing:
-            return f"missing {missing}"
+    def _selection(self, kind: str, rid: str, body: bytes) -> list[Publication] | web.Response:
+        """The publications a MessageRequest / StatusMessageRequest body selects, or the 400."""
         try:
-            start = _parse_time(query.get("datetimeFrom"))
-            end = _parse_time(query.get("datetimeTo"))
-        except ValueError as exc:
-            return f"datetimeFrom/datetimeTo: {exc}"
+            query = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return self.ctx.bad_request("body is not valid JSON", rid)
+        component = "StatusMessageRequest" if kind == STATUS_KIND else "MessageRequest"
+        found = document.problems(component, query)
+        if found:
+            return self.ctx.bad_request(f"not a {component}: " + "; ".join(found), rid)
+        try:
+            return self._select(kind, rid, query)
+        except ValueError as exc:  # a 25-character datetime that is no ISO 8601 time
+            return self.ctx.bad_request(f"datetimeFrom/datetimeTo: {exc}", rid)
+
+    def _select(self, kind: str, rid: str, query: dict[str, Any]) -> list[Publication]:
+        """Publications matching a request that conforms to its schema."""
+        start = _parse_time(query.get("datetimeFrom"))
+        end = _parse_time(query.get("datetimeTo"))
         pubs = self.ctx.state.publications.get((kind, rid), [])
         out: list[Publication] = []
         if kind == STATUS_KIND:
@@ -76,8 +80,6 @@ class Retrieval:
         mpan = query.get("MPAN")
         version = query.get("version")
         txids = query.get("transactionIDs")
-        if txids is not None and (not isinstance(txids, list) or not 1 <= len(txids) <= 100):
-            return "transactionIDs must hold 1..100 ids"
         wanted = set(txids) if txids else None
         for p in pubs:
             if start and p.published_at < start.replace(microsecond=0):
@@ -104,13 +106,9 @@ class Retrieval:
                 return self.ctx.bad_request("unknown or used X-Continuation-Token", rid)
             selected, offset = found
         else:
-            try:
-                query = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                return self.ctx.bad_request("body is not valid JSON", rid)
-            result = self._select(kind, rid, query)
-            if isinstance(result, str):
-                return self.ctx.bad_request(result, rid)
+            result = self._selection(kind, rid, body)
+            if isinstance(result, web.Response):
+                return result
             selected, offset = result, 0
         size = max(1, self.ctx.config.replay_page_size)
         page = selected[offset : offset + size]
@@ -123,13 +121,9 @@ class Retrieval:
 
     async def requeue(self, request: web.Request, rid: str, body: bytes) -> web.Response:
         kind = kind_of(request)
-        try:
-            query = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return self.ctx.bad_request("body is not valid JSON", rid)
-        result = self._select(kind, rid, query)
-        if isinstance(result, str):
-            return self.ctx.bad_request(result, rid)
+        result = self._selection(kind, rid, body)
+        if isinstance(result, web.Response):
+            return result
         if (kind, rid) not in self.ctx.state.webhooks:
             return self.ctx.bad_request(f"no webhook configured for {kind} / {rid}", rid)
         running = [
@@ -157,6 +151,8 @@ class Retrieval:
     async def requeue_status(self, request: web.Request, rid: str, _body: bytes) -> web.Response:
         kind = kind_of(request)
         wanted = request.query.get("requeue-id")
+        if wanted is not None and not 1 <= len(wanted) <= 200:
+            return self.ctx.bad_request("requeue-id: a RequeueId has 1..200 characters", rid)
         found = [
             r
             for r in self.ctx.state.requeues.values()
@@ -168,7 +164,11 @@ class Retrieval:
 
     async def delivery_status(self, request: web.Request, rid: str, _body: bytes) -> web.Response:
         interface = request.match_info["id"]
-        m = self.ctx.state.message_by_sur(request.match_info["mid"])
+        mid = request.match_info["mid"]
+        if not (len(mid) <= 200 and SUR_PATTERN.match(mid)):
+            problem = f"message-id: {mid[:60]!r} is not a senderUniqueReference"
+            return self.ctx.bad_request(problem, rid)
+        m = self.ctx.state.message_by_sur(mid)
         if m is None or m.interface != interface or (rid != m.sender and rid not in m.recipients):
             return web.Response(status=204)
         return json_response(self._journal(m))

@@ -1,4 +1,9 @@
-"""Status messages (``POST /statusmessage``): stored and published to their recipient."""
+"""Status messages (``POST /statusmessage``): stored and published to their recipient.
+
+Each item must be a StandardResponseBodyType of the document with a recipient; the request
+is all or nothing (the document gives this endpoint 201 and 400, no 207), so one bad item
+stores none.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,19 @@ from typing import Any
 
 from aiohttp import web
 
+from dipsim import document
 from dipsim.app._context import Context
 from dipsim.app._responses import dip_timestamp, entry, standard_response
 from dipsim.auth import AuthError
 from dipsim.envelope import MSG_SCHEMA_FAILURE, MSG_SUCCESS
 from dipsim.state import STATUS_KIND, Publication, StoredStatus
+
+
+def _item_problems(index: int, item: Any) -> list[str]:
+    found = document.problems("StandardResponseBodyType", item, f"$[{index}]")
+    if not found and item["recipientID"] is None:
+        found = [f"$[{index}].recipientID: a status message needs a recipient"]
+    return found
 
 
 class StatusMessages:
@@ -28,51 +41,40 @@ class StatusMessages:
         if isinstance(signed, web.Response):
             return signed
         owner, _signer, _body, items = signed
-        others = {i.get("senderID") for i in items if isinstance(i, dict) and i.get("senderID")} - {
-            owner
-        }
+        now = datetime.now(UTC)
+        ts = dip_timestamp(now)
+        failed = [
+            entry(dip_id, MSG_SCHEMA_FAILURE, "; ".join(found), recipient=owner, ts=ts)
+            for index, item in enumerate(items)
+            if (found := _item_problems(index, item))
+        ]
+        if failed:
+            state.rejected_messages[MSG_SCHEMA_FAILURE] += len(failed)
+            return standard_response(failed, ts, 400)
+        others = {item["senderID"] for item in items} - {owner}
         if others:
             return ctx.auth_error(
                 AuthError(
                     403,
                     "api_key_of_other_dip_id",
-                    f"status messages from {sorted(map(str, others))} sent with the API key "
-                    f"of {owner}",
+                    f"status messages from {sorted(others)} sent with the API key of {owner}",
                 )
             )
-        now = datetime.now(UTC)
-        ts = dip_timestamp(now)
         entries: list[dict[str, Any]] = []
         stored: list[StoredStatus] = []
         pubs: list[Publication] = []
-        failures = 0
         for item in items:
-            recipient = item.get("recipientID") if isinstance(item, dict) else None
-            if not isinstance(item, dict) or not (
-                isinstance(recipient, str) and len(recipient) == 10 and recipient.isdigit()
-            ):
-                failures += 1
-                entries.append(
-                    entry(
-                        dip_id,
-                        MSG_SCHEMA_FAILURE,
-                        "each status message must be an object with a 10-digit recipientID",
-                        recipient=owner,
-                        ts=ts,
-                    )
-                )
-                continue
-            txid = item.get("transactionID") or str(uuid.uuid4())
-            full = {**item, "senderID": owner}
-            stored.append(StoredStatus(txid, owner, recipient, now, full))
+            recipient = item["recipientID"]
+            txid = item["transactionID"] or str(uuid.uuid4())
+            stored.append(StoredStatus(txid, owner, recipient, now, item))
             pub = Publication(
                 transaction_id=str(uuid.uuid4()),
                 kind=STATUS_KIND,
                 recipient=recipient,
                 published_at=now,
-                src=full,
-                sender_unique_reference=item.get("senderUniqueReference"),
-                correlation_id=item.get("correlationID"),
+                src=item,
+                sender_unique_reference=item["senderUniqueReference"],
+                correlation_id=item["correlationID"],
                 event_code=txid,  # status replay filters by the item's transactionID
             )
             state.add_publication(pub)
@@ -84,8 +86,8 @@ class StatusMessages:
                     MSG_SUCCESS,
                     None,
                     transaction_id=txid,
-                    sur=item.get("senderUniqueReference"),
-                    correlation=item.get("correlationID"),
+                    sur=item["senderUniqueReference"],
+                    correlation=item["correlationID"],
                     recipient=owner,
                     ts=ts,
                 )
@@ -93,5 +95,4 @@ class StatusMessages:
         state.add_status(stored)
         if pubs:
             ctx.pusher.enqueue(pubs)
-        status = 201 if failures == 0 else (400 if failures == len(items) else 207)
-        return standard_response(entries, ts, status)
+        return standard_response(entries, ts, 201)

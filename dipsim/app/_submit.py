@@ -22,13 +22,14 @@ from dipsim.app._ids import new_transaction_id, take_transaction_ids, transactio
 from dipsim.app._responses import entry, json_response, json_texts, standard_response
 from dipsim.auth import AuthError, ClientCert
 from dipsim.envelope import (
-    INTERFACE_PATTERN,
+    MPAN_BLOCK,
     MSG_DUPLICATE,
     MSG_SCHEMA_FAILURE,
     MSG_SUCCESS,
     check_message,
     envelope_array_ok,
     help_text,
+    mpan_of,
 )
 from dipsim.state import PendingBatch, Publication, RequestBody, StoredMessage
 
@@ -47,8 +48,11 @@ _ALWAYS = itemgetter("always")
 _FIRST = itemgetter(0)
 
 
-def _recipients(a0: dict[str, Any]) -> tuple[str, ...]:
-    """Distinct non-empty primary, secondary and always recipients, in that order."""
+def _recipients(a0: dict[str, Any] | None) -> tuple[str, ...]:
+    """Distinct non-empty primary, secondary and always recipients, in that order; none
+    without an A0 block (the simulator does no addressing of its own)."""
+    if a0 is None:
+        return ()
     primary = a0["primaryRecipients"]
     if not a0["secondaryRecipients"] and not a0["always"] and len(primary) == 1:
         return (primary[0],) if primary[0] else ()
@@ -97,7 +101,7 @@ class Submissions:
         ctx = self.ctx
         interface = request.match_info["id"]
         ctx.state.requests["submit"] += 1
-        if not INTERFACE_PATTERN.match(interface):
+        if interface not in MPAN_BLOCK:
             return json_response(
                 {"statusCode": 404, "message": f"unknown channel {interface}"}, 404
             )
@@ -112,8 +116,11 @@ class Submissions:
             commons = list(map(_COMMON_BLOCK, map(_PAYLOAD, items)))
             senders = set(map(_SENDER_DIP_ID, map(_S1_BLOCK, commons)))
         else:
-            senders = {s1.get("senderDIPID") for s1 in map(_s1, items) if s1 is not None}
-            senders.discard(None)
+            senders = {
+                sender
+                for s1 in map(_s1, items)
+                if s1 is not None and isinstance(sender := s1.get("senderDIPID"), str)
+            }
         if len(senders) > 1:
             return ctx.bad_request(
                 "all messages in one request must have one senderDIPID, found "
@@ -231,9 +238,9 @@ class Submissions:
                     interface,
                     s0.get("eventCode"),
                     s0.get("schemaVersion"),
-                    common["M0"].get("MPANCore"),
+                    mpan_of(common),
                     corr,
-                    _recipients(common["A0"]),
+                    _recipients(common.get("A0")),
                     now,
                     subject,
                     peer_fp,
@@ -328,9 +335,9 @@ class Submissions:
                     batch.interface,
                     s0.get("eventCode"),
                     s0.get("schemaVersion"),
-                    common["M0"].get("MPANCore"),
+                    mpan_of(common),
                     s1.get("senderCorrelationID"),
-                    _recipients(common["A0"]),
+                    _recipients(common.get("A0")),
                     batch.received_at,
                     batch.client_cert_subject,
                     batch.client_cert_fingerprint,
@@ -435,7 +442,6 @@ def _publication(
     common = payload.get("CommonBlock") or {}
     s1 = common.get("S1") or {}
     s0 = common.get("S0") or {}
-    m0 = common.get("M0") or {}
     return Publication(
         transaction_id=txid,
         kind=interface,
@@ -444,7 +450,7 @@ def _publication(
         src=payload,
         has_d0=True,
         event_code=s0.get("eventCode"),
-        mpan=m0.get("MPANCore"),
+        mpan=mpan_of(common),
         schema_version=s0.get("schemaVersion"),
         correlation_id=s1.get("senderCorrelationID"),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
+from dipsim import document
 from dipsim.app._context import Context, kind_of
 from dipsim.app._responses import json_response
 from dipsim.state import Webhook
@@ -15,29 +16,33 @@ class Webhooks:
         self.ctx = ctx
 
     async def configure(self, request: web.Request, rid: str, body: bytes) -> web.Response:
+        """Register (or replace) the webhook. ``maxMessageCount`` is a plain ``number`` in the
+        document; the simulator pushes at least 1 and at most ``max_messages_per_request``
+        messages per batch whatever is asked. A non-positive ``maxPayloadSize`` sets no
+        limit. Everything is checked before anything is stored."""
         ctx = self.ctx
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
             return ctx.bad_request("body is not valid JSON", rid)
-        url = data.get("callbackURL") if isinstance(data, dict) else None
+        found = document.problems("WebhookConfig", data)
+        if found:
+            return ctx.bad_request("not a WebhookConfig: " + "; ".join(found), rid)
+        url = data.get("callbackURL")
         if not isinstance(url, str) or not url.startswith(("https://", "http://")):
             return ctx.bad_request("WebhookConfig.callbackURL must be an https URL", rid)
         count = data.get("maxMessageCount")
         size = data.get("maxPayloadSize")
-        if count is not None and (not isinstance(count, int | float) or count < 1):
-            return ctx.bad_request("WebhookConfig.maxMessageCount must be a positive number", rid)
-        if size is not None and (not isinstance(size, int | float) or size <= 0):
-            return ctx.bad_request("WebhookConfig.maxPayloadSize must be a positive number", rid)
+        cap = ctx.config.max_messages_per_request
         hook = Webhook(
             url,
-            int(count) if count else ctx.config.default_max_message_count,
-            float(size) if size else None,
+            ctx.config.default_max_message_count if count is None else int(min(max(count, 1), cap)),
+            float(size) if size is not None and size > 0 else None,
         )
         ctx.state.webhooks[(kind_of(request), rid)] = hook
         return json_response(hook.as_dict(), 201)
 
     async def delete(self, request: web.Request, rid: str, body: bytes) -> web.Response:
-        if self.ctx.state.webhooks.pop((kind_of(request), rid), None) is None:
-            return json_response({"statusCode": 404, "message": "no webhook configured"}, 404)
+        """204 whether or not a webhook was configured: the document gives no other answer."""
+        self.ctx.state.webhooks.pop((kind_of(request), rid), None)
         return web.Response(status=204)
