@@ -15,7 +15,12 @@ import pytest
 from gateway.config import IngressSettings, parse_config
 from gateway.dip.webhook_urls import publication_callback_url, status_callback_url
 from gateway.ingress.dedup import DedupWindow
-from gateway.ingress.envelope import EnvelopeError, parse_publications, parse_status_messages
+from gateway.ingress.envelope import (
+    EnvelopeError,
+    Publication,
+    parse_publications,
+    parse_status_messages,
+)
 from gateway.ingress.pipeline import (
     H_INTERFACE,
     H_QUARANTINE_REASON,
@@ -33,9 +38,11 @@ from gateway.ingress.pipeline import (
 )
 from gateway.ingress.routes import Route, RouteKind, RouteTable
 from gateway.ingress.samples import body_of, publication, sign_push, status_message
+from gateway.schema import default_registry
 from gateway.signing.credentials import SigningCredential, load_pem
 from gateway.signing.pki import Issued, Purpose, create_ca, issue
 from gateway.signing.trust import TrustPolicy
+from tests import dip_payloads
 
 VECTORS = Path(__file__).parent / "vectors"
 OWNED = "1400010001"
@@ -234,7 +241,21 @@ def test_publication_without_mpan_is_keyed_by_transaction() -> None:
         ([{"nopayload": {}}], '"payload"'),
         ([{"payload": {"CommonBlock": {"S0": {}, "A0": {}}}}], "D0"),
         ([{"payload": {"CommonBlock": {"D0": {}, "A0": {}}}}], "S0"),
-        ([{"payload": {"CommonBlock": {"S0": {}, "D0": {}}}}], "A0"),
+        ([{"payload": {"CommonBlock": {"S0": {"interfaceID": "IF-043"}, "D0": {}}}}], "D0"),
+        (
+            [
+                {
+                    "payload": {
+                        "CommonBlock": {
+                            "S0": {"interfaceID": "IF-043"},
+                            "D0": {"transactionID": "T-1"},
+                            "A0": [],
+                        }
+                    }
+                }
+            ],
+            "A0",
+        ),
     ],
 )
 def test_bad_envelopes_name_the_fault(document: object, fragment: str) -> None:
@@ -429,3 +450,46 @@ def test_dedup_window_of_zero_remembers_nothing() -> None:
     window = DedupWindow(0)
     window.add(("publication", OWNED, "a"))
     assert ("publication", OWNED, "a") not in window
+
+
+def _published(interface: str, transaction_id: str) -> dict[str, object]:
+    """A document-valid publication of ``interface`` without A0, as the DIP pushes it."""
+    if interface == "IF-043":
+        item = publication(OWNED, transaction_id, interface=interface)
+        del item["payload"]["CommonBlock"]["A0"]
+        return item
+    payload = dip_payloads.payload(interface, OTHER_CLIENT)
+    payload["CommonBlock"]["D0"] = {
+        "transactionID": transaction_id,
+        "transactionTimestamp": "2026-11-23T10:00:02+00:00",
+        "publicationID": "PUB-" + interface.split("-")[1],
+        "initialCorrelationID": None,
+        "replayIndicator": False,
+        "serviceTicketURL": None,
+    }
+    return {"payload": payload}
+
+
+@pytest.mark.parametrize(
+    ("interface", "key"),
+    [
+        ("IF-043", "2000056535972"),  # M0: keyed by its MPAN core
+        ("IF-019", dip_payloads.PRINCIPAL_MPAN),  # M1: keyed by the principal MPAN
+        ("IF-022", "T30"),  # no MPAN block: keyed by the transaction
+        ("REP-002", "T30"),  # a report: no MPAN block either
+    ],
+)
+def test_publication_without_a0_is_routed_by_its_webhook(
+    dip_signer: SigningCredential, trust: TrustPolicy, interface: str, key: str
+) -> None:
+    """A0 is optional in every payload schema: the webhook path says who it is for."""
+    item = _published(interface, "T30")
+    assert default_registry().validate(item["payload"]) == []  # type: ignore[arg-type]
+    route = _route(interface=interface)
+    messages = _check(route, body_of([item]), dip_signer, trust)
+    assert isinstance(messages, list) and len(messages) == 1
+    m = messages[0]
+    assert isinstance(m, Publication)
+    assert m.recipients is None and m.kafka_key == key
+    [delivery] = plan_deliveries(route, [m], _table())
+    assert delivery.topic == "one.in" and delivery.key == key.encode()

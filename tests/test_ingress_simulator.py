@@ -27,6 +27,8 @@ from gateway.dip.admin import desired_webhooks
 from gateway.ingress.service import IngressService
 from gateway.kafka.embedded import free_port
 from gateway.kafka.topics import ensure_topics, gateway_topics
+from gateway.schema import default_registry
+from tests import dip_payloads
 from tests.dipsim_fixtures import dev_pki, simulator  # noqa: F401
 from tests.ingress_fixtures import consume
 from tests.kafka_fixtures import KafkaUnderTest, RestartableBroker
@@ -267,3 +269,47 @@ async def test_push_during_kafka_outage_gets_503_and_the_dip_retry_lands(
         # instead of queueing one more each (5 copies once), and are told it is stored.
         [record] = records
         assert dict(record.headers)["dip-transaction-id"] == pub.transaction_id.encode()
+
+
+async def test_publications_without_a0_or_m0_are_routed_by_the_webhook_path(
+    kafka: KafkaUnderTest,
+    dev_pki: Path,  # noqa: F811
+    simulator: Simulator,  # noqa: F811
+) -> None:
+    """One publication per interface family that the document allows without A0 (and, for
+    IF-019/020, with M1; for IF-022/023/047 and REP-*, with no MPAN block): the DIP pushes
+    each to the recipient's webhook, and ingress routes it by that path to the client's topic
+    (per-MPAN key where there is one)."""
+    interfaces = list(dip_payloads.INTERFACES)
+    path = write_config(
+        dev_pki, simulator, kafka.settings(), port=free_port(), publications=interfaces
+    )
+    config = load_config(path)
+    client = config.clients[0]
+    recipient = client.dip_ids[0].dip_id
+    assert await cli("dip", "webhooks", "sync", "--config", str(path)) == 0
+    published = {}
+    async with webhook(config):
+        for interface in interfaces:
+            payload = dip_payloads.payload(interface, config.clients[1].dip_ids[0].dip_id)
+            assert "A0" not in payload["CommonBlock"]
+            assert default_registry().validate(payload) == []
+            [pub] = simulator.publish(interface, recipient, [payload])
+            published[pub.transaction_id] = interface
+        await simulator.wait_pushes()
+        records = await consume(config.kafka, client.topics.inbound, len(interfaces))
+    assert {d.status for d in simulator.state.deliveries_for(recipient, None)} == {"Delivered"}
+    routed = {
+        dict(r.headers)["dip-transaction-id"].decode(): (
+            dict(r.headers)["dip-interface"].decode(),
+            r.key.decode(),
+        )
+        for r in records
+    }
+    assert routed == {
+        txid: (
+            interface,
+            dip_payloads.PRINCIPAL_MPAN if interface in dip_payloads.M1_INTERFACES else txid,
+        )
+        for txid, interface in published.items()
+    }

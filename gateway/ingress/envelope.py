@@ -3,8 +3,13 @@
 A publication push is a JSON array of ``{"payload": {"CommonBlock": {...}, "CustomBlock":
 {...}}}``; the gateway needs ``S0`` (interface, event code), ``D0`` (transaction ID,
 publication ID, replay indicator: the DIP's own block, so its absence means this did not come
-from the DIP), ``A0`` (who it is addressed to), ``S1`` (sender) and ``M0`` (the MPAN, for the
-Kafka key). A status-message push is a JSON array of ``StandardResponseBodyType`` objects.
+from the DIP), ``S1`` (sender), ``A0`` (who it is addressed to) and the MPAN block (``M0``, or
+``M1`` on IF-019/IF-020; the Kafka key). A status-message push is a JSON array of
+``StandardResponseBodyType`` objects.
+
+``A0`` and the MPAN block are optional, as in the published payload schemas (IF-022, IF-023,
+IF-047 and the REP-* reports have no MPAN block at all): a push is routed by its webhook path,
+so only what routing cannot do without is required (S0's interface, D0's transaction ID).
 
 Only the envelope is checked here: the CustomBlock belongs to the client, and a publication
 the DIP has already accepted is not re-validated against the schemas on the way in (a stricter
@@ -44,7 +49,8 @@ class Publication:
     sender_unique_reference: str | None
     correlation_id: str | None
     mpan_core: str | None
-    recipients: frozenset[str]
+    #: the DIP IDs A0 addresses; None when the publication names none (no A0, or empty)
+    recipients: frozenset[str] | None
     payload: Mapping[str, Any]
 
     @property
@@ -143,9 +149,10 @@ def _publication(i: int, item: Any) -> Publication:
     common = _block(payload, "CommonBlock", i, "payload")
     s0 = _block(common, "S0", i)
     d0 = _block(common, "D0", i)
-    a0 = _block(common, "A0", i)
-    s1 = common.get("S1") if isinstance(common.get("S1"), dict) else {}
-    m0 = common.get("M0") if isinstance(common.get("M0"), dict) else {}
+    s1 = _optional_block(common, "S1")
+    a0 = common.get("A0", {})
+    if not isinstance(a0, dict):
+        raise EnvelopeError("bad_envelope", f"[{i}] CommonBlock.A0 is not an object")
     # The DIP's own published examples spell it "InterfaceID"; the schema says "interfaceID".
     interface = s0.get("interfaceID", s0.get("InterfaceID"))
     if not isinstance(interface, str) or not interface:
@@ -167,7 +174,10 @@ def _publication(i: int, item: Any) -> Publication:
         sender_dip_id=_opt_str(s1, "senderDIPID", i),
         sender_unique_reference=_opt_str(s1, "senderUniqueReference", i),
         correlation_id=_opt_str(s1, "senderCorrelationID", i),
-        mpan_core=_opt_str(m0, "MPANCore", i),
+        mpan_core=(
+            _opt_str(_optional_block(common, "M0"), "MPANCore", i)
+            or _opt_str(_optional_block(common, "M1"), "principalMPAN", i)
+        ),
         recipients=_recipients(a0, i),
         payload=payload,
     )
@@ -180,7 +190,14 @@ def _block(parent: Mapping[str, Any], name: str, i: int, where: str = "CommonBlo
     return block
 
 
-def _recipients(a0: Mapping[str, Any], i: int) -> frozenset[str]:
+def _optional_block(common: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """Block ``name`` of the CommonBlock; ``{}`` when it is absent or not an object (the
+    fields read from it are optional for routing)."""
+    block = common.get(name)
+    return block if isinstance(block, dict) else {}
+
+
+def _recipients(a0: Mapping[str, Any], i: int) -> frozenset[str] | None:
     found: set[str] = set()
     for name in ("primaryRecipients", "secondaryRecipients", "always"):
         value = a0.get(name)
@@ -189,7 +206,7 @@ def _recipients(a0: Mapping[str, Any], i: int) -> frozenset[str]:
         if not isinstance(value, list):
             raise EnvelopeError("bad_envelope", f"[{i}] CommonBlock.A0.{name} is not an array")
         found.update(v for v in value if isinstance(v, str))
-    return frozenset(found)
+    return frozenset(found) if found else None
 
 
 def _opt_str(block: Mapping[str, Any], name: str, i: int) -> str | None:

@@ -205,7 +205,7 @@ def _check_publication_addressing(route: Route, messages: Sequence[Publication])
                 "interface_mismatch",
                 f"[{m.index}] is {m.interface} but was pushed to the {route.interface} webhook",
             )
-        if route.recipient not in m.recipients:
+        if m.recipients is not None and route.recipient not in m.recipients:
             raise Rejection(
                 422,
                 "wrong_recipient",
