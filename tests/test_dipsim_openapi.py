@@ -13,11 +13,15 @@ widens what the simulator must accept:
 - the four ``X-DIP-*`` signature headers are not generated: the signing hook sets them, as
   the API key of the security scheme (their values are only meaningful when computed);
 - the DIP IDs a request acts for (``recipient-id``, ``S1.senderDIPID``, a status message's
-  ``senderID`` and ``recipientID``) are narrowed to the DIP IDs the simulator has registered,
-  so that positive cases get past authentication and reach the endpoint's own logic;
-- replay's 200 may be an empty array: the simulator's one deliberate deviation, as the
-  document has no conforming answer for a replay with nothing to return (see
-  ``dipsim/README.md``).
+  ``senderID`` and ``recipientID``) are narrowed to the DIP IDs the simulator has registered
+  (one sender per submit), and the envelope blocks' timestamps and DIP IDs (S1, A0, M0, M1)
+  to the forms the envelope check requires (the document gives only their length), so that
+  positive cases get past authentication and the envelope rules and reach the rest; a
+  positive submit is sent on the channel its first payload names (the DIP refuses a payload
+  of another interface than the channel);
+- the simulator's two deliberate deviations, where the document has no conforming answer
+  (see ``dipsim/README.md``): replay's 200 may be an empty array (nothing to return), and a
+  delivery journal's ``MPANCore`` may be null (a message of an interface without MPAN).
 
 CI runs a short, seeded run. For a longer local run with a random seed::
 
@@ -41,6 +45,7 @@ import requests
 import schemathesis
 from schemathesis.config import SchemathesisConfig
 
+from dipsim.envelope import MPAN_BLOCK
 from dipsim.process import start_in_subprocess
 from gateway.signing.pki import dev_dip_id
 from tests.dipsim_fixtures import DevPki
@@ -57,6 +62,8 @@ _SIGNATURE_HEADERS = {
 #: The CI run: fixed seed, few examples per operation (well under a minute on two cores).
 _DEFAULT_EXAMPLES = 12
 _DEFAULT_SEED = 20261207
+_DIGITS_10 = {"type": "string", "pattern": "^[0-9]{10}$"}
+_TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[+-][0-9]{2}:[0-9]{2}$"
 
 
 def _seed() -> int:
@@ -72,7 +79,16 @@ def document_under_test(dip_ids: list[str]) -> dict[str, Any]:
     params = doc["components"]["parameters"]
     registered = {"type": "string", "enum": dip_ids}
     params["MessageRecipientId"]["schema"] = registered
-    schemas["S1"]["properties"]["senderDIPID"] = registered
+    # One sender per request (the DIP refuses mixed senders), always one that is registered;
+    # and the forms the DIP's envelope rules require where the schema has only a length.
+    s1 = schemas["S1"]["properties"]
+    s1["senderDIPID"] = {"type": "string", "enum": dip_ids[:1]}
+    s1["senderTimestamp"] = {"type": "string", "pattern": _TIMESTAMP}
+    s1["DIPConnectionProviderID"] = {**_DIGITS_10, "nullable": True}
+    for key in ("primaryRecipients", "secondaryRecipients", "always"):
+        schemas["A0"]["properties"][key]["items"] = {**_DIGITS_10, "nullable": True}
+    for block in ("M0", "M1"):
+        schemas[block]["properties"]["distributorDIPID"] = _DIGITS_10
     # A request-only copy of the status message array whose sender and recipient are ours.
     item = copy.deepcopy(schemas["StandardResponseBodyType"])
     item["properties"]["senderID"] = registered
@@ -92,6 +108,12 @@ def document_under_test(dip_ids: list[str]) -> dict[str, Any]:
                 operation["parameters"] = _without_signature_headers(
                     operation["parameters"], params
                 )
+        if path.endswith("/deliveryStatus/{recipient-id}/{message-id}"):
+            record = path_item["get"]["responses"]["200"]["content"]["application/json"]
+            record["schema"] = copy.deepcopy(_resolve(doc, record["schema"]))
+            record["schema"]["properties"]["MPANCore"] = {
+                "$ref": "#/components/schemas/DT-002N-MPAN"
+            }
         if "/replay/" in path:
             ok = path_item["post"]["responses"]["200"]["content"]["application/json"]
             ok["schema"] = {**_resolve(doc, ok["schema"]), "minItems": 0}
@@ -181,10 +203,12 @@ def _config() -> SchemathesisConfig:
             "operations": [
                 {
                     # The coverage phase enumerates boundary cases of the 58-way payload
-                    # ``oneOf``: gigabytes of memory. Fuzzing covers submit.
+                    # ``oneOf`` (gigabytes of memory), and the examples phase combines the
+                    # document's property examples (a minute of collection). Fuzzing
+                    # covers submit.
                     "include-path": "/dip-channel/{id}",
                     "include-method": "POST",
-                    "phases": {"coverage": {"enabled": False}},
+                    "phases": {"coverage": {"enabled": False}, "examples": {"enabled": False}},
                 }
             ],
         }
@@ -201,9 +225,40 @@ def test_simulator_follows_the_published_document(
     case: Any, pki: DevPki, dip_session: requests.Session, simulator_process: str
 ) -> None:
     assert [pki.dip_id(i) for i in range(len(DIP_IDS))] == DIP_IDS
+    if case.operation.label == "POST /dip-channel/{id}":
+        _send_on_the_payloads_channel(case)
     case.call_and_validate(
         session=dip_session,
         base_url=simulator_process,
         verify=str(pki.ca_cert),
         cert=(str(pki.dcp_cert), str(pki.dcp_key)),
     )
+
+
+def _send_on_the_payloads_channel(case: Any) -> None:
+    """Only for a case generated positive in every part: its channel stays a valid one."""
+    if case.meta is None or case.meta.generation.mode.is_negative:
+        return
+    try:
+        interface = case.body[0]["payload"]["CommonBlock"]["S0"]["interfaceID"]
+    except (LookupError, TypeError):
+        return
+    if interface in MPAN_BLOCK:
+        case.path_parameters["id"] = interface
+
+
+def test_the_run_got_past_authentication(pki: DevPki, simulator_process: str) -> None:
+    """Proof that the signing hook works: the run above was answered, not only refused (401/403
+    for every request would pass every check). Runs after it, on the same simulator."""
+    stats = requests.get(
+        f"{simulator_process}/_sim/stats",
+        verify=str(pki.ca_cert),
+        cert=(str(pki.dcp_cert), str(pki.dcp_key)),
+        timeout=30,
+    ).json()
+    if not stats["requests"]:
+        pytest.skip("the schemathesis run was not selected")
+    codes = {int(code): count for code, count in stats["statusCodes"].items()}
+    print(f"simulator answers by status: {dict(sorted(codes.items()))}; {stats['requests']}")
+    assert codes.get(201, 0) > 0 and codes.get(200, 0) > 0 and codes.get(400, 0) > 0
+    assert stats["messages"] > 0
