@@ -52,11 +52,11 @@ class Simulator:
 
     @property
     def state(self) -> SimState:
-        return self.core.state
+        return self.core.ctx.state
 
     @property
     def faults(self) -> FaultInjector:
-        return self.core.faults
+        return self.core.ctx.faults
 
     def set_faults(
         self,
@@ -70,10 +70,10 @@ class Simulator:
             faults = FaultConfig(**kwargs)
         elif kwargs:
             raise TypeError("give either a FaultConfig/dict or keyword arguments")
-        return self.core.faults.set(faults, seed)
+        return self.core.ctx.faults.set(faults, seed)
 
     def clear_faults(self) -> None:
-        self.core.faults.set(FaultConfig())
+        self.core.ctx.faults.set(FaultConfig())
 
     def publish(
         self, interface: str, recipient: str, payloads: list[dict[str, Any]]
@@ -82,7 +82,7 @@ class Simulator:
 
     async def wait_pushes(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
         """Wait until all queued webhook pushes are delivered or given up on."""
-        await self.core.pusher.wait_idle(timeout)
+        await self.core.ctx.pusher.wait_idle(timeout)
 
 
 @asynccontextmanager

@@ -46,22 +46,6 @@ class SimCore:
         self.retrieval = Retrieval(ctx)
         self.control = Control(ctx, self.submissions, self.retrieval)
 
-    @property
-    def config(self) -> SimulatorConfig:
-        return self.ctx.config
-
-    @property
-    def state(self) -> SimState:
-        return self.ctx.state
-
-    @property
-    def faults(self) -> FaultInjector:
-        return self.ctx.faults
-
-    @property
-    def pusher(self) -> Pusher:
-        return self.ctx.pusher
-
     def publish(
         self, interface: str, recipient: str, payloads: list[dict[str, Any]]
     ) -> list[Publication]:
