@@ -16,6 +16,8 @@ from typing import Any, Final
 
 import jsonschema_rs
 
+from gateway.dip.vocabulary import DIP_ID_PATTERN, Environment
+
 MSG_SUCCESS: Final = "MSG0000 - Success"
 MSG_SCHEMA_FAILURE: Final = "MSG1001 - Schema Failure"
 #: Not in the published document (which shows no duplicate code): the simulator's choice.
@@ -24,7 +26,7 @@ MSG_DUPLICATE: Final = "MSG1002 - Duplicate Sender Unique Reference"
 SUR_PATTERN: Final = re.compile(
     r"^S-((IF|REP)-)?\d{3}[A-B]?-[0-9a-fA-F]{10}-[A-Z]{3,5}-\d{8}-[a-zA-Z0-9]+$"
 )
-_DIP_ID = re.compile(r"^\d{10}$")
+_DIP_ID = DIP_ID_PATTERN
 _MPAN = re.compile(r"^\d{13}$")
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[+-]\d{2}:\d{2}$")
 #: Interfaces whose CommonBlock carries M1 (principal MPAN) instead of M0.
@@ -71,7 +73,7 @@ def mpan_of(common: dict[str, Any]) -> str | None:
     return None
 
 
-ENVIRONMENT_TAGS: Final = frozenset({"PRD", "SITB", "SIT", "UIT", "DEV"})
+ENVIRONMENT_TAGS: Final = frozenset(tag.value for tag in Environment)
 GSP_GROUPS: Final = frozenset(
     f"_{c}" for c in ("A", "B", "C", "D", "E", "F", "G", "H", "J", "K", "L", "M", "N", "P")
 )
