@@ -26,7 +26,6 @@ MSG_DUPLICATE: Final = "MSG1002 - Duplicate Sender Unique Reference"
 SUR_PATTERN: Final = re.compile(
     r"^S-((IF|REP)-)?\d{3}[A-B]?-[0-9a-fA-F]{10}-[A-Z]{3,5}-\d{8}-[a-zA-Z0-9]+$"
 )
-_DIP_ID = DIP_ID_PATTERN
 _MPAN = re.compile(r"^\d{13}$")
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[+-]\d{2}:\d{2}$")
 #: Interfaces whose CommonBlock carries M1 (principal MPAN) instead of M0.
@@ -43,8 +42,8 @@ _NO_MPAN_INTERFACES: Final = frozenset(
     }
 )
 #: Every interface of the published document (DT-000-InterfaceID) and the MPAN block its
-#: CommonBlock requires: "M0", "M1" or None (``tests/test_dipsim_envelope.py`` checks this
-#: table against the document).
+#: CommonBlock requires: "M0", "M1" or None (``tests/test_dipsim_conformance.py`` checks
+#: this table against the document).
 MPAN_BLOCK: Final[dict[str, str | None]] = {
     iface: (None if iface in _NO_MPAN_INTERFACES else "M1" if iface in _M1_INTERFACES else "M0")
     for iface in (
@@ -61,18 +60,6 @@ MPAN_BLOCK: Final[dict[str, str | None]] = {
 }
 _MPAN_KEY: Final = {"M0": "MPANCore", "M1": "principalMPAN"}
 _A0_KEYS: Final = ("primaryRecipients", "secondaryRecipients", "always")
-
-
-def mpan_of(common: dict[str, Any]) -> str | None:
-    """The MPAN of an envelope-checked CommonBlock: M0's core, M1's principal MPAN, or None."""
-    for name, key in _MPAN_KEY.items():
-        block = common.get(name)
-        if isinstance(block, dict):
-            mpan = block.get(key)
-            return mpan if isinstance(mpan, str) else None
-    return None
-
-
 ENVIRONMENT_TAGS: Final = frozenset(tag.value for tag in Environment)
 GSP_GROUPS: Final = frozenset(
     f"_{c}" for c in ("A", "B", "C", "D", "E", "F", "G", "H", "J", "K", "L", "M", "N", "P")
@@ -88,6 +75,16 @@ _S1_KEYS: Final = (
     "DIPConnectionProviderID",
 )
 _S1_ALLOWED: Final = frozenset(_S1_KEYS)
+
+
+def mpan_of(common: dict[str, Any]) -> str | None:
+    """The MPAN of an envelope-checked CommonBlock: M0's core, M1's principal MPAN, or None."""
+    for name, key in _MPAN_KEY.items():
+        block = common.get(name)
+        if isinstance(block, dict):
+            mpan = block.get(key)
+            return mpan if isinstance(mpan, str) else None
+    return None
 
 
 def _nullable_str(value: Any, lo: int, hi: int) -> bool:
@@ -135,7 +132,9 @@ def check_message(item: Any, interface_id: str) -> list[str]:
             ids = a0.get(key)
             if not isinstance(ids, list):
                 problems.append(f"$.payload.CommonBlock.A0.{key}: missing or not an array")
-            elif any(i is not None and not (isinstance(i, str) and _DIP_ID.match(i)) for i in ids):
+            elif any(
+                i is not None and not (isinstance(i, str) and DIP_ID_PATTERN.match(i)) for i in ids
+            ):
                 problems.append(f"$.payload.CommonBlock.A0.{key}: DIP IDs are 10 digits")
         extra = set(a0) - set(_A0_KEYS)
         if extra:
@@ -160,7 +159,7 @@ def _check_mpan_block(block: Any, name: str) -> list[str]:
     if not (isinstance(mpan, str) and _MPAN.match(mpan)):
         problems.append(f"{p}.{key}: {mpan!r} is not 13 digits")
     dist = block.get("distributorDIPID")
-    if not (isinstance(dist, str) and _DIP_ID.match(dist)):
+    if not (isinstance(dist, str) and DIP_ID_PATTERN.match(dist)):
         problems.append(f"{p}.distributorDIPID: {dist!r} is not 10 digits")
     group = block.get("GSPGroupID")
     if not (isinstance(group, str) and group in GSP_GROUPS):
@@ -198,7 +197,7 @@ def _check_s1(s1: dict[str, Any]) -> list[str]:
     ):
         problems.append(f"{p}.senderTimestamp: {ts!r} is not like 2026-03-01T09:30:00+00:00")
     sender = s1.get("senderDIPID")
-    if "senderDIPID" in s1 and not (isinstance(sender, str) and _DIP_ID.match(sender)):
+    if "senderDIPID" in s1 and not (isinstance(sender, str) and DIP_ID_PATTERN.match(sender)):
         problems.append(f"{p}.senderDIPID: {sender!r} is not 10 digits")
     role = s1.get("senderRoleID")
     if "senderRoleID" in s1 and not (isinstance(role, str) and 3 <= len(role) <= 5):
@@ -206,7 +205,7 @@ def _check_s1(s1: dict[str, Any]) -> list[str]:
     if "senderCorrelationID" in s1 and not _nullable_str(s1["senderCorrelationID"], 1, 60):
         problems.append(f"{p}.senderCorrelationID: null or 1..60 characters")
     dcp = s1.get("DIPConnectionProviderID")
-    if dcp is not None and not (isinstance(dcp, str) and _DIP_ID.match(dcp)):
+    if dcp is not None and not (isinstance(dcp, str) and DIP_ID_PATTERN.match(dcp)):
         problems.append(f"{p}.DIPConnectionProviderID: {dcp!r} is not null or 10 digits")
     return problems
 
