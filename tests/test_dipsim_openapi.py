@@ -47,7 +47,6 @@ from schemathesis.config import SchemathesisConfig
 
 from dipsim.envelope import MPAN_BLOCK
 from dipsim.process import start_in_subprocess
-from gateway.signing.pki import dev_dip_id
 from tests.dipsim_fixtures import DevPki
 
 pytestmark = pytest.mark.openapi
@@ -215,8 +214,9 @@ def _config() -> SchemathesisConfig:
     )
 
 
-#: The dev PKI's DIP IDs (``tests.dipsim_fixtures.dev_pki`` makes three clients).
-DIP_IDS = [dev_dip_id(client, 1) for client in (1, 2, 3)]
+#: The dev PKI's DIP IDs (``tests.dipsim_fixtures.dev_pki`` makes three clients, one DIP ID
+#: each, numbered 14<client:04d><dip:04d>); the test checks them against the fixture's.
+DIP_IDS = ["1400010001", "1400020001", "1400030001"]
 schema = schemathesis.openapi.from_dict(document_under_test(DIP_IDS), config=_config())
 
 
