@@ -150,10 +150,13 @@ class DipSigning(requests.auth.AuthBase):
                 return part
         try:
             first = orjson.loads(body)[0]
-            sender = first.get("senderID") or first["payload"]["CommonBlock"]["S1"]["senderDIPID"]
-        except (orjson.JSONDecodeError, LookupError, TypeError, AttributeError):
+            if path == "/statusmessage":
+                sender = first["senderID"]
+            else:
+                sender = first["payload"]["CommonBlock"]["S1"]["senderDIPID"]
+        except (orjson.JSONDecodeError, LookupError, TypeError):
             return self._first
-        return sender if sender in self._clients else self._first
+        return sender if isinstance(sender, str) and sender in self._clients else self._first
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         body = request.body or b""
