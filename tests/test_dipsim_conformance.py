@@ -275,13 +275,14 @@ async def test_status_messages_are_validated_all_or_nothing(
     simulator: Simulator, pki: DevPki, bad: dict[str, Any]
 ) -> None:
     """One non-conforming item: 400 (no 207, which the document does not give this endpoint),
-    nothing stored or published, nothing malformed echoed."""
+    an entry per item, nothing stored or published, nothing malformed echoed."""
     items = [_status_item(pki), _status_item(pki, **bad)]
     r = await call(simulator, pki, "POST", "/statusmessage", 0, items)
     assert r.status_code == 400, r.text
     assert conforms("StandardResponse", r.json()) == []
-    [entry] = r.json()["messageArray"]
-    assert entry["help"].startswith("$[1]")
+    good, bad = r.json()["messageArray"]
+    assert bad["help"].startswith("$[1]") and "refused whole, [1] failed" in good["help"]
+    assert good["message"] == bad["message"] == "MSG1001 - Schema Failure"
     assert simulator.state.status_messages == [] and simulator.state.publication_count == 0
 
 

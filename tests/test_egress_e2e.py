@@ -283,7 +283,7 @@ async def test_a_topic_that_is_both_outbound_and_status_carries_both_kinds(
         )
         await ensure_topics(config.kafka, gateway_topics(config))
         sent = [_payload(1, seq) for seq in range(4)]
-        statuses = [_status(f"S-STATUS-{n}") for n in range(2)]
+        statuses = [_status(f"S-IF-043-{_dip_id(1)}-SUP-20261123-status{n}") for n in range(2)]
         values = [
             orjson.dumps(sent[0]),
             orjson.dumps(statuses[0]),

@@ -2,7 +2,7 @@
 
 Each item must be a StandardResponseBodyType of the document with a recipient; the request
 is all or nothing (the document gives this endpoint 201 and 400, no 207), so one bad item
-stores none.
+stores none, and the 400 has an entry per item saying which failed.
 """
 
 from __future__ import annotations
@@ -43,14 +43,32 @@ class StatusMessages:
         owner, _signer, _body, items = signed
         now = datetime.now(UTC)
         ts = dip_timestamp(now)
-        failed = [
-            entry(dip_id, MSG_SCHEMA_FAILURE, "; ".join(found), recipient=owner, ts=ts)
-            for index, item in enumerate(items)
-            if (found := _item_problems(index, item))
-        ]
-        if failed:
-            state.rejected_messages[MSG_SCHEMA_FAILURE] += len(failed)
-            return standard_response(failed, ts, 400)
+        problems = [_item_problems(index, item) for index, item in enumerate(items)]
+        failing = [index for index, found in enumerate(problems) if found]
+        if failing:
+            # One entry per item, in order: a client matching answers to messages learns
+            # which failed and that the others were not stored either.
+            refused = f"not stored: the request is refused whole, {failing} failed the schema"
+            state.rejected_messages[MSG_SCHEMA_FAILURE] += len(items)
+            return standard_response(
+                [
+                    entry(
+                        dip_id,
+                        MSG_SCHEMA_FAILURE,
+                        "; ".join(found) or refused,
+                        transaction_id=item.get("transactionID")
+                        if isinstance(item, dict)
+                        else None,
+                        sur=item.get("senderUniqueReference") if isinstance(item, dict) else None,
+                        correlation=item.get("correlationID") if isinstance(item, dict) else None,
+                        recipient=owner,
+                        ts=ts,
+                    )
+                    for item, found in zip(items, problems, strict=True)
+                ],
+                ts,
+                400,
+            )
         others = {item["senderID"] for item in items} - {owner}
         if others:
             return ctx.auth_error(
