@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 import pytest_asyncio
@@ -27,22 +26,11 @@ from tests.dipsim_fixtures import (  # noqa: F401
     dev_pki,
     dev_pki_manifest,
     pki,
-    signed_headers,
     simulator,
 )
+from tests.test_dipsim_publications import call
 
 DOCUMENT = Path(__file__).parent.parent / "gateway" / "data" / "dip-openapi-2.2.1.json"
-
-
-async def call(
-    sim: Simulator, pki: DevPki, method: str, path: str, client: int = 0, body: Any = None
-) -> httpx.Response:
-    """A request signed as client ``client``'s DIP ID (``body`` as JSON; bytes as they are)."""
-    raw = b"" if body is None else body if isinstance(body, bytes) else orjson.dumps(body)
-    url = sim.base_url + path
-    headers = signed_headers(pki.signer(client), pki.api_key(client), method, url, raw)
-    async with dcp_http_client(pki, sim.base_url) as http:
-        return await http.request(method, url, content=raw or None, headers=headers)
 
 
 def conforms(component: str, data: Any) -> list[str]:

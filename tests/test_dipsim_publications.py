@@ -32,8 +32,9 @@ async def call(
     body: Any = None,
     headers: dict[str, str] | None = None,
 ) -> httpx.Response:
-    """A request signed as client ``client``'s DIP ID (empty body for GET/DELETE)."""
-    raw = b"" if body is None else orjson.dumps(body)
+    """A request signed as client ``client``'s DIP ID (empty body for GET/DELETE; ``body``
+    as JSON, or bytes as they are)."""
+    raw = b"" if body is None else body if isinstance(body, bytes) else orjson.dumps(body)
     url = sim.base_url + path
     h = signed_headers(pki.signer(client), pki.api_key(client), method, url, raw)
     h.update(headers or {})
