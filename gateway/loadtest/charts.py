@@ -1,0 +1,118 @@
+"""PNG charts of a run (matplotlib, headless). Each is drawn only when the run has the data:
+two or more offered rates, two or more batch sizes, latencies, RSS readings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+_MB = 1024 * 1024
+
+
+def draw(result: dict[str, Any], output: Path) -> list[str]:
+    """The file names written in ``output``."""
+    phases = result["phases"]
+    egress = [p for p in phases if p["kind"] == "egress"]
+    ingress = [p for p in phases if p["kind"] == "ingress"]
+    written: list[str] = []
+    swept = [p for p in egress if p["offered_rate"]]
+    if len(swept) >= 2:
+        points = [
+            (p["offered_rate"], p["messages_per_second"], p["latency_ms"]["p99"]) for p in swept
+        ]
+        written.append(_versus(output, "throughput_vs_offered_rate.png", points, "offered msgs/s"))
+    by_batch: dict[int, dict[str, Any]] = {}
+    for p in egress:
+        if not p["offered_rate"] and not p["dip_latency_ms"] and not p["backlog"]:
+            by_batch.setdefault(p["batch"], p)
+    if len(by_batch) >= 2:
+        points = [
+            (b, p["messages_per_second"], p["latency_ms"]["p99"])
+            for b, p in sorted(by_batch.items())
+        ]
+        written.append(
+            _versus(output, "throughput_vs_batch_size.png", points, "batch size", log=True)
+        )
+    pushed = [p for p in ingress if p["offered_push_rate"]]
+    if len(pushed) >= 2:
+        points = [
+            (
+                p["offered_push_rate"] * p["batch"],
+                p["messages_per_second"],
+                p["push_latency_ms"]["p99"],
+            )
+            for p in pushed
+        ]
+        written.append(_versus(output, "ingress_vs_offered_rate.png", points, "offered msgs/s"))
+    if any(p["latency_cdf"] for p in phases):
+        written.append(_cdf(output, phases))
+    if any(p["rss_series"] for p in phases):
+        written.append(_rss(output, phases))
+    return written
+
+
+def _versus(
+    output: Path,
+    name: str,
+    points: list[tuple[float, float, float]],
+    xlabel: str,
+    log: bool = False,
+) -> str:
+    xs, rates, p99s = zip(*points, strict=True)
+    fig, left = plt.subplots(figsize=(7, 4))
+    left.plot(xs, rates, "o-", color="tab:blue", label="achieved msgs/s")
+    left.set_xlabel(xlabel)
+    left.set_ylabel("achieved msgs/s", color="tab:blue")
+    if log:
+        left.set_xscale("log")
+    right = left.twinx()
+    right.plot(xs, p99s, "s--", color="tab:red", label="p99 latency")
+    right.set_ylabel("p99 latency (ms)", color="tab:red")
+    right.set_yscale("log")
+    left.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(output / name, dpi=100)
+    plt.close(fig)
+    return name
+
+
+def _cdf(output: Path, phases: list[dict[str, Any]]) -> str:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for p in phases:
+        if p["latency_cdf"]:
+            ms, share = zip(*p["latency_cdf"], strict=True)
+            what = "push" if p["kind"] == "ingress" else "Kafka -> DIP ack"
+            ax.plot(ms, share, label=f"{p['label']} ({what})")
+    ax.set_xscale("log")
+    ax.set_xlabel("latency (ms)")
+    ax.set_ylabel("share of messages at or below")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(output / "latency_cdf.png", dpi=100)
+    plt.close(fig)
+    return "latency_cdf.png"
+
+
+def _rss(output: Path, phases: list[dict[str, Any]]) -> str:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for p in phases:
+        if p["rss_series"]:
+            ax.plot(
+                [s["t"] for s in p["rss_series"]],
+                [s["rss"] / _MB for s in p["rss_series"]],
+                label=p["label"],
+            )
+    ax.set_xlabel("seconds since the gateway started")
+    ax.set_ylabel("gateway RSS (MB)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(output / "rss_over_time.png", dpi=100)
+    plt.close(fig)
+    return "rss_over_time.png"

@@ -1,0 +1,221 @@
+"""One egress phase: produce, then account for every message from the gateway's result and
+dead-letter records, with latencies from Kafka timestamps and the DIP's acknowledgement."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from array import array
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from gateway.config import GatewayConfig
+from gateway.kafka.clients import create_consumer, create_producer
+from gateway.loadtest.stats import Latency
+
+_PENDING, _DELIVERED, _DEAD = 0, 1, 2
+
+
+class Ledger:
+    """Per produced record (topic partition, offset): its Kafka timestamp and what became of
+    it. Arrays indexed by offset (the topics are new, so offsets start at 0): a million
+    entries in a few MB, where a dict would take a hundred."""
+
+    def __init__(self) -> None:
+        self._ts: dict[int, array[float]] = {}
+        self._state: dict[int, array[int]] = {}
+        self.produced = 0
+        self.delivered = 0
+        self.dead_lettered = 0
+        self.duplicates = 0  # outcomes for a record already final (at-least-once repeats)
+        self.unknown = 0  # outcomes for no record of this phase
+
+    def sent(self, partition: int, offset: int, timestamp_ms: float) -> None:
+        ts = self._ts.get(partition)
+        if ts is None:
+            ts = self._ts[partition] = array("d")
+            self._state[partition] = array("b")
+        if offset >= len(ts):
+            grow = offset + 1 - len(ts)
+            ts.extend([math.nan] * grow)
+            self._state[partition].extend(bytes(grow))
+        ts[offset] = timestamp_ms
+        self.produced += 1
+
+    def settle(self, partition: int, offset: int, dead: bool) -> float | None:
+        """Mark the record final; its produce timestamp (ms), or None when not ours or
+        already final."""
+        ts = self._ts.get(partition)
+        if ts is None or offset >= len(ts) or math.isnan(ts[offset]):
+            self.unknown += 1
+            return None
+        state = self._state[partition]
+        if state[offset] != _PENDING:
+            self.duplicates += 1
+            return None
+        state[offset] = _DEAD if dead else _DELIVERED
+        if dead:
+            self.dead_lettered += 1
+        else:
+            self.delivered += 1
+        return ts[offset]
+
+    @property
+    def final(self) -> int:
+        return self.delivered + self.dead_lettered
+
+    @property
+    def missing(self) -> int:
+        return self.produced - self.final
+
+
+@dataclass
+class Outcomes:
+    """What came back, as the consumer read it."""
+
+    ledger: Ledger = field(default_factory=Ledger)
+    ack_latency: Latency = field(default_factory=Latency)  # Kafka -> DIP acknowledgement
+    result_latency: Latency = field(default_factory=Latency)  # Kafka -> result in Kafka
+    statuses: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+    last_at: float = 0.0  # time.time() of the latest outcome record's Kafka timestamp
+    first_at: float = 0.0
+    #: Measured messages only: warm-up records are settled but not timed.
+    timing: bool = True
+
+
+def _settle_result(out: Outcomes, value: bytes, result_ts_ms: int) -> None:
+    doc = orjson.loads(value)
+    source = doc["source"]
+    sent_ms = out.ledger.settle(source["partition"], source["offset"], dead=False)
+    if sent_ms is None:
+        return
+    out.statuses[str(doc.get("dipStatus"))] += 1
+    if out.timing:
+        acked = doc.get("acknowledgedAt")
+        if acked:
+            out.ack_latency.record_ms(datetime.fromisoformat(acked).timestamp() * 1000 - sent_ms)
+        out.result_latency.record_ms(result_ts_ms - sent_ms)
+
+
+def _settle_dead(out: Outcomes, headers: Sequence[tuple[str, bytes]]) -> None:
+    h = dict(headers)
+    try:
+        partition = int(h["dcpgw-source-partition"])
+        offset = int(h["dcpgw-source-offset"])
+    except (KeyError, ValueError):
+        out.ledger.unknown += 1
+        return
+    if out.ledger.settle(partition, offset, dead=True) is None:
+        return
+    out.statuses[h.get("dcpgw-dip-status", b"none").decode()] += 1
+    out.reasons[h.get("dcpgw-reason", b"").decode("utf-8", "replace")[:120]] += 1
+
+
+async def watch_outcomes(
+    config: GatewayConfig,
+    out: Outcomes,
+    stop: asyncio.Event,
+    on_progress: Callable[[int], None] = lambda n: None,
+) -> None:
+    """Read every client's results and dead-letter topics (and the gateway's own) from the
+    start until ``stop``; settle each record in the ledger."""
+    results = {c.topics.results for c in config.clients}
+    dead = {c.topics.dead_letter for c in config.clients} | {config.kafka.dead_letter_topic}
+    consumer = create_consumer(
+        config.kafka, *(results | dead), group_id=None, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=200, max_records=20_000)
+            before = out.ledger.final
+            for tp, records in batch.items():
+                is_result = tp.topic in results
+                for r in records:
+                    if is_result:
+                        _settle_result(out, r.value, r.timestamp)
+                    else:
+                        _settle_dead(out, r.headers)
+                    stamp = r.timestamp / 1000
+                    out.last_at = max(out.last_at, stamp)
+                    out.first_at = min(out.first_at or stamp, stamp)
+            if out.ledger.final != before:
+                on_progress(out.ledger.final - before)
+    finally:
+        await consumer.stop()
+
+
+async def produce(
+    config: GatewayConfig,
+    chunks: Iterable[list[tuple[bytes, bytes]]],
+    ledger: Ledger,
+    rate: float | None,
+    on_sent: Callable[[int], None] = lambda n: None,
+) -> tuple[float, float]:
+    """Send every (key, value); open loop at ``rate`` messages/s (the schedule does not wait
+    for the gateway), or as fast as the producer goes. Each record's Kafka timestamp is set
+    here and kept in ``ledger`` with its partition and offset from the acknowledgement.
+    Returns (first send, last acknowledgement) as ``time.time()``."""
+    producer = create_producer(config.kafka, linger_ms=5, max_batch_size=256 * 1024)
+    topic = config.kafka.outbound_topics[0]
+    await producer.start()
+    started = time.time()
+    try:
+        clock0 = time.monotonic()
+        offered = 0
+        pending: list[asyncio.Future[Any]] = []
+        for chunk in chunks:
+            for i in range(0, len(chunk), 200 if rate else len(chunk)):
+                part = chunk[i : i + 200] if rate else chunk
+                if rate:
+                    due = clock0 + (offered + len(part)) / rate
+                    delay = due - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                now_ms = time.time() * 1000
+                for key, value in part:
+                    future = await producer.send(topic, value, key=key, timestamp_ms=int(now_ms))
+                    pending.append(future)
+                offered += len(part)
+                if len(pending) >= 2000:
+                    await _acked(pending, ledger, on_sent)
+        await _acked(pending, ledger, on_sent)
+    finally:
+        await producer.stop()
+    return started, time.time()
+
+
+async def _acked(
+    pending: list[asyncio.Future[Any]], ledger: Ledger, on_sent: Callable[[int], None]
+) -> None:
+    for meta in await asyncio.gather(*pending):
+        stamp = meta.timestamp if meta.timestamp and meta.timestamp > 0 else time.time() * 1000
+        ledger.sent(meta.partition, meta.offset, stamp)
+    on_sent(len(pending))
+    pending.clear()
+
+
+async def wait_settled(
+    out: Outcomes, idle_timeout: float, producing: asyncio.Task[Any] | None = None
+) -> None:
+    """Until every produced record is final, or nothing has become final for
+    ``idle_timeout`` seconds after production ended (the rest are then missing)."""
+    last_final, last_change = -1, time.monotonic()
+    while True:
+        done = producing is None or producing.done()
+        if done and out.ledger.produced and out.ledger.missing <= 0:
+            return
+        if out.ledger.final != last_final:
+            last_final, last_change = out.ledger.final, time.monotonic()
+        elif done and time.monotonic() - last_change > idle_timeout:
+            return
+        if producing is not None and producing.done():
+            producing.result()  # a failed producer fails the phase
+        await asyncio.sleep(0.05)

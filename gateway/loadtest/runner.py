@@ -1,0 +1,457 @@
+"""Carry out a scenario: set up, run its phases with a progress bar, measure the limits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from gateway.config import GatewayConfig
+from gateway.demo import simulator_program
+from gateway.kafka.clients import create_consumer
+from gateway.kafka.embedded import EmbeddedBroker, free_port
+from gateway.kafka.topics import ensure_topics, gateway_topics
+from gateway.loadtest import harness, limits
+from gateway.loadtest.egress import Outcomes, produce, wait_settled, watch_outcomes
+from gateway.loadtest.harness import Environment
+from gateway.loadtest.messages import MessageFactory, senders
+from gateway.loadtest.scenarios import EgressPhase, IngressPhase, Scenario
+from gateway.loadtest.stats import Latency, ProcSeries, read_proc, steal_seconds
+
+#: Seconds without a new outcome (after producing ended) before the rest count as missing.
+IDLE_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Options:
+    output: Path
+    workdir: Path
+    bits: int = 4096
+    bootstrap_servers: str | None = None
+    simulator_url: str | None = None
+    pki: Path | None = None  # the simulator's dev PKI (required with simulator_url)
+    idempotence: bool = True  # with bootstrap_servers: the broker has InitProducerId
+    command: str = ""
+    progress: bool = True
+
+
+@dataclass
+class Context:
+    options: Options
+    env: Environment
+    factory: MessageFactory
+    run_tag: str
+    progress: Any
+    dip_latency_ms: float = 0.0
+    phase_index: int = 0
+    max_rate: float = 0.0
+    logs: Path = field(default_factory=Path)
+    configs: list[Path] = field(default_factory=list)  # removed at the end of the run
+
+
+class _Timeline:
+    """Seconds from the phase's start to each step: where a run's wall time goes."""
+
+    def __init__(self) -> None:
+        self._start = time.monotonic()
+        self.marks: dict[str, float] = {}
+
+    def mark(self, what: str) -> None:
+        self.marks[what] = round(time.monotonic() - self._start, 2)
+
+
+class _Bar:
+    """A rich progress task, or nothing (``--no-progress``, tests)."""
+
+    def __init__(self, progress: Any, label: str, total: int) -> None:
+        self._progress = progress
+        self._task = progress.add_task(label, total=total) if progress is not None else None
+
+    def advance(self, n: int) -> None:
+        if self._task is not None:
+            self._progress.advance(self._task, n)
+
+    def total(self, total: int) -> None:
+        if self._task is not None:
+            self._progress.update(self._task, total=total)
+
+
+async def run_scenario(scenario: Scenario, options: Options) -> dict[str, Any]:
+    """Every phase of ``scenario``; the raw result document (see :mod:`.report`)."""
+    options.output.mkdir(parents=True, exist_ok=True)
+    async with contextlib.AsyncExitStack() as stack:
+        if options.simulator_url and options.pki is None:
+            raise ValueError("--simulator-url needs --pki: the simulator's dev PKI folder")
+        pki = options.pki
+        if pki is None:
+            pki = await asyncio.to_thread(
+                harness.pki_for, options.workdir, scenario.clients, options.bits
+            )
+        bootstrap = options.bootstrap_servers
+        if bootstrap is None:
+            broker = EmbeddedBroker()
+            bootstrap = await asyncio.to_thread(broker.start)
+            stack.callback(broker.stop)
+        sim_url, sim_pid = options.simulator_url, None
+        if sim_url is None:
+            sim = await stack.enter_async_context(
+                simulator_program(pki, 0, ("--max-messages", "10000"))
+            )
+            sim_url, sim_pid = sim.url, sim.pid
+        embedded = options.bootstrap_servers is None
+        idempotence = options.idempotence and not embedded
+        env = Environment(pki, bootstrap, embedded, idempotence, sim_url, free_port())
+        run_tag = f"{int(time.time()) % 100_000:05d}"
+        base_path, base = _base_config(env, run_tag)
+        progress = await stack.enter_async_context(_progress(options.progress))
+        ctx = Context(
+            options,
+            env,
+            MessageFactory(base, run_tag=int(run_tag)),
+            run_tag,
+            progress,
+            logs=options.output / "logs",
+        )
+        ctx.logs.mkdir(exist_ok=True)
+        stack.callback(_remove, ctx.configs)
+        doc: dict[str, Any] = {
+            "scenario": scenario.name,
+            "description": scenario.description,
+            "command": options.command,
+            "started_at": time.time(),
+            "broker": "embedded Tansu" if options.bootstrap_servers is None else bootstrap,
+            "simulator": "embedded" if sim_pid else sim_url,
+            "phases": [],
+        }
+        ctx.configs.append(base_path)
+        if any(isinstance(p, EgressPhase) and p.round_trip for p in scenario.phases):
+            doc["webhooks_registered"] = await harness.register_webhooks(base)
+        if scenario.limits:
+            raw = await asyncio.to_thread(limits.raw_signing, base, scenario.signing_seconds)
+            doc["raw_signing"] = raw.as_json()
+        for phase in scenario.phases:
+            ctx.phase_index += 1
+            if isinstance(phase, EgressPhase):
+                figures = await _egress_phase(ctx, phase)
+                ctx.max_rate = max(ctx.max_rate, figures["messages_per_second"])
+            else:
+                figures = await _ingress_phase(ctx, phase, scenario.clients)
+            doc["phases"].append(figures)
+        if scenario.baseline_messages:
+            doc["baseline"] = await _baseline(ctx, scenario.baseline_messages)
+        if ctx.dip_latency_ms:
+            await harness.set_dip_latency(base, 0.0)
+        doc["finished_at"] = time.time()
+        return doc
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+@contextlib.asynccontextmanager
+async def _progress(enabled: bool) -> AsyncIterator[Any]:
+    if not enabled:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns) as progress:
+        yield progress
+
+
+def _base_config(env: Environment, run_tag: str) -> tuple[Path, GatewayConfig]:
+    data = harness.phase_config(env, f"{run_tag}-base", batch=1, ops_port=0)
+    return harness.write_config(data, env.pki, f"loadtest-{run_tag}-base")
+
+
+async def _phase_config(
+    ctx: Context, batch: int, dedup_window: int = 100_000
+) -> tuple[str, int, Path, GatewayConfig]:
+    tag = f"{ctx.run_tag}-{ctx.phase_index}"
+    ops_port = free_port()
+    data = harness.phase_config(
+        ctx.env, tag, batch=batch, ops_port=ops_port, dedup_window=dedup_window
+    )
+    path, config = harness.write_config(data, ctx.env.pki, f"loadtest-{tag}")
+    ctx.configs.append(path)
+    await ensure_topics(config.kafka, gateway_topics(config))
+    return tag, ops_port, path, config
+
+
+async def _sample(series: ProcSeries, every: float = 0.25) -> None:
+    while True:
+        series.sample()
+        await asyncio.sleep(every)
+
+
+async def _count_records(
+    config: GatewayConfig, topics: set[str], counter: list[int], stop: asyncio.Event
+) -> None:
+    consumer = create_consumer(config.kafka, *topics, group_id=None, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=200)
+            counter[0] += sum(len(records) for records in batch.values())
+    finally:
+        await consumer.stop()
+
+
+async def _until(check: Callable[[], bool], idle: Callable[[], int], patience: float) -> None:
+    """Until ``check()``, or ``idle()`` has not changed for ``patience`` seconds."""
+    last, since = idle(), time.monotonic()
+    while not check():
+        await asyncio.sleep(0.1)
+        now = idle()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since > patience:
+            return
+
+
+async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
+    timeline = _Timeline()
+    tag, ops_port, path, config = await _phase_config(ctx, phase.batch)
+    if phase.dip_latency_ms != ctx.dip_latency_ms:
+        await harness.set_dip_latency(config, phase.dip_latency_ms)
+        ctx.dip_latency_ms = phase.dip_latency_ms
+    who = senders(config, phase.clients + (1 if phase.round_trip and phase.clients < 2 else 0))
+    rate = phase.rate
+    if phase.rate_of_max is not None and ctx.max_rate:
+        rate = phase.rate_of_max * ctx.max_rate
+    warm_count = 0 if phase.backlog else min(2000, max(64, 4 * phase.batch))
+    bar = _Bar(ctx.progress, phase.label, phase.messages + warm_count)
+    out = Outcomes()
+    stop = asyncio.Event()
+    inbound = [0]
+    tasks = [asyncio.create_task(watch_outcomes(config, out, stop, bar.advance))]
+    if phase.round_trip:
+        topics = {c.topics.inbound for c in config.clients}
+        tasks.append(asyncio.create_task(_count_records(config, topics, inbound, stop)))
+    chunks = ctx.factory.stream(phase.messages, who, phase.interfaces, phase.round_trip)
+    gateway_started = 0.0
+    try:
+        if phase.backlog:
+            out.timing = True
+            sent = _Bar(ctx.progress, f"  producing {phase.label}", phase.messages)
+            await produce(config, chunks, out.ledger, None, sent.advance)
+        timeline.mark("topics and messages ready")
+        async with harness.gateway_process(path, ops_port, ctx.logs / f"gateway-{tag}.log") as gw:
+            timeline.mark("gateway ready")
+            gateway_started = time.time()
+            series = ProcSeries(gw.pid)
+            sampler = asyncio.create_task(_sample(series))
+            tasks.append(sampler)
+            if warm_count:
+                out.timing = False
+                warm_up = ctx.factory.stream(warm_count, who, phase.interfaces, phase.round_trip)
+                await produce(config, warm_up, out.ledger, None)
+                await wait_settled(out, IDLE_TIMEOUT)
+                timeline.mark("warm-up done")
+            warm = (out.ledger.produced, out.ledger.delivered, out.ledger.dead_lettered)
+            reading0 = read_proc(gw.pid)
+            requests0 = await gw.metric("dcpgw_egress_requests_total")
+            steal0 = steal_seconds()
+            out.timing = True
+            if phase.backlog:
+                started = gateway_started
+                await wait_settled(out, IDLE_TIMEOUT)
+            else:
+                producing = asyncio.create_task(produce(config, chunks, out.ledger, rate))
+                await wait_settled(out, IDLE_TIMEOUT, producing)
+                started, _ = producing.result()
+            reading1 = read_proc(gw.pid)
+            timeline.mark("measured messages final")
+            requests1 = await gw.metric("dcpgw_egress_requests_total")
+            steal = steal_seconds() - steal0
+            if phase.round_trip:
+                expected = out.ledger.delivered
+                await _until(lambda: inbound[0] >= expected, lambda: inbound[0], 15.0)
+                timeline.mark("pushed back")
+            sampler.cancel()
+        timeline.mark("gateway stopped")
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    produced = out.ledger.produced - warm[0]
+    delivered = out.ledger.delivered - warm[1]
+    dead = out.ledger.dead_lettered - warm[2]
+    measured = delivered + dead
+    window = max(1e-6, out.last_at - started)
+    assert reading0 is not None and reading1 is not None, "the gateway process vanished"
+    cpu = reading1.cpu_seconds - reading0.cpu_seconds
+    figures: dict[str, Any] = {
+        "kind": "egress",
+        "label": phase.label,
+        "batch": phase.batch,
+        "clients": len(who),
+        "interfaces": list(phase.interfaces),
+        "offered_rate": rate,
+        "dip_latency_ms": phase.dip_latency_ms,
+        "backlog": phase.backlog,
+        "warmup_messages": warm[0],
+        "produced": produced,
+        "delivered": delivered,
+        "dead_lettered": dead,
+        "missing": out.ledger.missing,  # warm-up included: every record must come back
+        "duplicates": out.ledger.duplicates,
+        "unknown_outcomes": out.ledger.unknown,
+        "seconds": window,
+        "messages_per_second": measured / window,
+        "signatures_per_second": (requests1 - requests0) / window,
+        "requests": requests1 - requests0,
+        "gateway_cpu_seconds": cpu,
+        "gateway_cpu_us_per_message": cpu / measured * 1e6 if measured else None,
+        "gateway_cpus_busy": cpu / window,
+        "peak_rss_bytes": series.peak_rss_bytes,
+        "rss_series": series.as_json(series.readings[0].at if series.readings else 0.0),
+        "steal_cpus": steal / window,
+        "latency_ms": out.ack_latency.summary_ms(),
+        "result_latency_ms": out.result_latency.summary_ms(),
+        "latency_cdf": out.ack_latency.cdf_ms(),
+        "dip_status": dict(out.statuses),
+        "dead_letter_reasons": dict(out.reasons.most_common(5)),
+        "timeline": timeline.marks,
+    }
+    if phase.round_trip:
+        figures["round_trip"] = {
+            "expected": out.ledger.delivered,
+            "received": inbound[0],
+            "missing": max(0, out.ledger.delivered - inbound[0]),
+        }
+    return figures
+
+
+async def _ingress_phase(ctx: Context, phase: IngressPhase, clients: int) -> dict[str, Any]:
+    timeline = _Timeline()
+    total = phase.pushes * phase.batch
+    tag, ops_port, path, config = await _phase_config(ctx, 1, dedup_window=total * 2)
+    port = ctx.env.webhook_port
+    prefix = config.ingress.publication_path
+    targets = [
+        {
+            "recipient": d.dip_id,
+            "public_url": f"{config.ingress.public_base_url}{prefix}/IF-043/{d.dip_id}",
+            "connect_url": f"https://127.0.0.1:{port}{prefix}/IF-043/{d.dip_id}",
+        }
+        for c in config.clients[:clients]
+        for d in c.dip_ids[:1]
+    ]
+    spec = {
+        "pki": str(ctx.env.pki),
+        "targets": targets,
+        "pushes": phase.pushes,
+        "batch": phase.batch,
+        "push_rate": phase.push_rate,
+        "concurrency": phase.concurrency,
+        "tag": f"{tag.replace('-', '')[-6:]}{ctx.phase_index:02d}"[-8:],
+    }
+    bar = _Bar(ctx.progress, phase.label, total)
+    stop = asyncio.Event()
+    received = [0]
+    topics = {c.topics.inbound for c in config.clients}
+    counter = asyncio.create_task(_count_records(config, topics, received, stop))
+    try:
+        async with harness.gateway_process(path, ops_port, ctx.logs / f"gateway-{tag}.log") as gw:
+            timeline.mark("gateway ready")
+            series = ProcSeries(gw.pid)
+            sampler = asyncio.create_task(_sample(series))
+            proc = await asyncio.create_subprocess_exec(
+                *_python("gateway.loadtest.pusher"),
+                orjson.dumps(spec).decode(),
+                stdout=asyncio.subprocess.PIPE,
+            )
+            assert proc.stdout is not None
+            await proc.stdout.readline()  # "signed": the clock starts
+            timeline.mark("pushes signed")
+            reading0, steal0 = read_proc(gw.pid), steal_seconds()
+            shown = [0]
+
+            def show() -> int:
+                bar.advance(received[0] - shown[0])
+                shown[0] = received[0]
+                return received[0]
+
+            out, _ = await proc.communicate()
+            await _until(lambda: show() >= total, show, 15.0)
+            reading1, steal = read_proc(gw.pid), steal_seconds() - steal0
+            timeline.mark("messages in Kafka")
+            sampler.cancel()
+        timeline.mark("gateway stopped")
+    finally:
+        stop.set()
+        await asyncio.gather(counter, return_exceptions=True)
+    result = orjson.loads(out.decode().strip().splitlines()[-1])
+    latency = Latency()
+    for seconds in result["latencies"]:
+        latency.record_seconds(seconds)
+    assert reading0 is not None and reading1 is not None
+    cpu = reading1.cpu_seconds - reading0.cpu_seconds
+    elapsed = result["elapsed"]
+    return {
+        "kind": "ingress",
+        "label": phase.label,
+        "pushes": phase.pushes,
+        "batch": phase.batch,
+        "offered_push_rate": phase.push_rate,
+        "concurrency": phase.concurrency,
+        "produced": total,
+        "delivered": min(received[0], total),
+        "dead_lettered": 0,
+        "missing": max(0, total - received[0]),
+        "duplicates": max(0, received[0] - total),
+        "push_statuses": result["statuses"],
+        "seconds": elapsed,
+        "messages_per_second": received[0] / elapsed if elapsed else 0.0,
+        "pushes_per_second": phase.pushes / elapsed if elapsed else 0.0,
+        "push_latency_ms": latency.summary_ms(),
+        "latency_cdf": latency.cdf_ms(),
+        "gateway_cpu_seconds": cpu,
+        "gateway_cpu_us_per_message": cpu / total * 1e6,
+        "gateway_cpus_busy": cpu / elapsed if elapsed else 0.0,
+        "peak_rss_bytes": series.peak_rss_bytes,
+        "rss_series": series.as_json(series.readings[0].at if series.readings else 0.0),
+        "steal_cpus": steal / elapsed if elapsed else 0.0,
+        "timeline": timeline.marks,
+    }
+
+
+def _python(module: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", module]
+
+
+async def _baseline(ctx: Context, count: int) -> dict[str, Any]:
+    ctx.phase_index += 1
+    _, _, path, config = await _phase_config(ctx, 1)
+    who = senders(config, 1)
+    ledger = Outcomes().ledger
+    await produce(config, ctx.factory.stream(count, who, ("IF-043",), False), ledger, None)
+    bar = _Bar(ctx.progress, "naive baseline", 1)
+    try:
+        baseline = await limits.naive_baseline(path, count)
+    except FileNotFoundError as exc:
+        return {"skipped": str(exc)}
+    bar.advance(1)
+    return baseline.as_json()
