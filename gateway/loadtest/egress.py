@@ -8,12 +8,13 @@ import math
 import time
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
+from aiokafka import TopicPartition
 
 from gateway.config import GatewayConfig
 from gateway.kafka.clients import create_consumer, create_producer
@@ -118,38 +119,76 @@ def _settle_dead(out: Outcomes, headers: Sequence[tuple[str, bytes]]) -> None:
     out.reasons[h.get("dcpgw-reason", b"").decode("utf-8", "replace")[:120]] += 1
 
 
-async def watch_outcomes(
-    config: GatewayConfig,
-    out: Outcomes,
-    stop: asyncio.Event,
-    on_progress: Callable[[int], None] = lambda n: None,
-) -> None:
-    """Read every client's results and dead-letter topics (and the gateway's own) from the
-    start until ``stop``; settle each record in the ledger."""
-    results = {c.topics.results for c in config.clients}
-    dead = {c.topics.dead_letter for c in config.clients} | {config.kafka.dead_letter_topic}
-    consumer = create_consumer(
-        config.kafka, *(results | dead), group_id=None, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    try:
-        while not stop.is_set():
-            batch = await consumer.getmany(timeout_ms=200, max_records=20_000)
-            before = out.ledger.final
+class TopicReader:
+    """Every partition of some topics, read from the start by hand (no group). A phase reads
+    them when the gateway is done, so reading and parsing take no CPU from it while it is
+    measured (the records' Kafka timestamps say when they were written)."""
+
+    def __init__(self, config: GatewayConfig, topics: Iterable[str]) -> None:
+        self._consumer = create_consumer(config.kafka, group_id=None, enable_auto_commit=False)
+        self._topics = sorted(set(topics))
+        self._parts: list[TopicPartition] = []
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        await self._consumer.topics()  # metadata: the partitions of every topic
+        self._parts = [
+            TopicPartition(topic, p)
+            for topic in self._topics
+            for p in sorted(self._consumer.partitions_for_topic(topic) or ())
+        ]
+        self._consumer.assign(self._parts)
+        await self._consumer.seek_to_beginning(*self._parts)
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def read_to_end(self, handle: Callable[[str, Any], None]) -> None:
+        """``handle(topic, record)`` for every record up to the current end offsets."""
+        ends = await self._consumer.end_offsets(self._parts)
+        left = {tp for tp, end in ends.items() if await self._consumer.position(tp) < end}
+        while left:
+            batch = await self._consumer.getmany(*left, timeout_ms=500, max_records=50_000)
             for tp, records in batch.items():
-                is_result = tp.topic in results
-                for r in records:
-                    if is_result:
-                        _settle_result(out, r.value, r.timestamp)
-                    else:
-                        _settle_dead(out, r.headers)
-                    stamp = r.timestamp / 1000
-                    out.last_at = max(out.last_at, stamp)
-                    out.first_at = min(out.first_at or stamp, stamp)
-            if out.ledger.final != before:
-                on_progress(out.ledger.final - before)
-    finally:
-        await consumer.stop()
+                for record in records:
+                    handle(tp.topic, record)
+            left = {tp for tp in left if await self._consumer.position(tp) < ends[tp]}
+
+
+class RecordCounter(TopicReader):
+    def __init__(self, config: GatewayConfig, topics: Iterable[str]) -> None:
+        super().__init__(config, topics)
+        self.count = 0
+
+    def _add(self, topic: str, record: Any) -> None:
+        self.count += 1
+
+    async def count_to_end(self) -> int:
+        await self.read_to_end(self._add)
+        return self.count
+
+
+class OutcomeReader(TopicReader):
+    """The results and dead-letter topics of a phase, settled into ``out``."""
+
+    def __init__(self, config: GatewayConfig, out: Outcomes) -> None:
+        self._results = {c.topics.results for c in config.clients}
+        dead = {c.topics.dead_letter for c in config.clients} | {config.kafka.dead_letter_topic}
+        super().__init__(config, self._results | dead)
+        self.out = out
+
+    def _settle(self, topic: str, record: Any) -> None:
+        out = self.out
+        if topic in self._results:
+            _settle_result(out, record.value, record.timestamp)
+        else:
+            _settle_dead(out, record.headers)
+        stamp = record.timestamp / 1000
+        out.last_at = max(out.last_at, stamp)
+        out.first_at = min(out.first_at or stamp, stamp)
+
+    async def settle(self) -> None:
+        await self.read_to_end(self._settle)
 
 
 async def produce(
@@ -203,19 +242,34 @@ async def _acked(
 
 
 async def wait_settled(
-    out: Outcomes, idle_timeout: float, producing: asyncio.Task[Any] | None = None
+    reader: OutcomeReader,
+    final: Callable[[], Awaitable[float]],
+    idle_timeout: float,
+    producing: asyncio.Task[Any] | None = None,
+    on_progress: Callable[[int], None] = lambda n: None,
 ) -> None:
     """Until every produced record is final, or nothing has become final for
-    ``idle_timeout`` seconds after production ended (the rest are then missing)."""
-    last_final, last_change = -1, time.monotonic()
+    ``idle_timeout`` seconds after production ended (the rest are then missing).
+
+    While the gateway works, progress is its own count of final messages (``final``, from its
+    metrics: cheaper for it than a consumer in this process, and Tansu's end offsets do not
+    count records); the records are read from Kafka, and only they count, once that says all
+    are done."""
+    ledger = reader.out.ledger
+    last, last_change = -1, time.monotonic()
     while True:
-        done = producing is None or producing.done()
-        if done and out.ledger.produced and out.ledger.missing <= 0:
-            return
-        if out.ledger.final != last_final:
-            last_final, last_change = out.ledger.final, time.monotonic()
-        elif done and time.monotonic() - last_change > idle_timeout:
-            return
         if producing is not None and producing.done():
             producing.result()  # a failed producer fails the phase
-        await asyncio.sleep(0.05)
+        done = producing is None or producing.done()
+        written = int(await final())
+        on_progress(written)
+        if done and ledger.produced and written >= ledger.produced:
+            await reader.settle()
+            if ledger.missing <= 0:
+                return
+        if written != last:
+            last, last_change = written, time.monotonic()
+        elif done and time.monotonic() - last_change > idle_timeout:
+            await reader.settle()
+            return
+        await asyncio.sleep(0.2)

@@ -96,19 +96,31 @@ class GatewayProcess:
     pid: int
     ops_url: str
 
-    async def metric(self, name: str) -> float:
-        """The sum of a metric's samples on the gateway's /metrics (all labels)."""
+    async def metrics(self, *names: str) -> list[float]:
+        """For each name, the sum of its samples on the gateway's /metrics (all labels)."""
         async with (
             aiohttp.ClientSession() as session,
             session.get(f"{self.ops_url}/metrics") as response,
         ):
             text = await response.text()
-        total = 0.0
+        totals = dict.fromkeys(names, 0.0)
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
-                if sample.name == name:
-                    total += sample.value
-        return total
+                if sample.name in totals:
+                    totals[sample.name] += sample.value
+        return [totals[name] for name in names]
+
+    async def egress_final(self) -> float:
+        """Messages the gateway has finished with (accepted or dead-lettered)."""
+        names = (
+            "dcpgw_egress_messages_accepted_total",
+            "dcpgw_egress_messages_dead_lettered_total",
+        )
+        return sum(await self.metrics(*names))
+
+    async def ingress_messages(self) -> float:
+        """Messages of answered pushes, whatever became of them."""
+        return (await self.metrics("dcpgw_ingress_messages_total"))[0]
 
 
 @contextlib.asynccontextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,11 +14,16 @@ import orjson
 
 from gateway.config import GatewayConfig
 from gateway.demo import simulator_program
-from gateway.kafka.clients import create_consumer
 from gateway.kafka.embedded import EmbeddedBroker, free_port
 from gateway.kafka.topics import ensure_topics, gateway_topics
 from gateway.loadtest import harness, limits
-from gateway.loadtest.egress import Outcomes, produce, wait_settled, watch_outcomes
+from gateway.loadtest.egress import (
+    OutcomeReader,
+    Outcomes,
+    RecordCounter,
+    produce,
+    wait_settled,
+)
 from gateway.loadtest.harness import Environment
 from gateway.loadtest.messages import MessageFactory, senders
 from gateway.loadtest.scenarios import EgressPhase, IngressPhase, Scenario
@@ -77,9 +82,9 @@ class _Bar:
         if self._task is not None:
             self._progress.advance(self._task, n)
 
-    def total(self, total: int) -> None:
+    def set(self, done: int) -> None:
         if self._task is not None:
-            self._progress.update(self._task, total=total)
+            self._progress.update(self._task, completed=done)
 
 
 async def run_scenario(scenario: Scenario, options: Options) -> dict[str, Any]:
@@ -204,101 +209,106 @@ async def _sample(series: ProcSeries, every: float = 0.25) -> None:
         await asyncio.sleep(every)
 
 
-async def _count_records(
-    config: GatewayConfig, topics: set[str], counter: list[int], stop: asyncio.Event
-) -> None:
-    consumer = create_consumer(config.kafka, *topics, group_id=None, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        while not stop.is_set():
-            batch = await consumer.getmany(timeout_ms=200)
-            counter[0] += sum(len(records) for records in batch.values())
-    finally:
-        await consumer.stop()
-
-
-async def _until(check: Callable[[], bool], idle: Callable[[], int], patience: float) -> None:
-    """Until ``check()``, or ``idle()`` has not changed for ``patience`` seconds."""
-    last, since = idle(), time.monotonic()
-    while not check():
-        await asyncio.sleep(0.1)
-        now = idle()
+async def _count(
+    counter: RecordCounter,
+    handled: Callable[[], Awaitable[float]],
+    target: int,
+    patience: float,
+    bar: _Bar,
+) -> int:
+    """Records in ``counter``'s topics, read once the gateway says it has handled ``target``
+    messages (or its count has not moved for ``patience`` seconds)."""
+    last, since = -1, time.monotonic()
+    while True:
+        now = int(await handled())
+        bar.set(now)
+        if now >= target:
+            break
         if now != last:
             last, since = now, time.monotonic()
         elif time.monotonic() - since > patience:
-            return
+            break
+        await asyncio.sleep(0.2)
+    count = await counter.count_to_end()
+    bar.set(count)
+    return count
 
 
 async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
+    """A fresh gateway over new topics. Flat-out batched phases are a backlog: every message
+    is in Kafka before the gateway starts, so the load generator takes no CPU from it while it
+    is measured. Batch-1 and open-loop phases first send a warm-up (the gateway's mTLS
+    connections open, each costing it an RSA signature), then produce while it runs."""
     timeline = _Timeline()
     tag, ops_port, path, config = await _phase_config(ctx, phase.batch)
     if phase.dip_latency_ms != ctx.dip_latency_ms:
         await harness.set_dip_latency(config, phase.dip_latency_ms)
         ctx.dip_latency_ms = phase.dip_latency_ms
-    who = senders(config, phase.clients + (1 if phase.round_trip and phase.clients < 2 else 0))
+    who = senders(config, max(phase.clients, 2 if phase.round_trip else 1))
     rate = phase.rate
     if phase.rate_of_max is not None and ctx.max_rate:
         rate = phase.rate_of_max * ctx.max_rate
-    warm_count = 0 if phase.backlog else min(2000, max(64, 4 * phase.batch))
+    backlog = phase.backlog or (rate is None and phase.batch > 1)
+    warm_count = 0 if backlog else min(2000, max(64, 4 * phase.batch))
     bar = _Bar(ctx.progress, phase.label, phase.messages + warm_count)
     out = Outcomes()
-    stop = asyncio.Event()
-    inbound = [0]
-    tasks = [asyncio.create_task(watch_outcomes(config, out, stop, bar.advance))]
-    if phase.round_trip:
-        topics = {c.topics.inbound for c in config.clients}
-        tasks.append(asyncio.create_task(_count_records(config, topics, inbound, stop)))
+    reader = OutcomeReader(config, out)
+    inbound = RecordCounter(config, {c.topics.inbound for c in config.clients})
+    await reader.start()
+    await inbound.start()
     chunks = ctx.factory.stream(phase.messages, who, phase.interfaces, phase.round_trip)
-    gateway_started = 0.0
     try:
-        if phase.backlog:
-            out.timing = True
-            sent = _Bar(ctx.progress, f"  producing {phase.label}", phase.messages)
+        if backlog:
+            sent = _Bar(ctx.progress, "  into Kafka", phase.messages)
             await produce(config, chunks, out.ledger, None, sent.advance)
         timeline.mark("topics and messages ready")
         async with harness.gateway_process(path, ops_port, ctx.logs / f"gateway-{tag}.log") as gw:
             timeline.mark("gateway ready")
-            gateway_started = time.time()
             series = ProcSeries(gw.pid)
             sampler = asyncio.create_task(_sample(series))
-            tasks.append(sampler)
             if warm_count:
                 out.timing = False
                 warm_up = ctx.factory.stream(warm_count, who, phase.interfaces, phase.round_trip)
                 await produce(config, warm_up, out.ledger, None)
-                await wait_settled(out, IDLE_TIMEOUT)
+                await wait_settled(reader, gw.egress_final, IDLE_TIMEOUT, on_progress=bar.set)
+                out.timing = True
                 timeline.mark("warm-up done")
             warm = (out.ledger.produced, out.ledger.delivered, out.ledger.dead_lettered)
+            if backlog:
+                warm = (0, 0, 0)
             reading0 = read_proc(gw.pid)
-            requests0 = await gw.metric("dcpgw_egress_requests_total")
+            (requests0,) = await gw.metrics("dcpgw_egress_requests_total")
             steal0 = steal_seconds()
-            out.timing = True
-            if phase.backlog:
-                started = gateway_started
-                await wait_settled(out, IDLE_TIMEOUT)
-            else:
+            started = time.time()
+            producing = None
+            if not backlog:
                 producing = asyncio.create_task(produce(config, chunks, out.ledger, rate))
-                await wait_settled(out, IDLE_TIMEOUT, producing)
-                started, _ = producing.result()
+            await wait_settled(reader, gw.egress_final, IDLE_TIMEOUT, producing, bar.set)
             reading1 = read_proc(gw.pid)
             timeline.mark("measured messages final")
-            requests1 = await gw.metric("dcpgw_egress_requests_total")
+            (requests1,) = await gw.metrics("dcpgw_egress_requests_total")
             steal = steal_seconds() - steal0
+            if producing is not None:
+                started, _ = producing.result()
+            pushed = 0
             if phase.round_trip:
-                expected = out.ledger.delivered
-                await _until(lambda: inbound[0] >= expected, lambda: inbound[0], 15.0)
+                back = _Bar(ctx.progress, "  pushed back", out.ledger.delivered)
+                pushed = await _count(
+                    inbound, gw.ingress_messages, out.ledger.delivered, 15.0, back
+                )
                 timeline.mark("pushed back")
             sampler.cancel()
         timeline.mark("gateway stopped")
     finally:
-        stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await reader.stop()
+        await inbound.stop()
     produced = out.ledger.produced - warm[0]
     delivered = out.ledger.delivered - warm[1]
     dead = out.ledger.dead_lettered - warm[2]
     measured = delivered + dead
     window = max(1e-6, out.last_at - started)
-    assert reading0 is not None and reading1 is not None, "the gateway process vanished"
+    if reading0 is None or reading1 is None:
+        raise RuntimeError(f"{phase.label}: the gateway process ended during the phase")
     cpu = reading1.cpu_seconds - reading0.cpu_seconds
     figures: dict[str, Any] = {
         "kind": "egress",
@@ -308,7 +318,7 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
         "interfaces": list(phase.interfaces),
         "offered_rate": rate,
         "dip_latency_ms": phase.dip_latency_ms,
-        "backlog": phase.backlog,
+        "backlog": backlog,
         "warmup_messages": warm[0],
         "produced": produced,
         "delivered": delivered,
@@ -336,8 +346,8 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
     if phase.round_trip:
         figures["round_trip"] = {
             "expected": out.ledger.delivered,
-            "received": inbound[0],
-            "missing": max(0, out.ledger.delivered - inbound[0]),
+            "received": pushed,
+            "missing": max(0, out.ledger.delivered - pushed),
         }
     return figures
 
@@ -364,13 +374,11 @@ async def _ingress_phase(ctx: Context, phase: IngressPhase, clients: int) -> dic
         "batch": phase.batch,
         "push_rate": phase.push_rate,
         "concurrency": phase.concurrency,
-        "tag": f"{tag.replace('-', '')[-6:]}{ctx.phase_index:02d}"[-8:],
+        "tag": f"{ctx.run_tag}{ctx.phase_index:03d}",
     }
     bar = _Bar(ctx.progress, phase.label, total)
-    stop = asyncio.Event()
-    received = [0]
-    topics = {c.topics.inbound for c in config.clients}
-    counter = asyncio.create_task(_count_records(config, topics, received, stop))
+    inbound = RecordCounter(config, {c.topics.inbound for c in config.clients})
+    await inbound.start()
     try:
         async with harness.gateway_process(path, ops_port, ctx.logs / f"gateway-{tag}.log") as gw:
             timeline.mark("gateway ready")
@@ -385,27 +393,23 @@ async def _ingress_phase(ctx: Context, phase: IngressPhase, clients: int) -> dic
             await proc.stdout.readline()  # "signed": the clock starts
             timeline.mark("pushes signed")
             reading0, steal0 = read_proc(gw.pid), steal_seconds()
-            shown = [0]
-
-            def show() -> int:
-                bar.advance(received[0] - shown[0])
-                shown[0] = received[0]
-                return received[0]
-
-            out, _ = await proc.communicate()
-            await _until(lambda: show() >= total, show, 15.0)
+            pushing = asyncio.create_task(proc.communicate())
+            received = await _count(inbound, gw.ingress_messages, total, IDLE_TIMEOUT, bar)
+            out, _ = await pushing
             reading1, steal = read_proc(gw.pid), steal_seconds() - steal0
             timeline.mark("messages in Kafka")
             sampler.cancel()
         timeline.mark("gateway stopped")
     finally:
-        stop.set()
-        await asyncio.gather(counter, return_exceptions=True)
+        await inbound.stop()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{phase.label}: the pusher failed with {proc.returncode}")
     result = orjson.loads(out.decode().strip().splitlines()[-1])
     latency = Latency()
     for seconds in result["latencies"]:
         latency.record_seconds(seconds)
-    assert reading0 is not None and reading1 is not None
+    if reading0 is None or reading1 is None:
+        raise RuntimeError(f"{phase.label}: the gateway process ended during the phase")
     cpu = reading1.cpu_seconds - reading0.cpu_seconds
     elapsed = result["elapsed"]
     return {
@@ -416,13 +420,13 @@ async def _ingress_phase(ctx: Context, phase: IngressPhase, clients: int) -> dic
         "offered_push_rate": phase.push_rate,
         "concurrency": phase.concurrency,
         "produced": total,
-        "delivered": min(received[0], total),
+        "delivered": min(received, total),
         "dead_lettered": 0,
-        "missing": max(0, total - received[0]),
-        "duplicates": max(0, received[0] - total),
+        "missing": max(0, total - received),
+        "duplicates": max(0, received - total),
         "push_statuses": result["statuses"],
         "seconds": elapsed,
-        "messages_per_second": received[0] / elapsed if elapsed else 0.0,
+        "messages_per_second": min(received, total) / elapsed if elapsed else 0.0,
         "pushes_per_second": phase.pushes / elapsed if elapsed else 0.0,
         "push_latency_ms": latency.summary_ms(),
         "latency_cdf": latency.cdf_ms(),
