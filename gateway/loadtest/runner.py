@@ -248,8 +248,8 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
     rate = phase.rate
     if phase.rate_of_max is not None and ctx.max_rate:
         rate = phase.rate_of_max * ctx.max_rate
-    backlog = phase.backlog or (rate is None and phase.batch > 1)
-    warm_count = 0 if backlog else min(2000, max(64, 4 * phase.batch))
+    preload = phase.backlog or (rate is None and phase.batch > 1)
+    warm_count = 0 if preload else min(2000, max(64, 4 * phase.batch))
     bar = _Bar(ctx.progress, phase.label, phase.messages + warm_count)
     out = Outcomes()
     reader = OutcomeReader(config, out)
@@ -258,7 +258,7 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
     await inbound.start()
     chunks = ctx.factory.stream(phase.messages, who, phase.interfaces, phase.round_trip)
     try:
-        if backlog:
+        if preload:
             sent = _Bar(ctx.progress, "  into Kafka", phase.messages)
             await produce(config, chunks, out.ledger, None, sent.advance)
         timeline.mark("topics and messages ready")
@@ -274,14 +274,14 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
                 out.timing = True
                 timeline.mark("warm-up done")
             warm = (out.ledger.produced, out.ledger.delivered, out.ledger.dead_lettered)
-            if backlog:
+            if preload:
                 warm = (0, 0, 0)
             reading0 = read_proc(gw.pid)
             (requests0,) = await gw.metrics("dcpgw_egress_requests_total")
             steal0 = steal_seconds()
             started = time.time()
             producing = None
-            if not backlog:
+            if not preload:
                 producing = asyncio.create_task(produce(config, chunks, out.ledger, rate))
             await wait_settled(reader, gw.egress_final, IDLE_TIMEOUT, producing, bar.set)
             reading1 = read_proc(gw.pid)
@@ -318,7 +318,8 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
         "interfaces": list(phase.interfaces),
         "offered_rate": rate,
         "dip_latency_ms": phase.dip_latency_ms,
-        "backlog": backlog,
+        "backlog": phase.backlog,
+        "preloaded": preload,
         "warmup_messages": warm[0],
         "produced": produced,
         "delivered": delivered,
