@@ -39,7 +39,15 @@ class Environment:
 
 
 def pki_for(workdir: Path, clients: int, bits: int) -> Path:
-    """A dev PKI with ``clients`` clients, kept between runs (4096-bit keys are slow to make)."""
+    """A dev PKI with at least ``clients`` clients, kept between runs (4096-bit keys are slow
+    to make): the smallest one already in ``workdir``, or a new one."""
+    found = []
+    for folder in workdir.glob(f"pki-*-clients-rsa{bits}"):
+        size = folder.name.split("-")[1]
+        if size.isdigit() and int(size) >= clients and (folder / "dev-pki.json").is_file():
+            found.append((int(size), folder))
+    if found:
+        return min(found)[1]
     return ensure_dev_pki(workdir / f"pki-{clients}-clients-rsa{bits}", clients, bits)
 
 

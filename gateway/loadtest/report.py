@@ -154,6 +154,10 @@ def _n(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+def _cpus(p: dict[str, Any]) -> str:
+    return f"{p['generator_cpus_busy']:.2f} / {p['other_cpus_busy']:.2f} / {p['steal_cpus']:.2f}"
+
+
 def summary(r: dict[str, Any]) -> str:
     m, v = r["machine"], r["versions"]
     lines = [
@@ -170,8 +174,11 @@ def summary(r: dict[str, Any]) -> str:
         "",
         "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
         "",
-        "Figures from a shared or virtual machine move with its other load (see the steal "
-        "column: CPU the hypervisor gave to other guests); compare runs made back to back.",
+        "Figures from a shared or virtual machine move with its other load. Each phase says "
+        "how many CPUs went elsewhere while it was measured: to the load generator (this "
+        "command: producing, signing pushes), to other processes (the broker, and anything "
+        "else running), and to other guests of the hypervisor (steal). Compare runs made back "
+        "to back, and read a phase whose others column is high as a busy-machine figure.",
         "",
         "## Totals",
         "",
@@ -204,9 +211,9 @@ def summary(r: dict[str, Any]) -> str:
             "## Egress phases (Kafka -> gateway -> DIP simulator -> result in Kafka)",
             "",
             "| phase | batch | clients | offered/s | msgs/s | sig/s | p50 / p95 / p99 / max ms "
-            "| gw CPU us/msg | CPUs busy | peak RSS MB | delivered / dead / missing | DIP status "
-            "| steal |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| gw CPU us/msg | gw CPUs busy | peak RSS MB | delivered / dead / missing "
+            "| DIP status | sim us/msg | CPUs: generator / others / steal |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for p in egress:
             lat = p["latency_ms"]
@@ -219,7 +226,7 @@ def summary(r: dict[str, Any]) -> str:
                 f"{p['gateway_cpus_busy']:.2f} | {p['peak_rss_bytes'] / 2**20:,.0f} | "
                 f"{p['delivered']:,} / {p['dead_lettered']:,} / {p['missing']:,} | "
                 f"{', '.join(f'{k}: {n}' for k, n in sorted(p['dip_status'].items()))} | "
-                f"{p['steal_cpus']:.2f} |"
+                f"{_n(p['simulator_cpu_us_per_message'], 1)} | {_cpus(p)} |"
             )
         lines += [
             "",
@@ -246,8 +253,9 @@ def summary(r: dict[str, Any]) -> str:
             "## Ingress phases (pre-signed DIP pushes -> webhook -> client topics)",
             "",
             "| phase | offered pushes/s | pushes/s | msgs/s | push p50 / p95 / p99 / max ms "
-            "| gw CPU us/msg | CPUs busy | peak RSS MB | delivered / missing | answers |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| gw CPU us/msg | gw CPUs busy | peak RSS MB | delivered / missing | answers "
+            "| CPUs: generator / others / steal |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for p in ingress:
             lat = p["push_latency_ms"]
@@ -256,7 +264,7 @@ def summary(r: dict[str, Any]) -> str:
                 f"{p['messages_per_second']:,.0f} | {lat['p50']:.1f} / {lat['p95']:.1f} / "
                 f"{lat['p99']:.1f} / {lat['max']:.1f} | {p['gateway_cpu_us_per_message']:.1f} | "
                 f"{p['gateway_cpus_busy']:.2f} | {p['peak_rss_bytes'] / 2**20:,.0f} | "
-                f"{p['delivered']:,} / {p['missing']:,} | {p['push_statuses']} |"
+                f"{p['delivered']:,} / {p['missing']:,} | {p['push_statuses']} | {_cpus(p)} |"
             )
         lines.append("")
     if r["targets"]:

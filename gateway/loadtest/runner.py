@@ -27,7 +27,7 @@ from gateway.loadtest.egress import (
 from gateway.loadtest.harness import Environment
 from gateway.loadtest.messages import MessageFactory, senders
 from gateway.loadtest.scenarios import EgressPhase, IngressPhase, Scenario
-from gateway.loadtest.stats import Latency, ProcSeries, read_proc, steal_seconds
+from gateway.loadtest.stats import Latency, ProcSeries, busy_seconds, read_proc, steal_seconds
 
 #: Seconds without a new outcome (after producing ended) before the rest count as missing.
 IDLE_TIMEOUT = 30.0
@@ -57,7 +57,57 @@ class Context:
     phase_index: int = 0
     max_rate: float = 0.0
     logs: Path = field(default_factory=Path)
+    sim_pid: int | None = None
     configs: list[Path] = field(default_factory=list)  # removed at the end of the run
+
+
+@dataclass(frozen=True)
+class _Machine:
+    """CPU seconds so far: the gateway, the simulator (when started here), this process (the
+    load generator), the whole machine, and the hypervisor's steal."""
+
+    gateway: float
+    simulator: float
+    generator: float
+    machine: float
+    steal: float
+
+    @classmethod
+    def now(cls, gateway_pid: int, sim_pid: int | None) -> _Machine:
+        gateway = read_proc(gateway_pid)
+        if gateway is None:
+            raise RuntimeError("the gateway process has ended")
+        sim = read_proc(sim_pid) if sim_pid else None
+        return cls(
+            gateway.cpu_seconds,
+            sim.cpu_seconds if sim else 0.0,
+            time.process_time(),
+            busy_seconds(),
+            steal_seconds(),
+        )
+
+    def __sub__(self, other: _Machine) -> _Machine:
+        return _Machine(
+            self.gateway - other.gateway,
+            self.simulator - other.simulator,
+            self.generator - other.generator,
+            self.machine - other.machine,
+            self.steal - other.steal,
+        )
+
+    def figures(self, window: float, messages: int) -> dict[str, Any]:
+        """CPUs busy over ``window``: ``other`` is everything else on the machine, the broker
+        included (and, with ``--simulator-url``, that simulator)."""
+        if window <= 0:
+            return {}
+        other = self.machine - self.gateway - self.simulator - self.generator
+        return {
+            "simulator_cpu_us_per_message": self.simulator / messages * 1e6 if messages else None,
+            "generator_cpus_busy": self.generator / window,
+            "machine_cpus_busy": self.machine / window,
+            "other_cpus_busy": max(0.0, other) / window,
+            "steal_cpus": self.steal / window,
+        }
 
 
 class _Timeline:
@@ -122,6 +172,7 @@ async def run_scenario(scenario: Scenario, options: Options) -> dict[str, Any]:
             run_tag,
             progress,
             logs=options.output / "logs",
+            sim_pid=sim_pid,
         )
         ctx.logs.mkdir(exist_ok=True)
         stack.callback(_remove, ctx.configs)
@@ -276,18 +327,16 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
             warm = (out.ledger.produced, out.ledger.delivered, out.ledger.dead_lettered)
             if preload:
                 warm = (0, 0, 0)
-            reading0 = read_proc(gw.pid)
             (requests0,) = await gw.metrics("dcpgw_egress_requests_total")
-            steal0 = steal_seconds()
+            machine0 = _Machine.now(gw.pid, ctx.sim_pid)
             started = time.time()
             producing = None
             if not preload:
                 producing = asyncio.create_task(produce(config, chunks, out.ledger, rate))
             await wait_settled(reader, gw.egress_final, IDLE_TIMEOUT, producing, bar.set)
-            reading1 = read_proc(gw.pid)
+            machine = _Machine.now(gw.pid, ctx.sim_pid) - machine0
             timeline.mark("measured messages final")
             (requests1,) = await gw.metrics("dcpgw_egress_requests_total")
-            steal = steal_seconds() - steal0
             if producing is not None:
                 started, _ = producing.result()
             pushed = 0
@@ -307,9 +356,7 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
     dead = out.ledger.dead_lettered - warm[2]
     measured = delivered + dead
     window = max(1e-6, out.last_at - started)
-    if reading0 is None or reading1 is None:
-        raise RuntimeError(f"{phase.label}: the gateway process ended during the phase")
-    cpu = reading1.cpu_seconds - reading0.cpu_seconds
+    cpu = machine.gateway
     figures: dict[str, Any] = {
         "kind": "egress",
         "label": phase.label,
@@ -334,9 +381,9 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
         "gateway_cpu_seconds": cpu,
         "gateway_cpu_us_per_message": cpu / measured * 1e6 if measured else None,
         "gateway_cpus_busy": cpu / window,
+        **machine.figures(window, measured),
         "peak_rss_bytes": series.peak_rss_bytes,
         "rss_series": series.as_json(series.readings[0].at if series.readings else 0.0),
-        "steal_cpus": steal / window,
         "latency_ms": out.ack_latency.summary_ms(),
         "result_latency_ms": out.result_latency.summary_ms(),
         "latency_cdf": out.ack_latency.cdf_ms(),
@@ -393,11 +440,11 @@ async def _ingress_phase(ctx: Context, phase: IngressPhase, clients: int) -> dic
             assert proc.stdout is not None
             await proc.stdout.readline()  # "signed": the clock starts
             timeline.mark("pushes signed")
-            reading0, steal0 = read_proc(gw.pid), steal_seconds()
+            machine0 = _Machine.now(gw.pid, ctx.sim_pid)
             pushing = asyncio.create_task(proc.communicate())
             received = await _count(inbound, gw.ingress_messages, total, IDLE_TIMEOUT, bar)
             out, _ = await pushing
-            reading1, steal = read_proc(gw.pid), steal_seconds() - steal0
+            machine = _Machine.now(gw.pid, ctx.sim_pid) - machine0
             timeline.mark("messages in Kafka")
             sampler.cancel()
         timeline.mark("gateway stopped")
@@ -409,9 +456,7 @@ async def _ingress_phase(ctx: Context, phase: IngressPhase, clients: int) -> dic
     latency = Latency()
     for seconds in result["latencies"]:
         latency.record_seconds(seconds)
-    if reading0 is None or reading1 is None:
-        raise RuntimeError(f"{phase.label}: the gateway process ended during the phase")
-    cpu = reading1.cpu_seconds - reading0.cpu_seconds
+    cpu = machine.gateway
     elapsed = result["elapsed"]
     return {
         "kind": "ingress",
@@ -434,9 +479,9 @@ async def _ingress_phase(ctx: Context, phase: IngressPhase, clients: int) -> dic
         "gateway_cpu_seconds": cpu,
         "gateway_cpu_us_per_message": cpu / total * 1e6,
         "gateway_cpus_busy": cpu / elapsed if elapsed else 0.0,
+        **machine.figures(elapsed, total),
         "peak_rss_bytes": series.peak_rss_bytes,
         "rss_series": series.as_json(series.readings[0].at if series.readings else 0.0),
-        "steal_cpus": steal / elapsed if elapsed else 0.0,
         "timeline": timeline.marks,
     }
 

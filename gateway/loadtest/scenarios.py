@@ -69,7 +69,7 @@ class Scenario:
     clients: int = field(default=0)
 
     def __post_init__(self) -> None:
-        wanted = max([2, *(p.clients + (1 if p.round_trip else 0) for p in self.egress_phases)])
+        wanted = max([2, *(p.clients for p in self.egress_phases)])
         object.__setattr__(self, "clients", max(self.clients, wanted))
 
     @property

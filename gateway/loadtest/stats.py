@@ -129,6 +129,19 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def busy_seconds() -> float:
+    """CPU seconds every process on the machine has used (all CPUs, /proc/stat: everything
+    but idle and I/O wait): with the gateway's, the simulator's and the load generator's own,
+    it shows how much of the machine something else took during a phase."""
+    try:
+        with open("/proc/stat") as handle:
+            fields = [int(f) for f in handle.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, _steal = fields
+    return (user + nice + system + irq + softirq) / _TICK
+
+
 def steal_seconds() -> float:
     """CPU seconds the hypervisor gave to other guests (all CPUs): a run with steal is not
     comparable with one without."""
