@@ -25,7 +25,11 @@ def draw(result: dict[str, Any], output: Path) -> list[str]:
         points = [
             (p["offered_rate"], p["messages_per_second"], p["latency_ms"]["p99"]) for p in swept
         ]
-        written.append(_versus(output, "throughput_vs_offered_rate.png", points, "offered msgs/s"))
+        written.append(
+            _versus(
+                output, "throughput_vs_offered_rate.png", points, "offered msgs/s", diagonal=True
+            )
+        )
     by_batch: dict[int, dict[str, Any]] = {}
     for p in egress:
         if not p["offered_rate"] and not p["dip_latency_ms"] and not p["backlog"]:
@@ -48,7 +52,9 @@ def draw(result: dict[str, Any], output: Path) -> list[str]:
             )
             for p in pushed
         ]
-        written.append(_versus(output, "ingress_vs_offered_rate.png", points, "offered msgs/s"))
+        written.append(
+            _versus(output, "ingress_vs_offered_rate.png", points, "offered msgs/s", diagonal=True)
+        )
     if any(p["latency_cdf"] for p in phases):
         written.append(_cdf(output, phases))
     if any(p["rss_series"] for p in phases):
@@ -62,9 +68,14 @@ def _versus(
     points: list[tuple[float, float, float]],
     xlabel: str,
     log: bool = False,
+    diagonal: bool = False,
 ) -> str:
+    """Throughput (left axis) and p99 latency (right, log) against ``xlabel``; ``diagonal``
+    draws achieved = offered, which the throughput line leaves at the knee."""
     xs, rates, p99s = zip(*points, strict=True)
     fig, left = plt.subplots(figsize=(7, 4))
+    if diagonal:
+        left.plot(xs, xs, ":", color="grey", label="achieved = offered")
     left.plot(xs, rates, "o-", color="tab:blue", label="achieved msgs/s")
     left.set_xlabel(xlabel)
     left.set_ylabel("achieved msgs/s", color="tab:blue")
@@ -108,7 +119,7 @@ def _rss(output: Path, phases: list[dict[str, Any]]) -> str:
                 [s["rss"] / _MB for s in p["rss_series"]],
                 label=p["label"],
             )
-    ax.set_xlabel("seconds since the gateway started")
+    ax.set_xlabel("seconds since the gateway was ready")
     ax.set_ylabel("gateway RSS (MB)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

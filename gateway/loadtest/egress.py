@@ -247,9 +247,12 @@ async def wait_settled(
     idle_timeout: float,
     producing: asyncio.Task[Any] | None = None,
     on_progress: Callable[[int], None] = lambda n: None,
+    at_final: Callable[[], None] = lambda: None,
 ) -> None:
     """Until every produced record is final, or nothing has become final for
     ``idle_timeout`` seconds after production ended (the rest are then missing).
+    ``at_final`` is called once, as soon as the gateway counts every record final (or gives
+    up waiting), before the records are read: the end of the measured window.
 
     While the gateway works, progress is its own count of final messages (``final``, from its
     metrics: cheaper for it than a consumer in this process, and Tansu's end offsets do not
@@ -257,19 +260,21 @@ async def wait_settled(
     are done."""
     ledger = reader.out.ledger
     last, last_change = -1, time.monotonic()
+    ended = False
     while True:
         if producing is not None and producing.done():
             producing.result()  # a failed producer fails the phase
         done = producing is None or producing.done()
         written = int(await final())
         on_progress(written)
-        if done and ledger.produced and written >= ledger.produced:
+        idle = written == last and time.monotonic() - last_change > idle_timeout
+        if done and ledger.produced and (written >= ledger.produced or idle):
+            if not ended:
+                ended = True
+                at_final()
             await reader.settle()
-            if ledger.missing <= 0:
+            if ledger.missing <= 0 or idle:
                 return
         if written != last:
             last, last_change = written, time.monotonic()
-        elif done and time.monotonic() - last_change > idle_timeout:
-            await reader.settle()
-            return
         await asyncio.sleep(0.2)

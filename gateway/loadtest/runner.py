@@ -64,8 +64,9 @@ class Context:
 @dataclass(frozen=True)
 class _Machine:
     """CPU seconds so far: the gateway, the simulator (when started here), this process (the
-    load generator), the whole machine, and the hypervisor's steal."""
+    load generator), the whole machine, and the hypervisor's steal; ``at``: when."""
 
+    at: float
     gateway: float
     simulator: float
     generator: float
@@ -79,6 +80,7 @@ class _Machine:
             raise RuntimeError("the gateway process has ended")
         sim = read_proc(sim_pid) if sim_pid else None
         return cls(
+            time.monotonic(),
             gateway.cpu_seconds,
             sim.cpu_seconds if sim else 0.0,
             time.process_time(),
@@ -88,6 +90,7 @@ class _Machine:
 
     def __sub__(self, other: _Machine) -> _Machine:
         return _Machine(
+            self.at - other.at,
             self.gateway - other.gateway,
             self.simulator - other.simulator,
             self.generator - other.generator,
@@ -95,13 +98,16 @@ class _Machine:
             self.steal - other.steal,
         )
 
-    def figures(self, window: float, messages: int) -> dict[str, Any]:
-        """CPUs busy over ``window``: ``other`` is everything else on the machine, the broker
-        included (and, with ``--simulator-url``, that simulator)."""
+    def figures(self, messages: int) -> dict[str, Any]:
+        """CPUs busy between the two readings (``at`` is then their distance): ``other`` is
+        everything else on the machine, the broker included (and, with ``--simulator-url``,
+        that simulator)."""
+        window = self.at
         if window <= 0:
             return {}
         other = self.machine - self.gateway - self.simulator - self.generator
         return {
+            "gateway_cpus_busy": self.gateway / window,
             "simulator_cpu_us_per_message": self.simulator / messages * 1e6 if messages else None,
             "generator_cpus_busy": self.generator / window,
             "machine_cpus_busy": self.machine / window,
@@ -285,6 +291,12 @@ async def _count(
     return count
 
 
+async def _show(bar: _Bar, handled: Callable[[], Awaitable[float]]) -> None:
+    while True:
+        await asyncio.sleep(0.5)
+        bar.set(int(await handled()))
+
+
 async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
     """A fresh gateway over new topics. Flat-out batched phases are a backlog: every message
     is in Kafka before the gateway starts, so the load generator takes no CPU from it while it
@@ -333,8 +345,16 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
             producing = None
             if not preload:
                 producing = asyncio.create_task(produce(config, chunks, out.ledger, rate))
-            await wait_settled(reader, gw.egress_final, IDLE_TIMEOUT, producing, bar.set)
-            machine = _Machine.now(gw.pid, ctx.sim_pid) - machine0
+            ends: list[_Machine] = []
+            await wait_settled(
+                reader,
+                gw.egress_final,
+                IDLE_TIMEOUT,
+                producing,
+                bar.set,
+                lambda: ends.append(_Machine.now(gw.pid, ctx.sim_pid)),
+            )
+            machine = ends[0] - machine0
             timeline.mark("measured messages final")
             (requests1,) = await gw.metrics("dcpgw_egress_requests_total")
             if producing is not None:
@@ -380,8 +400,7 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
         "requests": requests1 - requests0,
         "gateway_cpu_seconds": cpu,
         "gateway_cpu_us_per_message": cpu / measured * 1e6 if measured else None,
-        "gateway_cpus_busy": cpu / window,
-        **machine.figures(window, measured),
+        **machine.figures(measured),
         "peak_rss_bytes": series.peak_rss_bytes,
         "rss_series": series.as_json(series.readings[0].at if series.readings else 0.0),
         "latency_ms": out.ack_latency.summary_ms(),
@@ -441,10 +460,13 @@ async def _ingress_phase(ctx: Context, phase: IngressPhase, clients: int) -> dic
             await proc.stdout.readline()  # "signed": the clock starts
             timeline.mark("pushes signed")
             machine0 = _Machine.now(gw.pid, ctx.sim_pid)
-            pushing = asyncio.create_task(proc.communicate())
-            received = await _count(inbound, gw.ingress_messages, total, IDLE_TIMEOUT, bar)
-            out, _ = await pushing
+            shown = asyncio.create_task(_show(bar, gw.ingress_messages))
+            try:
+                out, _ = await proc.communicate()  # every push answered: stored, or failed
+            finally:
+                shown.cancel()
             machine = _Machine.now(gw.pid, ctx.sim_pid) - machine0
+            received = await _count(inbound, gw.ingress_messages, total, IDLE_TIMEOUT, bar)
             timeline.mark("messages in Kafka")
             sampler.cancel()
         timeline.mark("gateway stopped")
@@ -478,8 +500,7 @@ async def _ingress_phase(ctx: Context, phase: IngressPhase, clients: int) -> dic
         "latency_cdf": latency.cdf_ms(),
         "gateway_cpu_seconds": cpu,
         "gateway_cpu_us_per_message": cpu / total * 1e6,
-        "gateway_cpus_busy": cpu / elapsed if elapsed else 0.0,
-        **machine.figures(elapsed, total),
+        **machine.figures(total),
         "peak_rss_bytes": series.peak_rss_bytes,
         "rss_series": series.as_json(series.readings[0].at if series.readings else 0.0),
         "timeline": timeline.marks,
