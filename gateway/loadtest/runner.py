@@ -55,7 +55,8 @@ class Context:
     progress: Any
     dip_latency_ms: float = 0.0
     phase_index: int = 0
-    max_rate: float = 0.0
+    #: The highest msgs/s a flat-out phase reached so far, per batch size.
+    max_rate: dict[int, float] = field(default_factory=dict)
     logs: Path = field(default_factory=Path)
     sim_pid: int | None = None
     configs: list[Path] = field(default_factory=list)  # removed at the end of the run
@@ -201,7 +202,9 @@ async def run_scenario(scenario: Scenario, options: Options) -> dict[str, Any]:
             ctx.phase_index += 1
             if isinstance(phase, EgressPhase):
                 figures = await _egress_phase(ctx, phase)
-                ctx.max_rate = max(ctx.max_rate, figures["messages_per_second"])
+                if figures["offered_rate"] is None:
+                    top = max(ctx.max_rate.get(phase.batch, 0.0), figures["messages_per_second"])
+                    ctx.max_rate[phase.batch] = top
             else:
                 figures = await _ingress_phase(ctx, phase, scenario.clients)
             doc["phases"].append(figures)
@@ -309,8 +312,10 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
         ctx.dip_latency_ms = phase.dip_latency_ms
     who = senders(config, max(phase.clients, 2 if phase.round_trip else 1))
     rate = phase.rate
-    if phase.rate_of_max is not None and ctx.max_rate:
-        rate = phase.rate_of_max * ctx.max_rate
+    if phase.rate_of_max is not None:
+        if phase.batch not in ctx.max_rate:
+            raise ValueError(f"{phase.label}: no flat-out phase at batch {phase.batch} before it")
+        rate = phase.rate_of_max * ctx.max_rate[phase.batch]
     preload = phase.backlog or (rate is None and phase.batch > 1)
     warm_count = 0 if preload else min(2000, max(64, 4 * phase.batch))
     bar = _Bar(ctx.progress, phase.label, phase.messages + warm_count)
@@ -384,6 +389,7 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
         "clients": len(who),
         "interfaces": list(phase.interfaces),
         "offered_rate": rate,
+        "rate_of_max": phase.rate_of_max,
         "dip_latency_ms": phase.dip_latency_ms,
         "backlog": phase.backlog,
         "preloaded": preload,

@@ -25,7 +25,8 @@ class EgressPhase:
     interfaces: tuple[str, ...] = ("IF-043", "IF-021", "IF-044")
     #: Messages/s offered (open loop); None: as fast as the producer goes.
     rate: float | None = None
-    #: Offered rate as a share of the highest msgs/s an earlier phase of this run reached.
+    #: Offered rate as a share of the highest msgs/s an earlier flat-out phase of this run
+    #: reached at the same batch size.
     rate_of_max: float | None = None
     dip_latency_ms: float = 0.0
     #: Produce everything before the gateway starts (a backlog to drain).
@@ -112,12 +113,19 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "batch",
-            "batch 1 against batched (50, 100, 500)",
-            (
-                EgressPhase("batch 1", 500, batch=1),
-                EgressPhase("batch 50", 20_000, batch=50),
-                EgressPhase("batch 100", 30_000, batch=100),
-                EgressPhase("batch 500", 60_000, batch=500),
+            "batch 1 against batched (50, 100, 500): each flat out, then open loop at half that",
+            tuple(
+                phase
+                for batch, messages in ((1, 500), (50, 20_000), (100, 30_000), (500, 60_000))
+                for phase in (
+                    EgressPhase(f"batch {batch}", messages, batch=batch),
+                    EgressPhase(
+                        f"batch {batch} at half of max",
+                        messages // 2,
+                        batch=batch,
+                        rate_of_max=0.5,
+                    ),
+                )
             ),
             baseline_messages=200,
         ),
