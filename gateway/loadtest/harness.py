@@ -57,10 +57,13 @@ def phase_config(
     *,
     batch: int,
     ops_port: int,
+    clients: int,
     dedup_window: int = 100_000,
 ) -> dict[str, Any]:
-    """The dev PKI's gateway.yaml with this phase's own topics, consumer group and batching."""
+    """The dev PKI's gateway.yaml with this phase's own topics, consumer group and batching,
+    and only the first ``clients`` clients (each costs the gateway a key load at start)."""
     data: dict[str, Any] = yaml.safe_load((env.pki / "gateway.yaml").read_text())
+    data["clients"] = data["clients"][:clients]
     data["dip"]["base_url"] = env.sim_url
     data["kafka"] = {
         "bootstrap_servers": env.bootstrap,
@@ -133,7 +136,7 @@ class GatewayProcess:
 
 @contextlib.asynccontextmanager
 async def gateway_process(
-    config_path: Path, ops_port: int, log: Path, ready_timeout: float = 90.0
+    config_path: Path, ops_port: int, log: Path, ready_timeout: float
 ) -> AsyncIterator[GatewayProcess]:
     """``dcp-gateway run --config FILE`` in its own process, until /readyz answers 200; stopped
     with SIGTERM (a graceful drain) when the block ends. Its output goes to ``log``."""

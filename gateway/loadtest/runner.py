@@ -245,17 +245,17 @@ async def _progress(enabled: bool) -> AsyncIterator[Any]:
 
 
 def _base_config(env: Environment, run_tag: str) -> tuple[Path, GatewayConfig]:
-    data = harness.phase_config(env, f"{run_tag}-base", batch=1, ops_port=0)
+    data = harness.phase_config(env, f"{run_tag}-base", batch=1, ops_port=0, clients=2)
     return harness.write_config(data, env.pki, f"loadtest-{run_tag}-base")
 
 
 async def _phase_config(
-    ctx: Context, batch: int, dedup_window: int = 100_000
+    ctx: Context, batch: int, clients: int, dedup_window: int = 100_000
 ) -> tuple[str, int, Path, GatewayConfig]:
     tag = f"{ctx.run_tag}-{ctx.phase_index}"
     ops_port = free_port()
     data = harness.phase_config(
-        ctx.env, tag, batch=batch, ops_port=ops_port, dedup_window=dedup_window
+        ctx.env, tag, batch=batch, ops_port=ops_port, clients=clients, dedup_window=dedup_window
     )
     path, config = harness.write_config(data, ctx.env.pki, f"loadtest-{tag}")
     ctx.configs.append(path)
@@ -306,7 +306,9 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
     is measured. Batch-1 and open-loop phases first send a warm-up (the gateway's mTLS
     connections open, each costing it an RSA signature), then produce while it runs."""
     timeline = _Timeline()
-    tag, ops_port, path, config = await _phase_config(ctx, phase.batch)
+    tag, ops_port, path, config = await _phase_config(
+        ctx, phase.batch, max(phase.clients, 2 if phase.round_trip else 1)
+    )
     if phase.dip_latency_ms != ctx.dip_latency_ms:
         await harness.set_dip_latency(config, phase.dip_latency_ms)
         ctx.dip_latency_ms = phase.dip_latency_ms
@@ -330,7 +332,9 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
             sent = _Bar(ctx.progress, "  into Kafka", phase.messages)
             await produce(config, chunks, out.ledger, None, sent.advance)
         timeline.mark("topics and messages ready")
-        async with harness.gateway_process(path, ops_port, ctx.logs / f"gateway-{tag}.log") as gw:
+        async with harness.gateway_process(
+            path, ops_port, ctx.logs / f"gateway-{tag}.log", _ready_within(config)
+        ) as gw:
             timeline.mark("gateway ready")
             series = ProcSeries(gw.pid)
             sampler = asyncio.create_task(_sample(series))
@@ -428,7 +432,7 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
 async def _ingress_phase(ctx: Context, phase: IngressPhase, clients: int) -> dict[str, Any]:
     timeline = _Timeline()
     total = phase.pushes * phase.batch
-    tag, ops_port, path, config = await _phase_config(ctx, 1, dedup_window=total * 2)
+    tag, ops_port, path, config = await _phase_config(ctx, 1, clients, dedup_window=total * 2)
     port = ctx.env.webhook_port
     prefix = config.ingress.publication_path
     targets = [
@@ -453,7 +457,9 @@ async def _ingress_phase(ctx: Context, phase: IngressPhase, clients: int) -> dic
     inbound = RecordCounter(config, {c.topics.inbound for c in config.clients})
     await inbound.start()
     try:
-        async with harness.gateway_process(path, ops_port, ctx.logs / f"gateway-{tag}.log") as gw:
+        async with harness.gateway_process(
+            path, ops_port, ctx.logs / f"gateway-{tag}.log", _ready_within(config)
+        ) as gw:
             timeline.mark("gateway ready")
             series = ProcSeries(gw.pid)
             sampler = asyncio.create_task(_sample(series))
@@ -513,6 +519,12 @@ async def _ingress_phase(ctx: Context, phase: IngressPhase, clients: int) -> dic
     }
 
 
+def _ready_within(config: GatewayConfig) -> float:
+    """Seconds a gateway may take to start: loading a PFX checks its RSA-4096 key (~0.3 s of
+    CPU each on the project machine, more when it is busy), once per client."""
+    return 60.0 + 5.0 * len(config.clients)
+
+
 def _python(module: str) -> list[str]:
     import sys
 
@@ -521,7 +533,7 @@ def _python(module: str) -> list[str]:
 
 async def _baseline(ctx: Context, count: int) -> dict[str, Any]:
     ctx.phase_index += 1
-    _, _, path, config = await _phase_config(ctx, 1)
+    _, _, path, config = await _phase_config(ctx, 1, 1)
     who = senders(config, 1)
     ledger = Outcomes().ledger
     await produce(config, ctx.factory.stream(count, who, ("IF-043",), False), ledger, None)
