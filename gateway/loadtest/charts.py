@@ -102,14 +102,9 @@ def _cdf(output: Path, phases: list[dict[str, Any]]) -> str:
             what = "push" if p["kind"] == "ingress" else "Kafka -> DIP ack"
             ax.plot(ms, share, label=f"{p['label']} ({what})")
     ax.set_xscale("log")
-    ax.set_xlabel("latency (ms)")
-    ax.set_ylabel("share of messages at or below")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(output / "latency_cdf.png", dpi=100)
-    plt.close(fig)
-    return "latency_cdf.png"
+    return _save(
+        fig, ax, output, "latency_cdf.png", "latency (ms)", "share of messages at or below"
+    )
 
 
 def _rss(output: Path, phases: list[dict[str, Any]]) -> str:
@@ -121,11 +116,17 @@ def _rss(output: Path, phases: list[dict[str, Any]]) -> str:
                 [s["rss"] / _MB for s in p["rss_series"]],
                 label=p["label"],
             )
-    ax.set_xlabel("seconds since the gateway was ready")
-    ax.set_ylabel("gateway RSS (MB)")
+    xlabel = "seconds since the gateway was ready"
+    return _save(fig, ax, output, "rss_over_time.png", xlabel, "gateway RSS (MB)")
+
+
+def _save(fig: Any, ax: Any, output: Path, name: str, xlabel: str, ylabel: str) -> str:
+    """A chart with one line per phase: labels, grid, legend, written as ``name``."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(output / "rss_over_time.png", dpi=100)
+    fig.savefig(output / name, dpi=100)
     plt.close(fig)
-    return "rss_over_time.png"
+    return name

@@ -162,6 +162,12 @@ def _n(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+def _heading(title: str, columns: str) -> list[str]:
+    """A section title and a Markdown table's head (``columns`` comma-separated)."""
+    names = columns.split(", ")
+    return [f"## {title}", "", f"| {' | '.join(names)} |", "|" + "---|" * len(names)]
+
+
 def _cpus(p: dict[str, Any]) -> str:
     return f"{p['generator_cpus_busy']:.2f} / {p['other_cpus_busy']:.2f} / {p['steal_cpus']:.2f}"
 
@@ -215,14 +221,12 @@ def summary(r: dict[str, Any]) -> str:
         ]
     egress = [p for p in r["phases"] if p["kind"] == "egress"]
     if egress:
-        lines += [
-            "## Egress phases (Kafka -> gateway -> DIP simulator -> result in Kafka)",
-            "",
-            "| phase | batch | clients | offered/s | msgs/s | sig/s | p50 / p95 / p99 / max ms "
-            "| gw CPU us/msg | gw CPUs busy | peak RSS MB | delivered / dead / missing "
-            "| DIP status | sim us/msg | CPUs: generator / others / steal |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
+        lines += _heading(
+            "Egress phases (Kafka -> gateway -> DIP simulator -> result in Kafka)",
+            "phase, batch, clients, offered/s, msgs/s, sig/s, p50 / p95 / p99 / max ms, "
+            "gw CPU us/msg, gw CPUs busy, peak RSS MB, delivered / dead / missing, DIP status, "
+            "sim us/msg, CPUs: generator / others / steal",
+        )
         for p in egress:
             lat = p["latency_ms"]
             queued = "*" if p["preloaded"] else ""
@@ -257,14 +261,12 @@ def summary(r: dict[str, Any]) -> str:
         lines.append("")
     ingress = [p for p in r["phases"] if p["kind"] == "ingress"]
     if ingress:
-        lines += [
-            "## Ingress phases (pre-signed DIP pushes -> webhook -> client topics)",
-            "",
-            "| phase | offered pushes/s | pushes/s | msgs/s | push p50 / p95 / p99 / max ms "
-            "| gw CPU us/msg | gw CPUs busy | peak RSS MB | delivered / missing | answers "
-            "| CPUs: generator / others / steal |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
+        lines += _heading(
+            "Ingress phases (pre-signed DIP pushes -> webhook -> client topics)",
+            "phase, offered pushes/s, pushes/s, msgs/s, push p50 / p95 / p99 / max ms, "
+            "gw CPU us/msg, gw CPUs busy, peak RSS MB, delivered / missing, answers, "
+            "CPUs: generator / others / steal",
+        )
         for p in ingress:
             lat = p["push_latency_ms"]
             lines.append(
@@ -276,12 +278,7 @@ def summary(r: dict[str, Any]) -> str:
             )
         lines.append("")
     if r["targets"]:
-        lines += [
-            "## Targets (issue 18)",
-            "",
-            "| target | value | bound | met |",
-            "|---|---|---|---|",
-        ]
+        lines += _heading("Targets (issue 18)", "target, value, bound, met")
         for t in r["targets"]:
             met = "yes" if t["met"] else "no"
             lines.append(f"| {t['target']} | {t['value']:,.3g} | {t['bound']} | {met} |")

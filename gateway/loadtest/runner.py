@@ -263,6 +263,27 @@ async def _phase_config(
     return tag, ops_port, path, config
 
 
+@contextlib.asynccontextmanager
+async def _gateway(
+    ctx: Context,
+    tag: str,
+    path: Path,
+    ops_port: int,
+    config: GatewayConfig,
+    timeline: _Timeline,
+) -> AsyncIterator[tuple[harness.GatewayProcess, ProcSeries]]:
+    """The phase's gateway process, its CPU and memory read every 0.25 s while it runs."""
+    log = ctx.logs / f"gateway-{tag}.log"
+    async with harness.gateway_process(path, ops_port, log, _ready_within(config)) as gw:
+        timeline.mark("gateway ready")
+        series = ProcSeries(gw.pid)
+        sampler = asyncio.create_task(_sample(series))
+        try:
+            yield gw, series
+        finally:
+            sampler.cancel()
+
+
 async def _sample(series: ProcSeries, every: float = 0.25) -> None:
     while True:
         series.sample()
@@ -332,12 +353,7 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
             sent = _Bar(ctx.progress, "  into Kafka", phase.messages)
             await produce(config, chunks, out.ledger, None, sent.advance)
         timeline.mark("topics and messages ready")
-        async with harness.gateway_process(
-            path, ops_port, ctx.logs / f"gateway-{tag}.log", _ready_within(config)
-        ) as gw:
-            timeline.mark("gateway ready")
-            series = ProcSeries(gw.pid)
-            sampler = asyncio.create_task(_sample(series))
+        async with _gateway(ctx, tag, path, ops_port, config, timeline) as (gw, series):
             if warm_count:
                 out.timing = False
                 warm_up = ctx.factory.stream(warm_count, who, phase.interfaces, phase.round_trip)
@@ -375,7 +391,6 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
                     inbound, gw.ingress_messages, out.ledger.delivered, 15.0, back
                 )
                 timeline.mark("pushed back")
-            sampler.cancel()
         timeline.mark("gateway stopped")
     finally:
         await reader.stop()
@@ -457,12 +472,7 @@ async def _ingress_phase(ctx: Context, phase: IngressPhase, clients: int) -> dic
     inbound = RecordCounter(config, {c.topics.inbound for c in config.clients})
     await inbound.start()
     try:
-        async with harness.gateway_process(
-            path, ops_port, ctx.logs / f"gateway-{tag}.log", _ready_within(config)
-        ) as gw:
-            timeline.mark("gateway ready")
-            series = ProcSeries(gw.pid)
-            sampler = asyncio.create_task(_sample(series))
+        async with _gateway(ctx, tag, path, ops_port, config, timeline) as (gw, series):
             proc = await asyncio.create_subprocess_exec(
                 *_python("gateway.loadtest.pusher"),
                 orjson.dumps(spec).decode(),
@@ -480,7 +490,6 @@ async def _ingress_phase(ctx: Context, phase: IngressPhase, clients: int) -> dic
             machine = _Machine.now(gw.pid, ctx.sim_pid) - machine0
             received = await _count(inbound, gw.ingress_messages, total, IDLE_TIMEOUT, bar)
             timeline.mark("messages in Kafka")
-            sampler.cancel()
         timeline.mark("gateway stopped")
     finally:
         await inbound.stop()
