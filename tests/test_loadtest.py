@@ -40,7 +40,7 @@ def test_smoke_scenario_writes_a_sane_report(kafka: KafkaUnderTest, tmp_path: Pa
         "--bootstrap-servers",
         kafka.bootstrap_servers,
         "--no-progress",
-        *([] if kafka.idempotence else ["--no-idempotence"]),
+        *(["--tansu"] if kafka.kind == "tansu" else []),
     ]
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=240, cwd=REPO, check=False

@@ -33,9 +33,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--bits", type=int, default=4096, help="RSA key size of the dev PKI")
     parser.add_argument("--bootstrap-servers", help="an existing Kafka instead of the embedded one")
     parser.add_argument(
-        "--no-idempotence",
+        "--tansu",
         action="store_true",
-        help="with --bootstrap-servers: the broker has no idempotent producers (Tansu)",
+        help="with --bootstrap-servers: that broker is Tansu (no idempotent producers)",
     )
     parser.add_argument("--simulator-url", help="an existing DIP simulator (needs --pki)")
     parser.add_argument(
@@ -64,7 +64,7 @@ def _loadtest(args: argparse.Namespace) -> int:
         bootstrap_servers=args.bootstrap_servers,
         simulator_url=args.simulator_url,
         pki=args.pki,
-        idempotence=not args.no_idempotence,
+        tansu=args.tansu,
         command=shlex.join(["dcp-gateway", *sys.argv[1:]]),
         progress=not args.no_progress,
     )

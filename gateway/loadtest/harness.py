@@ -32,8 +32,7 @@ class Environment:
 
     pki: Path
     bootstrap: str
-    embedded_broker: bool  # Tansu, started here
-    idempotence: bool  # False for brokers without InitProducerId (Tansu)
+    tansu: bool  # the broker is Tansu (embedded, or given): its workarounds on
     sim_url: str
     webhook_port: int
 
@@ -67,7 +66,10 @@ def phase_config(
     data["dip"]["base_url"] = env.sim_url
     data["kafka"] = {
         "bootstrap_servers": env.bootstrap,
-        "enable_idempotence": env.idempotence,
+        # Tansu has no InitProducerId (no idempotent producers) and numbers group generations
+        # from 0 (``tansu_compat``).
+        "enable_idempotence": not env.tansu,
+        "tansu_compat": env.tansu,
         "create_topics": True,
         "consumer_group": f"loadtest-{tag}",
         "outbound_topics": [f"loadtest.{tag}.outbound"],
@@ -75,7 +77,7 @@ def phase_config(
         "dead_letter_topic": f"loadtest.{tag}.dead-letter",
         "quarantine_topic": f"loadtest.{tag}.quarantine",
     }
-    if env.embedded_broker:
+    if env.tansu:
         # Tansu answers a JoinGroup after half the session timeout: the product's 10 s would
         # add 5 s to every phase's start. 6 s is still Apache Kafka's smallest allowed session.
         data["kafka"].update(session_timeout_ms=6000, heartbeat_interval_ms=1000)

@@ -41,7 +41,7 @@ class Options:
     bootstrap_servers: str | None = None
     simulator_url: str | None = None
     pki: Path | None = None  # the simulator's dev PKI (required with simulator_url)
-    idempotence: bool = True  # with bootstrap_servers: the broker has InitProducerId
+    tansu: bool = False  # with bootstrap_servers: that broker is Tansu
     command: str = ""
     progress: bool = True
 
@@ -166,9 +166,8 @@ async def run_scenario(scenario: Scenario, options: Options) -> dict[str, Any]:
                 simulator_program(pki, 0, ("--max-messages", "10000"))
             )
             sim_url, sim_pid = sim.url, sim.pid
-        embedded = options.bootstrap_servers is None
-        idempotence = options.idempotence and not embedded
-        env = Environment(pki, bootstrap, embedded, idempotence, sim_url, free_port())
+        tansu = options.tansu or options.bootstrap_servers is None
+        env = Environment(pki, bootstrap, tansu, sim_url, free_port())
         run_tag = f"{int(time.time()) % 100_000:05d}"
         base_path, base = _base_config(env, run_tag)
         progress = await stack.enter_async_context(_progress(options.progress))
