@@ -21,7 +21,8 @@ from aiokafka import TopicPartition
 from gateway.config import load_config
 from gateway.dip.client import DipClient
 from gateway.kafka.clients import create_consumer
-from gateway.keys import build_keystore
+from gateway.keys import build_keystore, load_dcp_credential
+from gateway.loadtest.egress import partitions
 
 
 async def run(config_path: str, count: int) -> dict[str, object]:
@@ -34,10 +35,11 @@ async def run(config_path: str, count: int) -> dict[str, object]:
     await consumer.start()
     try:
         topic = config.kafka.outbound_topics[0]
-        await consumer.topics()
-        consumer.assign([TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)])
+        found = await partitions(config.kafka, [topic])
+        consumer.assign([TopicPartition(topic, p) for p in found[topic]])
         await consumer.seek_to_beginning()
-        async with DipClient(config.dip, config.dcp, keystore) as dip:
+        credential = load_dcp_credential(config.dcp)
+        async with DipClient.over_mtls(config.dip, credential, keystore) as dip:
             started, cpu0 = time.perf_counter(), time.process_time()
             for _ in range(count):
                 record = await consumer.getone()

@@ -14,10 +14,11 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
-from gateway.config import GatewayConfig
-from gateway.kafka.clients import create_consumer, create_producer
+from gateway.config import GatewayConfig, KafkaSettings
+from gateway.kafka.clients import common_kwargs, create_consumer, create_producer
 from gateway.loadtest.stats import Latency
 
 _PENDING, _DELIVERED, _DEAD = 0, 1, 2
@@ -119,40 +120,83 @@ def _settle_dead(out: Outcomes, headers: Sequence[tuple[str, bytes]]) -> None:
     out.reasons[h.get("dcpgw-reason", b"").decode("utf-8", "replace")[:120]] += 1
 
 
+async def partitions(
+    settings: KafkaSettings, topics: Sequence[str], within: float = 30.0
+) -> dict[str, list[int]]:
+    """Each topic's partitions, once the cluster lists them all (topics just created may take
+    a moment to appear in every broker's metadata)."""
+    admin = AIOKafkaAdminClient(**common_kwargs(settings))
+    await admin.start()
+    try:
+        deadline = time.monotonic() + within
+        while True:
+            found = {
+                t["topic"]: sorted(p["partition"] for p in t["partitions"])
+                for t in await admin.describe_topics(list(topics))
+                if not t["error_code"]
+            }
+            if all(found.get(topic) for topic in topics):
+                return {topic: found[topic] for topic in topics}
+            if time.monotonic() > deadline:
+                absent = [topic for topic in topics if not found.get(topic)]
+                raise RuntimeError(f"the cluster lists no partitions for {absent}")
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+
+
 class TopicReader:
     """Every partition of some topics, read from the start by hand (no group). A phase reads
     them when the gateway is done, so reading and parsing take no CPU from it while it is
     measured (the records' Kafka timestamps say when they were written)."""
 
     def __init__(self, config: GatewayConfig, topics: Iterable[str]) -> None:
-        self._consumer = create_consumer(config.kafka, group_id=None, enable_auto_commit=False)
+        self._settings = config.kafka
+        self._consumer: AIOKafkaConsumer | None = None
         self._topics = sorted(set(topics))
         self._parts: list[TopicPartition] = []
 
     async def start(self) -> None:
-        await self._consumer.start()
-        await self._consumer.topics()  # metadata: the partitions of every topic
+        """Assign every partition of the topics (asked of the cluster: a consumer's own
+        metadata lists only the topics it already uses)."""
         self._parts = [
             TopicPartition(topic, p)
-            for topic in self._topics
-            for p in sorted(self._consumer.partitions_for_topic(topic) or ())
+            for topic, parts in (await partitions(self._settings, self._topics)).items()
+            for p in parts
         ]
-        self._consumer.assign(self._parts)
-        await self._consumer.seek_to_beginning(*self._parts)
+        consumer = create_consumer(self._settings, group_id=None, enable_auto_commit=False)
+        await consumer.start()
+        self._consumer = consumer
+        consumer.assign(self._parts)
+        await consumer.seek_to_beginning(*self._parts)
 
     async def stop(self) -> None:
-        await self._consumer.stop()
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def __aenter__(self) -> TopicReader:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
 
     async def read_to_end(self, handle: Callable[[str, Any], None]) -> None:
         """``handle(topic, record)`` for every record up to the current end offsets."""
-        ends = await self._consumer.end_offsets(self._parts)
-        left = {tp for tp, end in ends.items() if await self._consumer.position(tp) < end}
+        consumer = self._consumer
+        assert consumer is not None, "start() first"
+        ends = await consumer.end_offsets(self._parts)
+        left = {tp for tp, end in ends.items() if await consumer.position(tp) < end}
         while left:
-            batch = await self._consumer.getmany(*left, timeout_ms=500, max_records=50_000)
+            batch = await consumer.getmany(*left, timeout_ms=500, max_records=50_000)
             for tp, records in batch.items():
                 for record in records:
                     handle(tp.topic, record)
-            left = {tp for tp in left if await self._consumer.position(tp) < ends[tp]}
+            left = {tp for tp in left if await consumer.position(tp) < ends[tp]}
 
 
 class RecordCounter(TopicReader):

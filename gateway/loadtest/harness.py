@@ -20,7 +20,10 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config import GatewayConfig, load_config
-from gateway.demo import ensure_dev_pki
+from gateway.dip import admin
+from gateway.dip.client import DipClient
+from gateway.keys import build_keystore, load_dcp_credential
+from gateway.signing.pki import DevPkiOptions, create_dev_pki
 
 #: The gateway's settings a load test changes; everything else is the product's default.
 _LINGER_MS = 5
@@ -47,7 +50,10 @@ def pki_for(workdir: Path, clients: int, bits: int) -> Path:
             found.append((int(size), folder))
     if found:
         return min(found)[1]
-    return ensure_dev_pki(workdir / f"pki-{clients}-clients-rsa{bits}", clients, bits)
+    folder = workdir / f"pki-{clients}-clients-rsa{bits}"
+    print(f"creating a development PKI in {folder} ({clients} clients, RSA-{bits}) ...")
+    create_dev_pki(folder, DevPkiOptions(clients=clients, bits=bits))
+    return folder
 
 
 def phase_config(
@@ -183,14 +189,19 @@ async def _ready(proc: asyncio.subprocess.Process, ops_url: str, within: float, 
     raise RuntimeError(f"the gateway was not ready within {within:g}s (log: {log})")
 
 
+@contextlib.asynccontextmanager
+async def _dip_client(config: GatewayConfig) -> AsyncIterator[DipClient]:
+    """A DIP client as the gateway's, for the few calls the load test makes itself."""
+    keystore = await asyncio.to_thread(build_keystore, config)
+    credential = await asyncio.to_thread(load_dcp_credential, config.dcp)
+    async with DipClient.over_mtls(config.dip, credential, keystore) as dip:
+        yield dip
+
+
 async def set_dip_latency(config: GatewayConfig, latency_ms: float) -> None:
     """The simulator's injected latency (its ``/_sim/faults``; mTLS like any DIP call)."""
-    from gateway.dip.client import DipClient
-    from gateway.keys import build_keystore
-
-    keystore = await asyncio.to_thread(build_keystore, config)
     sender = config.clients[0].dip_ids[0].dip_id
-    async with DipClient(config.dip, config.dcp, keystore) as dip:
+    async with _dip_client(config) as dip:
         body = orjson.dumps({"latency_ms": latency_ms})
         response = await dip.request("POST", "/_sim/faults", sender, body)
     if response.status != 200:
@@ -199,13 +210,8 @@ async def set_dip_latency(config: GatewayConfig, latency_ms: float) -> None:
 
 async def register_webhooks(config: GatewayConfig) -> int:
     """Every client DIP ID's publication webhooks at the simulator (``dip webhooks sync``)."""
-    from gateway.dip import admin
-    from gateway.dip.client import DipClient
-    from gateway.keys import build_keystore
-
-    keystore = await asyncio.to_thread(build_keystore, config)
-    async with DipClient(config.dip, config.dcp, keystore) as dip:
-        plan = admin.plan_sync(admin.desired_webhooks(config), [], keystore.dip_ids)
+    async with _dip_client(config) as dip:
+        plan = admin.plan_sync(admin.desired_webhooks(config), [], dip.keystore.dip_ids)
         results = await admin.apply_sync(dip, config, plan)
     failed = [r for r in results if not r.ok]
     if failed:

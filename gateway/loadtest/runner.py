@@ -344,10 +344,8 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
     out = Outcomes()
     reader = OutcomeReader(config, out)
     inbound = RecordCounter(config, {c.topics.inbound for c in config.clients})
-    await reader.start()
-    await inbound.start()
     chunks = ctx.factory.stream(phase.messages, who, phase.interfaces, phase.round_trip)
-    try:
+    async with reader, inbound:
         if preload:
             sent = _Bar(ctx.progress, "  into Kafka", phase.messages)
             await produce(config, chunks, out.ledger, None, sent.advance)
@@ -391,9 +389,6 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
                 )
                 timeline.mark("pushed back")
         timeline.mark("gateway stopped")
-    finally:
-        await reader.stop()
-        await inbound.stop()
     produced = out.ledger.produced - warm[0]
     delivered = out.ledger.delivered - warm[1]
     dead = out.ledger.dead_lettered - warm[2]
@@ -469,8 +464,7 @@ async def _ingress_phase(ctx: Context, phase: IngressPhase, clients: int) -> dic
     }
     bar = _Bar(ctx.progress, phase.label, total)
     inbound = RecordCounter(config, {c.topics.inbound for c in config.clients})
-    await inbound.start()
-    try:
+    async with inbound:
         async with _gateway(ctx, tag, path, ops_port, config, timeline) as (gw, series):
             proc = await asyncio.create_subprocess_exec(
                 *_python("gateway.loadtest.pusher"),
@@ -490,8 +484,6 @@ async def _ingress_phase(ctx: Context, phase: IngressPhase, clients: int) -> dic
             received = await _count(inbound, gw.ingress_messages, total, IDLE_TIMEOUT, bar)
             timeline.mark("messages in Kafka")
         timeline.mark("gateway stopped")
-    finally:
-        await inbound.stop()
     if proc.returncode != 0:
         raise RuntimeError(f"{phase.label}: the pusher failed with {proc.returncode}")
     result = orjson.loads(out.decode().strip().splitlines()[-1])
