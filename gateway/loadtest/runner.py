@@ -343,7 +343,7 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
     bar = _Bar(ctx.progress, phase.label, phase.messages + warm_count)
     out = Outcomes()
     reader = OutcomeReader(config, out)
-    inbound = RecordCounter(config, {c.topics.inbound for c in config.clients})
+    inbound = RecordCounter(config, {c.topics.inbound for c in config.clients if c.topics.inbound})
     chunks = ctx.factory.stream(phase.messages, who, phase.interfaces, phase.round_trip)
     async with reader, inbound:
         if preload:
@@ -463,7 +463,7 @@ async def _ingress_phase(ctx: Context, phase: IngressPhase, clients: int) -> dic
         "tag": f"{ctx.run_tag}{ctx.phase_index:03d}",
     }
     bar = _Bar(ctx.progress, phase.label, total)
-    inbound = RecordCounter(config, {c.topics.inbound for c in config.clients})
+    inbound = RecordCounter(config, {c.topics.inbound for c in config.clients if c.topics.inbound})
     async with inbound:
         async with _gateway(ctx, tag, path, ops_port, config, timeline) as (gw, series):
             proc = await asyncio.create_subprocess_exec(
