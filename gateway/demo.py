@@ -22,7 +22,7 @@ import itertools
 import os
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,9 +83,24 @@ def _ensure_dev_pki(folder: Path, clients: int, bits: int) -> Path:
     return folder
 
 
+@dataclass(frozen=True)
+class SimulatorProgram:
+    url: str
+    pid: int
+
+
 @contextlib.asynccontextmanager
 async def _simulator(pki: Path, port: int, ready_timeout: float = 60.0) -> AsyncIterator[str]:
-    """Run the DIP simulator as a separate program and yield its base URL.
+    """The demo's simulator (full schema checks): its base URL."""
+    async with simulator_program(pki, port, ("--schema-validation",), ready_timeout) as sim:
+        yield sim.url
+
+
+@contextlib.asynccontextmanager
+async def simulator_program(
+    pki: Path, port: int, extra_args: Sequence[str] = (), ready_timeout: float = 60.0
+) -> AsyncIterator[SimulatorProgram]:
+    """Run the DIP simulator as a separate program (the gateway never imports it).
 
     Its output is read without blocking the event loop, drained for as long as it runs (a full
     pipe would stall it), and the pipe is closed with the process.
@@ -98,7 +113,7 @@ async def _simulator(pki: Path, port: int, ready_timeout: float = 60.0) -> Async
         str(pki),
         "--port",
         str(port),
-        "--schema-validation",
+        *extra_args,
         stdout=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         # Ctrl-C is the demo's to handle: the simulator must outlive the gateway's drain.
@@ -116,7 +131,7 @@ async def _simulator(pki: Path, port: int, ready_timeout: float = 60.0) -> Async
                 f"the DIP simulator did not start within {ready_timeout:g}s"
             ) from None
         drain = asyncio.create_task(_discard(proc.stdout), name="dipsim-stdout")
-        yield url
+        yield SimulatorProgram(url, proc.pid)
     finally:
         if proc.returncode is None:
             proc.terminate()

@@ -1,0 +1,80 @@
+"""``dcp-gateway loadtest``: named end-to-end scenarios with a report (``gateway.loadtest``)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from gateway.cli import CliError
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    from gateway.loadtest.scenarios import SCENARIOS
+
+    parser = sub.add_parser(
+        "loadtest",
+        help="measure the gateway end to end: Kafka -> gateway -> DIP simulator, and back",
+        description="Runs a named scenario against a gateway in its own process, an embedded "
+        "broker and the DIP simulator (or --bootstrap-servers and --simulator-url), and writes "
+        "result.json, summary.md and PNG charts to --output. Scenarios: "
+        + "; ".join(f"{name}: {s.description}" for name, s in SCENARIOS.items()),
+    )
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="smoke")
+    parser.add_argument("--output", type=Path, required=True, help="folder for the report")
+    parser.add_argument(
+        "--messages", type=int, help="messages per egress phase (default: the scenario's)"
+    )
+    parser.add_argument(
+        "--workdir", type=Path, default=Path("var/loadtest"), help="dev PKIs kept between runs"
+    )
+    parser.add_argument("--bits", type=int, default=4096, help="RSA key size of the dev PKI")
+    parser.add_argument("--bootstrap-servers", help="an existing Kafka instead of the embedded one")
+    parser.add_argument(
+        "--tansu",
+        action="store_true",
+        help="with --bootstrap-servers: that broker is Tansu (no idempotent producers)",
+    )
+    parser.add_argument("--simulator-url", help="an existing DIP simulator (needs --pki)")
+    parser.add_argument(
+        "--pki", type=Path, help="the dev PKI folder the simulator was started with"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=_loadtest)
+
+
+def _loadtest(args: argparse.Namespace) -> int:
+    try:
+        from gateway.loadtest import Options, report, run_scenario
+        from gateway.loadtest.scenarios import SCENARIOS, scaled
+    except ImportError as exc:
+        raise CliError(f"{exc.name} is missing: pip install 'dcp-gateway[loadtest]'") from None
+    from gateway.ops import eventloop
+    from gateway.ops.logging import configure_logging
+
+    if args.simulator_url and args.pki is None:
+        raise CliError("--simulator-url needs --pki (the dev PKI folder the simulator uses)")
+    configure_logging("warning", "console")
+    options = Options(
+        output=args.output,
+        workdir=args.workdir,
+        bits=args.bits,
+        bootstrap_servers=args.bootstrap_servers,
+        simulator_url=args.simulator_url,
+        pki=args.pki,
+        tansu=args.tansu,
+        command=shlex.join(["dcp-gateway", *sys.argv[1:]]),
+        progress=not args.no_progress,
+    )
+    scenario = scaled(SCENARIOS[args.scenario], args.messages)
+    doc = eventloop.run(run_scenario(scenario, options))
+    result = report.write(doc, args.output)
+    print(
+        f"{result['produced']:,} produced, {result['delivered']:,} delivered, "
+        f"{result['dead_lettered']:,} dead-lettered, {result['missing']:,} missing; "
+        f"{result['messages_per_second']:,.0f} msgs/s ({result['headline_phase']}); "
+        f"report in {args.output / 'summary.md'}"
+    )
+    return 0 if result["missing"] == 0 else 1

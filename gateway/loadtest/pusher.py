@@ -1,0 +1,105 @@
+"""The DIP side of an ingress phase, in its own process: pre-signed pushes sent to the webhook.
+
+The DIP signs every push (RSA-4096); doing that here while sending would make this process,
+not the gateway, the limit on a 2-CPU machine. So every push is signed before the clock
+starts, as ``load-tests/bench_ingress.py`` does, then sent open loop at ``push_rate`` (or flat
+out with ``concurrency`` connections). Prints one JSON line: elapsed time, answers, latencies.
+
+    python -m gateway.loadtest.pusher '{"pki": ..., "targets": [...], ...}'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gateway.ingress.samples import body_of, publication, sign_push
+from gateway.signing.credentials import load_credential
+
+
+def signed_pushes(
+    pki: Path, targets: list[dict[str, str]], pushes: int, batch: int, tag: str
+) -> list[tuple[str, bytes, dict[str, str]]]:
+    """(connect URL, body, headers) per push, round-robin over ``targets`` (each a recipient
+    with its public and connect URLs); transaction IDs ``T-...-<tag><push><item>``."""
+    signer = load_credential(pki / "dip" / "signing.pfx")
+    out = []
+    for p in range(pushes):
+        target = targets[p % len(targets)]
+        items = [
+            publication(
+                target["recipient"],
+                f"T-IF-043-1009012345-REGS-20261123-{tag}{p:06d}{i:04d}",
+                mpan=f"20{p % 10**7:07d}{i:04d}",
+            )
+            for i in range(batch)
+        ]
+        body = body_of(items)
+        out.append((target["connect_url"], body, sign_push(signer, target["public_url"], body)))
+    return out
+
+
+async def send(
+    pushes: list[tuple[str, bytes, dict[str, str]]],
+    push_rate: float | None,
+    concurrency: int,
+    ca: Path,
+) -> dict[str, Any]:
+    context = ssl.create_default_context(cafile=str(ca))
+    connector = aiohttp.TCPConnector(ssl=context, limit=concurrency)
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    gate = asyncio.Semaphore(concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(url: str, body: bytes, headers: dict[str, str]) -> None:
+            async with gate:
+                started = time.perf_counter()
+                try:
+                    async with session.post(url, data=body, headers=headers) as response:
+                        await response.read()
+                        statuses[response.status] += 1
+                except (aiohttp.ClientError, OSError, TimeoutError):
+                    statuses[0] += 1
+                latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        tasks = []
+        for i, push in enumerate(pushes):
+            if push_rate:
+                delay = started + i / push_rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(*push)))
+            if not push_rate:
+                await asyncio.sleep(0)
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - started
+    return {
+        "elapsed": elapsed,
+        "statuses": {str(k): v for k, v in statuses.items()},
+        "latencies": latencies,
+    }
+
+
+def main() -> None:
+    spec = orjson.loads(sys.argv[1])
+    pki = Path(spec["pki"])
+    pushes = signed_pushes(pki, spec["targets"], spec["pushes"], spec["batch"], spec["tag"])
+    print("signed", flush=True)
+    result = asyncio.run(
+        send(pushes, spec["push_rate"], spec["concurrency"], pki / "ca" / "dip-ca.pem")
+    )
+    print(orjson.dumps(result).decode(), flush=True)
+
+
+if __name__ == "__main__":
+    main()
