@@ -23,13 +23,13 @@ run: setup
 ## again on the embedded broker of `make run`.
 test: setup
 	$(PY) -m ruff check gateway dipsim tests load-tests
-	$(PY) -m mypy --strict gateway dipsim
+	$(PY) -m mypy --strict gateway dipsim tests
 	$(PY) -m pytest
 	DCP_GATEWAY_TEST_KAFKA=tansu $(PY) -m pytest -m tansu
 
 lint: setup
 	$(PY) -m ruff check gateway dipsim tests load-tests
-	$(PY) -m mypy --strict gateway dipsim
+	$(PY) -m mypy --strict gateway dipsim tests
 
 bench: setup
 	$(PY) load-tests/bench_signing.py

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 from aiokafka import ConsumerRecord
 
@@ -32,10 +33,13 @@ def tx() -> str:
 
 
 async def consume(
-    settings: KafkaSettings, topic: str, count: int, *, settle_ms: int = 0
+    settings: KafkaSettings, topic: str | None, count: int, *, settle_ms: int = 0
 ) -> list[ConsumerRecord]:
     """The first ``count`` records of ``topic`` (fails the test if they do not come in 30 s),
-    plus whatever else arrives within ``settle_ms`` after them (proof that nothing follows)."""
+    plus whatever else arrives within ``settle_ms`` after them (proof that nothing follows).
+    ``topic`` may be a config's optional topic: the test fails when it is not set."""
+    if topic is None:
+        pytest.fail("the configuration names no such topic")
     consumer = create_consumer(settings, topic, group_id=None)
     await consumer.start()
     records: list[ConsumerRecord] = []

@@ -80,7 +80,7 @@ def test_rejected_messages_become_dead_letters_with_the_reason_in_headers() -> N
         None,
         "MSG1001 - Schema Failure",
         "MSG1001: fix the schema",
-        DeadLetterReason.DIP_REJECTION,
+        reason_class=DeadLetterReason.DIP_REJECTION,
     )
     (record,) = outcome_records([Delivery(prepared, result, 207, 2, _AT, _AT)])
     ref = prepared.message.ref

@@ -197,7 +197,8 @@ async def test_unknown_sender_is_unsignable() -> None:
 
 
 async def test_final_failures_carry_their_dead_letter_class() -> None:
-    cases = [
+    Answer = tuple[int, dict[str, str], bytes]
+    cases: list[tuple[list[Answer], DeadLetterReason]] = [
         ([(500, {}, b"boom")] * 2, DeadLetterReason.RETRIES_EXHAUSTED),
         ([(403, {}, b"")], DeadLetterReason.DIP_AUTH),
         ([(401, {}, b"")], DeadLetterReason.DIP_AUTH),

@@ -198,7 +198,9 @@ def test_keda_scales_on_lag_capped_at_the_partition_count(overlay: str) -> None:
     auth = _one(docs, "TriggerAuthentication", trigger["authenticationRef"]["name"])
     secrets = yaml.safe_load_all((K8S / "base" / "secrets.template.yaml").read_text())
     keys = {
-        (d["metadata"]["name"], key) for d in secrets if d and d["kind"] == "Secret"
+        (d["metadata"]["name"], key)
+        for d in secrets
+        if d and d["kind"] == "Secret"
         for key in d["stringData"]
     }
     for ref in auth["spec"]["secretTargetRef"]:

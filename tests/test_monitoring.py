@@ -160,8 +160,6 @@ def test_every_metric_the_rules_and_dashboard_use_exists(dashboard: dict[str, An
         known.add(name)
         if kind == "histogram":
             known.update(f"{name}_{suffix}" for suffix in ("bucket", "sum", "count"))
-    text = RULES.read_text() + " ".join(
-        t["expr"] for p in _panels(dashboard) for t in p["targets"]
-    )
+    text = RULES.read_text() + " ".join(t["expr"] for p in _panels(dashboard) for t in p["targets"])
     used = set(re.findall(r"\bdcpgw_[a-z_]+", text))
     assert used and used <= known, used - known

@@ -21,17 +21,13 @@ from gateway.kafka.clients import create_producer
 from gateway.kafka.topics import ensure_topics, gateway_topics
 from gateway.ops import tracing
 from gateway.signing.credentials import SigningCredential
-from tests.ingress_fixtures import consume, tx
+from tests.ingress_fixtures import consume, first_webhook, gateway_config, push, running, tx
 from tests.kafka_fixtures import KafkaUnderTest
 from tests.test_egress_e2e import Gateway, _collect, _gateway_config, _payload, _simulator
 from tests.test_egress_e2e import pki as egress_pki  # noqa: F401  (module fixture)
 from tests.test_ingress_webhook import (
     dev_pki,  # noqa: F401  (module fixture)
     dip_signer,  # noqa: F401  (module fixture)
-    first_webhook,
-    gateway_config,
-    push,
-    running,
 )
 
 PRODUCER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -178,8 +178,8 @@ async def _crash_loop(
     position = {ref: i for i, ref in enumerate(arrival)}
     for key, refs in by_key.items():
         assert sorted(refs, key=position.__getitem__) == refs, key
-    problems = [o.reason for o in outcomes.dead if not o.reason]
-    return run, problems
+    unexplained = [o.topic for o in outcomes.dead if not o.reason]  # a dead letter without why
+    return run, unexplained
 
 
 def _last_assignment(log: Path) -> float | None:

@@ -12,7 +12,10 @@ from gateway.cli import CliError
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    from gateway.loadtest.scenarios import SCENARIOS
+    try:
+        from gateway.loadtest.scenarios import SCENARIOS
+    except ModuleNotFoundError:  # the production image leaves the tool out: _loadtest says so
+        SCENARIOS = {}
 
     parser = sub.add_parser(
         "loadtest",
@@ -50,6 +53,11 @@ def _loadtest(args: argparse.Namespace) -> int:
         from gateway.loadtest import Options, report, run_scenario
         from gateway.loadtest.scenarios import SCENARIOS, scaled
     except ImportError as exc:
+        if exc.name and exc.name.startswith("gateway."):  # the production image leaves it out
+            raise CliError(
+                f"the load-test tool is not part of this installation ({exc.name} is missing): "
+                "run it from a source checkout"
+            ) from None
         raise CliError(f"{exc.name} is missing: pip install 'dcp-gateway[loadtest]'") from None
     from gateway.ops import eventloop
     from gateway.ops.logging import configure_logging
