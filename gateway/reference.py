@@ -172,8 +172,14 @@ def _type(annotation: Any) -> str:
     if origin is typing.Annotated:
         return _type(args[0])
     name = getattr(annotation, "__name__", str(annotation))
-    return {"str": "string", "int": "integer", "float": "number", "bool": "boolean",
-            "Path": "file path", "date": "date"}.get(name, name)
+    return {
+        "str": "string",
+        "int": "integer",
+        "float": "number",
+        "bool": "boolean",
+        "Path": "file path",
+        "date": "date",
+    }.get(name, name)
 
 
 def _default(info: FieldInfo) -> str:

@@ -34,6 +34,7 @@ class DeadLetterReason(StrEnum):
     RETRIES_EXHAUSTED = "retries_exhausted", "429, 5xx or no answer outlasted the retry policy."
     INTERNAL = "internal", "A gateway bug while preparing the record (the reason names it)."
 
+
 def dip_answer_reason(status: int | None) -> DeadLetterReason:
     """The class of a final DIP answer that refused a whole request."""
     if status in (401, 403):
