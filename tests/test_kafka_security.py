@@ -87,7 +87,7 @@ async def test_egress_and_ingress_run_over_a_secured_listener(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     counts = await run_demo(
-        tmp_path, clients=2, bits=2048, rate=40, duration=10, report_every=5,
+        tmp_path, clients=2, bits=2048, rate=40, duration=15, report_every=5,
         handle_signals=False,
     )  # fmt: skip
     config = load_config(tmp_path / "dev-pki" / "gateway.yaml", env)
