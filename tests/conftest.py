@@ -15,6 +15,7 @@ from tests.kafka_fixtures import (  # noqa: F401
     kafka,
     kafka_cluster,
     own_broker,
+    tansu,
 )
 
 

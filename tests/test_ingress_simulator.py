@@ -84,6 +84,15 @@ async def webhook(config: GatewayConfig) -> AsyncIterator[IngressService]:
         await task
 
 
+def patient_simulator(dev_pki: Path) -> SimulatorConfig:  # noqa: F811
+    """A simulator that retries a push every 0.5-1 s for minutes, as the DIP does through an
+    outage on the gateway's side."""
+    return SimulatorConfig.from_dev_pki(
+        dev_pki, push_backoff_initial_seconds=0.5, push_backoff_max_seconds=1.0,
+        push_max_attempts=200,
+    )  # fmt: skip
+
+
 async def cli(*argv: str) -> int:
     return await asyncio.to_thread(cli_main, list(argv))
 
@@ -239,11 +248,7 @@ async def test_push_during_kafka_outage_gets_503_and_the_dip_retry_lands(
     dev_pki: Path,  # noqa: F811
     own_broker: RestartableBroker,
 ) -> None:
-    sim_config = SimulatorConfig.from_dev_pki(
-        dev_pki, push_backoff_initial_seconds=0.5, push_backoff_max_seconds=1.0,
-        push_max_attempts=60,
-    )  # fmt: skip
-    async with run_simulator(sim_config) as sim:
+    async with run_simulator(patient_simulator(dev_pki)) as sim:
         settings = own_broker.kafka.settings()
         path = write_config(dev_pki, sim, settings, port=free_port())
         config = load_config(path)

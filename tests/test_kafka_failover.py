@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from dipsim import SimulatorConfig, run_simulator
+from dipsim import run_simulator
 from gateway.config import load_config
 from gateway.kafka.embedded import free_port
 from gateway.kafka.topics import ensure_topics, gateway_topics
@@ -28,7 +28,7 @@ from tests.test_egress_e2e import (
     _simulator,
     _sur,
 )
-from tests.test_ingress_simulator import cli, payloads, write_config
+from tests.test_ingress_simulator import cli, patient_simulator, payloads, write_config
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -98,11 +98,7 @@ async def test_ingress_rides_out_a_rolling_crash_of_every_broker(
     """The DIP pushes throughout; a push the gateway could not store is answered 503 and
     retried by the DIP: every publication lands in its client's topic, once."""
     kafka = KafkaUnderTest(kafka_cluster.bootstrap_servers, "apache", True)
-    sim_config = SimulatorConfig.from_dev_pki(
-        dev_pki, push_backoff_initial_seconds=0.5, push_backoff_max_seconds=2.0,
-        push_max_attempts=200,
-    )  # fmt: skip
-    async with run_simulator(sim_config) as sim:
+    async with run_simulator(patient_simulator(dev_pki)) as sim:
         path = write_config(dev_pki, sim, kafka.settings(), port=free_port())
         config = load_config(path)
         await ensure_topics(config.kafka, gateway_topics(config), partitions=3)

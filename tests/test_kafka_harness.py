@@ -24,7 +24,7 @@ from gateway.kafka.clients import (
     create_producer,
     producer_kwargs,
 )
-from gateway.kafka.embedded import EmbeddedBroker, EmbeddedBrokerUnavailable
+from gateway.kafka.embedded import EmbeddedBroker
 from gateway.kafka.topics import ensure_topics
 from tests.kafka_fixtures import KafkaUnderTest, unique
 
@@ -94,38 +94,32 @@ async def test_a_stopped_consumer_leaves_its_group(kafka: KafkaUnderTest) -> Non
         await admin.close()
 
 
-async def test_on_tansu_without_the_compat_patch_a_stopped_first_member_lingers() -> None:
+async def test_on_tansu_without_the_compat_patch_a_stopped_first_member_lingers(
+    tansu: EmbeddedBroker,
+) -> None:
     """Why ``kafka.tansu_compat`` exists (and stays off the production path): on Tansu the
     first generation is 0, so plain aiokafka skips LeaveGroup and the stopped member stays in
     the group until its session expires."""
+    plain = KafkaUnderTest(tansu.bootstrap_servers, "tansu", False).settings(
+        tansu_compat=False, session_timeout_ms=30_000, heartbeat_interval_ms=1000
+    )
+    topic = unique("linger")
+    await ensure_topics(plain, [topic])
+    consumer = create_consumer(plain, topic)
+    assert type(consumer) is AIOKafkaConsumer  # the production path: no patch
+    admin = AIOKafkaAdminClient(**common_kwargs(plain))
+    await admin.start()
     try:
-        tansu = EmbeddedBroker()
-        tansu.start()
-    except EmbeddedBrokerUnavailable:
-        pytest.skip("no embedded broker installed")
-    try:
-        plain = KafkaUnderTest(tansu.bootstrap_servers, "tansu", False).settings(
-            tansu_compat=False, session_timeout_ms=30_000, heartbeat_interval_ms=1000
-        )
-        topic = unique("linger")
-        await ensure_topics(plain, [topic])
-        consumer = create_consumer(plain, topic)
-        assert type(consumer) is AIOKafkaConsumer  # the production path: no patch
-        admin = AIOKafkaAdminClient(**common_kwargs(plain))
-        await admin.start()
+        await consumer.start()
         try:
-            await consumer.start()
-            try:
-                async with asyncio.timeout(30):
-                    while not consumer.assignment():
-                        await consumer.getmany(timeout_ms=100)
-            finally:
-                await consumer.stop()
-            assert await _members(admin, plain.consumer_group) == 1, "it left after all"
+            async with asyncio.timeout(30):
+                while not consumer.assignment():
+                    await consumer.getmany(timeout_ms=100)
         finally:
-            await admin.close()
+            await consumer.stop()
+        assert await _members(admin, plain.consumer_group) == 1, "it left after all"
     finally:
-        tansu.stop()
+        await admin.close()
 
 
 async def _members(admin: AIOKafkaAdminClient, group: str) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from dipsim import SimulatorConfig, run_simulator
+from dipsim import run_simulator
 from gateway.config import EgressSettings, load_config
 from gateway.kafka.embedded import free_port
 from gateway.kafka.topics import ensure_topics, gateway_topics
@@ -20,7 +20,7 @@ from tests.gateway_process import GatewayProcess
 from tests.ingress_fixtures import consume
 from tests.kafka_fixtures import RestartableBroker
 from tests.test_egress_e2e import _collect, _payload, _produce, _sur
-from tests.test_ingress_simulator import cli, payloads, write_config
+from tests.test_ingress_simulator import cli, patient_simulator, payloads, write_config
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -33,11 +33,7 @@ async def test_a_broker_outage_makes_the_gateway_unready_and_it_resumes_without_
 ) -> None:
     if own_broker.kafka.kind == "tansu":
         pytest.skip("Tansu keeps records in memory: a restarted one has lost them")
-    sim_config = SimulatorConfig.from_dev_pki(
-        dev_pki, push_backoff_initial_seconds=0.5, push_backoff_max_seconds=1.0,
-        push_max_attempts=200,
-    )  # fmt: skip
-    async with run_simulator(sim_config) as sim:
+    async with run_simulator(patient_simulator(dev_pki)) as sim:
         path = write_config(dev_pki, sim, own_broker.kafka.settings(), port=free_port())
         config = load_config(path)
         egress = EgressSettings(linger_ms=20, backoff_initial_ms=10, backoff_max_ms=200)

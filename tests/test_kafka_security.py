@@ -15,7 +15,7 @@ from gateway.app import run_gateway
 from gateway.cli import main as cli_main
 from gateway.config import ConfigError, KafkaSettings, load_config
 from gateway.demo import run_demo
-from gateway.kafka.embedded import EmbeddedBroker, EmbeddedBrokerUnavailable
+from gateway.kafka.embedded import EmbeddedBroker
 from gateway.kafka.preflight import check_kafka_connection
 from gateway.signing.pki import Purpose, cert_pem, create_ca, issue, key_pem
 from tests import apache_kafka
@@ -137,22 +137,16 @@ async def test_the_right_settings_pass_the_start_up_check(secured_kafka: Secured
         await check_kafka_connection(KafkaSettings.model_validate(values))
 
 
-async def test_a_broker_without_the_idempotent_producer_stops_start_up() -> None:
+async def test_a_broker_without_the_idempotent_producer_stops_start_up(
+    tansu: EmbeddedBroker,
+) -> None:
     """Tansu lists InitProducerId but answers it with UNKNOWN_SERVER_ERROR; the idempotent
     producer then died with ``UnknownError`` and ingress never became ready."""
-    try:
-        tansu = EmbeddedBroker()
-        tansu.start()
-    except EmbeddedBrokerUnavailable:
-        pytest.skip("no embedded broker installed")
-    try:
-        durable = KafkaSettings(bootstrap_servers=tansu.bootstrap_servers)
-        with pytest.raises(ConfigError, match=r"kafka\.enable_idempotence: .*UnknownError"):
-            await check_kafka_connection(durable)
-        relaxed = durable.model_copy(update={"enable_idempotence": False})
-        await check_kafka_connection(relaxed)
-    finally:
-        tansu.stop()
+    durable = KafkaSettings(bootstrap_servers=tansu.bootstrap_servers)
+    with pytest.raises(ConfigError, match=r"kafka\.enable_idempotence: .*UnknownError"):
+        await check_kafka_connection(durable)
+    relaxed = durable.model_copy(update={"enable_idempotence": False})
+    await check_kafka_connection(relaxed)
 
 
 def test_check_connect_reports_the_kafka_login_before_deploying(
