@@ -32,10 +32,10 @@ _log = structlog.get_logger(__name__)
 #: InitProducerId answers that mean "ask again shortly" (a coordinator still loading).
 _RETRIABLE = frozenset({7, 14, 15, 16, 51})  # timeout, loading, unavailable, not coord., busy
 _CLUSTER_AUTHORIZATION_FAILED = 31
+_TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
 
 #: Bound of the whole check (the startup probe must outlive it, as the topic check's).
 _PREFLIGHT_SECONDS = 15.0
-_TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
 
 
 async def check_kafka_connection(settings: KafkaSettings) -> str | None:
