@@ -5,7 +5,7 @@ turn while messages flow; the gateway rides it out without a restart and loses n
 from __future__ import annotations
 
 import asyncio
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 import orjson
@@ -19,6 +19,7 @@ from tests.apache_kafka import ApacheKafka
 from tests.gateway_process import GatewayProcess
 from tests.ingress_fixtures import consume
 from tests.kafka_fixtures import KafkaUnderTest
+from tests.sim_checks import assert_in_order_per_key, until_stored
 from tests.test_egress_e2e import (
     CLIENTS,
     _collect,
@@ -67,11 +68,7 @@ async def test_egress_rides_out_a_rolling_crash_of_every_broker(
                 await asyncio.to_thread(kafka_cluster.start_node, node)
             await producing
             expected = {_sur(p) for _, p in keyed}
-            async with asyncio.timeout(180):
-                stored_refs: set[str] = set()
-                while not expected <= stored_refs:
-                    await asyncio.sleep(0.2)
-                    stored_refs = {m.sender_unique_reference for m in sim.state.messages}
+            await until_stored(sim, expected)
             assert await gateway.metric("dcpgw_egress_messages_accepted") >= MESSAGES
             assert await gateway.terminate() == 0, gateway.tail()
         finally:
@@ -81,12 +78,7 @@ async def test_egress_rides_out_a_rolling_crash_of_every_broker(
     stored = Counter(m.sender_unique_reference for m in sim.state.messages)
     assert set(stored) == expected
     assert max(stored.values()) == 1
-    position = {m.sender_unique_reference: m.seq for m in sim.state.messages}
-    by_key: defaultdict[bytes, list[str]] = defaultdict(list)
-    for key, p in keyed:
-        by_key[key].append(_sur(p))
-    for key, refs in by_key.items():
-        assert sorted(refs, key=position.__getitem__) == refs, key
+    assert_in_order_per_key(sim, [(key, _sur(p)) for key, p in keyed])
     outcomes = await _collect(config, MESSAGES)
     assert not outcomes.dead
     assert outcomes.result_refs() == Counter(dict.fromkeys(expected, 1))  # idempotent producer

@@ -4,7 +4,7 @@ and stopping one hands its partitions to the other with nothing lost, reordered 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 import orjson
@@ -15,6 +15,7 @@ from gateway.kafka.clients import common_kwargs
 from gateway.kafka.topics import ensure_topics, gateway_topics
 from tests.gateway_process import GatewayProcess
 from tests.kafka_fixtures import KafkaUnderTest
+from tests.sim_checks import assert_in_order_per_key
 from tests.test_egress_e2e import (
     CLIENTS,
     _collect,
@@ -87,12 +88,7 @@ async def test_two_gateways_share_the_partitions_and_hand_over_on_stop(
         stored = Counter(m.sender_unique_reference for m in sim.state.messages)
         assert set(stored) == {_sur(p) for _, p in keyed}
         assert max(stored.values()) == 1, "a graceful hand-over repeated a message"
-        position = {m.sender_unique_reference: m.seq for m in sim.state.messages}
-        by_key: defaultdict[bytes, list[str]] = defaultdict(list)
-        for key, p in keyed:
-            by_key[key].append(_sur(p))
-        for key, refs in by_key.items():
-            assert sorted(refs, key=position.__getitem__) == refs, key
+        assert_in_order_per_key(sim, [(key, _sur(p)) for key, p in keyed])
         # One result record per message.
         outcomes = await _collect(config, len(keyed))
         assert not outcomes.dead

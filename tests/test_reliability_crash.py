@@ -15,7 +15,7 @@ import json
 import os
 import random
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -26,16 +26,15 @@ import orjson
 import pytest
 
 from gateway.kafka.topics import ensure_topics, gateway_topics
-from gateway.schema.samples import sample_payload
 from gateway.signing.pki import DevPkiOptions, create_dev_pki
 from tests.gateway_process import GatewayProcess
 from tests.kafka_fixtures import KafkaUnderTest
-from tests.test_egress_e2e import _collect, _gateway_config, _produce, _simulator
+from tests.sim_checks import assert_in_order_per_key, until_stored
+from tests.test_egress_e2e import _collect, _gateway_config, _payload, _produce, _simulator, _sur
 
 pytestmark = pytest.mark.timeout(900)
 
 CLIENTS = 5
-RECIPIENT = "2300000900"
 
 
 @pytest.fixture(scope="module")
@@ -70,15 +69,8 @@ def _messages(count: int, bad_every: int) -> list[tuple[bytes, bytes, str, bool]
     ``bad_every`` unreadable (dead-lettered by egress before any DIP request)."""
     out = []
     for seq in range(count):
-        client = 1 + seq % CLIENTS
-        payload = sample_payload(
-            "IF-043",
-            sender_dip_id=f"14{client:04d}0001",
-            sender_role="SUP",
-            recipients=[RECIPIENT],
-            seq=seq,
-        )
-        ref = payload["CommonBlock"]["S1"]["senderUniqueReference"]
+        payload = _payload(1 + seq % CLIENTS, seq)
+        ref = _sur(payload)
         key = f"{1900000000000 + seq % 400:013d}".encode()
         good = seq % bad_every != bad_every - 1
         value = orjson.dumps(payload) if good else orjson.dumps(payload)[:-7]  # truncated
@@ -140,28 +132,19 @@ async def _crash_loop(
                 if assigned is not None and assigned > crashed_at:
                     run.takeover_seconds.append(round(assigned - crashed_at, 2))
             await producing
-            async with asyncio.timeout(300):
-                stored_refs: set[str] = set()
-                while not good <= stored_refs:
-                    await asyncio.sleep(0.2)
-                    stored_refs = {m.sender_unique_reference for m in sim.state.messages}
+            await until_stored(sim, good, seconds=300)
             outcomes = await _collect(config, messages)
             assert await gateway.terminate() == 0, gateway.tail()
         finally:
             gateway.ensure_stopped()
         run.duplicates_at_dip = sum(sim.state.duplicates.values())
-        arrival = [
-            m.sender_unique_reference for m in sorted(sim.state.messages, key=lambda m: m.seq)
-        ]
 
-    stored_once = Counter(arrival)
+    stored_once = Counter(m.sender_unique_reference for m in sim.state.messages)
     assert max(stored_once.values()) == 1  # the simulator stores a reference once
     run.delivered = len(good & set(stored_once))
+    reference_of = {value: ref for _, value, ref, _ in records}  # the original bytes
     dead_refs = Counter(
-        ref
-        for o in outcomes.dead
-        for ref in [_reference_in(o.value or b"", records)]
-        if ref is not None
+        ref for o in outcomes.dead if (ref := reference_of.get(o.value or b"")) is not None
     )
     bad = {ref for _, _, ref, ok in records if not ok}
     run.dead_lettered = len(set(dead_refs) & bad)
@@ -170,14 +153,7 @@ async def _crash_loop(
         1 for o in outcomes.results if "dcpgw-delivered-earlier" in o.headers
     )
     run.lost = len((good - set(stored_once)) | (bad - set(dead_refs)))
-    # Per-key order at the DIP: each key's references arrive in production order.
-    by_key: defaultdict[bytes, list[str]] = defaultdict(list)
-    for key, _, ref, ok in records:
-        if ok:
-            by_key[key].append(ref)
-    position = {ref: i for i, ref in enumerate(arrival)}
-    for key, refs in by_key.items():
-        assert sorted(refs, key=position.__getitem__) == refs, key
+    assert_in_order_per_key(sim, [(key, ref) for key, _, ref, ok in records if ok])
     unexplained = [o.topic for o in outcomes.dead if not o.reason]  # a dead letter without why
     return run, unexplained
 
@@ -190,14 +166,6 @@ def _last_assignment(log: Path) -> float | None:
             stamp = orjson.loads(line)["timestamp"]
             found = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
     return found
-
-
-def _reference_in(value: bytes, records: list[tuple[bytes, bytes, str, bool]]) -> str | None:
-    """The reference of a dead letter's original value (truncated JSON: found by bytes)."""
-    for _, original, ref, _ in records:
-        if original == value:
-            return ref
-    return None
 
 
 def _report(run: CrashRun) -> None:

@@ -1,0 +1,31 @@
+"""What the DIP simulator received, for the tests that stop brokers or gateways mid-stream."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Iterable
+
+from dipsim.server import Simulator
+
+
+def stored_references(sim: Simulator) -> set[str]:
+    return {m.sender_unique_reference for m in sim.state.messages}
+
+
+async def until_stored(sim: Simulator, references: set[str], seconds: float = 180.0) -> None:
+    """Wait until the simulator has accepted every one of ``references``."""
+    async with asyncio.timeout(seconds):
+        while not references <= stored_references(sim):  # noqa: ASYNC110 (no event to wait on)
+            await asyncio.sleep(0.2)
+
+
+def assert_in_order_per_key(sim: Simulator, sent: Iterable[tuple[bytes, str]]) -> None:
+    """Each Kafka key's references (``(key, reference)`` in production order) reached the DIP
+    in that order."""
+    position = {m.sender_unique_reference: m.seq for m in sim.state.messages}
+    by_key: defaultdict[bytes, list[str]] = defaultdict(list)
+    for key, reference in sent:
+        by_key[key].append(reference)
+    for key, references in by_key.items():
+        assert sorted(references, key=position.__getitem__) == references, key
