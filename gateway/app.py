@@ -196,19 +196,18 @@ async def run_gateway(
                         name="credential-watch",
                     )
                 )
-                # Not ready until the first probe answers (as the services below).
-                health.set(KAFKA_HEALTH, False, "starting")
-                tasks.append(
-                    asyncio.create_task(watch_kafka(config.kafka, health, stop), name="kafka-watch")
-                )
-                # Declare every enabled component before it starts, so /readyz cannot report
-                # ready while one of them is still connecting.
+                # Declare every component before it starts, so /readyz cannot report ready
+                # while one of them is still connecting (the Kafka watch: until its first probe).
                 for name, enabled in (
+                    (KAFKA_HEALTH, True),
                     ("egress", config.egress.enabled),
                     ("ingress", config.ingress.enabled),
                 ):
                     if enabled:
                         health.set(name, False, "starting")
+                tasks.append(
+                    asyncio.create_task(watch_kafka(config.kafka, health, stop), name="kafka-watch")
+                )
                 if dip is not None:  # egress is enabled
                     egress = EgressService(config, keystore, dip, health)
                     tasks.append(asyncio.create_task(egress.run(stop), name="egress"))
