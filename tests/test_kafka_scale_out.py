@@ -38,6 +38,10 @@ async def _stable_members(admin: AIOKafkaAdminClient, group: str) -> int:
     return len(described[5]) if described[2] == "Stable" else 0
 
 
+async def _accepted(gateway: GatewayProcess) -> float:
+    return await gateway.metric("dcpgw_egress_messages_accepted")
+
+
 @pytest.mark.tansu
 async def test_two_gateways_share_the_partitions_and_hand_over_on_stop(
     dev_pki: Path, kafka: KafkaUnderTest, tmp_path: Path
@@ -69,15 +73,22 @@ async def test_two_gateways_share_the_partitions_and_hand_over_on_stop(
                     await asyncio.sleep(0.2)
             await _produce(config, [(topic, k, orjson.dumps(p)) for k, p in first])
             await until_stored(len(first))
-            a_before = await a.metric("dcpgw_egress_messages_accepted")
-            b_before = await b.metric("dcpgw_egress_messages_accepted")
+            # A gateway counts a message once its result is on Kafka, just after the DIP has it.
+            a_before, b_before = await _accepted(a), await _accepted(b)
+            async with asyncio.timeout(30):
+                while a_before + b_before < len(first):
+                    await asyncio.sleep(0.1)
+                    a_before, b_before = await _accepted(a), await _accepted(b)
             assert a_before > 0 and b_before > 0, (a_before, b_before)
             assert a_before + b_before == len(first)
 
             assert await a.terminate() == 0, a.tail()
             await _produce(config, [(topic, k, orjson.dumps(p)) for k, p in second])
             await until_stored(len(keyed))
-            assert await b.metric("dcpgw_egress_messages_accepted") == b_before + len(second)
+            async with asyncio.timeout(30):
+                while await _accepted(b) < b_before + len(second):  # noqa: ASYNC110 (HTTP poll)
+                    await asyncio.sleep(0.1)
+            assert await _accepted(b) == b_before + len(second)
             assert await b.terminate() == 0, b.tail()
         finally:
             await admin.close()
