@@ -41,11 +41,14 @@ async def test_a_stop_starts_no_batch_that_was_waiting_on_the_key_gate(
         await asyncio.Event().wait()
         raise AssertionError("never answered")
 
-    config = _gateway_config(pki, kafka, _NO_SIMULATOR, shutdown_grace_seconds=0, linger_ms=0)
+    config = _gateway_config(
+        pki, kafka, _NO_SIMULATOR, shutdown_grace_seconds=0, linger_ms=0, ordering_scope="key"
+    )
     await ensure_topics(config.kafka, gateway_topics(config))
     topic = config.kafka.outbound_topics[0]
     first, second = _payload(1, 0), _payload(2, 1)  # two senders: two batches
-    # One key: the second batch waits on the key gate until the first is final.
+    # One key, ordered across senders: the second batch waits on the key gate until the first
+    # is final.
     await _produce(config, [(topic, b"meter-1", orjson.dumps(p)) for p in (first, second)])
     keystore = build_keystore(config)
     before = asyncio.all_tasks()

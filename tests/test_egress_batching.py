@@ -45,9 +45,9 @@ def test_grouped_by_sender_and_interface() -> None:
         assert batcher.add(_prep(sender, i, iface), 0.0) == []
     batches = {b.key: [p.message.sender_dip_id for p in b.items] for b in batcher.flush()}
     assert batches == {
-        (ALICE_ID, "IF-043"): [ALICE_ID, ALICE_ID],
-        (BOB_ID, "IF-043"): [BOB_ID],
-        (ALICE_ID, "IF-044"): [ALICE_ID],
+        (ALICE_ID, "IF-043", False): [ALICE_ID, ALICE_ID],
+        (BOB_ID, "IF-043", False): [BOB_ID],
+        (ALICE_ID, "IF-044", False): [ALICE_ID],
     }
 
 
@@ -131,7 +131,7 @@ def test_gate_keys_registered_on_join_keep_offset_order_without_deadlock() -> No
     """Interleaved keys across two senders' open batches: the batcher must not let a message
     join an older batch behind a newer holder of its key (that would deadlock or reorder)."""
     gate = KeyGate()
-    batcher = Batcher(100, 1_000_000, 10.0, gate)
+    batcher = Batcher(100, 1_000_000, 10.0, gate, per_sender=False)  # ordering_scope: key
     plan = [(BOB_ID, b"k1"), (ALICE_ID, b"k1"), (ALICE_ID, b"k2"), (BOB_ID, b"k2"), (BOB_ID, b"k1")]
     closed = [b for seq, (s, k) in enumerate(plan) for b in batcher.add(_keyed(s, seq, k), 0.0)]
     closed += batcher.flush()
@@ -150,7 +150,7 @@ def test_gate_keys_registered_on_join_keep_offset_order_without_deadlock() -> No
 
 def test_batch_waits_for_an_earlier_open_batch_with_its_key() -> None:
     gate = KeyGate()
-    batcher = Batcher(2, 1_000_000, 10.0, gate)
+    batcher = Batcher(2, 1_000_000, 10.0, gate, per_sender=False)  # ordering_scope: key
     batcher.add(_keyed(BOB_ID, 0, b"k"), 0.0)  # bob's batch stays open
     closed = batcher.add(_keyed(ALICE_ID, 1, b"k"), 0.0) + batcher.add(
         _keyed(ALICE_ID, 2, b"x"), 0.0
@@ -160,3 +160,29 @@ def test_batch_waits_for_an_earlier_open_batch_with_its_key() -> None:
     (bob,) = batcher.flush()
     assert gate.is_ready(bob.batch_id)
     assert gate.release(bob.batch_id) == [closed[0].batch_id]
+
+
+def test_by_default_senders_do_not_wait_for_each_other_on_a_shared_key() -> None:
+    """Different MPs are independent parties: alice's record with an MPAN that bob's open
+    batch also holds may go first (ordering_scope: sender_key)."""
+    gate = KeyGate()
+    batcher = Batcher(2, 1_000_000, 10.0, gate)
+    batcher.add(_keyed(BOB_ID, 0, b"k"), 0.0)  # bob's batch stays open
+    closed = batcher.add(_keyed(ALICE_ID, 1, b"k"), 0.0) + batcher.add(
+        _keyed(ALICE_ID, 2, b"k"), 0.0
+    )
+    assert [len(b.items) for b in closed] == [2]
+    assert gate.is_ready(closed[0].batch_id)
+    (bob,) = batcher.flush()
+    assert gate.is_ready(bob.batch_id)
+
+
+def test_records_read_back_from_a_retry_topic_never_share_a_batch_with_fresh_ones() -> None:
+    batcher = Batcher(100, 1_000_000, 10.0, retry_topics=frozenset({"dcpgw.alice.retry"}))
+    fresh = _keyed(ALICE_ID, 0, b"k")
+    again = _keyed(ALICE_ID, 1, b"k")
+    again.message.ref = again.message.ref._replace(topic="dcpgw.alice.retry")
+    batcher.add(fresh, 0.0)
+    batcher.add(again, 0.0)
+    batches = {b.retried: b.items for b in batcher.flush()}
+    assert batches == {False: [fresh], True: [again]}

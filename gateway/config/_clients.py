@@ -82,8 +82,14 @@ class ClientTopics(ConfigModel):
     results: str
     dead_letter: str
     status: str | None = None
+    retry: str | None = Field(
+        default=None,
+        description="where the client's records wait while the DIP holds it off (429, 503, no "
+        "answer, 401/403), so they never block other clients' partitions; read by the egress "
+        "consumer group, so one per group: default `<kafka.consumer_group>.<name>.retry`",
+    )
 
-    @field_validator("inbound", "results", "dead_letter", "status")
+    @field_validator("inbound", "results", "dead_letter", "status", "retry")
     @classmethod
     def _topic_field(cls, v: str | None) -> str | None:
         return None if v is None else topic_name(v)
@@ -106,6 +112,13 @@ class ClientConfig(ConfigModel):
     )
     topics: ClientTopics
     dip_ids: tuple[DipIdConfig, ...] = Field(min_length=1)
+    weight: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="the client's share of egress.max_concurrent_requests and of the in-flight "
+        "window when clients compete (relative to the other clients' weights)",
+    )
 
     @field_validator("name")
     @classmethod

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from pydantic import Field, model_validator
 
 from gateway.config import _checks
@@ -33,6 +36,24 @@ class GatewayConfig(ConfigModel):
     ops: OpsSettings = OpsSettings()
     clients: tuple[ClientConfig, ...] = Field(min_length=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_retry_topics(cls, data: Any) -> Any:
+        """``clients[].topics.retry`` defaults to ``<consumer group>.<client>.retry``: a retry
+        backlog is measured against the group's committed offsets, so two deployments (two
+        groups) on one cluster must not share one."""
+        if not isinstance(data, dict) or not isinstance(data.get("clients"), list | tuple):
+            return data
+        kafka = data.get("kafka")
+        group = KafkaSettings.model_fields["consumer_group"].default
+        if isinstance(kafka, dict):
+            group = kafka.get("consumer_group", group)
+        elif isinstance(kafka, KafkaSettings):
+            group = kafka.consumer_group
+        prefix = _UNSAFE_TOPIC_CHARS.sub("_", str(group))
+        clients = [_with_retry_topic(client, prefix) for client in data["clients"]]
+        return {**data, "clients": clients}
+
     @model_validator(mode="after")
     def _cross_checks(self) -> GatewayConfig:
         _checks.check_unique_clients(self.clients)
@@ -56,3 +77,19 @@ class GatewayConfig(ConfigModel):
             if any(d.dip_id == dip_id for d in client.dip_ids):
                 return client
         return None
+
+
+_UNSAFE_TOPIC_CHARS = re.compile(r"[^a-zA-Z0-9._-]")
+
+
+def _with_retry_topic(client: Any, prefix: str) -> Any:
+    if isinstance(client, ClientConfig):
+        if client.topics.retry is not None:
+            return client
+        topics = client.topics.model_copy(update={"retry": f"{prefix}.{client.name}.retry"})
+        return client.model_copy(update={"topics": topics})
+    if isinstance(client, dict) and isinstance(client.get("topics"), dict):
+        topics = client["topics"]
+        if topics.get("retry") is None and isinstance(client.get("name"), str):
+            return {**client, "topics": {**topics, "retry": f"{prefix}.{client['name']}.retry"}}
+    return client

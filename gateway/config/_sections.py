@@ -312,7 +312,31 @@ class EgressSettings(ConfigModel):
         "message gets a result flagged `dcpgw-delivered-earlier`, not a dead letter. The DIP "
         "does not publish its code: the default is the simulator's; () turns this off",
     )
-    max_attempts: int = Field(default=8, ge=1, description="tries per request before dead-letter")
+    max_attempts: int = Field(
+        default=8,
+        ge=1,
+        description="tries per request before dead-letter, for answers that concern the request "
+        "(500, 408, 425); 429, 502-504 and no answer hold the client instead "
+        "(hold_budget_seconds)",
+    )
+    hold_budget_seconds: float = Field(
+        default=21_600.0,
+        gt=0,
+        description="how long a client's messages may wait while the DIP holds the client off "
+        "(429, 502-504, no answer, 401/403 with every key) before they are dead-lettered",
+    )
+    auth_probe_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="a client stopped by 401/403 (its credentials) is tried again this often, "
+        "and at once when its API key files change",
+    )
+    ordering_scope: Literal["sender_key", "key"] = Field(
+        default="sender_key",
+        description="records reach the DIP in order per (sender DIP ID, Kafka key) and partition: "
+        "different MPs are independent parties, so one held client never holds another's "
+        "records; `key`: in order per Kafka key across senders",
+    )
     backoff_initial_ms: float = Field(default=200.0, gt=0)
     backoff_max_ms: float = Field(default=30_000.0, gt=0)
     schema_validation: bool = True

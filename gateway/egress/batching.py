@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from gateway.egress.ordering import KeyGate
 from gateway.egress.routing import Prepared
 
-BatchKey = tuple[str, str]
-"""(sender DIP ID, interface ID)."""
+BatchKey = tuple[str, str, bool]
+"""(sender DIP ID, interface ID, read back from a retry topic): records read back from a retry
+topic never share a batch with fresh ones, as only fresh ones may be diverted."""
 
 _ids = itertools.count(1)
 
@@ -36,6 +37,7 @@ class Batch:
     created: float
     nbytes: int = 2  # the brackets
     batch_id: int = field(default_factory=lambda: next(_ids))
+    held_since: float | None = None  # epoch seconds: since when the DIP holds its client off
 
     @property
     def sender_dip_id(self) -> str:
@@ -44,6 +46,11 @@ class Batch:
     @property
     def interface_id(self) -> str:
         return self.key[1]
+
+    @property
+    def retried(self) -> bool:
+        """Its records were read back from the client's retry topic."""
+        return self.key[2]
 
     def body(self) -> bytes:
         return build_body(self.items)
@@ -54,7 +61,15 @@ class Batch:
         return self.with_items(self.items[:mid]), self.with_items(self.items[mid:])
 
     def with_items(self, items: list[Prepared]) -> Batch:
-        return Batch(self.key, self.path, items, self.created, body_size(items), self.batch_id)
+        return Batch(
+            self.key,
+            self.path,
+            items,
+            self.created,
+            body_size(items),
+            self.batch_id,
+            self.held_since,
+        )
 
 
 def body_size(items: Sequence[Prepared]) -> int:
@@ -76,10 +91,15 @@ class Batcher:
         max_bytes: int,
         linger_seconds: float,
         gate: KeyGate | None = None,
+        *,
+        per_sender: bool = True,
+        retry_topics: frozenset[str] = frozenset(),
     ) -> None:
         if max_messages < 1:
             raise ValueError("max_messages must be at least 1")
         self._gate = gate
+        self._per_sender = per_sender
+        self._retry_topics = retry_topics
         self._max_messages = max_messages
         self._max_bytes = max_bytes
         self._linger = linger_seconds
@@ -92,10 +112,16 @@ class Batcher:
     def add(self, prepared: Prepared, now: float) -> list[Batch]:
         """Add one message; return the batches this closed (zero, one or two)."""
         message = prepared.message
-        key = (message.sender_dip_id, message.interface_id)
-        size = len(message.item)
         ref = message.ref
-        gate_key = (ref.topic, ref.partition, ref.key) if ref.key is not None else None
+        key = (message.sender_dip_id, message.interface_id, ref.topic in self._retry_topics)
+        size = len(message.item)
+        gate_key: tuple[object, ...] | None = None
+        if ref.key is not None:
+            gate_key = (
+                (ref.topic, ref.partition, key[0], ref.key)
+                if self._per_sender
+                else (ref.topic, ref.partition, ref.key)
+            )
         gate = self._gate
         closed: list[Batch] = []
         batch = self._open.get(key)

@@ -8,12 +8,16 @@ Interfaces outside the known list count as ``other`` (see :func:`interface_label
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import time
+from typing import TYPE_CHECKING, NamedTuple
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Enum, Gauge, Histogram
 
 from gateway.egress.reasons import DeadLetterReason
 from gateway.ops.metrics import OTHER_INTERFACE, interface_label
+
+if TYPE_CHECKING:
+    from gateway.egress.holds import Hold
 
 CONSUMED = Counter(
     "dcpgw_egress_messages_consumed_total",
@@ -86,6 +90,46 @@ CONSUMER_LAG = Gauge(
     "Records between the consumer position and the partition end.",
     ["topic", "partition"],
 )
+
+CLIENT_STATE = Enum(
+    "dcpgw_egress_client_state",
+    "Whether the DIP holds the client off: open, throttled (429), unavailable (502-504, no "
+    "answer) or auth (401/403 with every key: its credentials, the client is stopped).",
+    ["client"],
+    states=["open", "throttled", "unavailable", "auth"],
+)
+CLIENT_HELD_SINCE = Gauge(
+    "dcpgw_egress_client_held_since_timestamp_seconds",
+    "When the current hold of the client began (0: not held).",
+    ["client"],
+)
+DIVERTING = Gauge(
+    "dcpgw_egress_client_diverting",
+    "1 while the client's records go to its retry topic instead of the DIP (held, or its retry "
+    "backlog not drained yet).",
+    ["client"],
+)
+DIVERTED = Counter(
+    "dcpgw_egress_messages_diverted_total",
+    "Records moved to the client's retry topic while the DIP held the client off.",
+    ["client"],
+)
+CLIENT_REQUESTS_IN_FLIGHT = Gauge(
+    "dcpgw_egress_client_requests_in_flight",
+    "DIP requests of the client under way: its use of the fairly shared request slots.",
+    ["client"],
+)
+
+
+def client_hold(client: str, hold: Hold | None) -> None:
+    """Export a client's hold state (on change only)."""
+    CLIENT_STATE.labels(client).state("open" if hold is None else hold.kind.value)
+    CLIENT_HELD_SINCE.labels(client).set(0 if hold is None else _wall(hold.since))
+
+
+def _wall(monotonic: float) -> float:
+    """Epoch seconds of a ``time.monotonic()`` instant."""
+    return time.time() - (time.monotonic() - monotonic)
 
 
 class Counters(NamedTuple):

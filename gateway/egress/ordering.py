@@ -12,7 +12,10 @@ message whose key is already held by a *newer* batch must not join an older open
 would make the two wait for each other). :meth:`KeyGate.join` tells the batcher so; it
 closes the older batch and starts a new one. Hence the gate cannot deadlock.
 
-Keys are scoped by (topic, partition, key): Kafka orders records only within a partition.
+Keys are scoped by (topic, partition, sender DIP ID, key) by default: Kafka orders records only
+within a partition, and different MPs are independent parties (the DIP does not order across
+senders), so one held client never holds another's records with the same MPAN. With
+``egress.ordering_scope: key`` the scope is (topic, partition, key).
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ import structlog
 from gateway.dip import DipClient, DipTransportError
 from gateway.egress import metrics
 from gateway.egress.batching import Batch
+from gateway.egress.fairness import FairSlots
+from gateway.egress.holds import ClientHolds, HoldKind, hold_kind
 from gateway.egress.outcomes import Action, Decision, MessageResult, decide, transport_failure
 from gateway.egress.reasons import DeadLetterReason
 from gateway.egress.retry import RetryPolicy
@@ -48,8 +50,27 @@ new_delivery = partial(tuple.__new__, Delivery)
 per message."""
 
 
+_PRIMARY_RETRY_SECONDS = 300.0
+"""A primary API key the DIP refused is skipped (the secondary goes first) until its file
+changes or this long has passed; then the primary is tried again."""
+
+
+class Sent(NamedTuple):
+    """What became of a batch: final deliveries, and the parts held off by the DIP that the
+    caller may move out of the way (a divertable batch of a held client)."""
+
+    deliveries: list[Delivery]
+    held: list[Batch]
+
+
 class BatchSender:
-    """Sends batches through the shared :class:`DipClient`; never raises for DIP trouble."""
+    """Sends batches through the shared :class:`DipClient`; never raises for DIP trouble.
+
+    A request holds one of the client's fair slots (:class:`FairSlots`) while it is signed and
+    sent, never while it waits: back-off sleeps and client holds (:class:`ClientHolds`) hold
+    no slot. Push-back that concerns the client (429, 502-504, no answer, 401/403 with every
+    key) holds the client; push-back that concerns the request (500, 408, 425) is retried with
+    back-off up to ``max_attempts``."""
 
     def __init__(
         self,
@@ -57,24 +78,45 @@ class BatchSender:
         policy: RetryPolicy,
         *,
         duplicate_codes: tuple[str, ...] = (),
+        holds: ClientHolds | None = None,
+        slots: FairSlots | None = None,
+        hold_budget_seconds: float = 21_600.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._dip = dip
         self._policy = policy
         self._duplicate_codes = duplicate_codes
+        self._holds = holds or ClientHolds(policy, auth_probe_seconds=60.0, rand=rand)
+        self._slots = slots or FairSlots(32)
+        self._budget = hold_budget_seconds
         self._sleep = sleep
         self._rand = rand
+        self._clock = clock
+        self._refused_primary: dict[str, tuple[str, float]] = {}
 
-    async def deliver(self, batch: Batch) -> list[Delivery]:
-        out: list[Delivery] = []
-        await self._deliver(batch, out)
+    @property
+    def holds(self) -> ClientHolds:
+        return self._holds
+
+    @property
+    def slots(self) -> FairSlots:
+        return self._slots
+
+    async def deliver(self, batch: Batch, *, divertable: bool = False) -> Sent:
+        """Final deliveries for the batch's messages; with ``divertable``, a part whose client
+        is held comes back in ``held`` instead of waiting here."""
+        out = Sent([], [])
+        await self._deliver(batch, out, divertable)
         return out
 
-    async def _deliver(self, batch: Batch, out: list[Delivery]) -> None:
+    async def _deliver(self, batch: Batch, out: Sent, divertable: bool) -> None:
         sender = batch.sender_dip_id
+        client = _client(batch)
+        keystore = self._dip.keystore
         try:
-            keys = self._dip.keystore.api_keys_for(sender)
+            keys = keystore.api_keys_for(sender)
         except UnknownSender:
             reason = f"cannot sign: no credential for DIP ID {sender}"
             self._final_all(batch, out, reason, DeadLetterReason.SIGNING, None, 0)
@@ -82,20 +124,57 @@ class BatchSender:
         body = batch.body()
         references = [p.message.sender_unique_reference for p in batch.items]
         metrics.BATCH_SIZE.observe(len(batch.items))
-        key_index = 0
-        attempt = 0
+        key_index = self._first_key(sender, keys)
+        holds = self._holds
+        sent = 0  # requests sent (the attempts reported)
+        failed = 0  # answers about the request itself, counted against max_attempts
         while True:
-            attempt += 1
+            if divertable and holds.get(client) is not None:
+                if batch.held_since is None:
+                    batch.held_since = self._clock()
+                out.held.append(batch)
+                return
+            probe = await holds.admit(client, partial(keystore.api_keys_for, sender))
+            if self._expired(batch, client, out, sent):
+                if probe:
+                    holds.abandon(client)
+                return
+            if probe:  # the credentials may have changed while the client was held
+                keys = keystore.api_keys_for(sender)
+                key_index = self._first_key(sender, keys)
+            sent += 1
             submitted = datetime.now(UTC)
-            decision = await self._attempt(
-                batch, body, keys[key_index], references, key_index, keys
-            )
+            try:
+                async with self._slots.slot(client):
+                    decision = await self._attempt(
+                        batch, body, keys[key_index], references, key_index, keys
+                    )
+            except BaseException:
+                if probe:
+                    holds.abandon(client)
+                raise
             status = decision.status
+            kind = None
+            if decision.action is Action.RETRY or decision.action is Action.FINAL:
+                kind = hold_kind(status, retryable=decision.action is Action.RETRY)
+            if kind is not None:
+                if batch.held_since is None:
+                    batch.held_since = self._clock()
+                new = holds.get(client) is None
+                holds.hold(
+                    client, kind, decision.reason, decision.retry_after, probe=probe, token=keys
+                )
+                if new:
+                    _log_answer("warning", "dip_client_held", batch, decision, hold=kind.value)
+                continue
+            if probe:
+                holds.clear(client)
+                _log_answer("info", "dip_client_released", batch, decision)
             if decision.action is Action.FINAL:
                 acknowledged = datetime.now(UTC)
                 for prepared, result in zip(batch.items, decision.results, strict=True):
-                    out.append(
-                        new_delivery((prepared, result, status, attempt, submitted, acknowledged))
+                    out.deliveries.append(
+                        new_delivery((prepared, result, status, sent, submitted, acknowledged))
                     )
                 if status is not None:
                     _observe_end_to_end(batch, acknowledged)
@@ -103,32 +182,62 @@ class BatchSender:
                         _log_answer("warning", "dip_batch_not_accepted", batch, decision)
                 return
             if decision.action is Action.NEXT_KEY:
+                if key_index == 0:
+                    self._refused_primary[sender] = (keys[0], time.monotonic())
                 key_index += 1
-                metrics.API_KEY_FALLBACKS.labels(_client(batch)).inc()
+                metrics.API_KEY_FALLBACKS.labels(client).inc()
                 _log_answer("warning", "dip_unauthorised_trying_secondary_key", batch, decision)
                 continue
             if decision.action is Action.SPLIT:
                 first, second = batch.split()
                 _log_answer("info", "dip_payload_too_large_splitting", batch, decision)
-                await self._deliver(first, out)
-                await self._deliver(second, out)
+                held = len(out.held)
+                await self._deliver(first, out, divertable)
+                if len(out.held) > held:  # the second half must not overtake the first
+                    out.held.append(second)
+                    return
+                await self._deliver(second, out, divertable)
                 return
-            delay = self._policy.delay(attempt, decision.retry_after, self._rand)
+            if key_index == 0:  # the DIP took the primary key this time
+                self._refused_primary.pop(sender, None)
+            failed += 1
+            delay = self._policy.delay(failed, decision.retry_after, self._rand)
             if delay is None:
-                reason = f"gave up after {attempt} attempts: {decision.reason}"
+                reason = f"gave up after {sent} attempts: {decision.reason}"
                 cls = DeadLetterReason.RETRIES_EXHAUSTED
-                self._final_all(batch, out, reason, cls, status, attempt)
+                self._final_all(batch, out, reason, cls, status, sent)
                 return
-            metrics.counters(_client(batch), batch.interface_id).retried.inc(len(batch.items))
+            metrics.counters(client, batch.interface_id).retried.inc(len(batch.items))
             _log_answer(
-                "warning",
-                "dip_submit_retry",
-                batch,
-                decision,
-                attempt=attempt,
-                delay=round(delay, 3),
+                "warning", "dip_submit_retry", batch, decision, attempt=sent, delay=round(delay, 3)
             )
             await self._sleep(delay)
+
+    def _first_key(self, sender: str, keys: tuple[str, ...]) -> int:
+        """0, or 1 while the primary key is one the DIP refused (and it has not changed)."""
+        refused = self._refused_primary.get(sender)
+        if refused is None or len(keys) < 2:
+            return 0
+        key, when = refused
+        if key != keys[0] or time.monotonic() - when > _PRIMARY_RETRY_SECONDS:
+            del self._refused_primary[sender]
+            return 0
+        return 1
+
+    def _expired(self, batch: Batch, client: str, out: Sent, sent: int) -> bool:
+        """Dead-letter the batch when it has been held longer than the budget."""
+        since = batch.held_since
+        if since is None or self._clock() - since <= self._budget:
+            return False
+        hold = self._holds.get(client)
+        cls = DeadLetterReason.DIP_AUTH if hold and hold.kind is HoldKind.AUTH else None
+        hours = (self._clock() - since) / 3600
+        reason = (
+            f"held for {hours:.2f} h, past egress.hold_budget_seconds: the DIP kept pushing "
+            f"back on client {client}: {hold.reason if hold else 'no answer'}"
+        )
+        self._final_all(batch, out, reason, cls or DeadLetterReason.RETRIES_EXHAUSTED, None, sent)
+        return True
 
     async def _attempt(
         self,
@@ -177,7 +286,7 @@ class BatchSender:
     @staticmethod
     def _final_all(
         batch: Batch,
-        out: list[Delivery],
+        out: Sent,
         reason: str,
         reason_class: DeadLetterReason,
         status: int | None,
@@ -185,7 +294,9 @@ class BatchSender:
     ) -> None:
         now = datetime.now(UTC)
         result = MessageResult(False, reason=reason, reason_class=reason_class)
-        out.extend(Delivery(p, result, status, attempts, now, None) for p in batch.items)
+        out.deliveries.extend(
+            Delivery(p, result, status, attempts, now, None) for p in batch.items
+        )
 
 
 def _reject(reason: str, count: int) -> Decision:

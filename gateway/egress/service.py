@@ -37,6 +37,7 @@ from gateway.config import GatewayConfig
 from gateway.dip.client import DipClient
 from gateway.egress import metrics
 from gateway.egress.batching import Batch, Batcher
+from gateway.egress.diversion import Diversions, read_retry_headers, retry_backlog, retry_record
 from gateway.egress.envelope import (
     OutboundMessage,
     RecordRef,
@@ -44,14 +45,16 @@ from gateway.egress.envelope import (
     new_record_ref,
     parse_record,
 )
+from gateway.egress.fairness import FairSlots
 from gateway.egress.flow import FlowControl, Step
+from gateway.egress.holds import ClientHolds, Hold
 from gateway.egress.offsets import OffsetTracker
 from gateway.egress.ordering import KeyGate
 from gateway.egress.reasons import DeadLetterReason
 from gateway.egress.records import dead_letter, outcome_records
 from gateway.egress.retry import RetryPolicy
 from gateway.egress.routing import Rejected, Router
-from gateway.egress.sender import BatchSender, Delivery
+from gateway.egress.sender import BatchSender, Delivery, Sent
 from gateway.egress.writer import OutcomeWriter, OutRecord
 from gateway.kafka.clients import create_consumer, create_producer
 from gateway.kafka.topics import ensure_topics, gateway_topics
@@ -80,6 +83,9 @@ event-loop work of one turn, so DIP answers and the webhook wait at most that lo
 in-flight limit a turn takes only the refill (a fortieth of the window), which is what keeps
 the pipeline evenly fed."""
 _HOLD_SECONDS_MAX = 5.0
+_DIVERSION_CHECK_SECONDS = 1.0
+"""How often a diverting client that is no longer held looks whether its retry backlog is
+empty (see :mod:`gateway.egress.diversion`)."""
 _UNROUTED = "(none)"
 
 
@@ -96,6 +102,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         _log.info("egress_partitions_assigned", partitions=len(assigned))
+        await self._service._on_assigned()
 
 
 class EgressService:
@@ -114,10 +121,37 @@ class EgressService:
         egress = config.egress
         validates = egress.schema_validation or any(c.schema_validation for c in config.clients)
         self._router = Router(config, default_registry() if validates else None)
+        # Retry topics (see gateway.egress.diversion): which client each belongs to.
+        self._retry_clients = {c.topics.retry: c.name for c in config.clients if c.topics.retry}
+        self._retry_topic = {name: topic for topic, name in self._retry_clients.items()}
         self._gate, self._batcher = self._fresh_batching()
-        self._sender = BatchSender(
-            dip, RetryPolicy.from_settings(egress), duplicate_codes=egress.duplicate_message_codes
+        policy = RetryPolicy.from_settings(egress)
+        weights = {c.name: c.weight for c in config.clients}
+        self._holds = ClientHolds(
+            policy, auth_probe_seconds=egress.auth_probe_seconds, on_change=self._hold_changed
         )
+        self._sender = BatchSender(
+            dip,
+            policy,
+            duplicate_codes=egress.duplicate_message_codes,
+            holds=self._holds,
+            slots=FairSlots(egress.max_concurrent_requests, weights, on_change=_slots_changed),
+            hold_budget_seconds=egress.hold_budget_seconds,
+        )
+        self._diversions = Diversions()
+        for client in config.clients:  # every client's series exists from the start
+            metrics.client_hold(client.name, None)
+            metrics.DIVERTING.labels(client.name).set(0)
+        # Per client: records read back from its retry topic and not final yet; at its share of
+        # the in-flight window its retry partitions are paused (the others' fetching goes on).
+        total = sum(weights.values()) or 1
+        self._retry_share = {
+            name: max(egress.max_in_flight_messages * w // total, egress.max_batch_messages)
+            for name, w in weights.items()
+        }
+        self._retry_in_flight: dict[str, int] = {}
+        self._paused_retry: set[str] = set()  # clients whose retry partitions are paused
+        self._held_since: dict[tuple[str, int, int], float] = {}  # of retry records in flight
         self._tracker = OffsetTracker()
         status_topic = config.kafka.status_outbound_topic
         self._topics = [*config.kafka.outbound_topics]
@@ -130,11 +164,11 @@ class EgressService:
             else:
                 self._status_kind[status_topic] = True
                 self._topics.append(status_topic)
+        self._topics += list(self._retry_clients)
         self._tasks: set[asyncio.Task[None]] = set()
         self._waiting: dict[int, Batch] = {}
         self._abandoning = False  # while cancelling: a finished batch releases nobody
         self._failure: EgressFailed | None = None  # a bug in a batch: stop, then raise this
-        self._semaphore = asyncio.Semaphore(egress.max_concurrent_requests)
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._writer: OutcomeWriter | None = None
@@ -177,6 +211,7 @@ class EgressService:
             consumer.subscribe(self._topics, listener=_Listener(self))
             await consumer.start()
             committer = asyncio.create_task(self._commit_when_final(), name="egress-commit")
+            diverter = asyncio.create_task(self._end_diversions(), name="egress-diversions")
             try:
                 with tuned_for_streaming(self._config.egress.max_in_flight_messages):
                     self._consuming = True
@@ -190,7 +225,8 @@ class EgressService:
                     await self._drain(self._config.egress.shutdown_grace_seconds)
             finally:
                 committer.cancel()
-                await asyncio.gather(committer, return_exceptions=True)
+                diverter.cancel()
+                await asyncio.gather(committer, diverter, return_exceptions=True)
                 await self._abandon()
                 await self._commit(force=True)
                 await consumer.stop()
@@ -209,7 +245,12 @@ class EgressService:
         egress = self._config.egress
         gate = KeyGate()
         batcher = Batcher(
-            egress.max_batch_messages, egress.max_batch_bytes, egress.linger_ms / 1000, gate
+            egress.max_batch_messages,
+            egress.max_batch_bytes,
+            egress.linger_ms / 1000,
+            gate,
+            per_sender=egress.ordering_scope == "sender_key",
+            retry_topics=frozenset(self._retry_clients),
         )
         return gate, batcher
 
@@ -239,6 +280,7 @@ class EgressService:
                     self._fetched[(last.topic, last.partition)] = last.offset + 1
                 for (client, interface), count in consumed.items():
                     metrics.counters(client, interface).consumed.inc(count)
+                self._pace_retries()
             for batch in self._batcher.due(loop.time()):
                 self._dispatch(batch)
             metrics.IN_FLIGHT.set(self._tracker.in_flight())
@@ -278,8 +320,38 @@ class EgressService:
         if step is Step.RESUME:
             consumer.resume(*consumer.assignment())
             _log.info("egress_fetch_resumed", in_flight=in_flight, limit=self._flow.limit)
+        self._apply_retry_pauses(consumer)
         data = await consumer.getmany(timeout_ms=timeout_ms, max_records=decision.room)
         return data
+
+    def _pace_retries(self) -> None:
+        """Pause a client's retry partitions at its share of the in-flight window (its records
+        read back wait there while it is held), resume them at half of it."""
+        paused = self._paused_retry
+        for client, count in self._retry_in_flight.items():
+            if client in paused:
+                if count <= self._retry_share[client] // 2:
+                    paused.discard(client)
+            elif count >= self._retry_share[client]:
+                paused.add(client)
+
+    def _apply_retry_pauses(self, consumer: AIOKafkaConsumer) -> None:
+        pause = []
+        resume = []
+        stopped = consumer.paused()
+        for tp in consumer.assignment():
+            client = self._retry_clients.get(tp.topic)
+            if client is None:
+                continue
+            if client in self._paused_retry:
+                if tp not in stopped:
+                    pause.append(tp)
+            elif tp in stopped:
+                resume.append(tp)
+        if pause:
+            consumer.pause(*pause)
+        if resume:
+            consumer.resume(*resume)
 
     def _ingest(
         self, record: Any, today: Any, now: float, consumed: dict[tuple[str, str], int]
@@ -291,8 +363,14 @@ class EgressService:
         ref = new_record_ref(
             (topic, partition, offset, record.key, record.value, generation, record.timestamp)
         )
+        status = self._status_kind.get(topic, False)
+        retry_client = self._retry_clients.get(topic)
+        held_since = None
+        if retry_client is not None:  # read back from a retry topic: kind of its first topic
+            source, held_since = read_retry_headers(record.headers)
+            status = self._status_kind.get(source, False) if source is not None else False
         try:
-            parsed = parse_record(ref, status=self._status_kind.get(topic, False))
+            parsed = parse_record(ref, status=status)
             if isinstance(parsed, OutboundMessage):
                 outcome = self._router.prepare(parsed, today)
             else:
@@ -309,8 +387,13 @@ class EgressService:
             traceparent = tracing.traceparent_of(record.headers)
             if traceparent is not None:
                 self._traceparents[(topic, partition, offset)] = traceparent
-        labels = (outcome.route.client.name, outcome.message.interface_id)
-        consumed[labels] = consumed.get(labels, 0) + 1
+        if retry_client is None:
+            labels = (outcome.route.client.name, outcome.message.interface_id)
+            consumed[labels] = consumed.get(labels, 0) + 1
+        else:  # counted as consumed when it was first read
+            self._retry_in_flight[retry_client] = self._retry_in_flight.get(retry_client, 0) + 1
+            if held_since is not None:
+                self._held_since[(topic, partition, offset)] = held_since
         for batch in self._batcher.add(outcome, now):
             self._dispatch(batch)
 
@@ -342,6 +425,7 @@ class EgressService:
 
     async def _run_batch(self, batch: Batch) -> None:
         first = batch.items[0].route
+        client = first.client.name
         # Each task runs in its own copy of the context: these fields mark every event of
         # this batch (retries, splits, signing errors) and nothing else.
         structlog.contextvars.bind_contextvars(
@@ -360,21 +444,34 @@ class EgressService:
             if self._tracing
             else None
         )
+        diverting = False
         try:
             with tracing.span("egress.batch", links=self._links(batch), attributes=attributes):
                 if self._tracing:
                     loop = asyncio.get_running_loop()
                     started = tracing.wall_ns_of(batch.created, loop.time())
                     tracing.past_span("egress.consume", started, time.time_ns())
-                async with self._semaphore:
-                    deliveries = await self._sender.deliver(batch)
+                sent = await self._send(batch, client)
+                records = outcome_records(sent.deliveries, tracing.record_headers())
+                if sent.held:
+                    diverting = True
+                    self._diversions.writing(client)
+                    records += self._diverted(client, sent.held)
                 with tracing.span("egress.outcome_write"):
-                    await self._write(outcome_records(deliveries, tracing.record_headers()))
-            self._count(deliveries)
+                    await self._write(records)
+            self._count(sent.deliveries)
             finish = self._tracker.finish
-            for delivery in deliveries:
+            for delivery in sent.deliveries:
                 ref = delivery.prepared.message.ref
                 finish((ref.topic, ref.partition), ref.offset, ref.generation)
+            for held in sent.held:
+                for prepared in held.items:
+                    ref = prepared.message.ref
+                    finish((ref.topic, ref.partition), ref.offset, ref.generation)
+            if batch.retried:
+                left = self._retry_in_flight.get(client, 0) - len(batch.items)
+                self._retry_in_flight[client] = max(left, 0)
+                self._pace_retries()
             self._finished()
         except asyncio.CancelledError:  # abandoned: nothing waiting starts (see _release)
             self._release(batch)
@@ -392,6 +489,86 @@ class EgressService:
             )
         else:
             self._release(batch)
+        finally:
+            if diverting:
+                self._diversions.written(client)
+
+    async def _send(self, batch: Batch, client: str) -> Sent:
+        """Send the batch, or divert it at once while its client diverts (fresh records only:
+        records read back from a retry topic are sent, waiting out their client's hold)."""
+        if not batch.retried:
+            if client in self._diversions:
+                return Sent([], [batch])
+            return await self._sender.deliver(batch, divertable=True)
+        held_since = self._held_since
+        since = [
+            held_since.pop((ref.topic, ref.partition, ref.offset), None)
+            for ref in (p.message.ref for p in batch.items)
+        ]
+        known = [s for s in since if s is not None]
+        if known:
+            batch.held_since = min(known)
+        return await self._sender.deliver(batch)
+
+    def _diverted(self, client: str, batches: list[Batch]) -> list[OutRecord]:
+        """The records of ``batches`` for the client's retry topic, in order."""
+        topic = self._retry_topic[client]
+        out = [
+            retry_record(topic, prepared.message.ref, batch.held_since)
+            for batch in batches
+            for prepared in batch.items
+        ]
+        metrics.DIVERTED.labels(client).inc(len(out))
+        return out
+
+    def _hold_changed(self, client: str, hold: Hold | None) -> None:
+        """A client was held (its records divert from now on) or released."""
+        metrics.client_hold(client, hold)
+        if hold is not None and self._diversions.start(client):
+            metrics.DIVERTING.labels(client).set(1)
+            _log.warning(
+                "egress_client_diverting", client=client, hold=hold.kind.value, reason=hold.reason
+            )
+
+    async def _on_assigned(self) -> None:
+        """Before taking records of new partitions: a client with a retry backlog (records
+        another replica, or this one before a restart, diverted) diverts until it is drained."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        topics = [t for t, c in self._retry_clients.items() if c not in self._diversions]
+        try:
+            backlog = await retry_backlog(consumer, topics)
+        except KafkaError as exc:  # unknown: divert everyone until the backlog can be read
+            _log.warning("egress_retry_backlog_unknown", error=str(exc))
+            backlog = dict.fromkeys(topics, 1)
+        for topic, count in backlog.items():
+            client = self._retry_clients[topic]
+            if count and self._diversions.start(client):
+                metrics.DIVERTING.labels(client).set(1)
+                _log.info("egress_client_diverting", client=client, retry_backlog=count)
+
+    async def _end_diversions(self) -> None:
+        """Stop diverting a client once it is not held and its retry backlog is empty."""
+        while True:
+            await asyncio.sleep(_DIVERSION_CHECK_SECONDS)
+            consumer = self._consumer
+            candidates = [c for c in self._diversions.clients() if self._holds.get(c) is None]
+            if consumer is None or not candidates:
+                continue
+            epochs = {c: self._diversions.epoch(c) for c in candidates}
+            try:
+                backlog = await retry_backlog(consumer, [self._retry_topic[c] for c in candidates])
+            except KafkaError as exc:
+                _log.warning("egress_retry_backlog_unknown", error=str(exc))
+                continue
+            for client in candidates:
+                if self._holds.get(client) is not None:
+                    continue  # held again while we looked
+                topic = self._retry_topic[client]
+                if not backlog[topic] and self._diversions.stop(client, epochs[client]):
+                    metrics.DIVERTING.labels(client).set(0)
+                    _log.info("egress_client_diversion_ended", client=client)
 
     def _links(self, batch: Batch) -> list[Any]:
         """Links to the traces of the batch's records that carried a ``traceparent``."""
@@ -596,6 +773,9 @@ class EgressService:
             self._abandoning = False
         self._waiting.clear()
         self._traceparents.clear()
+        self._held_since.clear()
+        self._retry_in_flight.clear()
+        self._paused_retry.clear()
         self._gate, self._batcher = self._fresh_batching()  # open batches are dropped
         abandoned = self._tracker.in_flight()
         if abandoned:
@@ -615,6 +795,10 @@ class EgressService:
                 metrics.CONSUMER_LAG.remove(tp.topic, str(tp.partition))
         self._flow.reset()
         metrics.PAUSED.set(0)
+
+
+def _slots_changed(client: str, in_use: int) -> None:
+    metrics.CLIENT_REQUESTS_IN_FLIGHT.labels(client).set(in_use)
 
 
 def _log_dead_letter(**fields: object) -> None:

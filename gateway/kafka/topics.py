@@ -80,6 +80,8 @@ def gateway_topic_uses(config: GatewayConfig) -> list[TopicUse]:
             uses.append(TopicUse(f"{field}.inbound", t.inbound, "ingress", True))
         uses.append(TopicUse(f"{field}.results", t.results, "egress", True))
         uses.append(TopicUse(f"{field}.dead_letter", t.dead_letter, "egress", True))
+        if t.retry:  # always set once validated (a default per client)
+            uses.append(TopicUse(f"{field}.retry", t.retry, "egress", True))
         if t.status:
             uses.append(TopicUse(f"{field}.status", t.status, "ingress", True))
     return uses
