@@ -47,6 +47,9 @@ class FaultConfig(BaseModel):
     slow_read_ms: float = Field(default=0.0, ge=0)
     #: Path prefixes the faults apply to (never ``/_sim``).
     paths: list[str] = Field(default_factory=lambda: ["/dip-channel", "/statusmessage"])
+    #: DIP IDs (owners of the request's API key) the faults apply to; None: every request.
+    #: The DIP throttles per API key, so one participant can be refused while others are not.
+    senders: list[str] | None = None
     #: Reseed the random stream when these faults are applied (None keeps the current one).
     seed: int | None = None
 
@@ -60,8 +63,10 @@ class FaultConfig(BaseModel):
     def rate(self, name: str) -> float:
         return float(getattr(self, f"rate_{name}"))
 
-    def applies_to(self, path: str) -> bool:
-        return not path.startswith("/_sim") and any(path.startswith(p) for p in self.paths)
+    def applies_to(self, path: str, sender: str | None = None) -> bool:
+        if path.startswith("/_sim") or not any(path.startswith(p) for p in self.paths):
+            return False
+        return self.senders is None or sender in self.senders
 
 
 @dataclass(frozen=True)
@@ -110,10 +115,11 @@ class FaultInjector:
         with self._lock:
             self._random = random.Random(seed)
 
-    def decide(self, path: str) -> Decision | None:
-        """The faults for one request, or None when none apply to it."""
+    def decide(self, path: str, sender: str | None = None) -> Decision | None:
+        """The faults for one request (``sender``: the owner of its API key, if known), or None
+        when none apply to it."""
         cfg = self.config
-        if not self._active or not cfg.applies_to(path):
+        if not self._active or not cfg.applies_to(path, sender):
             return None
         with self._lock:
             draw = self._random.random()

@@ -302,6 +302,7 @@ class SimState:
         self.status_messages: list[StoredStatus] = []
         self.requests: Counter[str] = Counter()  # "<path kind> <status>"
         self.status_codes: Counter[int] = Counter()
+        self.answers_by_key_owner: Counter[tuple[str, int]] = Counter()  # (DIP ID, status)
         self.by_sender: Counter[str] = Counter()
         self.by_interface: Counter[str] = Counter()
         self.by_recipient: Counter[str] = Counter()
@@ -488,6 +489,18 @@ class SimState:
 
     # ---------------------------------------------------------------------- misc
 
+    def count_answer(self, api_key_owner: str | None, status: int) -> None:
+        self.status_codes[status] += 1
+        if api_key_owner is not None:
+            self.answers_by_key_owner[(api_key_owner, status)] += 1
+
+    def answers_by_owner(self) -> dict[str, dict[str, int]]:
+        """{DIP ID: {status: answers}} for requests with a registered API key."""
+        out: dict[str, dict[str, int]] = {}
+        for (owner, status), count in self.answers_by_key_owner.items():
+            out.setdefault(owner, {})[str(status)] = count
+        return out
+
     def stats(self) -> dict[str, Any]:
         return {
             "messages": self.message_count,
@@ -501,6 +514,7 @@ class SimState:
             "rejectedMessages": dict(self.rejected_messages),
             "authFailures": dict(self.auth_failures),
             "statusCodes": {str(k): v for k, v in self.status_codes.items()},
+            "statusCodesByApiKeyOwner": self.answers_by_owner(),
             "requests": dict(self.requests),
             "publications": self.publication_count,
             "deliveries": {

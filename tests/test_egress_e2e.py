@@ -452,8 +452,8 @@ async def test_retries_under_faults_keep_per_key_order_without_loss(
         arrival = [
             m.sender_unique_reference for m in sorted(sim.state.messages, key=lambda m: m.seq)
         ]
-        for key, refs in sent.items():
-            assert [s for s in arrival if s in set(refs)] == refs, key
+        for scope, refs in sent.items():
+            assert [s for s in arrival if s in set(refs)] == refs, scope
 
 
 @pytest.mark.tansu

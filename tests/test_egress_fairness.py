@@ -86,3 +86,18 @@ async def test_a_cancelled_waiter_gives_its_place_back() -> None:
 def test_limit_must_be_positive() -> None:
     with pytest.raises(ValueError):
         FairSlots(0)
+
+
+async def test_a_slot_freed_just_after_a_waiter_was_cancelled_is_not_lost() -> None:
+    """Cancelling a task cancels the future it awaits at once, but its code runs later: a slot
+    freed in between must skip that future, not fail on it or hand the slot to nobody."""
+    slots = FairSlots(1)
+    await slots.acquire("a")
+    waiter = asyncio.create_task(slots.acquire("b"))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    slots.release("a")  # before the cancelled waiter ran
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert slots.in_use("b") == 0
+    await asyncio.wait_for(slots.acquire("c"), 1)

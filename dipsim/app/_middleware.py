@@ -13,26 +13,40 @@ from aiohttp.typedefs import Middleware
 
 from dipsim.app._context import SLOW_READ, Context, Handler
 from dipsim.app._responses import json_response
+from dipsim.auth import AuthError
 
 
 def count_statuses(ctx: Context) -> Middleware:
+    """Answers by status, and by (API key owner, status): how often each participant asked
+    and what it got (a gateway's request rate while one participant is throttled)."""
+
     @web.middleware
     async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
+        sender = _api_key_owner(ctx, request)
         try:
             response = await handler(request)
         except web.HTTPException as exc:
-            ctx.state.status_codes[exc.status] += 1
+            ctx.state.count_answer(sender, exc.status)
             raise
-        ctx.state.status_codes[response.status] += 1
+        ctx.state.count_answer(sender, response.status)
         return response
 
     return count
 
 
+def _api_key_owner(ctx: Context, request: web.Request) -> str | None:
+    if request.path.startswith("/_sim"):
+        return None
+    try:
+        return ctx.auth.api_key_owner(request.headers)
+    except AuthError:
+        return None
+
+
 def inject_faults(ctx: Context) -> Middleware:
     @web.middleware
     async def faults(request: web.Request, handler: Handler) -> web.StreamResponse:
-        decision = ctx.faults.decide(request.path)
+        decision = ctx.faults.decide(request.path, _api_key_owner(ctx, request))
         if decision is None:
             return await handler(request)
         if decision.delay_seconds > 0:

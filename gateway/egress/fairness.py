@@ -107,6 +107,8 @@ class FairSlots:
             else:  # still waiting: behind the clients that waited longer at this share
                 self._turn += 1
                 self._since[client] = self._turn
+            if future.done():  # its task was cancelled and has not run since: skip it
+                continue
             self._take(client)
             future.set_result(None)
 

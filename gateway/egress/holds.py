@@ -6,9 +6,10 @@ about the message, so none of them should burn a message's attempts or dead-lett
 few seconds, and none of them concerns the other clients. Instead the client is **held**:
 
 * its batches wait here without holding a request slot (:mod:`gateway.egress.fairness`);
-* one batch at a time **probes** once the hold's time is up: at least the DIP's
-  ``Retry-After``, else an exponential back-off with equal jitter (never near zero), so the
-  client's request rate under 429 follows the DIP, not the number of its waiting batches;
+* one batch at a time **probes** once the hold's time is up: after the DIP's ``Retry-After``
+  when it gives one, else after an exponential back-off with equal jitter (never near zero),
+  so the client's request rate under 429 follows the DIP, not the number of its waiting
+  batches;
 * the probe's answer decides for all: any answer that is not another push-back opens the
   client; another push-back extends the hold;
 * a client stopped by 401/403 is probed every ``auth_probe_seconds``, and at once when its
@@ -119,10 +120,10 @@ class ClientHolds:
         failures = 1 if current is None else current.failures + 1
         if kind is HoldKind.AUTH:
             delay = self._auth_probe
+        elif retry_after is not None:  # the DIP says when: one probe per Retry-After
+            delay = max(min(retry_after, RETRY_AFTER_CAP_SECONDS), self._policy.initial_seconds)
         else:
             delay = self._policy.cap(failures) * (0.5 + self._rand() / 2)  # never ~0
-            if retry_after is not None:
-                delay = max(delay, min(retry_after, RETRY_AFTER_CAP_SECONDS))
         since = now if current is None else current.since
         hold = Hold(kind, since, now + delay, failures, reason, token)
         self._holds[client] = hold

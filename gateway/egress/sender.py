@@ -142,10 +142,12 @@ class BatchSender:
             if probe:  # the credentials may have changed while the client was held
                 keys = keystore.api_keys_for(sender)
                 key_index = self._first_key(sender, keys)
-            sent += 1
-            submitted = datetime.now(UTC)
             try:
                 async with self._slots.slot(client):
+                    if not probe and holds.get(client) is not None:
+                        continue  # held while it queued for the slot: divert, or wait
+                    sent += 1
+                    submitted = datetime.now(UTC)
                     decision = await self._attempt(
                         batch, body, keys[key_index], references, key_index, keys
                     )
