@@ -261,3 +261,52 @@ async def test_a_4000_message_backlog_throttled_for_a_minute(
     kafka: KafkaUnderTest,
 ) -> None:
     await _scenario(pki, kafka, LONG_BACKLOG, shared_keys=False, assert_ratio=True)
+
+
+async def test_a_restarted_gateway_keeps_a_client_behind_its_retry_backlog(
+    pki: Path,  # noqa: F811
+    kafka: KafkaUnderTest,
+) -> None:
+    """A gateway that starts while a client's records wait in its retry topic must not send
+    that client's new records ahead of them, even though it has never seen the client held:
+    it reads the backlog (the group's committed offsets) before it takes any record."""
+    dip_id = _dip_id(THROTTLED)
+    async with _simulator(pki, latency_ms=LATENCY_MS) as sim:
+        sim.set_faults(rate_429=1.0, retry_after_seconds=RETRY_AFTER, senders=[dip_id])
+        config = _config(pki, kafka, sim)
+        await ensure_topics(config.kafka, gateway_topics(config))
+        topic = config.kafka.outbound_topics[0]
+        keys = [f"mpan-{k}".encode() for k in range(5)]
+        first = [_payload(THROTTLED, seq) for seq in range(60)]
+        then = [_payload(THROTTLED, seq) for seq in range(60, 100)]
+        name = f"client-{THROTTLED}"
+        before = _sample("dcpgw_egress_messages_diverted_total", {"client": name})
+        await _produce(config, [(topic, keys[i % 5], orjson.dumps(p)) for i, p in enumerate(first)])
+        gateway = Gateway(config)
+        await gateway.start()
+        try:
+            async with asyncio.timeout(60):
+                while (  # noqa: ASYNC110 (a metric has no event)
+                    _sample("dcpgw_egress_messages_diverted_total", {"client": name}) - before
+                    < len(first)
+                ):
+                    await asyncio.sleep(0.05)
+        finally:
+            await gateway.stop_gracefully()
+        sim.set_faults(latency_ms=LATENCY_MS)  # the DIP takes the client again
+        await _produce(
+            config, [(topic, keys[i % 5], orjson.dumps(p)) for i, p in enumerate(then, 60)]
+        )
+        restarted = Gateway(config)
+        await restarted.start()
+        try:
+            outcomes = await _collect(config, len(first) + len(then), wait_seconds=120)
+        finally:
+            await restarted.stop_gracefully()
+        stored = sorted(sim.state.messages, key=lambda m: m.seq)
+        arrival = [m.sender_unique_reference for m in stored]
+    assert [o.reason for o in outcomes.dead] == []
+    assert len(outcomes.results) == len(first) + len(then)
+    for k in range(5):
+        refs = [_sur(p) for i, p in enumerate([*first, *then]) if i % 5 == k]
+        assert [r for r in arrival if r in set(refs)] == refs, f"key {k} out of order"
