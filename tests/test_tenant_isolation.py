@@ -310,3 +310,48 @@ async def test_a_restarted_gateway_keeps_a_client_behind_its_retry_backlog(
     for k in range(5):
         refs = [_sur(p) for i, p in enumerate([*first, *then]) if i % 5 == k]
         assert [r for r in arrival if r in set(refs)] == refs, f"key {k} out of order"
+
+
+async def test_a_client_the_dip_answers_slowly_cannot_fill_the_window_for_the_others(
+    pki: Path,  # noqa: F811
+    kafka: KafkaUnderTest,
+) -> None:
+    """Not refused, just slow (3 s per request for client 1) with a backlog in front of the
+    others: without a share of the in-flight window its records would fill it and the others'
+    records behind them would not even be fetched until the backlog drained (minutes)."""
+    slow = _dip_id(THROTTLED)
+    async with _simulator(pki) as sim:
+        sim.set_faults(latency_ms=3000, senders=[slow])
+        config = _gateway_config(
+            pki,
+            kafka,
+            sim,
+            max_batch_messages=1,
+            linger_ms=0,
+            max_concurrent_requests=CONCURRENCY,
+            max_in_flight_messages=300,
+        )
+        await ensure_topics(config.kafka, gateway_topics(config))
+        topic = config.kafka.outbound_topics[0]
+        load = Load(per_client=100, backlog=1200, throttle_seconds=0)
+        records, order = _records(topic, load, shared_keys=False)
+        await _produce(config, records)
+        gateway = Gateway(config)
+        await gateway.start()
+        try:
+            others = await _until(sim, dict.fromkeys(OTHERS, load.per_client), 60)
+            slow_done_meanwhile = sim.state.by_sender[slow]
+            sim.set_faults()  # now let client 1 catch up, to check it lost nothing
+            outcomes = await _collect(config, len(records), wait_seconds=180)
+        finally:
+            await gateway.stop_gracefully()
+        stored = sorted(sim.state.messages, key=lambda m: m.seq)
+        arrival = [(m.sender, m.sender_unique_reference) for m in stored]
+    assert set(others) == set(OTHERS), f"the others were stalled behind client 1: {others}"
+    assert slow_done_meanwhile < load.backlog  # client 1 was still working off its backlog
+    assert [o.reason for o in outcomes.dead] == []
+    assert len(outcomes.results) == len(records)
+    for (client, _key), refs in order.items():
+        wanted = set(refs)
+        seen = [ref for sender, ref in arrival if sender == _dip_id(client) and ref in wanted]
+        assert seen == refs, f"client {client} out of order"

@@ -142,14 +142,16 @@ class EgressService:
         for client in config.clients:  # every client's series exists from the start
             metrics.client_hold(client.name, None)
             metrics.DIVERTING.labels(client.name).set(0)
-        # Per client: records read back from its retry topic and not final yet; at its share of
-        # the in-flight window its retry partitions are paused (the others' fetching goes on).
+        # Per client, its share of the in-flight window: records read back from its retry topic
+        # pause there (its retry partitions, the others' fetching goes on); and while the window
+        # is full, a client above its share diverts its fresh records (see _crowding).
         total = sum(weights.values()) or 1
-        self._retry_share = {
+        self._share = {
             name: max(egress.max_in_flight_messages * w // total, egress.max_batch_messages)
             for name, w in weights.items()
         }
         self._retry_in_flight: dict[str, int] = {}
+        self._fresh_in_flight: dict[str, int] = {}  # per client: from the outbound topics
         self._paused_retry: set[str] = set()  # clients whose retry partitions are paused
         self._held_since: dict[tuple[str, int, int], float] = {}  # of retry records in flight
         self._tracker = OffsetTracker()
@@ -278,8 +280,10 @@ class EgressService:
                         self._ingest(record, today, now, consumed)
                     last = records[-1]
                     self._fetched[(last.topic, last.partition)] = last.offset + 1
+                fresh = self._fresh_in_flight
                 for (client, interface), count in consumed.items():
                     metrics.counters(client, interface).consumed.inc(count)
+                    fresh[client] = fresh.get(client, 0) + count
                 self._pace_retries()
             for batch in self._batcher.due(loop.time()):
                 self._dispatch(batch)
@@ -330,9 +334,9 @@ class EgressService:
         paused = self._paused_retry
         for client, count in self._retry_in_flight.items():
             if client in paused:
-                if count <= self._retry_share[client] // 2:
+                if count <= self._share[client] // 2:
                     paused.discard(client)
-            elif count >= self._retry_share[client]:
+            elif count >= self._share[client]:
                 paused.add(client)
 
     def _apply_retry_pauses(self, consumer: AIOKafkaConsumer) -> None:
@@ -468,9 +472,9 @@ class EgressService:
                 for prepared in held.items:
                     ref = prepared.message.ref
                     finish((ref.topic, ref.partition), ref.offset, ref.generation)
+            counts = self._retry_in_flight if batch.retried else self._fresh_in_flight
+            counts[client] = max(counts.get(client, 0) - len(batch.items), 0)
             if batch.retried:
-                left = self._retry_in_flight.get(client, 0) - len(batch.items)
-                self._retry_in_flight[client] = max(left, 0)
                 self._pace_retries()
             self._finished()
         except asyncio.CancelledError:  # abandoned: nothing waiting starts (see _release)
@@ -497,7 +501,7 @@ class EgressService:
         """Send the batch, or divert it at once while its client diverts (fresh records only:
         records read back from a retry topic are sent, waiting out their client's hold)."""
         if not batch.retried:
-            if client in self._diversions:
+            if client in self._diversions or self._crowding(client):
                 return Sent([], [batch])
             return await self._sender.deliver(batch, divertable=True)
         held_since = self._held_since
@@ -509,6 +513,23 @@ class EgressService:
         if known:
             batch.held_since = min(known)
         return await self._sender.deliver(batch)
+
+    def _crowding(self, client: str) -> bool:
+        """The in-flight window is full and ``client`` holds more than its share of it: it
+        diverts from now on, so its backlog cannot stop the others' records from being
+        fetched (a client the DIP answers slowly, or one with a deep backlog)."""
+        if self._tracker.in_flight() < self._flow.low_water:
+            return False
+        if self._fresh_in_flight.get(client, 0) <= self._share[client]:
+            return False
+        if self._diversions.start(client):
+            metrics.DIVERTING.labels(client).set(1)
+            _log.warning(
+                "egress_client_diverting",
+                client=client,
+                reason="above its share of egress.max_in_flight_messages while the window is full",
+            )
+        return True
 
     def _diverted(self, client: str, batches: list[Batch]) -> list[OutRecord]:
         """The records of ``batches`` for the client's retry topic, in order."""
@@ -775,6 +796,7 @@ class EgressService:
         self._traceparents.clear()
         self._held_since.clear()
         self._retry_in_flight.clear()
+        self._fresh_in_flight.clear()
         self._paused_retry.clear()
         self._gate, self._batcher = self._fresh_batching()  # open batches are dropped
         abandoned = self._tracker.in_flight()
