@@ -114,6 +114,13 @@ DIVERTED = Counter(
     "Records moved to the client's retry topic while the DIP held the client off.",
     ["client"],
 )
+CLIENT_MESSAGES_IN_FLIGHT = Gauge(
+    "dcpgw_egress_client_in_flight_messages",
+    "The client's records consumed but not final (its use of egress.max_in_flight_messages), "
+    "from the outbound topics (source=outbound) and read back from its retry topic "
+    "(source=retry); sampled every 5 s.",
+    ["client", "source"],
+)
 CLIENT_REQUESTS_IN_FLIGHT = Gauge(
     "dcpgw_egress_client_requests_in_flight",
     "DIP requests of the client under way: its use of the fairly shared request slots.",

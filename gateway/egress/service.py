@@ -293,6 +293,7 @@ class EgressService:
             if now - self._last_lag >= _LAG_INTERVAL:
                 self._last_lag = now
                 self._export_lag()
+                self._export_shares()
             if data:
                 await asyncio.sleep(0)  # let answers and acknowledgements run between slices
 
@@ -412,6 +413,15 @@ class EgressService:
                 metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
                     max(high - position, 0)
                 )
+
+    def _export_shares(self) -> None:
+        """Each client's records in flight, by where they were read."""
+        for client in self._share:
+            for source, counts in (
+                ("outbound", self._fresh_in_flight),
+                ("retry", self._retry_in_flight),
+            ):
+                metrics.CLIENT_MESSAGES_IN_FLIGHT.labels(client, source).set(counts.get(client, 0))
 
     # ------------------------------------------------------------------------- dispatch
 
