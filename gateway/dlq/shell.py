@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from gateway.config import KafkaSettings
 from gateway.dlq.letters import Coordinates, DeadLetter
@@ -29,10 +30,10 @@ async def read_letters(settings: KafkaSettings, topic: str) -> list[DeadLetter]:
     """Every record of ``topic`` up to its end at the time of the call, partition by
     partition in offset order."""
     letters: list[DeadLetter] = []
+    partitions = await _partitions(settings, topic)
     consumer = _consumer(settings)
     await consumer.start()
     try:
-        partitions = await _partitions(consumer, topic)
         if partitions is None:
             raise RedriveError(f"topic {topic} does not exist (or this principal cannot see it)")
         async for tp, records in _to_end(consumer, partitions):
@@ -55,12 +56,12 @@ async def read_letters(settings: KafkaSettings, topic: str) -> list[DeadLetter]:
 async def read_log(settings: KafkaSettings) -> RedriveLog | None:
     """The re-drive log to its end, or None if its topic does not exist yet."""
     log = RedriveLog()
+    partitions = await _partitions(settings, settings.redrive_log_topic)
+    if partitions is None:
+        return None
     consumer = _consumer(settings)
     await consumer.start()
     try:
-        partitions = await _partitions(consumer, settings.redrive_log_topic)
-        if partitions is None:
-            return None
         # Order matters only per key, and a key always lands on the same partition.
         async for _, records in _to_end(consumer, partitions):
             for r in records:
@@ -146,10 +147,21 @@ def _consumer(settings: KafkaSettings) -> AIOKafkaConsumer:
     )
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition] | None:
-    if topic not in await consumer.topics():  # fetches the cluster's metadata
-        return None
-    return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+async def _partitions(settings: KafkaSettings, topic: str) -> list[TopicPartition] | None:
+    """The topic's partitions, or None if the broker does not list it (listed first: a
+    metadata request for a missing topic may create it where auto-creation is on)."""
+    admin = AIOKafkaAdminClient(**common_kwargs(settings))
+    await admin.start()
+    try:
+        if topic not in await admin.list_topics():
+            return None
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if described["error_code"]:
+        raise RedriveError(f"cannot describe topic {topic}: Kafka error {described['error_code']}")
+    numbers = sorted(int(p["partition"]) for p in described["partitions"])
+    return [TopicPartition(topic, n) for n in numbers]
 
 
 async def _to_end(

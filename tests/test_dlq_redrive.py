@@ -1,0 +1,196 @@
+"""Dead-letter re-drive end to end on real Kafka, the DIP simulator and the gateway as its own
+process: a client's API key is stale, so the DIP answers 401 and its messages are dead-lettered
+as ``dip_auth``; the key is fixed and the gateway restarted; ``dcp-gateway dlq redrive`` shows
+what it would do, re-drives, and the messages are delivered; a second run sends nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from gateway.cli import main
+from gateway.config import GatewayConfig, KafkaSettings, parse_config
+from gateway.kafka.clients import common_kwargs
+from gateway.kafka.topics import ensure_topics, gateway_topics
+from tests.gateway_process import GatewayProcess
+from tests.kafka_fixtures import KafkaUnderTest
+from tests.sim_checks import stored_references, until_stored
+from tests.test_egress_e2e import _collect, _gateway_config, _payload, _produce, _simulator, _sur
+
+pytestmark = pytest.mark.timeout(300)
+
+STALE = 6  # client 1's messages refused with the stale key
+
+
+def _with_stale_key(config: GatewayConfig, folder: Path, pki: Path) -> GatewayConfig:
+    """Client 1's only API key is one the DIP does not know (no secondary to fall back to)."""
+    stale = folder / "stale.api-key"
+    stale.write_text("not-the-key-the-dip-issued\n")
+    data = config.model_dump(mode="json")
+    dip_id = data["clients"][0]["dip_ids"][0]
+    dip_id["api_key_file"] = str(stale)
+    dip_id["secondary_api_key_file"] = None
+    return parse_config(data, base_dir=pki)
+
+
+async def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[str]]:
+    """``dcp-gateway`` as an operator runs it (its own event loop, in a thread)."""
+    code = await asyncio.to_thread(main, list(argv))
+    return code, capsys.readouterr().out.splitlines()
+
+
+async def _end_offsets(settings: KafkaSettings, topic: str) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(**common_kwargs(settings), group_id=None)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return {tp.partition: offset for tp, offset in (await consumer.end_offsets(parts)).items()}
+    finally:
+        await consumer.stop()
+
+
+async def _read_all(settings: KafkaSettings, topic: str, count: int) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        topic, **common_kwargs(settings), group_id=None, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        async with asyncio.timeout(60):
+            while len(records) < count:
+                for batch in (await consumer.getmany(timeout_ms=200)).values():
+                    records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def _cleanup_policy(settings: KafkaSettings, topic: str) -> str:
+    admin = AIOKafkaAdminClient(**common_kwargs(settings))
+    await admin.start()
+    try:
+        (response,) = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic)]
+        )
+        # (error, message, type, name, entries); an entry starts with its name and value
+        # (the field names differ between protocol versions).
+        entries = response.resources[0][4]
+        return str(next(e[1] for e in entries if e[0] == "cleanup.policy"))
+    finally:
+        await admin.close()
+
+
+def _row(lines: list[str], reason_class: str) -> list[int]:
+    """The counts of a summary row: re-drive, already re-driven, refused, no target."""
+    (line,) = [line for line in lines if line.startswith(reason_class + " ")]
+    return [int(cell) for cell in line.split()[1:5]]
+
+
+async def test_dead_letters_of_a_stale_api_key_are_delivered_after_the_fix_and_only_once(
+    dev_pki: Path, kafka: KafkaUnderTest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with _simulator(dev_pki) as sim:
+        fixed = _gateway_config(dev_pki, kafka, sim)
+        log_topic = f"redrives-{uuid.uuid4().hex[:8]}"  # the broker may be shared
+        fixed = fixed.model_copy(
+            update={"kafka": fixed.kafka.model_copy(update={"redrive_log_topic": log_topic})}
+        )
+        broken = _with_stale_key(fixed, tmp_path, dev_pki)
+        kafka_settings = fixed.kafka
+        await ensure_topics(kafka_settings, gateway_topics(fixed))
+        topic = kafka_settings.outbound_topics[0]
+        client_1 = fixed.clients[0]
+        stale = [(f"mpan-{seq % 3}".encode(), _payload(1, seq)) for seq in range(STALE)]
+        fine = [(b"mpan-9", _payload(2, seq)) for seq in range(3)]
+        wrong_environment = _payload(1, 50, environment_tag="PRD")  # not fixable by a re-send
+        await _produce(
+            fixed,
+            [
+                *((topic, k, orjson.dumps(p)) for k, p in [*stale, *fine]),
+                (topic, b"mpan-0", orjson.dumps(wrong_environment)),
+            ],
+        )
+
+        # 1. The stale key: client 1's messages are dead-lettered, client 2's delivered.
+        gateway = GatewayProcess(broken, tmp_path, "broken")
+        try:
+            await gateway.start()
+            first = await _collect(broken, len(stale) + len(fine) + 1)
+            assert await gateway.terminate() == 0, gateway.tail()
+        finally:
+            gateway.ensure_stopped()
+        assert first.result_refs() == Counter(_sur(p) for _, p in fine)
+        classes = Counter(o.headers["dcpgw-reason-class"] for o in first.dead)
+        assert classes == {b"dip_auth": STALE, b"environment": 1}
+        assert {o.topic for o in first.dead} == {client_1.topics.dead_letter}
+        assert not stored_references(sim) & {_sur(p) for _, p in stale}
+
+        # 2. The key fixed, the gateway restarted: it carries on from its committed offsets.
+        gateway = GatewayProcess(fixed, tmp_path, "fixed")
+        try:
+            await gateway.start()
+            config_file = str(gateway.config_file)
+            dlq = ("dlq", "redrive", "--config", config_file, "--client", client_1.name)
+            before = await _end_offsets(kafka_settings, topic)
+
+            # 3. A dry run says what it would do and sends nothing.
+            code, lines = await _cli(capsys, *dlq)
+            assert code == 0
+            assert _row(lines, "dip_auth") == [STALE, 0, 0, 0]
+            assert _row(lines, "environment") == [0, 0, 1, 0]
+            assert lines[-1] == f"dry run: nothing sent; --execute re-drives {STALE}"
+            assert await _end_offsets(kafka_settings, topic) == before
+
+            # 4. The re-drive: every dip_auth dead letter delivered, once.
+            code, lines = await _cli(capsys, *dlq, "--execute")
+            assert code == 0
+            assert lines[-1].startswith(f"re-drove {STALE} of {STALE + 1} ")
+            await until_stored(sim, {_sur(p) for _, p in stale}, seconds=90)
+            outcomes = await _collect(fixed, len(stale) + len(fine) + 1 + STALE)
+            assert outcomes.result_refs() == Counter(_sur(p) for _, p in [*stale, *fine])
+            assert len(outcomes.dead) == STALE + 1  # no new dead letter
+            assert _sur(wrong_environment) not in stored_references(sim)
+
+            # 5. A second identical run finds them in the log and sends nothing.
+            after = await _end_offsets(kafka_settings, topic)
+            code, lines = await _cli(capsys, *dlq, "--execute")
+            assert code == 0
+            assert _row(lines, "dip_auth") == [0, STALE, 0, 0]
+            assert lines[-1].startswith(f"re-drove 0 of {STALE + 1} ")
+            assert await _end_offsets(kafka_settings, topic) == after
+            code, lines = await _cli(capsys, "dlq", "list", *dlq[2:], "--reason-class", "dip_auth")
+            assert code == 0
+            assert sum("[already re-driven]" in line for line in lines) == STALE
+            assert await gateway.terminate() == 0, gateway.tail()
+        finally:
+            gateway.ensure_stopped()
+
+    # The re-driven records: original key and value, where they came from, counted once.
+    produced = await _read_all(kafka_settings, topic, len(stale) + len(fine) + 1 + STALE)
+    redriven = [r for r in produced if any(k.startswith("dcpgw-") for k, _ in r.headers)]
+    assert len(redriven) == STALE
+    originals = {orjson.dumps(p): key for key, p in stale}
+    for record in redriven:
+        headers = dict(record.headers)
+        assert originals[record.value] == record.key
+        assert headers["dcpgw-redrive-count"] == b"1"
+        assert headers["dcpgw-redriven-from"].startswith(client_1.topics.dead_letter.encode())
+        assert "dcpgw-reason" not in headers
+    # Each key kept its order: mpan-0's re-driven records in production order.
+    keyed = [orjson.loads(r.value)["CommonBlock"]["S1"]["senderUniqueReference"] for r in redriven]
+    for key in (b"mpan-0", b"mpan-1", b"mpan-2"):
+        expected = [_sur(p) for k, p in stale if k == key]
+        assert [s for s in keyed if s in expected] == expected
+    log = await _read_all(kafka_settings, kafka_settings.redrive_log_topic, STALE)
+    assert {orjson.loads(r.value)["reasonClass"] for r in log} == {"dip_auth"}
+    assert await _cleanup_policy(kafka_settings, kafka_settings.redrive_log_topic) == "compact"
