@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from aiokafka.errors import KafkaError
+
 from gateway.cli import CliError
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.dlq.letters import Filters, select
@@ -125,6 +127,8 @@ def _run(args: argparse.Namespace, *, execute: bool, show_records: bool) -> int:
         asyncio.run(_async_run(config, args, execute, show_records, sys.stdout))
     except RedriveError as exc:
         raise CliError(str(exc)) from None
+    except KafkaError as exc:  # unreachable broker, missing ACL: one line, no traceback
+        raise CliError(f"kafka: {exc!r}") from None
     return 0
 
 
@@ -169,6 +173,9 @@ async def _async_run(
     if not execute_now:
         if not show_records:
             print(f"dry run: nothing sent; --execute re-drives {todo}", file=out)
+        return
+    if not todo:
+        print(f"re-drove 0 of {len(chosen)}: nothing to send", file=out)
         return
     run = uuid.uuid4().hex[:12]
     entries = await execute(kafka, decisions, run, _operator(), datetime.now(UTC))

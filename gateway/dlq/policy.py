@@ -25,7 +25,9 @@ RESEND: MappingProxyType[DeadLetterReason, Resend] = MappingProxyType(
             False, "the bytes are not a DIP message: the producing system must send a new one"
         ),
         DeadLetterReason.SCHEMA: Resend(
-            True, "fixed by the schema or the client's validation settings (exempt an interface)"
+            True,
+            "fixed by a schema update, or by exempting the interface in the client's validation "
+            "settings",
         ),
         DeadLetterReason.ENVIRONMENT: Resend(
             False, "the payload names another environment: its producer must correct it"
