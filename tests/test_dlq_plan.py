@@ -186,7 +186,9 @@ def test_dead_letters_already_redriven_are_skipped_unless_asked_again() -> None:
     decisions = decide(letters, log, [OUT])
     assert [d.action for d in decisions] == [Action.REDRIVE, Action.ALREADY]
     assert f"{OUT}/2/9" in decisions[1].why
-    assert [d.action for d in decide(letters, log, [OUT], again=True)] == [Action.REDRIVE] * 2
+    repeated = decide(letters, log, [OUT], again=True)
+    assert [d.action for d in repeated] == [Action.REDRIVE] * 2
+    assert [d.count for d in repeated] == [1, 2]  # counts on from its own last re-drive
     # A tombstone forgets the entry; a malformed entry is skipped.
     log.add(entry.key(), None)
     log.add(b"x/0/1", b"{not json")

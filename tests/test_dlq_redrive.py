@@ -13,13 +13,17 @@ from typing import Any
 
 import orjson
 import pytest
+import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from gateway.cli import main
-from gateway.config import GatewayConfig, KafkaSettings, parse_config
-from gateway.kafka.clients import common_kwargs
+from gateway.config import GatewayConfig, KafkaSettings, load_config, parse_config
+from gateway.egress.envelope import RecordRef
+from gateway.egress.reasons import DeadLetterReason
+from gateway.egress.records import dead_letter
+from gateway.kafka.clients import common_kwargs, create_producer
 from gateway.kafka.topics import ensure_topics, gateway_topics
 from tests.gateway_process import GatewayProcess
 from tests.kafka_fixtures import KafkaUnderTest
@@ -166,7 +170,7 @@ async def test_dead_letters_of_a_stale_api_key_are_delivered_after_the_fix_and_o
             code, lines = await _cli(capsys, *dlq, "--execute")
             assert code == 0
             assert _row(lines, "dip_auth") == [0, STALE, 0, 0]
-            assert lines[-1].startswith(f"re-drove 0 of {STALE + 1} ")
+            assert lines[-1] == f"re-drove 0 of {STALE + 1}: nothing to send"
             assert await _end_offsets(kafka_settings, topic) == after
             code, lines = await _cli(capsys, "dlq", "list", *dlq[2:], "--reason-class", "dip_auth")
             assert code == 0
@@ -194,3 +198,108 @@ async def test_dead_letters_of_a_stale_api_key_are_delivered_after_the_fix_and_o
     log = await _read_all(kafka_settings, kafka_settings.redrive_log_topic, STALE)
     assert {orjson.loads(r.value)["reasonClass"] for r in log} == {"dip_auth"}
     assert await _cleanup_policy(kafka_settings, kafka_settings.redrive_log_topic) == "compact"
+
+
+def _plain_config(pki: Path, kafka: KafkaUnderTest, folder: Path, **overrides: Any) -> Path:
+    """The dev PKI's configuration on this broker with fresh topic names, as a file."""
+    tag = uuid.uuid4().hex[:8]
+    data = yaml.safe_load((pki / "gateway.yaml").read_text())
+    data["ingress"] = {"enabled": False}
+    data["kafka"] = kafka.settings(
+        outbound_topics=[f"out-{tag}"],
+        dead_letter_topic=f"dlq-{tag}",
+        redrive_log_topic=f"redrives-{tag}",
+        **overrides,
+    ).model_dump(mode="json")
+    config = parse_config(data, base_dir=pki)
+    path = folder / f"gateway-{tag}.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    return path
+
+
+async def test_forced_and_repeated_redrives_are_counted_and_logged_and_need_a_log_topic(
+    dev_pki: Path, kafka: KafkaUnderTest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On the gateway-wide dead-letter topic: an unreadable record is refused unless forced; a
+    run whose log topic is missing (and may not be created) sends nothing; ``--again`` re-sends
+    and counts on."""
+    no_create = _plain_config(dev_pki, kafka, tmp_path, create_topics=False)
+    config = load_config(no_create)
+    settings = config.kafka
+    topic, dlq = settings.outbound_topics[0], settings.dead_letter_topic
+    await ensure_topics(settings, [topic, dlq])
+    unknown_sender = orjson.dumps(_payload(1, 1) | {"note": "onboarded since"})
+    letters = [
+        dead_letter(
+            dlq,
+            RecordRef(topic, 0, 10, b"k-1", b"{not json"),
+            "malformed JSON",
+            0,
+            None,
+            None,
+            None,
+            DeadLetterReason.ENVELOPE,
+        ),
+        dead_letter(
+            dlq,
+            RecordRef(topic, 0, 11, b"k-2", unknown_sender),
+            "unknown sender",
+            0,
+            None,
+            "1400010001",
+            "IF-043",
+            DeadLetterReason.ROUTING,
+        ),
+    ]
+    producer = create_producer(settings)
+    await producer.start()
+    try:
+        for letter in letters:
+            await producer.send_and_wait(dlq, letter.value, key=letter.key, headers=letter.headers)
+    finally:
+        await producer.stop()
+    dlq_args = ("--config", str(no_create), "--unrouted")
+
+    code, lines = await _cli(capsys, "dlq", "redrive", *dlq_args)
+    assert code == 0
+    assert _row(lines, "envelope") == [0, 0, 1, 0] and _row(lines, "routing") == [1, 0, 0, 0]
+
+    # No log topic, and kafka.create_topics off: nothing is sent.
+    code = await asyncio.to_thread(main, ["dlq", "redrive", *dlq_args, "--execute"])
+    err = capsys.readouterr().err
+    assert code == 2 and "kafka.redrive_log_topic" in err and "cleanup.policy=compact" in err
+    assert sum((await _end_offsets(settings, topic)).values()) == 0
+
+    await ensure_topics(
+        settings, [settings.redrive_log_topic], configs={"cleanup.policy": "compact"}
+    )
+    code, lines = await _cli(capsys, "dlq", "redrive", *dlq_args, "--execute")
+    assert code == 0 and lines[-1].startswith("re-drove 1 of 2 ")
+    code, lines = await _cli(capsys, "dlq", "redrive", *dlq_args, "--execute", "--force")
+    assert code == 0 and lines[-1].startswith("re-drove 1 of 2 ")  # routing: already done
+    assert _row(lines, "routing") == [0, 1, 0, 0]
+    again = ("--execute", "--again", "--reason-class", "routing")
+    code, lines = await _cli(capsys, "dlq", "redrive", *dlq_args, *again)
+    assert code == 0 and lines[-1].startswith("re-drove 1 of 1 ")
+
+    produced = await _read_all(settings, topic, 3)
+    sent = [(r.key, r.value, dict(r.headers)["dcpgw-redrive-count"]) for r in produced]
+    assert sorted(sent) == sorted(
+        [
+            (b"k-1", b"{not json", b"1"),
+            (b"k-2", unknown_sender, b"1"),
+            (b"k-2", unknown_sender, b"2"),
+        ]
+    )
+    log = [orjson.loads(r.value) for r in await _read_all(settings, settings.redrive_log_topic, 3)]
+    assert sorted((e["reasonClass"], e["redriveCount"], e["forced"]) for e in log) == [
+        ("envelope", 1, True),
+        ("routing", 1, False),
+        ("routing", 2, False),
+    ]
+    assert len({e["run"] for e in log}) == 3
+
+    code = await asyncio.to_thread(
+        main, ["dlq", "list", "--config", str(no_create), "--client", "x"]
+    )
+    assert code == 2 and "no client 'x'" in capsys.readouterr().err

@@ -155,11 +155,13 @@ def decide(
 
 
 def redrive_count(letter: DeadLetter, log: RedriveLog) -> int:
-    """One more than the re-drives the original had been through: its own header (if a
-    future egress keeps it), or the log's count for where the original had been re-driven."""
+    """One more than the re-drives the message had been through: its own header (if a future
+    egress keeps it), the log's count for where the original had been re-driven to, or (with
+    ``--again``) the count of this dead letter's own last re-drive."""
     source = letter.source
     before = log.count_at.get(str(source), 0) if source is not None else 0
-    return max(letter.redrive_count, before) + 1
+    previous = log.by_dead_letter.get(str(letter.at), {}).get("redriveCount", 0)
+    return max(letter.redrive_count, before, previous if isinstance(previous, int) else 0) + 1
 
 
 def redrive_headers(letter: DeadLetter, count: int) -> list[tuple[str, bytes]]:
