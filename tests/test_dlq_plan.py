@@ -4,7 +4,9 @@ re-send policy, the re-produced record's headers and the re-drive log."""
 from __future__ import annotations
 
 import argparse
+import ast
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 import pytest
@@ -251,3 +253,26 @@ def test_times_without_a_zone_are_utc_and_nonsense_is_refused() -> None:
     assert _instant("2026-12-07T10:00+01:00") == _T0
     with pytest.raises(argparse.ArgumentTypeError, match="ISO 8601"):
         _instant("yesterday")
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_egress_never_imports_the_redrive_and_the_redrive_only_egress_reasons() -> None:
+    package = Path(__file__).resolve().parent.parent / "gateway"
+    allowed = {package / "cli" / "dlq_commands.py", package / "reference.py"}
+    for path in package.rglob("*.py"):
+        imported = _imports(path)
+        if path.is_relative_to(package / "dlq"):
+            egress = {n for n in imported if n.startswith("gateway.egress")}
+            assert egress <= {"gateway.egress.reasons"}, path
+            assert not any(n.startswith(("gateway.ingress", "dipsim")) for n in imported), path
+        elif path not in allowed:
+            assert not any(n.startswith("gateway.dlq") for n in imported), path
