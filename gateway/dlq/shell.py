@@ -11,6 +11,7 @@ from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from gateway.config import KafkaSettings
 from gateway.dlq.letters import Coordinates, DeadLetter
@@ -31,11 +32,11 @@ async def read_letters(settings: KafkaSettings, topic: str) -> list[DeadLetter]:
     partition in offset order."""
     letters: list[DeadLetter] = []
     partitions = await _partitions(settings, topic)
+    if partitions is None:
+        raise RedriveError(f"topic {topic} does not exist (or this principal cannot see it)")
     consumer = _consumer(settings)
     await consumer.start()
     try:
-        if partitions is None:
-            raise RedriveError(f"topic {topic} does not exist (or this principal cannot see it)")
         async for tp, records in _to_end(consumer, partitions):
             for r in records:
                 letters.append(
@@ -97,16 +98,23 @@ async def execute(
     producer = create_producer(settings)  # acks=all, idempotent (kafka.enable_idempotence)
     await producer.start()
     try:
-        futures = []
-        for decision in chosen:
-            record = decision.record
-            assert record is not None
-            futures.append(
-                await producer.send(
-                    record.topic, record.value, key=record.key, headers=record.headers
+        try:
+            futures = []
+            for decision in chosen:
+                record = decision.record
+                assert record is not None
+                futures.append(
+                    await producer.send(
+                        record.topic, record.value, key=record.key, headers=record.headers
+                    )
                 )
-            )
-        landed = await asyncio.gather(*futures)
+            landed = await asyncio.gather(*futures)
+        except KafkaError as exc:
+            raise RedriveError(
+                f"producing the re-driven records failed ({exc!r}); some may have been sent, none "
+                "was logged: a re-run sends them all again, and the DIP refuses the ones it "
+                "already has as duplicates"
+            ) from exc
         entries = [
             LogEntry(
                 dead_letter=decision.letter.at,
@@ -127,7 +135,7 @@ async def execute(
                 for e in entries
             ]
             await asyncio.gather(*logged)
-        except Exception as exc:
+        except KafkaError as exc:
             raise RedriveError(
                 f"re-drove {len(entries)} records but could not log them on "
                 f"{settings.redrive_log_topic} ({exc!r}): a second run would re-send them"
