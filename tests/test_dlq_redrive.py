@@ -152,7 +152,9 @@ async def test_dead_letters_of_a_stale_api_key_are_delivered_after_the_fix_and_o
             assert code == 0
             assert _row(lines, "dip_auth") == [STALE, 0, 0, 0]
             assert _row(lines, "environment") == [0, 0, 1, 0]
-            assert lines[-1] == f"dry run: nothing sent; --execute re-drives {STALE}"
+            assert lines[-1] == (
+                f"dry run: nothing sent; --execute re-drives {STALE} (--force adds 1 refused)"
+            )
             assert await _end_offsets(kafka_settings, topic) == before
 
             # 4. The re-drive: every dip_auth dead letter delivered, once.
@@ -175,6 +177,9 @@ async def test_dead_letters_of_a_stale_api_key_are_delivered_after_the_fix_and_o
             code, lines = await _cli(capsys, "dlq", "list", *dlq[2:], "--reason-class", "dip_auth")
             assert code == 0
             assert sum("[already re-driven]" in line for line in lines) == STALE
+            code, lines = await _cli(capsys, "dlq", "list", *dlq[2:], "--limit", "2")
+            assert code == 0 and sum(" [" in line for line in lines) == 2
+            assert _row(lines, "dip_auth") == [0, STALE, 0, 0]  # the summary counts them all
             assert await gateway.terminate() == 0, gateway.tail()
         finally:
             gateway.ensure_stopped()

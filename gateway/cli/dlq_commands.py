@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "list", help="show the dead letters that match, and what a re-drive would do with each"
     )
     _common(listing)
+    listing.add_argument(
+        "--limit", type=int, default=1000, help="show at most N records (the summary counts all)"
+    )
     listing.set_defaults(handler=_list)
     redrive = dlq.add_parser(
         "redrive",
@@ -167,12 +170,12 @@ async def _async_run(
     if log is None:
         print(f"({kafka.redrive_log_topic} does not exist yet: nothing re-driven)", file=out)
     if show_records:
-        _print_records(decisions, out)
+        _print_records(decisions, args.limit, out)
     _print_summary(decisions, out)
     todo = sum(1 for d in decisions if d.action is Action.REDRIVE)
     if not execute_now:
         if not show_records:
-            print(f"dry run: nothing sent; --execute re-drives {todo}", file=out)
+            print(f"dry run: nothing sent; --execute re-drives {todo}{_hints(decisions)}", file=out)
         return
     if not todo:
         print(f"re-drove 0 of {len(chosen)}: nothing to send", file=out)
@@ -205,7 +208,22 @@ def _operator() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def _print_records(decisions: Sequence[Decision], out: TextIO) -> None:
+def _hints(decisions: Sequence[Decision]) -> str:
+    """What the flags would add, so a dry run's last line says how to get the rest."""
+    refused = sum(1 for d in decisions if d.action is Action.REFUSED)
+    already = sum(1 for d in decisions if d.action is Action.ALREADY)
+    hints = []
+    if refused:
+        hints.append(f"--force adds {refused} refused")
+    if already:
+        hints.append(f"--again adds {already} already re-driven")
+    return f" ({'; '.join(hints)})" if hints else ""
+
+
+def _print_records(decisions: Sequence[Decision], limit: int | None, out: TextIO) -> None:
+    if limit is not None and len(decisions) > limit:
+        print(f"(the first {limit} of {len(decisions)}: --limit to see more)", file=out)
+        decisions = decisions[:limit]
     for d in decisions:
         letter = d.letter
         at = letter.dead_lettered_at
