@@ -1,13 +1,16 @@
 """Dead-letter re-drive end to end on real Kafka, the DIP simulator and the gateway as its own
-process: a client's API key is stale, so the DIP answers 401 and its messages are dead-lettered
-as ``dip_auth``; the key is fixed and the gateway restarted; ``dcp-gateway dlq redrive`` shows
-what it would do, re-drives, and the messages are delivered; a second run sends nothing."""
+process: a client's DIP ID is configured as effective only from next month, so its messages are
+dead-lettered as ``not_effective``; the dates are corrected and the gateway restarted;
+``dcp-gateway dlq redrive`` shows what it would do, re-drives, and the messages are delivered;
+a second run sends nothing. (Not a 401: egress holds a client whose credentials the DIP refuses
+for ``egress.hold_budget_seconds`` before dead-lettering.)"""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections import Counter
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +35,14 @@ from tests.test_egress_e2e import _collect, _gateway_config, _payload, _produce,
 
 pytestmark = pytest.mark.timeout(300)
 
-STALE = 6  # client 1's messages refused with the stale key
+STALE = 6  # client 1's messages refused while its DIP ID is not effective
 
 
-def _with_stale_key(config: GatewayConfig, folder: Path, pki: Path) -> GatewayConfig:
-    """Client 1's only API key is one the DIP does not know (no secondary to fall back to)."""
-    stale = folder / "stale.api-key"
-    stale.write_text("not-the-key-the-dip-issued\n")
+def _not_effective_yet(config: GatewayConfig, pki: Path) -> GatewayConfig:
+    """Client 1's only DIP ID effective from next month (a typo in the onboarding date)."""
     data = config.model_dump(mode="json")
-    dip_id = data["clients"][0]["dip_ids"][0]
-    dip_id["api_key_file"] = str(stale)
-    dip_id["secondary_api_key_file"] = None
+    later = date.today() + timedelta(days=31)
+    data["clients"][0]["dip_ids"][0]["effective_from"] = later.isoformat()
     return parse_config(data, base_dir=pki)
 
 
@@ -100,7 +100,7 @@ def _row(lines: list[str], reason_class: str) -> list[int]:
     return [int(cell) for cell in line.split()[1:5]]
 
 
-async def test_dead_letters_of_a_stale_api_key_are_delivered_after_the_fix_and_only_once(
+async def test_dead_letters_of_a_config_mistake_are_delivered_after_the_fix_and_only_once(
     dev_pki: Path, kafka: KafkaUnderTest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async with _simulator(dev_pki) as sim:
@@ -109,37 +109,30 @@ async def test_dead_letters_of_a_stale_api_key_are_delivered_after_the_fix_and_o
         fixed = fixed.model_copy(
             update={"kafka": fixed.kafka.model_copy(update={"redrive_log_topic": log_topic})}
         )
-        broken = _with_stale_key(fixed, tmp_path, dev_pki)
+        broken = _not_effective_yet(fixed, dev_pki)
         kafka_settings = fixed.kafka
         await ensure_topics(kafka_settings, gateway_topics(fixed))
         topic = kafka_settings.outbound_topics[0]
         client_1 = fixed.clients[0]
         stale = [(f"mpan-{seq % 3}".encode(), _payload(1, seq)) for seq in range(STALE)]
         fine = [(b"mpan-9", _payload(2, seq)) for seq in range(3)]
-        wrong_environment = _payload(1, 50, environment_tag="PRD")  # not fixable by a re-send
-        await _produce(
-            fixed,
-            [
-                *((topic, k, orjson.dumps(p)) for k, p in [*stale, *fine]),
-                (topic, b"mpan-0", orjson.dumps(wrong_environment)),
-            ],
-        )
+        await _produce(fixed, [(topic, k, orjson.dumps(p)) for k, p in [*stale, *fine]])
 
-        # 1. The stale key: client 1's messages are dead-lettered, client 2's delivered.
+        # 1. The wrong date: client 1's messages are dead-lettered, client 2's delivered.
         gateway = GatewayProcess(broken, tmp_path, "broken")
         try:
             await gateway.start()
-            first = await _collect(broken, len(stale) + len(fine) + 1)
+            first = await _collect(broken, len(stale) + len(fine))
             assert await gateway.terminate() == 0, gateway.tail()
         finally:
             gateway.ensure_stopped()
         assert first.result_refs() == Counter(_sur(p) for _, p in fine)
         classes = Counter(o.headers["dcpgw-reason-class"] for o in first.dead)
-        assert classes == {b"dip_auth": STALE, b"environment": 1}
+        assert classes == {b"not_effective": STALE}
         assert {o.topic for o in first.dead} == {client_1.topics.dead_letter}
         assert not stored_references(sim) & {_sur(p) for _, p in stale}
 
-        # 2. The key fixed, the gateway restarted: it carries on from its committed offsets.
+        # 2. The date fixed, the gateway restarted: it carries on from its committed offsets.
         gateway = GatewayProcess(fixed, tmp_path, "fixed")
         try:
             await gateway.start()
@@ -150,42 +143,40 @@ async def test_dead_letters_of_a_stale_api_key_are_delivered_after_the_fix_and_o
             # 3. A dry run says what it would do and sends nothing.
             code, lines = await _cli(capsys, *dlq)
             assert code == 0
-            assert _row(lines, "dip_auth") == [STALE, 0, 0, 0]
-            assert _row(lines, "environment") == [0, 0, 1, 0]
-            assert lines[-1] == (
-                f"dry run: nothing sent; --execute re-drives {STALE} (--force adds 1 refused)"
-            )
+            assert _row(lines, "not_effective") == [STALE, 0, 0, 0]
+            assert lines[-1] == f"dry run: nothing sent; --execute re-drives {STALE}"
             assert await _end_offsets(kafka_settings, topic) == before
 
-            # 4. The re-drive: every dip_auth dead letter delivered, once.
+            # 4. The re-drive: every not_effective dead letter delivered, once.
             code, lines = await _cli(capsys, *dlq, "--execute")
             assert code == 0
-            assert lines[-1].startswith(f"re-drove {STALE} of {STALE + 1} ")
+            assert lines[-1].startswith(f"re-drove {STALE} of {STALE} ")
             await until_stored(sim, {_sur(p) for _, p in stale}, seconds=90)
-            outcomes = await _collect(fixed, len(stale) + len(fine) + 1 + STALE)
+            outcomes = await _collect(fixed, len(stale) + len(fine) + STALE)
             assert outcomes.result_refs() == Counter(_sur(p) for _, p in [*stale, *fine])
-            assert len(outcomes.dead) == STALE + 1  # no new dead letter
-            assert _sur(wrong_environment) not in stored_references(sim)
+            assert len(outcomes.dead) == STALE  # no new dead letter
 
             # 5. A second identical run finds them in the log and sends nothing.
             after = await _end_offsets(kafka_settings, topic)
             code, lines = await _cli(capsys, *dlq, "--execute")
             assert code == 0
-            assert _row(lines, "dip_auth") == [0, STALE, 0, 0]
-            assert lines[-1] == f"re-drove 0 of {STALE + 1}: nothing to send"
+            assert _row(lines, "not_effective") == [0, STALE, 0, 0]
+            assert lines[-1] == f"re-drove 0 of {STALE}: nothing to send"
             assert await _end_offsets(kafka_settings, topic) == after
-            code, lines = await _cli(capsys, "dlq", "list", *dlq[2:], "--reason-class", "dip_auth")
+            code, lines = await _cli(
+                capsys, "dlq", "list", *dlq[2:], "--reason-class", "not_effective"
+            )
             assert code == 0
             assert sum("[already re-driven]" in line for line in lines) == STALE
             code, lines = await _cli(capsys, "dlq", "list", *dlq[2:], "--limit", "2")
             assert code == 0 and sum(" [" in line for line in lines) == 2
-            assert _row(lines, "dip_auth") == [0, STALE, 0, 0]  # the summary counts them all
+            assert _row(lines, "not_effective") == [0, STALE, 0, 0]  # the summary counts all
             assert await gateway.terminate() == 0, gateway.tail()
         finally:
             gateway.ensure_stopped()
 
     # The re-driven records: original key and value, where they came from, counted once.
-    produced = await _read_all(kafka_settings, topic, len(stale) + len(fine) + 1 + STALE)
+    produced = await _read_all(kafka_settings, topic, len(stale) + len(fine) + STALE)
     redriven = [r for r in produced if any(k.startswith("dcpgw-") for k, _ in r.headers)]
     assert len(redriven) == STALE
     originals = {orjson.dumps(p): key for key, p in stale}
@@ -201,7 +192,7 @@ async def test_dead_letters_of_a_stale_api_key_are_delivered_after_the_fix_and_o
         expected = [_sur(p) for k, p in stale if k == key]
         assert [s for s in keyed if s in expected] == expected
     log = await _read_all(kafka_settings, kafka_settings.redrive_log_topic, STALE)
-    assert {orjson.loads(r.value)["reasonClass"] for r in log} == {"dip_auth"}
+    assert {orjson.loads(r.value)["reasonClass"] for r in log} == {"not_effective"}
     assert await _cleanup_policy(kafka_settings, kafka_settings.redrive_log_topic) == "compact"
 
 

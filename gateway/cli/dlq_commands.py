@@ -157,7 +157,7 @@ async def _async_run(
     log = await read_log(kafka)
     letters = await read_letters(kafka, topic)
     chosen = select(letters, filters)
-    targets = [*kafka.outbound_topics, *filter(None, [kafka.status_outbound_topic])]
+    targets = _targets(config)
     decisions = decide(
         chosen,
         log or RedriveLog(),
@@ -197,6 +197,15 @@ def _dead_letter_topic(config: GatewayConfig, args: argparse.Namespace) -> str:
             return client.topics.dead_letter
     names = ", ".join(c.name for c in config.clients)
     raise CliError(f"no client {args.client!r} in {args.config}: use one of {names}")
+
+
+def _targets(config: GatewayConfig) -> list[str]:
+    """The topics egress reads, where a dead letter may go back to: the outbound and status
+    topics and, where the configuration has them, the clients' retry topics (a record read
+    back from one names it as its source)."""
+    kafka = config.kafka
+    retry = [getattr(client.topics, "retry", None) for client in config.clients]
+    return [*kafka.outbound_topics, *filter(None, [kafka.status_outbound_topic, *retry])]
 
 
 def _operator() -> str:
