@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from gateway.config import ENV_PREFIX, GatewayConfig
+from gateway.dlq.policy import RESEND
 from gateway.egress.reasons import DeadLetterReason
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "reference.md"
@@ -97,6 +98,36 @@ takes records no client owns: unknown sender, unreadable record):
 
 {reason_classes}
 
+### Re-driven record (written by `dcp-gateway dlq redrive --execute` to the outbound topic)
+
+The dead letter's key and value, unchanged, back on the topic it came from
+(`dcpgw-source-topic`, or `--to`). Its headers are the dead letter's minus the `dcpgw-`
+diagnostic ones (a dead letter holds none of the original record's own headers: only the
+gateway's trace context, when tracing is on), plus:
+
+| header | always | meaning |
+|---|---|---|
+| `dcpgw-redrive-count` | yes | re-drives of this message, this one included (1 for the first) |
+| `dcpgw-redriven-from` | yes | `topic/partition/offset` of the dead letter it was re-driven from |
+
+### Re-drive log (written to `kafka.redrive_log_topic`, compacted)
+
+One record per re-driven dead letter, keyed by the dead letter's `topic/partition/offset`; a
+run skips the dead letters it finds here (unless `--again`). A tombstone (null value) for a
+key forgets it. The value is a JSON object:
+
+| field | type | meaning |
+|---|---|---|
+| `deadLetter` | string | `topic/partition/offset` of the dead letter |
+| `to` | string | `topic/partition/offset` of the re-driven record Kafka acknowledged |
+| `redriveCount` | integer | the record's `dcpgw-redrive-count` |
+| `reasonClass` | string | the dead letter's `dcpgw-reason-class` |
+| `senderUniqueReference` | string or null | the message's reference, when readable |
+| `forced` | boolean | re-driven with `--force` although a re-send cannot fix its class |
+| `run` | string | the run's ID (printed by the command) |
+| `at` | string | ISO 8601 time of the run |
+| `by` | string | `user@host` that ran it |
+
 ### Inbound publication (written to the client's `topics.inbound`)
 
 The value is the publication's `payload` object (`{"CommonBlock": ..., "CustomBlock": ...}`)
@@ -138,7 +169,12 @@ def _reason_classes() -> str:
         "`dcpgw_egress_messages_dead_lettered_total`):",
         "",
     ]
-    lines += [f"- `{reason.value}`: {reason.description}" for reason in DeadLetterReason]
+    for reason in DeadLetterReason:
+        policy = RESEND[reason]
+        redrive = "yes" if policy.fixable else "only with `--force`"
+        lines.append(
+            f"- `{reason.value}`: {reason.description} Re-drive: {redrive} ({policy.why})."
+        )
     return "\n".join(lines)
 
 

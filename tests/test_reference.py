@@ -9,6 +9,8 @@ from pathlib import Path
 
 import orjson
 
+from gateway.dlq.letters import Coordinates, DeadLetter
+from gateway.dlq.plan import LogEntry, RedriveLog, decide
 from gateway.egress.outcomes import MessageResult
 from gateway.egress.reasons import DeadLetterReason
 from gateway.egress.records import dead_letter, outcome_records
@@ -71,6 +73,24 @@ def test_the_dead_letter_headers_are_the_written_ones() -> None:
     assert set(_table_names(_section("Dead letter"))) == set(written)
     for reason in DeadLetterReason:
         assert f"- `{reason.value}`:" in _section("Dead letter")
+
+
+def test_the_redrive_headers_and_log_fields_are_the_written_ones() -> None:
+    ref = _prepared(1).message.ref
+    record = dead_letter(
+        "dlq", ref, "why", 1, 401, "1400000001", "IF-021", DeadLetterReason.DIP_AUTH
+    )
+    letter = DeadLetter(
+        Coordinates("dlq", 0, 7), 0, record.key, record.value, tuple(record.headers or ())
+    )
+    (decision,) = decide([letter], RedriveLog(), [ref.topic])
+    assert decision.record is not None
+    written = [name for name, _ in decision.record.headers]
+    assert _table_names(_section("Re-driven record")) == written
+    entry = LogEntry(
+        letter.at, Coordinates(ref.topic, 0, 1), 1, "dip_auth", None, False, "r", _AT, "u"
+    )
+    assert _table_names(_section("Re-drive log")) == list(orjson.loads(entry.value()))
 
 
 def _written_headers(kind: RouteKind, message: Publication | StatusMessage) -> list[str]:

@@ -193,6 +193,12 @@ class KafkaSettings(ConfigModel):
         default="dip.outbound.dead-letter",
         description="for records no client owns (unknown or unreadable sender)",
     )
+    redrive_log_topic: str = Field(
+        default="dip.outbound.dead-letter.redrives",
+        description="`dcp-gateway dlq redrive --execute` records each dead letter it re-drove "
+        "here (key: the dead letter's topic/partition/offset), so a second run skips it. "
+        "Compacted (cleanup.policy=compact); only the dlq command uses it",
+    )
     create_topics: bool = Field(
         default=False, description="create missing topics at start (dev and tests)"
     )
@@ -209,7 +215,9 @@ class KafkaSettings(ConfigModel):
             topic_name(t)
         return v
 
-    @field_validator("quarantine_topic", "dead_letter_topic", "status_outbound_topic")
+    @field_validator(
+        "quarantine_topic", "dead_letter_topic", "status_outbound_topic", "redrive_log_topic"
+    )
     @classmethod
     def _topic_field(cls, v: str | None) -> str | None:
         return None if v is None else topic_name(v)

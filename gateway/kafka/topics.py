@@ -4,7 +4,7 @@ tests (production topics are the platform team's)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Literal, NamedTuple
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -29,11 +29,13 @@ async def ensure_topics(
     *,
     partitions: int = 3,
     replication_factor: int | None = None,
+    configs: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Create the topics that do not exist yet; return the ones created.
 
     Replication defaults to three copies, or one per broker on a smaller cluster: a single
-    development broker still works, and a test cluster survives losing a broker.
+    development broker still works, and a test cluster survives losing a broker. ``configs``
+    (e.g. ``cleanup.policy``) apply to every topic created.
     """
     async with _admin(settings) as admin:
         missing = await _missing(admin, names)
@@ -43,7 +45,10 @@ async def ensure_topics(
                 replication_factor = max(1, min(3, len(brokers)))
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
-                    [NewTopic(n, partitions, replication_factor) for n in missing]
+                    [
+                        NewTopic(n, partitions, replication_factor, topic_configs=configs)
+                        for n in missing
+                    ]
                 )
         return missing
 

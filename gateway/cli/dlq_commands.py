@@ -1,0 +1,265 @@
+"""``dcp-gateway dlq list|redrive``: look at a dead-letter topic and re-drive what a re-send can
+fix, once (``docs/operations.md``, "Re-driving dead letters").
+
+Both read the dead-letter topic and the re-drive log to their end as of the call and stop.
+``redrive`` is a dry run unless ``--execute``; exit 0 when it did (or would do) what was asked,
+2 on a configuration or Kafka error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import socket
+import sys
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from aiokafka.errors import KafkaError
+
+from gateway.cli import CliError
+from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.dlq.letters import Filters, select
+from gateway.dlq.plan import Action, Decision, RedriveLog, decide, summarise
+from gateway.dlq.shell import RedriveError, ensure_log_topic, execute, read_letters, read_log
+from gateway.egress.reasons import DeadLetterReason
+
+_COLUMNS = (Action.REDRIVE, Action.ALREADY, Action.REFUSED, Action.NO_TARGET)
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    parser = sub.add_parser("dlq", help="list dead letters, re-drive the ones a re-send can fix")
+    dlq = parser.add_subparsers(dest="dlq_command", metavar="ACTION", required=True)
+    listing = dlq.add_parser(
+        "list", help="show the dead letters that match, and what a re-drive would do with each"
+    )
+    _common(listing)
+    listing.add_argument(
+        "--limit", type=int, default=1000, help="show at most N records (the summary counts all)"
+    )
+    listing.set_defaults(handler=_list)
+    redrive = dlq.add_parser(
+        "redrive",
+        help="re-produce matching dead letters to their outbound topic (dry run by default)",
+        description="Re-produce the matching dead letters (original key and value, the "
+        "dead letter's non-dcpgw- headers, dcpgw-redrive-count and dcpgw-redriven-from) to "
+        "the outbound topic each came from, and log each on kafka.redrive_log_topic so a "
+        "second run skips it. Dry run unless --execute.",
+    )
+    _common(redrive)
+    mode = redrive.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--dry-run", dest="execute", action="store_false", help="show what it would do (default)"
+    )
+    mode.add_argument("--execute", action="store_true", help="re-drive, and log what it did")
+    redrive.add_argument(
+        "--force",
+        action="store_true",
+        help="re-send classes a re-send cannot fix (envelope, environment, dip_rejection, "
+        "too_large, unknown) too",
+    )
+    redrive.add_argument(
+        "--again", action="store_true", help="re-send dead letters an earlier run re-drove"
+    )
+    redrive.add_argument(
+        "--to", metavar="TOPIC", help="produce to TOPIC instead of each record's source topic"
+    )
+    redrive.set_defaults(handler=_redrive, execute=False)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, required=True, help="gateway YAML file")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--client", help="the client whose dead-letter topic to read")
+    which.add_argument(
+        "--unrouted",
+        action="store_true",
+        help="read kafka.dead_letter_topic (records no client owned)",
+    )
+    parser.add_argument(
+        "--interface", action="append", default=[], metavar="IF", help="e.g. IF-043 (repeat)"
+    )
+    parser.add_argument(
+        "--reason-class",
+        action="append",
+        default=[],
+        choices=[r.value for r in DeadLetterReason],
+        metavar="CLASS",
+        help="dcpgw-reason-class: " + ", ".join(r.value for r in DeadLetterReason),
+    )
+    parser.add_argument(
+        "--reference", action="append", default=[], help="senderUniqueReference (repeat)"
+    )
+    parser.add_argument(
+        "--sender-dip-id", action="append", default=[], help="sender DIP ID (repeat)"
+    )
+    parser.add_argument(
+        "--since", type=_instant, help="dead-lettered at or after (ISO 8601; UTC if no zone)"
+    )
+    parser.add_argument("--until", type=_instant, help="dead-lettered before (ISO 8601)")
+
+
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 date or time, e.g. 2026-12-07T09:30:00Z"
+        ) from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _list(args: argparse.Namespace) -> int:
+    return _run(args, execute=False, show_records=True)
+
+
+def _redrive(args: argparse.Namespace) -> int:
+    return _run(args, execute=args.execute, show_records=False)
+
+
+def _run(args: argparse.Namespace, *, execute: bool, show_records: bool) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    try:
+        asyncio.run(_async_run(config, args, execute, show_records, sys.stdout))
+    except RedriveError as exc:
+        raise CliError(str(exc)) from None
+    except KafkaError as exc:  # unreachable broker, missing ACL: one line, no traceback
+        raise CliError(f"kafka: {exc!r}") from None
+    return 0
+
+
+async def _async_run(
+    config: GatewayConfig,
+    args: argparse.Namespace,
+    execute_now: bool,
+    show_records: bool,
+    out: TextIO,
+) -> None:
+    topic = _dead_letter_topic(config, args)
+    filters = Filters(
+        interfaces=tuple(args.interface),
+        reason_classes=tuple(args.reason_class),
+        since=args.since,
+        until=args.until,
+        references=tuple(args.reference),
+        sender_dip_ids=tuple(args.sender_dip_id),
+    )
+    kafka = config.kafka
+    if execute_now:
+        await ensure_log_topic(kafka)  # before reading, so a run it cannot log sends nothing
+    log = await read_log(kafka)
+    letters = await read_letters(kafka, topic)
+    chosen = select(letters, filters)
+    targets = _targets(config)
+    decisions = decide(
+        chosen,
+        log or RedriveLog(),
+        targets,
+        force=getattr(args, "force", False),
+        again=getattr(args, "again", False),
+        to=getattr(args, "to", None),
+    )
+    print(f"{topic}: {len(letters)} dead letters, {len(chosen)} match", file=out)
+    if log is None:
+        print(f"({kafka.redrive_log_topic} does not exist yet: nothing re-driven)", file=out)
+    if show_records:
+        _print_records(decisions, args.limit, out)
+    _print_summary(decisions, out)
+    todo = sum(1 for d in decisions if d.action is Action.REDRIVE)
+    if not execute_now:
+        if not show_records:
+            print(f"dry run: nothing sent; --execute re-drives {todo}{_hints(decisions)}", file=out)
+        return
+    if not todo:
+        print(f"re-drove 0 of {len(chosen)}: nothing to send", file=out)
+        return
+    run = uuid.uuid4().hex[:12]
+    entries = await execute(kafka, decisions, run, _operator(), datetime.now(UTC))
+    print(
+        f"re-drove {len(entries)} of {len(chosen)} (every one acknowledged by Kafka); "
+        f"run {run} logged on {kafka.redrive_log_topic}",
+        file=out,
+    )
+
+
+def _dead_letter_topic(config: GatewayConfig, args: argparse.Namespace) -> str:
+    if args.unrouted:
+        return config.kafka.dead_letter_topic
+    for client in config.clients:
+        if client.name == args.client:
+            return client.topics.dead_letter
+    names = ", ".join(c.name for c in config.clients)
+    raise CliError(f"no client {args.client!r} in {args.config}: use one of {names}")
+
+
+def _targets(config: GatewayConfig) -> list[str]:
+    """The topics egress reads, where a dead letter may go back to: the outbound and status
+    topics and, where the configuration has them, the clients' retry topics (a record read
+    back from one names it as its source)."""
+    kafka = config.kafka
+    retry = [getattr(client.topics, "retry", None) for client in config.clients]
+    return [*kafka.outbound_topics, *filter(None, [kafka.status_outbound_topic, *retry])]
+
+
+def _operator() -> str:
+    """Who ran it, for the log: the OS user and host (a pod's name in Kubernetes)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no USER and no passwd entry (some containers)
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _hints(decisions: Sequence[Decision]) -> str:
+    """What the flags would add, so a dry run's last line says how to get the rest."""
+    refused = sum(1 for d in decisions if d.action is Action.REFUSED)
+    already = sum(1 for d in decisions if d.action is Action.ALREADY)
+    hints = []
+    if refused:
+        hints.append(f"--force adds {refused} refused")
+    if already:
+        hints.append(f"--again adds {already} already re-driven")
+    return f" ({'; '.join(hints)})" if hints else ""
+
+
+def _print_records(decisions: Sequence[Decision], limit: int | None, out: TextIO) -> None:
+    if limit is not None and len(decisions) > limit:
+        print(f"(the first {limit} of {len(decisions)}: --limit to see more)", file=out)
+        decisions = decisions[:limit]
+    for d in decisions:
+        letter = d.letter
+        at = letter.dead_lettered_at
+        when = at.isoformat(timespec="seconds") if at else "-"
+        print(
+            f"{letter.at.partition}/{letter.at.offset}  {when}  {letter.reason_class_label}  "
+            f"{letter.interface or '-'}  {letter.sender_dip_id or '-'}  "
+            f"{letter.sender_unique_reference or '-'}  [{d.action}]  {_short(letter.reason)}",
+            file=out,
+        )
+
+
+def _print_summary(decisions: Sequence[Decision], out: TextIO) -> None:
+    rows = summarise(decisions)
+    head = f"{'reason class':<18}" + "".join(f"{a.value:>19}" for a in _COLUMNS)
+    print(head, file=out)
+    totals = dict.fromkeys(_COLUMNS, 0)
+    for row in rows:
+        cells = "".join(f"{row.counts.get(a, 0):>19}" for a in _COLUMNS)
+        print(f"{row.reason_class:<18}{cells}  {row.why}", file=out)
+        for a in _COLUMNS:
+            totals[a] += row.counts.get(a, 0)
+    print(f"{'total':<18}" + "".join(f"{totals[a]:>19}" for a in _COLUMNS), file=out)
+    for d in decisions:
+        if d.action is Action.NO_TARGET:
+            print(f"no target: {d.letter.at}: {d.why}", file=out)
+
+
+def _short(text: str, width: int = 80) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
