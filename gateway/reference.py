@@ -80,8 +80,9 @@ object with these fields, in this order:
 
 ### Dead letter (written to the client's `topics.dead_letter`, or `kafka.dead_letter_topic`)
 
-The original record's value and key, unchanged, with these headers (the gateway-wide topic
-takes records no client owns: unknown sender, unreadable record):
+The original record's value, key and own headers, unchanged, with these headers added (they
+replace any of the same name the record carried; the gateway-wide topic takes records no client
+owns: unknown sender, unreadable record):
 
 | header | always | meaning |
 |---|---|---|
@@ -102,8 +103,7 @@ takes records no client owns: unknown sender, unreadable record):
 
 The dead letter's key and value, unchanged, back on the topic it came from
 (`dcpgw-source-topic`, or `--to`). Its headers are the dead letter's minus the `dcpgw-`
-diagnostic ones (a dead letter holds none of the original record's own headers: only the
-gateway's trace context, when tracing is on), plus:
+diagnostic ones (so the original record's own headers, which the dead letter keeps), plus:
 
 | header | always | meaning |
 |---|---|---|

@@ -143,7 +143,7 @@ class Core:
         for r in self.records:
             generation = tracker.track((r.topic, r.partition), r.offset)
             ref = new_record_ref(
-                (r.topic, r.partition, r.offset, r.key, r.value, generation, r.timestamp_ms)
+                (r.topic, r.partition, r.offset, r.key, r.value, generation, r.timestamp_ms, ())
             )
             parsed = parse_record(ref)
             prepared = self.router.prepare(parsed, self.today)  # type: ignore[arg-type]

@@ -143,9 +143,9 @@ def test_status_refusals() -> None:
 def test_the_fast_record_ref_constructor_makes_a_whole_record_ref() -> None:
     """``new_record_ref`` skips the named tuple's ``__new__``: it must still give a RecordRef
     with every field (a field added to RecordRef must be added where it is called too)."""
-    fast = new_record_ref(("out", 2, 41, b"k", b"v", 7, 1_700_000_000_000))
+    fast = new_record_ref(("out", 2, 41, b"k", b"v", 7, 1_700_000_000_000, ()))
     assert type(fast) is RecordRef
-    assert fast == RecordRef("out", 2, 41, b"k", b"v", 7, 1_700_000_000_000)
+    assert fast == RecordRef("out", 2, 41, b"k", b"v", 7, 1_700_000_000_000, ())
     assert len(fast) == len(RecordRef._fields)
     assert (fast.partition, fast.generation) == (2, 7)
 

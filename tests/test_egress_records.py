@@ -7,6 +7,8 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import orjson
 
+from gateway.egress.diversion import read_retry_headers, retry_record
+from gateway.egress.envelope import RecordRef
 from gateway.egress.outcomes import MessageResult
 from gateway.egress.reasons import DeadLetterReason
 from gateway.egress.records import dead_letter, outcome_records
@@ -150,3 +152,24 @@ def test_a_message_delivered_earlier_gets_a_flagged_result_not_a_dead_letter() -
     assert flagged.headers == [("dcpgw-delivered-earlier", b"true")]
     assert plain.headers is None
     assert flagged.value == orjson.dumps(result_document(deliveries[0]))
+
+
+def test_a_dead_letter_keeps_the_records_own_headers_and_replaces_stale_diagnostics() -> None:
+    original = [
+        ("traceparent", b"00-abc-def-01"),
+        ("dcpgw-redrive-count", b"2"),  # from an earlier re-drive: kept, so the count goes on
+        ("dcpgw-reason", b"an older reason"),  # from an earlier trip: replaced
+    ]
+    ref = RecordRef("out", 0, 5, b"k", b"{}", 0, -1, original)
+    record = dead_letter("dlq", ref, "bad", 1, 400, ALICE_ID, "IF-043", DeadLetterReason.SCHEMA)
+    headers = record.headers or []
+    assert headers[:2] == original[:2]
+    assert [v for k, v in headers if k == "dcpgw-reason"] == [b"bad"]
+
+
+def test_a_retry_record_carries_the_records_own_headers() -> None:
+    ref = RecordRef("out", 1, 9, b"k", b"{}", 0, -1, [("traceparent", b"00-1-2-01")])
+    record = retry_record("retry", ref, 1_700_000_000.5)
+    assert record.topic == "retry" and (record.key, record.value) == (b"k", b"{}")
+    assert (record.headers or [])[0] == ("traceparent", b"00-1-2-01")
+    assert read_retry_headers(record.headers or []) == ("out", 1_700_000_000.5)

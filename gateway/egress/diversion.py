@@ -37,6 +37,12 @@ HELD_SINCE_HEADER = "dcpgw-held-since"
 SOURCE_TOPIC_HEADER = "dcpgw-source-topic"
 
 
+_RETRY_HEADERS = frozenset(
+    {SOURCE_TOPIC_HEADER, "dcpgw-source-partition", "dcpgw-source-offset", HELD_SINCE_HEADER}
+)
+"""The headers a retry record sets; the original record's other headers travel with it."""
+
+
 @dataclass(slots=True)
 class _Client:
     in_transit: int = 0  # diverted writes not acknowledged yet
@@ -94,11 +100,12 @@ class Diversions:
 
 
 def retry_record(topic: str, ref: RecordRef, held_since: float | None) -> OutRecord:
-    """The record to write to the client's retry topic: the original key and value, and where
-    it came from (dead letters and results of the record read back name the retry topic's
+    """The record to write to the client's retry topic: the original key, value and headers,
+    and where it came from (dead letters and results of the record read back name the retry topic's
     position; these headers name the original)."""
     since = held_since if held_since is not None else time.time()
-    headers = [
+    headers = [(k, v) for k, v in ref.headers if k not in _RETRY_HEADERS]
+    headers += [
         (SOURCE_TOPIC_HEADER, ref.topic.encode()),
         ("dcpgw-source-partition", str(ref.partition).encode()),
         ("dcpgw-source-offset", str(ref.offset).encode()),

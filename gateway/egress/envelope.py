@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from functools import partial
@@ -62,10 +62,11 @@ class RecordRef(NamedTuple):
     value: bytes | None
     generation: int = 0  # the offset tracker's assignment generation of the partition
     timestamp_ms: int = -1  # the record's Kafka timestamp (-1: none), for end-to-end latency
+    headers: Sequence[tuple[str, bytes]] = ()  # the record's own: a dead letter keeps them
 
 
 new_record_ref = partial(tuple.__new__, RecordRef)
-"""``RecordRef`` from a 7-tuple (every field), without the named tuple's Python-level
+"""``RecordRef`` from an 8-tuple (every field), without the named tuple's Python-level
 ``__new__``: one is made per consumed record."""
 
 

@@ -33,6 +33,22 @@ interface, DIP status, attempts, submitted and acknowledged, each time with its 
 (aware datetimes for one instant in two zones are equal, but their ISO forms differ)."""
 
 
+_DEAD_LETTER_HEADERS = frozenset(
+    {
+        "dcpgw-source-topic",
+        "dcpgw-source-partition",
+        "dcpgw-source-offset",
+        "dcpgw-source-key",
+        "dcpgw-reason",
+        "dcpgw-reason-class",
+        "dcpgw-attempts",
+        "dcpgw-dip-status",
+        "dcpgw-sender-dip-id",
+        "dcpgw-interface",
+    }
+)
+"""The headers a dead letter sets; the original record's other headers are kept."""
+
 _DELIVERED_EARLIER = [("dcpgw-delivered-earlier", b"true")]
 """Header of a result whose message the DIP refused as a duplicate of its own earlier copy."""
 
@@ -144,8 +160,10 @@ def dead_letter(
     interface: str | None,
     reason_class: DeadLetterReason,
 ) -> OutRecord:
-    """The original value and key, with where it came from and why in the headers."""
-    headers = [
+    """The original value, key and headers, with where it came from and why in ``dcpgw-``
+    headers (replacing any of the same name the record carried, e.g. from an earlier trip)."""
+    headers = [(k, v) for k, v in ref.headers if k not in _DEAD_LETTER_HEADERS]
+    headers += [
         ("dcpgw-source-topic", ref.topic.encode()),
         ("dcpgw-source-partition", str(ref.partition).encode()),
         ("dcpgw-source-offset", str(ref.offset).encode()),

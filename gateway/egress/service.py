@@ -366,7 +366,16 @@ class EgressService:
         topic, partition, offset = record.topic, record.partition, record.offset
         generation = self._tracker.track((topic, partition), offset)
         ref = new_record_ref(
-            (topic, partition, offset, record.key, record.value, generation, record.timestamp)
+            (
+                topic,
+                partition,
+                offset,
+                record.key,
+                record.value,
+                generation,
+                record.timestamp,
+                record.headers,
+            )
         )
         status = self._status_kind.get(topic, False)
         retry_client = self._retry_clients.get(topic)
