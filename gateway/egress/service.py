@@ -475,12 +475,13 @@ class EgressService:
                     started = tracing.wall_ns_of(batch.created, loop.time())
                     tracing.past_span("egress.consume", started, time.time_ns())
                 sent = await self._send(batch, client)
-                records = outcome_records(sent.deliveries, tracing.record_headers())
                 if sent.held:
                     diverting = True
                     self._diversions.writing(client)
-                    records += self._diverted(client, sent.held)
-                with tracing.span("egress.outcome_write"):
+                with tracing.span("egress.outcome_write"):  # results carry this span's context
+                    records = outcome_records(sent.deliveries, tracing.record_headers())
+                    if sent.held:
+                        records += self._diverted(client, sent.held)
                     await self._write(records)
             self._count(sent.deliveries)
             finish = self._tracker.finish
