@@ -839,8 +839,15 @@ class EgressService:
         metrics.PAUSED.set(0)
 
 
+_slot_gauges: dict[str, Any] = {}
+
+
 def _slots_changed(client: str, in_use: int) -> None:
-    metrics.CLIENT_REQUESTS_IN_FLIGHT.labels(client).set(in_use)
+    """Twice per request: the labelled child is looked up once per client."""
+    gauge = _slot_gauges.get(client)
+    if gauge is None:
+        gauge = _slot_gauges[client] = metrics.CLIENT_REQUESTS_IN_FLIGHT.labels(client)
+    gauge.set(in_use)
 
 
 def _log_dead_letter(**fields: object) -> None:
