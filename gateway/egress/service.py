@@ -542,14 +542,14 @@ class EgressService:
             return False
         if self._fresh_in_flight.get(client, 0) <= self._share[client]:
             return False
+        why = "above its share of egress.max_in_flight_messages while the window is full"
+        self._start_diverting(client, reason=why)
+        return True
+
+    def _start_diverting(self, client: str, **why: object) -> None:
         if self._diversions.start(client):
             metrics.DIVERTING.labels(client).set(1)
-            _log.warning(
-                "egress_client_diverting",
-                client=client,
-                reason="above its share of egress.max_in_flight_messages while the window is full",
-            )
-        return True
+            _log.warning("egress_client_diverting", client=client, **why)
 
     def _diverted(self, client: str, batches: list[Batch]) -> list[OutRecord]:
         """The records of ``batches`` for the client's retry topic, in order."""
@@ -565,11 +565,8 @@ class EgressService:
     def _hold_changed(self, client: str, hold: Hold | None) -> None:
         """A client was held (its records divert from now on) or released."""
         metrics.client_hold(client, hold)
-        if hold is not None and self._diversions.start(client):
-            metrics.DIVERTING.labels(client).set(1)
-            _log.warning(
-                "egress_client_diverting", client=client, hold=hold.kind.value, reason=hold.reason
-            )
+        if hold is not None:
+            self._start_diverting(client, hold=hold.kind.value, reason=hold.reason)
 
     async def _on_assigned(self) -> None:
         """Before taking records of new partitions: a client with a retry backlog (records
@@ -584,10 +581,8 @@ class EgressService:
             _log.warning("egress_retry_backlog_unknown", error=str(exc))
             backlog = dict.fromkeys(topics, 1)
         for topic, count in backlog.items():
-            client = self._retry_clients[topic]
-            if count and self._diversions.start(client):
-                metrics.DIVERTING.labels(client).set(1)
-                _log.info("egress_client_diverting", client=client, retry_backlog=count)
+            if count:
+                self._start_diverting(self._retry_clients[topic], retry_backlog=count)
 
     async def _end_diversions(self) -> None:
         """Stop diverting a client once it is not held and its retry backlog is empty."""
