@@ -20,6 +20,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.check_command",
     "gateway.cli.validate_command",
     "gateway.cli.dip_commands",
+    "gateway.cli.audit_command",
     "gateway.cli.loadtest_command",
 )
 

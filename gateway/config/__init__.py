@@ -17,6 +17,7 @@ from gateway.config._format import format_validation_error
 from gateway.config._gateway import GatewayConfig
 from gateway.config._load import ENV_PREFIX, apply_env_overrides, load_config, parse_config
 from gateway.config._sections import (
+    AuditSettings,
     DcpSettings,
     DipSettings,
     EgressSettings,
@@ -30,6 +31,7 @@ from gateway.dip.vocabulary import Environment, RoleCode
 
 __all__ = [
     "ENV_PREFIX",
+    "AuditSettings",
     "ClientConfig",
     "ClientTopics",
     "ConfigError",

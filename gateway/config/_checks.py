@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from gateway.config._clients import ClientConfig
 from gateway.config._sections import (
+    AuditSettings,
     DipSettings,
     EgressSettings,
     IngressSettings,
@@ -226,3 +227,28 @@ def topic_problems(kafka: KafkaSettings, clients: Sequence[ClientConfig]) -> Pro
                     )
                 )
     return problems
+
+
+def audit_problems(
+    audit: AuditSettings, kafka: KafkaSettings, clients: Sequence[ClientConfig]
+) -> Problems:
+    """The ledger's topic holds ledger records only: consumers of a shared topic would read
+    them as messages, and the ledger reader would read their messages."""
+    if not audit.enabled:
+        return []
+    used = {t: f"kafka.outbound_topics[{i}]" for i, t in enumerate(kafka.outbound_topics)}
+    for name in ("status_outbound_topic", "quarantine_topic", "dead_letter_topic"):
+        used.setdefault(getattr(kafka, name), f"kafka.{name}")
+    for i, client in enumerate(clients):
+        for name in ("inbound", "results", "dead_letter", "status"):
+            used.setdefault(getattr(client.topics, name), f"clients[{i}].topics.{name}")
+    other = used.get(audit.topic)
+    if other is None:
+        return []
+    return [
+        (
+            "audit.topic",
+            f"topic {audit.topic!r} is also {other}: give the ledger a topic of its own, "
+            "e.g. dip.audit",
+        )
+    ]

@@ -9,6 +9,7 @@ from gateway.config._clients import ClientConfig
 from gateway.config._errors import FieldProblems
 from gateway.config._fields import ConfigModel
 from gateway.config._sections import (
+    AuditSettings,
     DcpSettings,
     DipSettings,
     EgressSettings,
@@ -31,6 +32,7 @@ class GatewayConfig(ConfigModel):
     egress: EgressSettings = EgressSettings()
     ingress: IngressSettings = IngressSettings()
     ops: OpsSettings = OpsSettings()
+    audit: AuditSettings = AuditSettings()
     clients: tuple[ClientConfig, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -46,6 +48,7 @@ class GatewayConfig(ConfigModel):
             *_checks.http2_problems(self.dip, self.egress),
             *_checks.webhook_path_problems(self.ingress),
             *_checks.topic_problems(self.kafka, self.clients),
+            *_checks.audit_problems(self.audit, self.kafka, self.clients),
         ]
         if problems:
             raise FieldProblems(problems)

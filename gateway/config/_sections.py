@@ -395,3 +395,20 @@ class OpsSettings(ConfigModel):
         default="auto",
         description="auto: uvloop when installed (less event-loop CPU per request), else asyncio",
     )
+
+
+class AuditSettings(ConfigModel):
+    """The submission ledger (opt-in): one record per DIP request and per verified push on an
+    audit topic (hashes, certificates, statuses, transaction IDs; never a body or a secret)."""
+
+    enabled: bool = Field(
+        default=False,
+        description="write the ledger; egress commits a record only once its ledger records "
+        "are acknowledged",
+    )
+    topic: str = Field(default="dip.audit", description="the ledger's topic (kept long)")
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, v: str) -> str:
+        return topic_name(v)

@@ -115,6 +115,7 @@ class EgressService:
         validates = egress.schema_validation or any(c.schema_validation for c in config.clients)
         self._router = Router(config, default_registry() if validates else None)
         self._gate, self._batcher = self._fresh_batching()
+        self._dip = dip
         self._sender = BatchSender(
             dip, RetryPolicy.from_settings(egress), duplicate_codes=egress.duplicate_message_codes
         )
@@ -368,6 +369,7 @@ class EgressService:
                     tracing.past_span("egress.consume", started, time.time_ns())
                 async with self._semaphore:
                     deliveries = await self._sender.deliver(batch)
+                await self._dip.settled()  # the ledger's records first: it must not lag commits
                 with tracing.span("egress.outcome_write"):
                     await self._write(outcome_records(deliveries, tracing.record_headers()))
             self._count(deliveries)

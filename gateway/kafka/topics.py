@@ -62,7 +62,7 @@ def gateway_topics(config: GatewayConfig) -> list[str]:
 def gateway_topic_uses(config: GatewayConfig) -> list[TopicUse]:
     """Every topic the configuration names, with its field and its use: egress reads the
     outbound and status topics and writes results and dead letters; ingress writes the inbound,
-    status and quarantine topics."""
+    status and quarantine topics; both write the ledger's (``audit.topic``) when it is on."""
     k = config.kafka
     uses = [
         TopicUse(f"kafka.outbound_topics[{i}]", t, "egress", False)
@@ -82,6 +82,9 @@ def gateway_topic_uses(config: GatewayConfig) -> list[TopicUse]:
         uses.append(TopicUse(f"{field}.dead_letter", t.dead_letter, "egress", True))
         if t.status:
             uses.append(TopicUse(f"{field}.status", t.status, "ingress", True))
+    if config.audit.enabled:  # both services write it; egress when it runs, for the check
+        service: Literal["egress", "ingress"] = "egress" if config.egress.enabled else "ingress"
+        uses.append(TopicUse("audit.topic", config.audit.topic, service, True))
     return uses
 
 
