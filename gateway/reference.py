@@ -142,7 +142,8 @@ API key and 413 halves included; key: the sender DIP ID) and per push the webhoo
 - egress: `method`, `path`, `references` (the senderUniqueReferences in the body, in order),
   `mtls_fingerprint` (the DCP's mTLS certificate), `status` (null: no answer, see `error`),
   `error`, `response_hash` (base64 SHA-256 of the answer), `answers` (per entry of the DIP's
-  StandardResponse: `reference`, `transaction_id`, `message`).
+  StandardResponse: `reference`, `transaction_id`, and `message` unless it is the plain
+  `MSG0000 - Success`).
 - ingress: `channel` (`publication` or `status`), `signer_subject`, `messages` (per message:
   `reference`, `transaction_id`, `sender`, `outcome`: `routed`, `duplicate`, `quarantined` or
   `failed`).

@@ -335,13 +335,20 @@ def test_answers_and_decoding_take_only_what_they_understand() -> None:
     assert records.answers(b"") == []
     assert records.answers(b"<html>502</html>") == []
     assert records.answers(b'{"messageArray": "x"}') == []
+    long = "MSG1001 - Schema Failure" + "!" * 500
     body = orjson.dumps(
-        {"messageArray": [{"senderUniqueReference": "S-1", "transactionID": "T-1",
-                           "message": "MSG0000 - Success" + "!" * 500}, "junk"]}
+        {
+            "messageArray": [
+                {"senderUniqueReference": "S-1", "transactionID": "T-1", "message": long},
+                {"senderUniqueReference": "S-2", "transactionID": "T-2",
+                 "message": "MSG0000 - Success"},
+                "junk",
+            ]
+        }
     )  # fmt: skip
-    (answer,) = records.answers(body)
-    assert answer["reference"] == "S-1" and answer["transaction_id"] == "T-1"
-    assert len(answer["message"]) == 200
+    rejected, accepted = records.answers(body)
+    assert rejected == {"reference": "S-1", "transaction_id": "T-1", "message": long[:200]}
+    assert accepted == {"reference": "S-2", "transaction_id": "T-2"}  # the status says it
     assert records.decode(b"not json") is None
     assert records.decode(b'{"direction": "sideways"}') is None
     assert records.interface_of("/dip-channel/IF-021") == "IF-021"

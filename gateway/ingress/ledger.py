@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from gateway.ingress.envelope import Publication
 from gateway.ingress.pipeline import Message, Outcome, RoutingTable
 from gateway.ingress.routes import Route
-from gateway.ledger.publisher import Ledger
+from gateway.ledger.publisher import Ledger, LedgerError
 from gateway.ledger.records import ingress_record, now_text
 from gateway.signing.scheme import HEADER_CONTENT_HASH, format_signature_date
 from gateway.signing.verify import VerifiedSigner
@@ -53,9 +53,9 @@ async def record_push(
             for m, o in zip(messages, outcomes, strict=True)
         ],
     )
-    task = ledger.record("ingress", route.recipient, record)
+    number = ledger.record("ingress", route.recipient, record)
     try:
-        await asyncio.wait_for(asyncio.shield(task), timeout_seconds)
-    except Exception:  # not written (or not yet): the task's own callback counts and logs it
+        await asyncio.wait_for(ledger.settled(number), timeout_seconds)
+    except (LedgerError, TimeoutError):  # not written (or not yet): counted and logged there
         return False
     return True

@@ -15,7 +15,10 @@ result records do not wait for the ledger's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import heapq
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,7 +46,12 @@ class LedgerError(RuntimeError):
 
 class Ledger:
     """Writes ledger records to ``audit.topic``. Use as an async context manager (starts and
-    stops its producer), or pass a running ``producer`` (tests, benchmarks)."""
+    stops its producer and its writer task), or pass a running ``producer`` (tests, benchmarks).
+
+    Records are numbered in the order they are handed over. One writer task hands them to the
+    producer (no task per record); ``settled(upto)`` waits until every record up to ``upto``
+    is acknowledged, tracked as the lowest number still outstanding, so a wait costs the same
+    however many records are in flight."""
 
     def __init__(
         self,
@@ -58,29 +66,39 @@ class Ledger:
         self._mtls = mtls_fingerprint
         self._producer = producer
         self._own_producer = producer is None
-        self._pending: set[asyncio.Task[None]] = set()
+        self._queue: deque[tuple[int, str, bytes, bytes]] = deque()
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._next = 0  # number of the next record
+        self._outstanding: dict[int, None] = {}  # numbers not yet settled, in order
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []  # a heap by number
+        self._first_failure: tuple[int, str] | None = None
 
     @property
     def topic(self) -> str:
         return self._topic
-
-    def client_of(self, dip_id: str) -> str | None:
-        return self._clients.get(dip_id)
 
     async def __aenter__(self) -> Ledger:
         if self._producer is None:
             producer = create_producer(self._kafka)
             await producer.start()
             self._producer = producer
+        self._writer = asyncio.get_running_loop().create_task(self._write(), name="ledger")
+        metrics.PENDING.set_function(lambda: len(self._outstanding))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Give what is in flight a bounded wait, then stop the producer (if it is ours)."""
-        if self._pending:
-            await asyncio.wait(list(self._pending), timeout=_STOP_SECONDS)
+        """Give what is in flight a bounded wait, then stop the writer and the producer."""
+        with contextlib.suppress(LedgerError, TimeoutError):
+            await asyncio.wait_for(self.settled(), _STOP_SECONDS)
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
         producer, self._producer = self._producer, None
         if producer is not None and self._own_producer:
             await producer.stop()
@@ -88,57 +106,79 @@ class Ledger:
     # -- writing -------------------------------------------------------------------------
 
     def observe(self, exchange: DipExchange) -> None:
-        """One DIP request (the DIP client calls this): its record, handed to the producer."""
+        """One DIP request (the DIP client calls this): its record, handed over."""
         client = self._clients.get(exchange.sender_dip_id)
         record = egress_record(exchange, client, self._mtls, now_text())
-        self._produce("egress", exchange.sender_dip_id, record)
+        self.record("egress", exchange.sender_dip_id, record)
 
-    def record(self, direction: str, key: str, record: Mapping[str, Any]) -> asyncio.Task[None]:
-        """Any other record (ingress: one per verified push); the task ends when it is written
-        and raises when it cannot be."""
-        return self._produce(direction, key, record)
+    def record(self, direction: str, key: str, record: Mapping[str, Any]) -> int:
+        """Hand over any record (ingress: one per verified push); its number, for
+        :meth:`settled`."""
+        number = self._next
+        self._next = number + 1
+        self._outstanding[number] = None
+        self._queue.append((number, direction, key.encode(), encode(record)))
+        self._wake.set()
+        return number
 
-    def _produce(self, direction: str, key: str, record: Mapping[str, Any]) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(self._send(key.encode(), encode(record)))
-        self._pending.add(task)
-        metrics.PENDING.inc()
-        task.add_done_callback(functools.partial(self._done, direction))
-        return task
+    async def _write(self) -> None:
+        queue, topic = self._queue, self._topic
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while queue:
+                number, direction, key, value = queue.popleft()
+                producer = self._producer
+                try:
+                    if producer is None:
+                        raise LedgerError("the ledger's Kafka producer is not running")
+                    acknowledged = await producer.send(topic, value=value, key=key)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # refused before it was sent (too large, closed...)
+                    self._settle(number, direction, f"{type(exc).__name__}: {exc}")
+                    continue
+                acknowledged.add_done_callback(functools.partial(self._acked, number, direction))
 
-    async def _send(self, key: bytes, value: bytes) -> None:
-        producer = self._producer
-        if producer is None:
-            raise LedgerError("the ledger's Kafka producer is not running")
-        acknowledged = await producer.send(self._topic, value=value, key=key)
-        await acknowledged
+    def _acked(self, number: int, direction: str, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            error: str | None = "cancelled before Kafka acknowledged it"
+        else:
+            exc = future.exception()
+            error = None if exc is None else f"{type(exc).__name__}: {exc}"
+        self._settle(number, direction, error)
 
-    def _done(self, direction: str, task: asyncio.Task[None]) -> None:
-        self._pending.discard(task)
-        metrics.PENDING.dec()
-        error = _error_of(task)
+    def _settle(self, number: int, direction: str, error: str | None) -> None:
         if error is None:
             _WRITTEN[direction].inc()
+        else:
+            _FAILED[direction].inc()
+            if self._first_failure is None or number < self._first_failure[0]:
+                self._first_failure = (number, error)
+            log_limited(
+                _log, _failures, "error", "ledger_record_failed", topic=self._topic, error=error
+            )
+        outstanding = self._outstanding
+        lowest = next(iter(outstanding))
+        del outstanding[number]
+        if number != lowest:
             return
-        _FAILED[direction].inc()
-        log_limited(
-            _log, _failures, "error", "ledger_record_failed", topic=self._topic, error=error
-        )
+        low = next(iter(outstanding), self._next)  # every record below it is settled
+        waiters = self._waiters
+        while waiters and waiters[0][0] < low:
+            waiter = heapq.heappop(waiters)[2]
+            if not waiter.done():  # (a waiter that gave up is cancelled)
+                waiter.set_result(None)
 
-    async def settled(self) -> None:
-        """Return once every record handed over so far is acknowledged by Kafka; raise
-        :class:`LedgerError` when one of them was not written."""
-        pending = list(self._pending)
-        if not pending:
-            return
-        await asyncio.wait(pending)
-        for task in pending:
-            error = _error_of(task)
-            if error is not None:
-                raise LedgerError(f"a ledger record was not written to {self._topic}: {error}")
-
-
-def _error_of(task: asyncio.Task[None]) -> str | None:
-    if task.cancelled():
-        return "cancelled before Kafka acknowledged it"
-    exc = task.exception()
-    return None if exc is None else f"{type(exc).__name__}: {exc}"
+    async def settled(self, upto: int | None = None) -> None:
+        """Return once every record handed over so far (or up to number ``upto``) is
+        acknowledged by Kafka; raise :class:`LedgerError` when one of them was not written."""
+        if upto is None:
+            upto = self._next - 1
+        if self._outstanding and next(iter(self._outstanding)) <= upto:
+            waiter = asyncio.get_running_loop().create_future()
+            heapq.heappush(self._waiters, (upto, id(waiter), waiter))
+            await waiter
+        failure = self._first_failure
+        if failure is not None and failure[0] <= upto:
+            raise LedgerError(f"a ledger record was not written to {self._topic}: {failure[1]}")

@@ -26,6 +26,7 @@ from gateway.dip.exchange import DipExchange
 from gateway.signing.scheme import HEADER_CONTENT_HASH, HEADER_DATE
 
 SCHEMA = 1
+SUCCESS_MESSAGE = "MSG0000 - Success"
 _MESSAGE_CHARS = 200
 _CHANNEL_PREFIX = "/dip-channel/"
 
@@ -45,8 +46,9 @@ def interface_of(path: str) -> str:
 
 
 def answers(body: bytes) -> list[dict[str, Any]]:
-    """Per message, what the DIP's StandardResponse said: reference, transaction ID, message
-    (cut to 200 characters). [] when the answer is not one (a proxy page, an empty body)."""
+    """Per message, what the DIP's StandardResponse said: reference, transaction ID, and the
+    message (cut to 200 characters) unless it is the plain success, which the status already
+    says. [] when the answer is not one (a proxy page, an empty body)."""
     if not body:
         return []
     try:
@@ -56,17 +58,18 @@ def answers(body: bytes) -> list[dict[str, Any]]:
     array = doc.get("messageArray") if isinstance(doc, dict) else doc
     if not isinstance(array, list):
         return []
-    out = []
+    out: list[dict[str, Any]] = []
+    append = out.append
     for entry in array:
         if isinstance(entry, dict):
+            answer = {
+                "reference": _text(entry.get("senderUniqueReference")),
+                "transaction_id": _text(entry.get("transactionID")),
+            }
             message = entry.get("message")
-            out.append(
-                {
-                    "reference": _text(entry.get("senderUniqueReference")),
-                    "transaction_id": _text(entry.get("transactionID")),
-                    "message": message[:_MESSAGE_CHARS] if isinstance(message, str) else None,
-                }
-            )
+            if isinstance(message, str) and not message.startswith(SUCCESS_MESSAGE):
+                answer["message"] = message[:_MESSAGE_CHARS]
+            append(answer)
     return out
 
 
@@ -205,7 +208,7 @@ def _describe_egress(record: Mapping[str, Any], reference: str) -> list[str]:
     for entry in _entries_for(record.get("answers"), reference):
         lines.append(
             f"  {reference}: transaction_id={entry.get('transaction_id')} "
-            f"message={entry.get('message')}"
+            f"message={entry.get('message', SUCCESS_MESSAGE)}"
         )
     return lines
 
