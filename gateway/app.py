@@ -218,6 +218,11 @@ async def run_gateway(
                 if dip is not None:  # egress is enabled
                     egress = EgressService(config, keystore, dip, health)
                     tasks.append(asyncio.create_task(egress.run(stop), name="egress"))
+                if config.tracking.enabled:
+                    from gateway.tracking.service import ResponseTracker
+
+                    tracker = ResponseTracker(config)
+                    tasks.append(asyncio.create_task(tracker.run(stop), name="tracking"))
                 if config.ingress.enabled:
                     ingress = IngressService(config, health, trust=trust, ledger=ledger)
                     tasks.append(asyncio.create_task(ingress.run(stop), name="ingress"))

@@ -54,8 +54,11 @@ from tests.kafka_fixtures import KafkaUnderTest
 pytestmark = pytest.mark.timeout(240)
 
 
-def _config_file(pki: DevPki, sim: Simulator, kafka: KafkaUnderTest, **egress: Any) -> Path:
-    """Egress and ingress with the ledger on, fresh topics, the simulator as the DIP."""
+def config_file(
+    pki: DevPki, sim: Simulator, kafka: KafkaUnderTest, **sections: dict[str, Any]
+) -> Path:
+    """Egress and ingress with the ledger on, fresh topics, the simulator as the DIP;
+    ``sections`` replace whole sections."""
     data: dict[str, Any] = yaml.safe_load((pki.root / "gateway.yaml").read_text())
     tag = uuid.uuid4().hex[:8]
     for client in data["clients"]:
@@ -85,17 +88,17 @@ def _config_file(pki: DevPki, sim: Simulator, kafka: KafkaUnderTest, **egress: A
         "backoff_max_ms": 50,
         "max_attempts": 50,
         "shutdown_grace_seconds": 5,
-        **egress,
     }
     data["ops"] = {"health_port": 0, "log_format": "console"}
     data["audit"] = {"enabled": True, "topic": f"audit.{tag}"}
+    data.update(sections)
     path = pki.root / f"gateway-ledger-{tag}.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
 
 
 @contextlib.asynccontextmanager
-async def _gateway(config: GatewayConfig) -> AsyncIterator[asyncio.Task[None]]:
+async def running_gateway(config: GatewayConfig) -> AsyncIterator[asyncio.Task[None]]:
     """``run_gateway`` on a task, ready (services started) when entered."""
     stop, ready = asyncio.Event(), asyncio.Event()
 
@@ -133,7 +136,7 @@ def _reference(payload: Mapping[str, Any]) -> str:
     return value
 
 
-async def _produce(config: GatewayConfig, values: list[bytes]) -> None:
+async def produce(config: GatewayConfig, values: list[bytes]) -> None:
     producer = create_producer(config.kafka)
     await producer.start()
     try:
@@ -160,7 +163,7 @@ def _b64_sha256(data: bytes) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
-async def _cli(*argv: str) -> int:
+async def cli(*argv: str) -> int:
     return await asyncio.to_thread(cli_main, list(argv))
 
 
@@ -170,15 +173,15 @@ async def test_every_request_and_push_is_on_the_ledger_and_audit_show_tells_both
     simulator: Simulator,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    path = _config_file(pki, simulator, kafka)
+    path = config_file(pki, simulator, kafka)
     config = load_config(path)
-    assert await _cli("dip", "webhooks", "sync", "--config", str(path)) == 0
+    assert await cli("dip", "webhooks", "sync", "--config", str(path)) == 0
     sent = _payloads(pki, 10)
     references = [_reference(p) for p in sent]
     before = Counter(simulator.state.status_codes)
     simulator.set_faults(rate_503=0.5, seed=1)  # retries: each attempt is a record of its own
-    async with _gateway(config):
-        await _produce(config, [orjson.dumps(p) for p in sent])
+    async with running_gateway(config):
+        await produce(config, [orjson.dumps(p) for p in sent])
         results = await consume(config.kafka, config.clients[0].topics.results, len(sent))
         await simulator.wait_pushes()
         inbound = await consume(config.kafka, config.clients[1].topics.inbound, len(sent))
@@ -245,7 +248,7 @@ async def test_every_request_and_push_is_on_the_ledger_and_audit_show_tells_both
     capsys.readouterr()
     one = references[3]
     argv = ["audit", "show", "--config", str(path), "--reference", one]
-    assert await _cli(*argv) == 0
+    assert await cli(*argv) == 0
     out = capsys.readouterr().out
     answer, record = by_reference[one]
     assert "SENT POST /dip-channel/IF-043" in out and "DIP answered 201" in out
@@ -253,10 +256,10 @@ async def test_every_request_and_push_is_on_the_ledger_and_audit_show_tells_both
     assert record["content_hash"] in out
     assert "RECEIVED publication client=client-2" in out
     assert dip_signer.fingerprint_sha256 in out
-    assert await _cli(*argv, "--client", "client-1", "--json") == 0
+    assert await cli(*argv, "--client", "client-1", "--json") == 0
     shown = [orjson.loads(line) for line in capsys.readouterr().out.splitlines() if line]
     assert shown and {r["direction"] for r in shown} == {"egress"}
-    assert await _cli("audit", "show", "--config", str(path), "--reference", "S-none") == 1
+    assert await cli("audit", "show", "--config", str(path), "--reference", "S-none") == 1
     assert "no ledger record mentions S-none" in capsys.readouterr().out
 
 
@@ -266,7 +269,7 @@ async def test_a_ledger_record_kafka_refuses_stops_egress_before_anything_is_com
     """The audit topic takes records of at most 100 bytes, so the broker refuses every ledger
     record: the DIP has the batch, but egress writes no result and commits no offset (it is
     sent again after the restart) and the gateway stops with the reason."""
-    path = _config_file(pki, simulator, kafka)
+    path = config_file(pki, simulator, kafka)
     config = load_config(path)
     config = config.model_copy(
         update={"ingress": config.ingress.model_copy(update={"enabled": False})}
@@ -281,7 +284,7 @@ async def test_a_ledger_record_kafka_refuses_stops_egress_before_anything_is_com
         await admin.close()
     await ensure_topics(config.kafka, gateway_topics(config))
     sent = _payloads(pki, 2)
-    await _produce(config, [orjson.dumps(p) for p in sent])
+    await produce(config, [orjson.dumps(p) for p in sent])
     stop = asyncio.Event()
     with pytest.raises(ServiceFailed) as info:
         async with asyncio.timeout(120):

@@ -25,6 +25,7 @@ from gateway.config._sections import (
     IngressSettings,
     KafkaSettings,
     OpsSettings,
+    TrackingSettings,
     TrustSettings,
 )
 from gateway.dip.vocabulary import Environment, RoleCode
@@ -47,6 +48,7 @@ __all__ = [
     "KafkaSettings",
     "OpsSettings",
     "RoleCode",
+    "TrackingSettings",
     "TrustSettings",
     "apply_env_overrides",
     "format_validation_error",

@@ -14,6 +14,7 @@ from gateway.config._sections import (
     EgressSettings,
     IngressSettings,
     KafkaSettings,
+    TrackingSettings,
     TrustSettings,
 )
 from gateway.dip.vocabulary import Environment
@@ -251,4 +252,19 @@ def audit_problems(
             f"topic {audit.topic!r} is also {other}: give the ledger a topic of its own, "
             "e.g. dip.audit",
         )
+    ]
+
+
+def tracking_problems(tracking: TrackingSettings, clients: Sequence[ClientConfig]) -> Problems:
+    """Responses arrive on a client's inbound topic: without one nothing could answer."""
+    if not tracking.enabled:
+        return []
+    return [
+        (
+            f"clients[{i}].topics.inbound",
+            f"response tracking (tracking.enabled) reads client {client.name!r}'s inbound "
+            "topic: set it, or turn tracking off",
+        )
+        for i, client in enumerate(clients)
+        if client.topics.inbound is None
     ]

@@ -16,6 +16,7 @@ from gateway.config._sections import (
     IngressSettings,
     KafkaSettings,
     OpsSettings,
+    TrackingSettings,
     TrustSettings,
 )
 from gateway.dip.vocabulary import Environment
@@ -33,6 +34,7 @@ class GatewayConfig(ConfigModel):
     ingress: IngressSettings = IngressSettings()
     ops: OpsSettings = OpsSettings()
     audit: AuditSettings = AuditSettings()
+    tracking: TrackingSettings = TrackingSettings()
     clients: tuple[ClientConfig, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -49,6 +51,7 @@ class GatewayConfig(ConfigModel):
             *_checks.webhook_path_problems(self.ingress),
             *_checks.topic_problems(self.kafka, self.clients),
             *_checks.audit_problems(self.audit, self.kafka, self.clients),
+            *_checks.tracking_problems(self.tracking, self.clients),
         ]
         if problems:
             raise FieldProblems(problems)

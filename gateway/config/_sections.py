@@ -412,3 +412,21 @@ class AuditSettings(ConfigModel):
     @classmethod
     def _topic(cls, v: str) -> str:
         return topic_name(v)
+
+
+class TrackingSettings(ConfigModel):
+    """Response tracking (opt-in): accepted requests awaiting their response publication, per
+    client and interface, matched by correlation ID (results against inbound publications)."""
+
+    enabled: bool = Field(
+        default=False,
+        description="read every client's results and inbound topics and export the "
+        "dcpgw_tracking_ gauges (every client then needs topics.inbound)",
+    )
+    horizon_hours: float = Field(
+        default=48.0,
+        gt=0,
+        description="how far back it reads at start, and how long a request is awaited "
+        "before it is counted as expired",
+    )
+    export_interval_seconds: float = Field(default=15.0, gt=0)

@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterable
 from typing import Literal, NamedTuple
 
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -52,6 +53,23 @@ async def missing_topics(settings: KafkaSettings, names: Iterable[str]) -> list[
     """The ``names`` the broker does not list (absent, or not visible to this principal)."""
     async with _admin(settings) as admin:
         return await _missing(admin, names)
+
+
+async def topic_partitions(settings: KafkaSettings, names: Iterable[str]) -> list[TopicPartition]:
+    """Every partition of the ``names`` that exist (the others are left out). Only existing
+    topics are described: naming a missing one could make a broker create it."""
+    async with _admin(settings) as admin:
+        existing = set(await admin.list_topics())
+        wanted = sorted({n for n in names if n in existing})
+        if not wanted:
+            return []
+        described = await admin.describe_topics(wanted)
+    return [
+        TopicPartition(t["topic"], p["partition"])
+        for t in described
+        if t.get("topic") in existing and not t.get("error_code")
+        for p in sorted(t.get("partitions", ()), key=lambda p: int(p["partition"]))
+    ]
 
 
 def gateway_topics(config: GatewayConfig) -> list[str]:

@@ -12,10 +12,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from gateway.config import KafkaSettings
 from gateway.kafka.clients import common_kwargs
+from gateway.kafka.topics import topic_partitions
 from gateway.ledger.records import decode
 
 Record = dict[str, Any]
@@ -31,15 +31,14 @@ async def read_ledger(
     """Every ledger record on ``topic`` that ``keep`` accepts, oldest first by time written
     (``at``). Raises ``LookupError`` when the topic does not exist and ``TimeoutError`` when
     the end is not reached in ``timeout_seconds``."""
-    partitions = await _partitions(settings, topic)
-    if not partitions:
+    assigned = await topic_partitions(settings, [topic])
+    if not assigned:
         raise LookupError(f"topic {topic!r} does not exist (or this principal cannot see it)")
     consumer = AIOKafkaConsumer(
         **common_kwargs(settings), enable_auto_commit=False, auto_offset_reset="earliest"
     )
     await consumer.start()
     try:
-        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(assigned)
         await consumer.seek_to_beginning(*assigned)
         ends = await consumer.end_offsets(assigned)
@@ -47,23 +46,6 @@ async def read_ledger(
             return await _read_to(consumer, ends, keep)
     finally:
         await consumer.stop()
-
-
-async def _partitions(settings: KafkaSettings, topic: str) -> list[int]:
-    admin = AIOKafkaAdminClient(**common_kwargs(settings))
-    await admin.start()
-    try:
-        if topic not in await admin.list_topics():  # naming it could auto-create it
-            return []
-        described = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    return [
-        p["partition"]
-        for t in described
-        if t.get("topic") == topic and not t.get("error_code")
-        for p in t.get("partitions", ())
-    ]
 
 
 async def _read_to(
