@@ -12,6 +12,10 @@ transaction IDs, hashed) and produces it to a real topic, and ``settled`` waits 
 acknowledgement. Off and on alternate within every round, so machine load hits both alike; the
 figure is the event-loop thread's CPU (``time.thread_time``: the signing threads are not in it)
 per message, best and median of the rounds, at batch sizes 1 and 100, and the delta.
+
+Then response tracking, which is not on the egress path but runs beside it: the tracker reads as
+many result records and answering publications as there were messages and matches them; the
+figure is its loop CPU (fetching both records, parsing them, matching) per answered request.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gateway.config import GatewayConfig, load_config  # noqa: E402
+from prometheus_client import REGISTRY  # noqa: E402
+
+from gateway.config import ClientTopics, GatewayConfig, load_config  # noqa: E402
 from gateway.dip import (  # noqa: E402
     DipClient,
     MemoryTransport,
@@ -39,12 +45,14 @@ from gateway.dip import (  # noqa: E402
     TransportResponse,
     new_signing_pool,
 )
+from gateway.kafka.clients import create_producer  # noqa: E402
 from gateway.kafka.embedded import EmbeddedBroker  # noqa: E402
 from gateway.kafka.topics import ensure_topics  # noqa: E402
 from gateway.keys import build_keystore  # noqa: E402
 from gateway.ledger.publisher import Ledger  # noqa: E402
 from gateway.schema.samples import sample_payload  # noqa: E402
 from gateway.signing.pki import DevPkiOptions, create_dev_pki  # noqa: E402
+from gateway.tracking.service import ResponseTracker  # noqa: E402
 
 PATH = "/dip-channel/IF-043"
 CONCURRENCY = 16  # requests in flight, as egress.max_concurrent_requests allows
@@ -156,6 +164,64 @@ async def _main(bootstrap: str, idempotence: bool, messages: int, rounds: int) -
                 print(f"{size:>6}{mode:>8}{best:>17.2f}{median:>9.2f}")
             delta = min(runs["on"]) - min(runs["off"])
             print(f"{size:>6}{'delta':>8}{delta:>17.2f}")
+        await _tracking(config, messages)
+
+
+async def _tracking(config: GatewayConfig, messages: int) -> None:
+    """The tracker reading ``messages`` results and as many answering publications (each
+    carrying one result's correlation ID) from the broker: loop CPU per answered request."""
+    tag = uuid.uuid4().hex[:8]
+    client = config.clients[0]
+    topics = ClientTopics(results=f"bench-results-{tag}", dead_letter="unused",
+                          inbound=f"bench-inbound-{tag}")  # fmt: skip
+    config = config.model_copy(update={"clients": (client.model_copy(update={"topics": topics}),)})
+    await ensure_topics(config.kafka, [topics.results, topics.inbound or ""], partitions=3)
+    sender = client.dip_ids[0].dip_id
+    producer = create_producer(config.kafka)
+    await producer.start()
+    try:
+        sent = []
+        for i in range(messages):
+            correlation = f"CI-{tag}-{i}"
+            result = orjson.dumps(
+                {"senderUniqueReference": f"S-{i}", "transactionID": str(uuid.uuid4()),
+                 "senderDIPID": sender, "interfaceID": "IF-043", "dipStatus": 201,
+                 "dipMessage": "MSG0000 - Success", "submittedAt": "2026-12-07T17:00:00+00:00",
+                 "acknowledgedAt": "2026-12-07T17:00:00+00:00", "attempts": 1,
+                 "source": {"topic": "out", "partition": 0, "offset": i},
+                 "senderCorrelationID": correlation}
+            )  # fmt: skip
+            answer = sample_payload(
+                "IF-043", sender_dip_id="1400020001", sender_role="SDS", recipients=[sender], seq=i
+            )
+            answer["CommonBlock"]["D0"] = {"transactionID": str(uuid.uuid4()),
+                                           "initialCorrelationID": correlation}  # fmt: skip
+            headers = [("dip-channel", b"publication")]
+            sent.append(await producer.send(topics.results, result))
+            sent.append(
+                await producer.send(topics.inbound or "", orjson.dumps(answer), headers=headers)
+            )
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+    tracker = ResponseTracker(config)
+    stop = asyncio.Event()
+    started = time.thread_time()
+    task = asyncio.create_task(tracker.run(stop))
+    matched = 0.0
+    while matched < messages:
+        await asyncio.sleep(0.05)
+        matched = (
+            REGISTRY.get_sample_value(
+                "dcpgw_tracking_responses_total", {"client": client.name, "interface": "IF-043"}
+            )
+            or 0.0
+        )
+    used = time.thread_time() - started
+    stop.set()
+    await task
+    print(f"tracking: {messages} results + {messages} answering publications read and matched")
+    print(f"{'tracking':>14}{used / messages * 1e6:>17.2f} us CPU per answered request")
 
 
 def main() -> None:
