@@ -1,8 +1,8 @@
 """The ledger's writer: records to the audit topic, and a barrier that says they are there.
 
 It is the DIP client's :class:`~gateway.dip.exchange.ExchangeObserver`: each request the
-client sends becomes one record, handed to the producer at once (one small task each, never
-awaited by the sender). ``settled()`` waits for every record handed over so far and raises
+client sends becomes one record, queued for the ledger's writer task (the sender never waits
+for it). ``settled()`` waits for every record handed over so far and raises
 :class:`LedgerError` if one of them was not written; egress calls it before writing a batch's
 outcomes, so no offset is committed ahead of the ledger (a ledger that lags the commits would
 prove nothing). Ingress awaits its push's own record before answering the DIP.
