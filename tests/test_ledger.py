@@ -26,8 +26,10 @@ import yaml
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from cryptography import x509
+from prometheus_client import REGISTRY
 
 from dipsim import Simulator
+from dipsim.samples import sample_payload as publication
 from gateway.app import ServiceFailed, run_gateway
 from gateway.cli import main as cli_main
 from gateway.config import ConfigError, GatewayConfig, load_config, parse_config
@@ -274,14 +276,7 @@ async def test_a_ledger_record_kafka_refuses_stops_egress_before_anything_is_com
     config = config.model_copy(
         update={"ingress": config.ingress.model_copy(update={"enabled": False})}
     )
-    admin = AIOKafkaAdminClient(**common_kwargs(config.kafka))
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(config.audit.topic, 1, 1, topic_configs={"max.message.bytes": "100"})]
-        )
-    finally:
-        await admin.close()
+    await _tiny_audit_topic(config)
     await ensure_topics(config.kafka, gateway_topics(config))
     sent = _payloads(pki, 2)
     await produce(config, [orjson.dumps(p) for p in sent])
@@ -295,6 +290,42 @@ async def test_a_ledger_record_kafka_refuses_stops_egress_before_anything_is_com
     results = await _raw_topic(config, config.clients[0].topics.results)
     assert results == []
     assert await _committed(config) == {0: None, 1: None, 2: None}
+
+
+async def test_a_push_whose_ledger_record_kafka_refuses_is_answered_as_not_stored(
+    kafka: KafkaUnderTest, pki: DevPki, simulator: Simulator
+) -> None:
+    """Ingress answers a push only once its ledger record is written: with every record
+    refused, each push is answered 503 (the DIP keeps retrying it) although its messages reached
+    the inbound topic (at least once, as for any push answered 503)."""
+    path = config_file(pki, simulator, kafka, egress={"enabled": False})
+    config = load_config(path)
+    await _tiny_audit_topic(config)
+    assert await cli("dip", "webhooks", "sync", "--config", str(path)) == 0
+    recipient = pki.dip_id(1)
+    async with running_gateway(config):
+        simulator.publish("IF-043", recipient, [publication("IF-043", recipient, seq=1)])
+        await consume(config.kafka, config.clients[1].topics.inbound, 1)
+        async with asyncio.timeout(60):
+            while simulator.state.pushes["failed"] < 2:  # noqa: ASYNC110  (retried: refused)
+                await asyncio.sleep(0.1)
+    assert simulator.state.pushes["ok"] == 0
+    refused = REGISTRY.get_sample_value(
+        "dcpgw_ledger_records_total", {"direction": "ingress", "outcome": "failed"}
+    )
+    assert refused is not None and refused >= 2
+
+
+async def _tiny_audit_topic(config: GatewayConfig) -> None:
+    """The audit topic, made to refuse every ledger record (each is over 100 bytes)."""
+    admin = AIOKafkaAdminClient(**common_kwargs(config.kafka))
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(config.audit.topic, 1, 1, topic_configs={"max.message.bytes": "100"})]
+        )
+    finally:
+        await admin.close()
 
 
 async def _raw_topic(config: GatewayConfig, topic: str) -> list[bytes]:
