@@ -117,16 +117,24 @@ class WebhookHandler:
                 for delivery in deliveries:
                     delivery.headers.extend(trace)
             outcomes = await self.deliverer.deliver(deliveries)
-        if self.ledger is not None and not await record_push(
-            self.ledger,
-            route,
-            signer,
-            headers,
-            messages,
-            outcomes,
-            self.table,
-            self.ledger_timeout_seconds,
-        ):  # not proven received: answered as not stored, so the DIP sends it again
+        # The ledger record before the answer (none when nothing was stored: the push is
+        # answered 503 anyway, and its retry leaves the record). Not written: answered as not
+        # stored, so the DIP sends it again.
+        stored = any(o is not Outcome.FAILED for o in outcomes)
+        if (
+            self.ledger is not None
+            and stored
+            and not await record_push(
+                self.ledger,
+                route,
+                signer,
+                headers,
+                messages,
+                outcomes,
+                self.table,
+                self.ledger_timeout_seconds,
+            )
+        ):
             outcomes = [Outcome.FAILED] * len(outcomes)
         status = answer_status(outcomes)
         channel = route.kind.value
