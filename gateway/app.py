@@ -173,6 +173,12 @@ async def run_gateway(
     try:
         async with contextlib.AsyncExitStack() as connection:
             dip = None
+            ledger = None
+            if config.audit.enabled:  # entered first: it outlives the services that write it
+                from gateway.ledger.publisher import Ledger
+
+                mtls = dcp_credential.fingerprint_sha256 if dcp_credential else None
+                ledger = await connection.enter_async_context(Ledger(config, mtls_fingerprint=mtls))
             if dcp_credential is not None:  # egress enabled
                 dip = await connection.enter_async_context(
                     DipClient.over_mtls(
@@ -181,6 +187,7 @@ async def run_gateway(
                         keystore,
                         pool=pool,
                         transport=config.egress.transport,
+                        observer=ledger,
                     )
                 )
             try:
@@ -211,8 +218,13 @@ async def run_gateway(
                 if dip is not None:  # egress is enabled
                     egress = EgressService(config, keystore, dip, health)
                     tasks.append(asyncio.create_task(egress.run(stop), name="egress"))
+                if config.tracking.enabled:
+                    from gateway.tracking.service import ResponseTracker
+
+                    tracker = ResponseTracker(config)
+                    tasks.append(asyncio.create_task(tracker.run(stop), name="tracking"))
                 if config.ingress.enabled:
-                    ingress = IngressService(config, health, trust=trust)
+                    ingress = IngressService(config, health, trust=trust, ledger=ledger)
                     tasks.append(asyncio.create_task(ingress.run(stop), name="ingress"))
                 _log.info(
                     "gateway_started",

@@ -77,6 +77,7 @@ object with these fields, in this order:
 | `acknowledgedAt` | string | ISO 8601 time of the DIP's answer |
 | `attempts` | integer | requests it took (retries included) |
 | `source` | object | `{"topic", "partition", "offset"}` of the original record |
+| `senderCorrelationID` | string or null | `S1.senderCorrelationID` of the message (tracked) |
 
 ### Dead letter (written to the client's `topics.dead_letter`, or `kafka.dead_letter_topic`)
 
@@ -160,6 +161,27 @@ The value is the `StandardResponseBodyType` object as pushed; the key is its tra
 A publication or status message the DIP delivered but no client owns (or, for a status
 message, whose client has no status topic): the record it would have been, plus
 `dip-quarantine-reason` (`unknown_recipient` or `no_status_topic`).
+
+### Ledger record (written to `audit.topic` when `audit.enabled`)
+
+One JSON object per DIP request (`"direction": "egress"`: every attempt, retries, the secondary
+API key and 413 halves included; key: the sender DIP ID) and per push the webhook verified
+(`"direction": "ingress"`; key: the recipient DIP ID). Never a body, an API key or a signature.
+
+- both: `schema` (1), `at` (UTC, when written), `client`, `dip_id`, `interface`,
+  `content_hash` (the `X-DIP-Content-Hash`: base64 SHA-256 of the body), `signature_date`,
+  `signer_serial` (hex), `signer_fingerprint` (hex SHA-256 of the signing certificate).
+- egress: `method`, `path`, `references` (the senderUniqueReferences in the body, in order),
+  `mtls_fingerprint` (the DCP's mTLS certificate), `status` (null: no answer, see `error`),
+  `error`, `response_hash` (base64 SHA-256 of the answer), `answers` (per entry of the DIP's
+  StandardResponse: `reference`, `transaction_id`, and `message` unless it is the plain
+  `MSG0000 - Success`).
+- ingress: `channel` (`publication` or `status`), `signer_subject`, `messages` (per message:
+  `reference`, `transaction_id`, `sender`, `outcome`: `routed`, `duplicate`, `quarantined` or
+  `failed`).
+
+`dcp-gateway audit show --config F --reference S-...` prints every record that mentions a
+reference.
 """
 
 

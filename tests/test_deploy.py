@@ -27,7 +27,9 @@ from pydantic import BaseModel
 
 import gateway.egress.metrics
 import gateway.ingress.metrics
-import gateway.ops.metrics  # noqa: F401  (with the two above: every module defining dcpgw_ series)
+import gateway.ledger.metrics
+import gateway.ops.metrics
+import gateway.tracking.metrics  # noqa: F401  (with the above: every module defining dcpgw_ series)
 from gateway.config import GatewayConfig, parse_config
 from gateway.ops.health import Health
 from gateway.ops.server import ops_app

@@ -38,6 +38,7 @@ def result_document(delivery: Delivery) -> dict[str, object]:
         "acknowledgedAt": acknowledged.isoformat() if acknowledged else None,
         "attempts": delivery.attempts,
         "source": {"topic": ref.topic, "partition": ref.partition, "offset": ref.offset},
+        "senderCorrelationID": message.correlation_id,
     }
 
 
@@ -47,6 +48,16 @@ def _prepared(seq: int, *, partition: int = 0, key: bytes | None = None) -> Prep
     )
     assert isinstance(out, Prepared)
     return out
+
+
+def test_a_result_carries_the_messages_correlation_id() -> None:
+    """Response tracking matches results to inbound publications by it."""
+    prepared = _prepared(1)
+    prepared.message.correlation_id = 'CI-100% "quoted" %s'
+    delivery = Delivery(prepared, MessageResult(True, "t1"), 201, 1, _AT, _AT)
+    (record,) = outcome_records([delivery])
+    assert orjson.loads(record.value or b"")["senderCorrelationID"] == 'CI-100% "quoted" %s'
+    assert record.value == orjson.dumps(result_document(delivery))
 
 
 def test_results_are_the_serialised_result_document_byte_for_byte() -> None:

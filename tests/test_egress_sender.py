@@ -5,6 +5,7 @@ the hold budget, diverting and unsignable senders (no network involved; a fake c
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any, cast
 
@@ -48,11 +49,19 @@ class _ScriptedDip:
         self.sent: list[tuple[str, list[str], str | None]] = []
 
     async def request(
-        self, method: str, path: str, sender: str, body: bytes, *, api_key: str | None = None
+        self,
+        method: str,
+        path: str,
+        sender: str,
+        body: bytes,
+        *,
+        api_key: str | None = None,
+        references: Sequence[str | None] | None = None,
     ) -> DipResponse:
         refs = [
             i["payload"]["CommonBlock"]["S1"]["senderUniqueReference"] for i in orjson.loads(body)
         ]
+        assert references == refs  # what the ledger records is what the body carries
         self.sent.append((path, refs, api_key))
         answer = self._answers.popleft()
         if isinstance(answer, BaseException):

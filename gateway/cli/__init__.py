@@ -21,6 +21,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.validate_command",
     "gateway.cli.dip_commands",
     "gateway.cli.dlq_commands",
+    "gateway.cli.audit_command",
     "gateway.cli.loadtest_command",
 )
 

@@ -17,6 +17,7 @@ from gateway.config._format import format_validation_error
 from gateway.config._gateway import GatewayConfig
 from gateway.config._load import ENV_PREFIX, apply_env_overrides, load_config, parse_config
 from gateway.config._sections import (
+    AuditSettings,
     DcpSettings,
     DipSettings,
     EgressSettings,
@@ -24,12 +25,14 @@ from gateway.config._sections import (
     IngressSettings,
     KafkaSettings,
     OpsSettings,
+    TrackingSettings,
     TrustSettings,
 )
 from gateway.dip.vocabulary import Environment, RoleCode
 
 __all__ = [
     "ENV_PREFIX",
+    "AuditSettings",
     "ClientConfig",
     "ClientTopics",
     "ConfigError",
@@ -45,6 +48,7 @@ __all__ = [
     "KafkaSettings",
     "OpsSettings",
     "RoleCode",
+    "TrackingSettings",
     "TrustSettings",
     "apply_env_overrides",
     "format_validation_error",

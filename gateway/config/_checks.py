@@ -9,10 +9,12 @@ from collections.abc import Sequence
 
 from gateway.config._clients import ClientConfig
 from gateway.config._sections import (
+    AuditSettings,
     DipSettings,
     EgressSettings,
     IngressSettings,
     KafkaSettings,
+    TrackingSettings,
     TrustSettings,
 )
 from gateway.dip.vocabulary import Environment
@@ -226,3 +228,43 @@ def topic_problems(kafka: KafkaSettings, clients: Sequence[ClientConfig]) -> Pro
                     )
                 )
     return problems
+
+
+def audit_problems(
+    audit: AuditSettings, kafka: KafkaSettings, clients: Sequence[ClientConfig]
+) -> Problems:
+    """The ledger's topic holds ledger records only: consumers of a shared topic would read
+    them as messages, and the ledger reader would read their messages."""
+    if not audit.enabled:
+        return []
+    used = {t: f"kafka.outbound_topics[{i}]" for i, t in enumerate(kafka.outbound_topics)}
+    for name in ("status_outbound_topic", "quarantine_topic", "dead_letter_topic"):
+        used.setdefault(getattr(kafka, name), f"kafka.{name}")
+    for i, client in enumerate(clients):
+        for name in ("inbound", "results", "dead_letter", "status"):
+            used.setdefault(getattr(client.topics, name), f"clients[{i}].topics.{name}")
+    other = used.get(audit.topic)
+    if other is None:
+        return []
+    return [
+        (
+            "audit.topic",
+            f"topic {audit.topic!r} is also {other}: give the ledger a topic of its own, "
+            "e.g. dip.audit",
+        )
+    ]
+
+
+def tracking_problems(tracking: TrackingSettings, clients: Sequence[ClientConfig]) -> Problems:
+    """Responses arrive on a client's inbound topic: without one nothing could answer."""
+    if not tracking.enabled:
+        return []
+    return [
+        (
+            f"clients[{i}].topics.inbound",
+            f"response tracking (tracking.enabled) reads client {client.name!r}'s inbound "
+            "topic: set it, or turn tracking off",
+        )
+        for i, client in enumerate(clients)
+        if client.topics.inbound is None
+    ]

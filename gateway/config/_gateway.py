@@ -12,12 +12,14 @@ from gateway.config._clients import ClientConfig
 from gateway.config._errors import FieldProblems
 from gateway.config._fields import ConfigModel
 from gateway.config._sections import (
+    AuditSettings,
     DcpSettings,
     DipSettings,
     EgressSettings,
     IngressSettings,
     KafkaSettings,
     OpsSettings,
+    TrackingSettings,
     TrustSettings,
 )
 from gateway.dip.vocabulary import Environment
@@ -34,6 +36,8 @@ class GatewayConfig(ConfigModel):
     egress: EgressSettings = EgressSettings()
     ingress: IngressSettings = IngressSettings()
     ops: OpsSettings = OpsSettings()
+    audit: AuditSettings = AuditSettings()
+    tracking: TrackingSettings = TrackingSettings()
     clients: tuple[ClientConfig, ...] = Field(min_length=1)
 
     @model_validator(mode="before")
@@ -67,6 +71,8 @@ class GatewayConfig(ConfigModel):
             *_checks.http2_problems(self.dip, self.egress),
             *_checks.webhook_path_problems(self.ingress),
             *_checks.topic_problems(self.kafka, self.clients),
+            *_checks.audit_problems(self.audit, self.kafka, self.clients),
+            *_checks.tracking_problems(self.tracking, self.clients),
         ]
         if problems:
             raise FieldProblems(problems)

@@ -427,3 +427,38 @@ class OpsSettings(ConfigModel):
         default="auto",
         description="auto: uvloop when installed (less event-loop CPU per request), else asyncio",
     )
+
+
+class AuditSettings(ConfigModel):
+    """The submission ledger (opt-in): one record per DIP request and per verified push on an
+    audit topic (hashes, certificates, statuses, transaction IDs; never a body or a secret)."""
+
+    enabled: bool = Field(
+        default=False,
+        description="write the ledger; egress commits a record only once its ledger records "
+        "are acknowledged",
+    )
+    topic: str = Field(default="dip.audit", description="the ledger's topic (kept long)")
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, v: str) -> str:
+        return topic_name(v)
+
+
+class TrackingSettings(ConfigModel):
+    """Response tracking (opt-in): accepted requests awaiting their response publication, per
+    client and interface, matched by correlation ID (results against inbound publications)."""
+
+    enabled: bool = Field(
+        default=False,
+        description="read every client's results and inbound topics and export the "
+        "dcpgw_tracking_ gauges (every client then needs topics.inbound)",
+    )
+    horizon_hours: float = Field(
+        default=48.0,
+        gt=0,
+        description="how far back it reads at start, and how long a request is awaited "
+        "before it is counted as expired",
+    )
+    export_interval_seconds: float = Field(default=15.0, gt=0)

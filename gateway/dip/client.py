@@ -19,13 +19,14 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote, urlencode
 
 from gateway.dip._transports import AiohttpTransport, DipTransport, HttpxTransport
+from gateway.dip.exchange import DipExchange, ExchangeObserver
 from gateway.dip.signing_pool import SigningPool
 from gateway.dip.tls import client_context
 from gateway.signing.credentials import SigningCredential
@@ -105,12 +106,14 @@ class DipClient:
         transport: DipTransport,
         *,
         pool: SigningPool | None = None,
+        observer: ExchangeObserver | None = None,
     ) -> None:
         self._base_url = base_url
         self._keystore = keystore
         self._transport = transport
         self._own_pool = pool is None
         self._pool = pool or new_signing_pool()
+        self._observer = observer
 
     @classmethod
     def over_mtls(
@@ -121,10 +124,12 @@ class DipClient:
         *,
         pool: SigningPool | None = None,
         transport: TransportName = "aiohttp",
+        observer: ExchangeObserver | None = None,
     ) -> DipClient:
         """The client as deployed: the DCP's mTLS ``credential`` on the shared connection."""
         # the TLS context first: a credential it refuses must not leave a pool's threads behind
-        return cls(dip.base_url, keystore, mtls_transport(dip, credential, transport), pool=pool)
+        channel = mtls_transport(dip, credential, transport)
+        return cls(dip.base_url, keystore, channel, pool=pool, observer=observer)
 
     @property
     def base_url(self) -> str:
@@ -133,6 +138,12 @@ class DipClient:
     @property
     def keystore(self) -> KeyStore:
         return self._keystore
+
+    async def settled(self) -> None:
+        """Return once the observer (the submission ledger) has durably recorded every
+        request sent so far; at once without one. Raises what the observer raises."""
+        if self._observer is not None:
+            await self._observer.settled()
 
     async def __aenter__(self) -> DipClient:
         await self._transport.open()
@@ -168,10 +179,13 @@ class DipClient:
         params: Mapping[str, str] | None = None,
         api_key: str | None = None,
         headers: Mapping[str, str] | None = None,
+        references: Sequence[str | None] | None = None,
     ) -> DipResponse:
         """Sign ``body`` for ``sender_dip_id`` and send it. Raises
         :class:`~gateway.dip.DipTransportError` when no answer comes (connection, TLS,
-        timeout); any HTTP status is returned."""
+        timeout); any HTTP status is returned. ``references``: the senderUniqueReferences
+        of the messages in ``body``, passed on to the observer (the caller has them already;
+        finding them again would mean parsing the body)."""
         credential = self._keystore.signer_for(sender_dip_id)
         url = self.url(path, params)
         started = time.perf_counter()
@@ -184,9 +198,26 @@ class DipClient:
             **signed,
             **(headers or {}),
         }
-        status, response_headers, content = await self._transport.send(
-            method, url, all_headers, body
-        )
+        try:
+            status, response_headers, content = await self._transport.send(
+                method, url, all_headers, body
+            )
+        except BaseException as exc:  # sent, maybe received: recorded, then passed on
+            if self._observer is not None:
+                error = f"{type(exc).__name__}: {exc}".rstrip(": ")
+                self._observer.observe(
+                    DipExchange(
+                        method, path, sender_dip_id, references, signed, credential, None,
+                        error=error,
+                    )
+                )  # fmt: skip
+            raise
+        if self._observer is not None:
+            self._observer.observe(
+                DipExchange(
+                    method, path, sender_dip_id, references, signed, credential, status, content
+                )
+            )
         return DipResponse(
             status=status,
             headers=response_headers,

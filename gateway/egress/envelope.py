@@ -86,6 +86,7 @@ class OutboundMessage:
     interface_id: str
     sender_dip_id: str
     sender_unique_reference: str | None
+    correlation_id: str | None = None  # S1.senderCorrelationID, on the result for tracking
 
     def release_payload(self) -> None:
         """Drop the parsed payload once routing and validation are done: only ``item`` is sent.
@@ -234,7 +235,9 @@ def _parse_dip(ref: RecordRef, raw: bytes, doc: dict[str, Any]) -> OutboundMessa
         )
     sur = s1.get("senderUniqueReference")
     sur = sur if isinstance(sur, str) else None
-    return OutboundMessage(ref, MessageKind.DIP, payload, item, interface, sender_id, sur)
+    corr = s1.get("senderCorrelationID")
+    corr = corr if isinstance(corr, str) else None
+    return OutboundMessage(ref, MessageKind.DIP, payload, item, interface, sender_id, sur, corr)
 
 
 def _parse_status(ref: RecordRef, raw: bytes, doc: dict[str, Any]) -> OutboundMessage | Refusal:

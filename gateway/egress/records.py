@@ -5,12 +5,13 @@ accepted a message: its ``senderUniqueReference``, the DIP's ``transactionID``, 
 submitted and acknowledged, after how many attempts, and where the original record was
 (``{"senderUniqueReference", "transactionID", "senderDIPID", "interfaceID", "dipStatus",
 "dipMessage", "submittedAt", "acknowledgedAt", "attempts", "source": {"topic", "partition",
-"offset"}}``, in that order). A message the DIP refused as a duplicate of the sender's own
-earlier copy (``egress.duplicate_message_codes``: a re-send after a crash) gets a result too,
-with the DIP's message, no transaction ID and the header ``dcpgw-delivered-earlier: true``. A
-**dead letter** (on the client's, or the gateway's, dead-letter topic) is the original value and
-key, with where it came from and why in the headers (``dcpgw-reason`` in words,
-``dcpgw-reason-class`` as one of :class:`DeadLetterReason`).
+"offset"}, "senderCorrelationID"}``, in that order). A message the DIP refused as a duplicate
+of the sender's own earlier copy (``egress.duplicate_message_codes``: a re-send after a crash)
+gets a result too, with the DIP's message, no transaction ID and the header
+``dcpgw-delivered-earlier: true``. A **dead letter** (on the client's, or the gateway's,
+dead-letter topic) is the original value and key, with where it came from and why in the
+headers (``dcpgw-reason`` in words, ``dcpgw-reason-class`` as one of
+:class:`DeadLetterReason`).
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ def outcome_records(
             dumps(result.transaction_id),
             dumps(result.dip_message),
             ref.offset,
+            dumps(message.correlation_id),
         )
         headers = trace
         if result.delivered_earlier:
@@ -121,7 +123,8 @@ def outcome_records(
 
 def _template(common: _Common) -> bytes:
     """``%``-template of a result: the shared values serialised (``%`` escaped), then slots for
-    reference, transaction ID and DIP message (``%b``, JSON) and the offset (``%d``)."""
+    reference, transaction ID and DIP message (``%b``, JSON), the offset (``%d``) and the
+    correlation ID (``%b``)."""
     topic, partition, sender, interface, status, attempts, submitted, _, acknowledged, _ = common
 
     def fixed(value: object) -> bytes:
@@ -145,7 +148,7 @@ def _template(common: _Common) -> bytes:
             fixed(topic),
             b',"partition":',
             fixed(partition),
-            b',"offset":%d}}',
+            b',"offset":%d},"senderCorrelationID":%b}',
         )
     )
 

@@ -255,7 +255,12 @@ class BatchSender:
             with tracing.span("dip.request", attributes=_span_attributes(batch)) as span:
                 started_ns = time.time_ns() if span is not None else 0
                 response = await self._dip.request(
-                    "POST", batch.path, batch.sender_dip_id, body, api_key=api_key
+                    "POST",
+                    batch.path,
+                    batch.sender_dip_id,
+                    body,
+                    api_key=api_key,
+                    references=references,
                 )
                 if span is not None:  # signing ran first, inside the request (timed there)
                     sign_ns = int(response.sign_seconds * 1e9)

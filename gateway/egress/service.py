@@ -125,6 +125,7 @@ class EgressService:
         self._retry_clients = {c.topics.retry: c.name for c in config.clients if c.topics.retry}
         self._retry_topic = {name: topic for topic, name in self._retry_clients.items()}
         self._gate, self._batcher = self._fresh_batching()
+        self._dip = dip
         policy = RetryPolicy.from_settings(egress)
         weights = {c.name: c.weight for c in config.clients}
         self._holds = ClientHolds(
@@ -478,6 +479,7 @@ class EgressService:
                 if sent.held:
                     diverting = True
                     self._diversions.writing(client)
+                await self._dip.settled()  # the ledger's records first: it must not lag commits
                 with tracing.span("egress.outcome_write"):  # results carry this span's context
                     records = outcome_records(sent.deliveries, tracing.record_headers())
                     if sent.held:

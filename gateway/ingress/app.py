@@ -18,18 +18,19 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from gateway.ingress import metrics
 from gateway.ingress.deliver import Deliverer
+from gateway.ingress.ledger import record_push
 from gateway.ingress.pipeline import (
     Outcome,
     Rejection,
     RoutingTable,
     answer_status,
-    check_push,
+    check_signed_push,
     check_size,
     plan_deliveries,
     rejection_body,
@@ -39,6 +40,9 @@ from gateway.ingress.routes import Route, RouteTable
 from gateway.ops import tracing
 from gateway.ops.logging import LogLimiter, log_limited
 from gateway.signing.trust import TrustPolicy
+
+if TYPE_CHECKING:
+    from gateway.ledger.publisher import Ledger
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -67,8 +71,12 @@ class WebhookHandler:
         max_body_bytes: int,
         max_skew: timedelta,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        ledger: Ledger | None = None,
+        ledger_timeout_seconds: float = 10.0,
     ) -> None:
         self.routes = routes
+        self.ledger = ledger
+        self.ledger_timeout_seconds = ledger_timeout_seconds
         self.table = table
         self.trust = trust
         self.deliverer = deliverer
@@ -90,7 +98,7 @@ class WebhookHandler:
         now = self.clock()
         try:
             with tracing.span("ingress.verify"):
-                messages = check_push(
+                signer, messages = check_signed_push(
                     route,
                     signed_url,
                     body,
@@ -109,6 +117,25 @@ class WebhookHandler:
                 for delivery in deliveries:
                     delivery.headers.extend(trace)
             outcomes = await self.deliverer.deliver(deliveries)
+        # The ledger record before the answer (none when nothing was stored: the push is
+        # answered 503 anyway, and its retry leaves the record). Not written: answered as not
+        # stored, so the DIP sends it again.
+        stored = any(o is not Outcome.FAILED for o in outcomes)
+        if (
+            self.ledger is not None
+            and stored
+            and not await record_push(
+                self.ledger,
+                route,
+                signer,
+                headers,
+                messages,
+                outcomes,
+                self.table,
+                self.ledger_timeout_seconds,
+            )
+        ):
+            outcomes = [Outcome.FAILED] * len(outcomes)
         status = answer_status(outcomes)
         channel = route.kind.value
         for outcome in Outcome:

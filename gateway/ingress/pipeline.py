@@ -52,7 +52,7 @@ from gateway.ingress.envelope import (
 from gateway.ingress.routes import Route, RouteKind
 from gateway.signing.errors import RejectReason, SignatureRejected
 from gateway.signing.trust import TrustPolicy
-from gateway.signing.verify import verify_request
+from gateway.signing.verify import VerifiedSigner, verify_request
 
 SUCCESS = "MSG0000 - Success"
 
@@ -168,9 +168,25 @@ def check_push(
     max_body_bytes: int,
 ) -> list[Publication] | list[StatusMessage]:
     """Every check of the module docstring, in order; returns the parsed messages."""
+    return check_signed_push(
+        route, signed_url, body, headers, trust, now, max_skew, max_body_bytes
+    )[1]
+
+
+def check_signed_push(
+    route: Route,
+    signed_url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    trust: TrustPolicy,
+    now: datetime,
+    max_skew: timedelta,
+    max_body_bytes: int,
+) -> tuple[VerifiedSigner, list[Publication] | list[StatusMessage]]:
+    """:func:`check_push`, with the verified signer (the ledger records it)."""
     check_size(len(body), max_body_bytes)
     try:
-        verify_request("POST", signed_url, body, headers, trust, now, max_skew)
+        signer = verify_request("POST", signed_url, body, headers, trust, now, max_skew)
     except SignatureRejected as exc:
         public = _PUBLIC_SIGNATURE_DETAIL.get(exc.reason, exc.detail)
         raise Rejection(401, exc.reason.value, public, log_detail=exc.detail) from None
@@ -179,10 +195,10 @@ def check_push(
         if route.kind is RouteKind.PUBLICATION:
             publications = parse_publications(document)
             _check_publication_addressing(route, publications)
-            return publications
+            return signer, publications
         statuses = parse_status_messages(document)
         _check_status_addressing(route, statuses)
-        return statuses
+        return signer, statuses
     except EnvelopeError as exc:
         raise Rejection(400, exc.reason, exc.detail) from None
 

@@ -22,7 +22,7 @@ import socket
 import ssl
 from collections.abc import Callable, Generator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import uvicorn
@@ -36,6 +36,9 @@ from gateway.ingress.routes import RouteTable
 from gateway.kafka.clients import create_producer
 from gateway.ops.health import Health
 from gateway.signing.trust import TrustPolicy
+
+if TYPE_CHECKING:
+    from gateway.ledger.publisher import Ledger
 
 _log = structlog.get_logger(__name__)
 _COMPONENT = "ingress"
@@ -91,6 +94,7 @@ class IngressService:
         *,
         clock: Callable[[], datetime] | None = None,
         trust: TrustPolicy | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         """``trust``: the policy already built from ``config`` (the run process checks it at
         start-up); built here when not given."""
@@ -113,6 +117,8 @@ class IngressService:
             max_body_bytes=settings.max_body_bytes,
             max_skew=timedelta(seconds=config.trust.max_skew_seconds),
             clock=clock or (lambda: datetime.now(UTC)),
+            ledger=ledger,
+            ledger_timeout_seconds=settings.produce_timeout_seconds,
         )
         self.app = WebhookApp(
             self.handler,

@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Literal, NamedTuple
 
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -59,6 +60,23 @@ async def missing_topics(settings: KafkaSettings, names: Iterable[str]) -> list[
         return await _missing(admin, names)
 
 
+async def topic_partitions(settings: KafkaSettings, names: Iterable[str]) -> list[TopicPartition]:
+    """Every partition of the ``names`` that exist (the others are left out). Only existing
+    topics are described: naming a missing one could make a broker create it."""
+    async with _admin(settings) as admin:
+        existing = set(await admin.list_topics())
+        wanted = sorted({n for n in names if n in existing})
+        if not wanted:
+            return []
+        described = await admin.describe_topics(wanted)
+    return [
+        TopicPartition(t["topic"], p["partition"])
+        for t in described
+        if t.get("topic") in existing and not t.get("error_code")
+        for p in sorted(t.get("partitions", ()), key=lambda p: int(p["partition"]))
+    ]
+
+
 def gateway_topics(config: GatewayConfig) -> list[str]:
     """Every topic the configuration names."""
     return [use.topic for use in gateway_topic_uses(config)]
@@ -67,7 +85,7 @@ def gateway_topics(config: GatewayConfig) -> list[str]:
 def gateway_topic_uses(config: GatewayConfig) -> list[TopicUse]:
     """Every topic the configuration names, with its field and its use: egress reads the
     outbound and status topics and writes results and dead letters; ingress writes the inbound,
-    status and quarantine topics."""
+    status and quarantine topics; both write the ledger's (``audit.topic``) when it is on."""
     k = config.kafka
     uses = [
         TopicUse(f"kafka.outbound_topics[{i}]", t, "egress", False)
@@ -89,6 +107,9 @@ def gateway_topic_uses(config: GatewayConfig) -> list[TopicUse]:
             uses.append(TopicUse(f"{field}.retry", t.retry, "egress", True))
         if t.status:
             uses.append(TopicUse(f"{field}.status", t.status, "ingress", True))
+    if config.audit.enabled:  # both services write it; egress when it runs, for the check
+        service: Literal["egress", "ingress"] = "egress" if config.egress.enabled else "ingress"
+        uses.append(TopicUse("audit.topic", config.audit.topic, service, True))
     return uses
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
@@ -65,6 +66,17 @@ class SigningCredential:
     @property
     def not_after(self) -> datetime:
         return self.certificate.not_valid_after_utc
+
+    @cached_property
+    def serial_hex(self) -> str:
+        """The certificate's serial number as lower-case hex (computed once: the ledger
+        records it for every request)."""
+        return format(self.certificate.serial_number, "x")
+
+    @cached_property
+    def fingerprint_sha256(self) -> str:
+        """Lower-case hex SHA-256 of the DER certificate, what operators pin (computed once)."""
+        return self.certificate.fingerprint(hashes.SHA256()).hex()
 
     def days_to_expiry(self, now: datetime) -> float:
         return (self.not_after - now).total_seconds() / 86400.0
