@@ -47,6 +47,7 @@ from gateway.egress.envelope import (
 from gateway.egress.flow import FlowControl, Step
 from gateway.egress.offsets import OffsetTracker
 from gateway.egress.ordering import KeyGate
+from gateway.egress.oversize import refused_for_size, write_shedding_values
 from gateway.egress.reasons import DeadLetterReason
 from gateway.egress.records import dead_letter, outcome_records
 from gateway.egress.retry import RetryPolicy
@@ -527,6 +528,10 @@ class EgressService:
                     await writer.write(records)
                     return
                 except KafkaError as exc:
+                    if refused_for_size(exc):  # a dead letter too large: written without value
+                        records = await write_shedding_values(writer, records)
+                        if not records:
+                            return
                     metrics.OUTCOME_WRITE_FAILURES.inc()
                     _log.error("egress_outcome_write_failed", error=str(exc), records=len(records))
                     if not failing:
