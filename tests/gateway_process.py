@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -24,8 +25,16 @@ _EXIT_SECONDS = 60.0  # a SIGTERM drain is bounded by egress.shutdown_grace_seco
 class GatewayProcess:
     """One gateway process; its config is written next to its log in ``folder``."""
 
-    def __init__(self, config: GatewayConfig, folder: Path, name: str) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        folder: Path,
+        name: str,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """``env``: variables added to the test process's environment (test-only hooks)."""
         self.name = name
+        self._env = dict(env or {})
         self.ops_port = free_port()
         self.config_file = folder / f"{name}.yaml"
         self.log = folder / f"{name}.log"
@@ -55,9 +64,15 @@ class GatewayProcess:
                 [sys.executable, "-m", "gateway", "run", "--config", str(self.config_file)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **self._env},
             )
         return self._proc
+
+    async def run_until_exit(self, seconds: float = _READY_SECONDS) -> int:
+        """Start it and wait for it to exit by itself (a test that makes it fail); its exit
+        code."""
+        proc = await asyncio.to_thread(self._launch)
+        return await asyncio.wait_for(asyncio.to_thread(proc.wait), seconds)
 
     async def readyz(self) -> int:
         """The status ``/readyz`` answers (0 when nothing answers)."""

@@ -313,6 +313,14 @@ class EgressSettings(ConfigModel):
         "does not publish its code: the default is the simulator's; () turns this off",
     )
     max_attempts: int = Field(default=8, ge=1, description="tries per request before dead-letter")
+    poison_crash_limit: int = Field(
+        default=3,
+        ge=1,
+        description="a record in this many batches that failed with an internal error (each "
+        "stops egress; the process restarts) is dead-lettered with reason class `internal` "
+        "instead of being sent again, so one poison record cannot stop every client. Counted "
+        "in the committed offset's metadata (docs/reliability.md)",
+    )
     backoff_initial_ms: float = Field(default=200.0, gt=0)
     backoff_max_ms: float = Field(default=30_000.0, gt=0)
     schema_validation: bool = True

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from gateway.egress.envelope import RecordRef
+from gateway.egress.poison import raise_if_test_poison
 from gateway.egress.reasons import DeadLetterReason
 from gateway.egress.sender import Delivery
 from gateway.egress.writer import OutRecord
@@ -51,6 +52,7 @@ def outcome_records(
     message's own values (reference, transaction ID, DIP message, offset) filled in: cheaper
     than building and serialising a dict per message (``load-tests/README.md``). The JSON is
     the same as ``orjson.dumps`` of the result as a dict (tested)."""
+    raise_if_test_poison(lambda: (d.prepared.message.sender_unique_reference for d in deliveries))
     templates: dict[_Common, bytes] = {}
     dumps = orjson.dumps
     out: list[OutRecord] = []
