@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config import GatewayConfig
 from gateway.kafka.embedded import free_port
+from tests.secrets_scan import note_latest, note_log_file
 
 _READY_SECONDS = 90.0
 _EXIT_SECONDS = 60.0  # a SIGTERM drain is bounded by egress.shutdown_grace_seconds
@@ -43,6 +44,7 @@ class GatewayProcess:
         data["kafka"] = {**data["kafka"], "client_id": name}
         self.config_file.write_text(yaml.safe_dump(data))
         self._proc: subprocess.Popen[bytes] | None = None
+        note_log_file(self.log)
 
     async def start(self) -> None:
         """Start it and wait until ``/readyz`` says ready."""
@@ -90,7 +92,9 @@ class GatewayProcess:
     async def scrape(self) -> str:
         """The ``/metrics`` page as text."""
         async with httpx.AsyncClient(timeout=5) as http:
-            return (await http.get(f"{self._ops}/metrics")).text
+            text = (await http.get(f"{self._ops}/metrics")).text
+        note_latest(f"metrics {self.log}", f"/metrics of {self.name} ({self.log})", text)
+        return text
 
     async def metric(self, name: str) -> float:
         """A counter's or gauge's value summed over its labels (a counter without ``_total``)."""

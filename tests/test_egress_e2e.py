@@ -47,6 +47,7 @@ from gateway.schema.samples import sample_payload
 from gateway.signing.pki import DevPkiOptions, create_dev_pki
 from gateway.signing.trust import fingerprint_sha256
 from tests.kafka_fixtures import KafkaUnderTest
+from tests.secrets_scan import SECRET_BODY_MARKER, note_output
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -67,7 +68,9 @@ def _dip_id(client: int) -> str:
 
 
 def _payload(client: int, seq: int, interface: str = "IF-043", **kw: Any) -> dict[str, Any]:
-    return sample_payload(
+    """A message of ``client``; its free text carries the secret-body marker, which no output
+    may show (tests/secrets_scan.py)."""
+    payload = sample_payload(
         interface,
         sender_dip_id=_dip_id(client),
         sender_role="SUP",
@@ -75,6 +78,8 @@ def _payload(client: int, seq: int, interface: str = "IF-043", **kw: Any) -> dic
         seq=seq,
         **kw,
     )
+    payload["CommonBlock"]["S1"]["subText"] = SECRET_BODY_MARKER
+    return payload
 
 
 def _sur(payload: dict[str, Any]) -> str:
@@ -217,6 +222,8 @@ async def _collect(config: GatewayConfig, expected: int, wait_seconds: float = 6
                 (out.results if r.topic in results else out.dead).append(o)
     finally:
         await consumer.stop()
+    headers = (f"{k}: {v.decode('latin-1')}" for o in out.dead for k, v in o.headers.items())
+    note_output(f"dead-letter headers on {sorted(dead)}", "\n".join(headers))
     return out
 
 
