@@ -313,6 +313,10 @@ class EgressSettings(ConfigModel):
         "does not publish its code: the default is the simulator's; () turns this off",
     )
     max_attempts: int = Field(default=8, ge=1, description="tries per request before dead-letter")
+    backoff_initial_ms: float = Field(default=200.0, gt=0)
+    backoff_max_ms: float = Field(default=30_000.0, gt=0)
+    schema_validation: bool = True
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
     poison_crash_limit: int = Field(
         default=3,
         ge=1,
@@ -321,10 +325,6 @@ class EgressSettings(ConfigModel):
         "instead of being sent again, so one poison record cannot stop every client. Counted "
         "in the committed offset's metadata (docs/reliability.md)",
     )
-    backoff_initial_ms: float = Field(default=200.0, gt=0)
-    backoff_max_ms: float = Field(default=30_000.0, gt=0)
-    schema_validation: bool = True
-    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
     transport: Literal["aiohttp", "httpx"] = Field(
         default="aiohttp",
         description="library of the DIP connection: aiohttp (HTTP/1.1), or httpx, which "

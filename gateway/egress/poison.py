@@ -39,6 +39,9 @@ _PREFIX = "dcpgw-suspects/1 "
 _SEPARATOR = " | "
 _MAX_METADATA = 3000  # under Kafka's default offset.metadata.max.bytes (4096)
 _MAX_ERROR = 300
+READ_SECONDS = 10.0
+"""Longest wait for the committed metadata of new partitions (best effort: on timeout, the
+records are sent as usual and the counts start again)."""
 
 TEST_POISON_VARIABLE = "DCP_GATEWAY_TEST_POISON"
 """**Test-only.** A ``senderUniqueReference``: building the outcome records of a batch holding

@@ -48,7 +48,7 @@ from gateway.egress.flow import FlowControl, Step
 from gateway.egress.offsets import OffsetTracker
 from gateway.egress.ordering import KeyGate
 from gateway.egress.oversize import refused_for_size, write_shedding_values
-from gateway.egress.poison import PoisonGuard, Verdict, poisoned
+from gateway.egress.poison import READ_SECONDS, PoisonGuard, Verdict, poisoned
 from gateway.egress.reasons import DeadLetterReason
 from gateway.egress.records import dead_letter, outcome_records
 from gateway.egress.retry import RetryPolicy
@@ -97,8 +97,8 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._service._on_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._service._load_poison_counts(assigned)  # before any record is fetched
         _log.info("egress_partitions_assigned", partitions=len(assigned))
-        await self._service._load_poison_counts(assigned)
 
 
 class EgressService:
@@ -312,21 +312,22 @@ class EgressService:
             self._refuse(outcome)
             return
         outcome.message.release_payload()
+        if verdict is Verdict.SUSPECT:  # in a failed batch before: sent in a batch of its own
+            self._flush_open_batches()
         if self._tracing:
             traceparent = tracing.traceparent_of(record.headers)
             if traceparent is not None:
                 self._traceparents[(topic, partition, offset)] = traceparent
         labels = (outcome.route.client.name, outcome.message.interface_id)
         consumed[labels] = consumed.get(labels, 0) + 1
-        isolate = verdict is Verdict.SUSPECT  # in a failed batch before: a batch of its own
-        for batch in [
-            *(self._batcher.flush() if isolate else ()),
-            *self._batcher.add(outcome, now),
-        ]:
+        for batch in self._batcher.add(outcome, now):
             self._dispatch(batch)
-        if isolate:
-            for batch in self._batcher.flush():
-                self._dispatch(batch)
+        if verdict is Verdict.SUSPECT:
+            self._flush_open_batches()
+
+    def _flush_open_batches(self) -> None:
+        for batch in self._batcher.flush():
+            self._dispatch(batch)
 
     def _export_lag(self) -> None:
         """Lag of each assigned partition (a revoked one's series is removed on revoke)."""
@@ -639,9 +640,10 @@ class EgressService:
         if consumer is None or not assigned:
             return
         try:  # what consumer.committed() calls, which keeps only the offset
-            found = await consumer._coordinator.fetch_committed_offsets(list(assigned))
-        except KafkaError as exc:
-            _log.warning("egress_poison_counts_unread", error=str(exc))
+            async with asyncio.timeout(READ_SECONDS):
+                found = await consumer._coordinator.fetch_committed_offsets(list(assigned))
+        except (KafkaError, TimeoutError) as exc:  # best effort: never holds the assignment up
+            _log.warning("egress_poison_counts_unread", error=repr(exc))
             return
         for tp, committed in found.items():
             self._poison.load((tp.topic, tp.partition), committed.metadata)
