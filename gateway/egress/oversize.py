@@ -11,7 +11,8 @@ A result is never cut (it is small; a refusal means a misconfigured topic, retri
 alerted on). Writes to one partition share Kafka batches (:mod:`gateway.egress.writer`), so a
 record written alone can still share a batch with another delivery's: if that batch is too
 large only because of the other records (a topic limit below the producer's 256 KiB batch),
-a dead letter may lose its value needlessly, never a message.
+a dead letter may lose its value needlessly, never a message. Records of the refused write
+that had landed (another partition's) are written again: at-least-once, as any retried write.
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ so an innocent batch-mate succeeds and leaves the suspects, while the poison fai
 count grows. A record that has failed ``limit`` times is not sent again: it is dead-lettered with
 reason class ``internal`` and the last error.
 
-What this does not count: a crash that kills the process before the batch's failure is caught
-(SIGKILL, the kernel's OOM killer): nothing is committed then.
+A bug that fails every batch whatever its content dead-letters one record per ``limit``
+restarts (the restarts alert: CrashLoopBackOff). Not counted: a crash that kills the process
+before the batch's failure is caught (SIGKILL, the kernel's OOM killer): nothing is committed.
 
 Metadata format (Kafka's default ``offset.metadata.max.bytes`` is 4096):
 ``dcpgw-suspects/1 <offset>:<failures>,... | <last error>``.
