@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from gateway.egress.offsets import OffsetTracker
 from gateway.egress.poison import (
     TEST_POISON_VARIABLE,
     PoisonGuard,
@@ -104,6 +105,18 @@ def test_the_metadata_stays_under_kafkas_default_limit_keeping_the_lowest_offset
     assert min(suspects.failures) == 1_000_000
     assert len(suspects.error) == 300
     assert format_metadata(suspects) == metadata
+
+
+def test_new_counts_are_committed_where_a_restart_resumes_even_if_nothing_moved() -> None:
+    """The failed batch's partition may have nothing final: its counts still go out, with the
+    first offset consumed in this assignment (what a restart would read from anyway)."""
+    tracker = OffsetTracker()
+    generation = tracker.track(TP, 10)
+    tracker.track(TP, 11)
+    assert tracker.committable() == {} and tracker.resume_position(TP) == 10
+    tracker.finish(TP, 10, generation)
+    assert tracker.resume_position(TP) == 11
+    assert tracker.resume_position(("other", 0)) is None
 
 
 async def test_a_poison_record_is_dead_lettered_after_the_limit_and_other_clients_flow(
