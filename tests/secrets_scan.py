@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     spool = _state.spool
     if spool is None:
         return
+    started = time.perf_counter()
     try:
         _spool("in-process metrics at the end", generate_latest(REGISTRY).decode())
         for key, text in _state.latest.items():
@@ -103,7 +105,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         _state.leaks = _find_leaks(text, secrets)
         _state.summary = (
             f"secrets scan: {len(secrets)} secrets against {len(text) / 1e6:.1f} MB of output "
-            f"({text.count(_SEPARATOR)} pieces): {len(_state.leaks)} leaks"
+            f"({text.count(_SEPARATOR)} pieces) in {time.perf_counter() - started:.1f} s: "
+            f"{len(_state.leaks)} leaks"
         )
     finally:
         spool.unlink(missing_ok=True)
