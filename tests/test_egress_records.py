@@ -9,7 +9,7 @@ import orjson
 
 from gateway.egress.outcomes import MessageResult
 from gateway.egress.reasons import DeadLetterReason
-from gateway.egress.records import dead_letter, outcome_records, without_value
+from gateway.egress.records import dead_letter, outcome_records
 from gateway.egress.routing import Prepared, Router
 from gateway.egress.sender import Delivery
 from gateway.egress.writer import OutRecord
@@ -150,23 +150,3 @@ def test_a_message_delivered_earlier_gets_a_flagged_result_not_a_dead_letter() -
     assert flagged.headers == [("dcpgw-delivered-earlier", b"true")]
     assert plain.headers is None
     assert flagged.value == orjson.dumps(result_document(deliveries[0]))
-
-
-def test_a_dead_letter_without_its_value_keeps_its_headers_and_says_why() -> None:
-    ref = message().ref._replace(value=b"x" * 5000, key=b"meter-1")
-    record = dead_letter(
-        "dlq", ref, "malformed JSON: x", 0, None, None, None, DeadLetterReason.ENVELOPE
-    )
-    cut = without_value(record, "too large for dlq: MessageSizeTooLargeError")
-    assert cut is not None and cut.value is None and cut.key == b"meter-1" and cut.topic == "dlq"
-    headers = dict(cut.headers or [])
-    assert headers["dcpgw-value-dropped"] == b"too large for dlq: MessageSizeTooLargeError"
-    assert headers["dcpgw-value-size"] == b"5000"
-    assert headers["dcpgw-source-offset"] == str(ref.offset).encode()
-    assert headers["dcpgw-reason-class"] == b"envelope"
-    assert without_value(cut, "again") is cut  # once only
-
-
-def test_a_result_is_never_cut() -> None:
-    result = OutRecord("results", b'{"senderUniqueReference":"r"}', b"k", None)
-    assert without_value(result, "too large") is None
