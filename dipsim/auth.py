@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,11 +27,16 @@ class ClientCert:
 
 @dataclass(frozen=True)
 class RegisteredSender:
+    """A DIP ID's registration: ``certificate`` is the first one registered; requests signed
+    by any certificate in ``accepted`` pass (several while one is rotated in or out, as the DIP
+    accepts a participant's old and new certificate during a rotation)."""
+
     dip_id: str
     certificate: x509.Certificate
     fingerprint_sha256: str
     api_keys: tuple[str, ...]
     role: str | None
+    accepted: frozenset[str] = frozenset()
 
 
 class AuthError(Exception):
@@ -59,17 +64,66 @@ class Authenticator:
             else None
         )
         for dip_id, sender in config.senders.items():
-            self.register(dip_id, sender.signing_cert, sender.api_keys, sender.role)
+            self.register(
+                dip_id,
+                sender.signing_cert,
+                sender.api_keys,
+                sender.role,
+                sender.extra_signing_certs,
+            )
 
     def register(
-        self, dip_id: str, cert_path: Path, api_keys: list[str], role: str | None = None
+        self,
+        dip_id: str,
+        cert_path: Path,
+        api_keys: list[str],
+        role: str | None = None,
+        extra_cert_paths: Sequence[Path] = (),
     ) -> RegisteredSender:
         cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
-        reg = RegisteredSender(dip_id, cert, fingerprint_sha256(cert), tuple(api_keys), role)
-        self.senders[dip_id] = reg
-        for key in api_keys:
-            self.key_owner[key] = dip_id
+        extra = [x509.load_pem_x509_certificate(Path(p).read_bytes()) for p in extra_cert_paths]
+        fingerprint = fingerprint_sha256(cert)
+        accepted = frozenset([fingerprint, *(fingerprint_sha256(c) for c in extra)])
+        reg = RegisteredSender(dip_id, cert, fingerprint, tuple(api_keys), role, accepted)
+        self._replace(reg)
         return reg
+
+    def rotate(
+        self,
+        dip_id: str,
+        certificates: Sequence[x509.Certificate] | None = None,
+        api_keys: Sequence[str] | None = None,
+    ) -> RegisteredSender:
+        """Replace what ``dip_id`` is accepted with: its signing certificates and/or its API
+        keys (``None``: unchanged). A rotation registers the new one beside the old, then
+        retires the old. ``KeyError`` for an unknown DIP ID; ``ValueError`` for an empty list."""
+        reg = self.senders[dip_id]
+        if certificates is not None:
+            if not certificates:
+                raise ValueError("certificates: at least one")
+            accepted = frozenset(fingerprint_sha256(c) for c in certificates)
+            reg = replace(
+                reg,
+                certificate=certificates[0],
+                fingerprint_sha256=fingerprint_sha256(certificates[0]),
+                accepted=accepted,
+            )
+        if api_keys is not None:
+            if not api_keys:
+                raise ValueError("api_keys: at least one")
+            reg = replace(reg, api_keys=tuple(api_keys))
+        self._replace(reg)
+        return reg
+
+    def _replace(self, reg: RegisteredSender) -> None:
+        old = self.senders.get(reg.dip_id)
+        if old is not None:
+            for key in old.api_keys:
+                if self.key_owner.get(key) == reg.dip_id:
+                    del self.key_owner[key]
+        self.senders[reg.dip_id] = reg
+        for key in reg.api_keys:
+            self.key_owner[key] = reg.dip_id
 
     def peer(self, request: web.Request) -> ClientCert | None:
         transport = request.transport
@@ -121,7 +175,7 @@ class Authenticator:
         registered = self.senders.get(dip_id)
         if registered is None:
             raise AuthError(403, "unknown_dip_id", f"DIP ID {dip_id} is not registered")
-        if signer.fingerprint_sha256 != registered.fingerprint_sha256:
+        if signer.fingerprint_sha256 not in registered.accepted:
             raise AuthError(
                 401,
                 "wrong_signing_certificate",

@@ -22,6 +22,10 @@ class SenderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     signing_cert: Path
+    extra_signing_certs: list[Path] = Field(
+        default_factory=list,
+        description="also accepted as the signer (a certificate being rotated in or out)",
+    )
     api_keys: list[str] = Field(default_factory=list, description="primary, secondary, ...")
     role: str | None = None
     mpid: str | None = None

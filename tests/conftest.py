@@ -18,6 +18,8 @@ from tests.kafka_fixtures import (  # noqa: F401
     tansu,
 )
 
+pytest_plugins = ["tests.secrets_scan"]  # no secret in any output of the whole suite
+
 
 def pytest_report_header(config: pytest.Config) -> str:
     return broker_description()

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -16,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config import GatewayConfig
 from gateway.kafka.embedded import free_port
+from tests.secrets_scan import note_latest, note_log_file
 
 _READY_SECONDS = 90.0
 _EXIT_SECONDS = 60.0  # a SIGTERM drain is bounded by egress.shutdown_grace_seconds
@@ -24,8 +26,16 @@ _EXIT_SECONDS = 60.0  # a SIGTERM drain is bounded by egress.shutdown_grace_seco
 class GatewayProcess:
     """One gateway process; its config is written next to its log in ``folder``."""
 
-    def __init__(self, config: GatewayConfig, folder: Path, name: str) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        folder: Path,
+        name: str,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """``env``: variables added to the test process's environment (test-only hooks)."""
         self.name = name
+        self._env = dict(env or {})
         self.ops_port = free_port()
         self.config_file = folder / f"{name}.yaml"
         self.log = folder / f"{name}.log"
@@ -34,6 +44,7 @@ class GatewayProcess:
         data["kafka"] = {**data["kafka"], "client_id": name}
         self.config_file.write_text(yaml.safe_dump(data))
         self._proc: subprocess.Popen[bytes] | None = None
+        note_log_file(self.log)
 
     async def start(self) -> None:
         """Start it and wait until ``/readyz`` says ready."""
@@ -55,9 +66,15 @@ class GatewayProcess:
                 [sys.executable, "-m", "gateway", "run", "--config", str(self.config_file)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **self._env},
             )
         return self._proc
+
+    async def run_until_exit(self, seconds: float = _READY_SECONDS) -> int:
+        """Start it and wait for it to exit by itself (a test that makes it fail); its exit
+        code."""
+        proc = await asyncio.to_thread(self._launch)
+        return await asyncio.wait_for(asyncio.to_thread(proc.wait), seconds)
 
     async def readyz(self) -> int:
         """The status ``/readyz`` answers (0 when nothing answers)."""
@@ -75,7 +92,9 @@ class GatewayProcess:
     async def scrape(self) -> str:
         """The ``/metrics`` page as text."""
         async with httpx.AsyncClient(timeout=5) as http:
-            return (await http.get(f"{self._ops}/metrics")).text
+            text = (await http.get(f"{self._ops}/metrics")).text
+        note_latest(f"metrics {self.log}", f"/metrics of {self.name} ({self.log})", text)
+        return text
 
     async def metric(self, name: str) -> float:
         """A counter's or gauge's value summed over its labels (a counter without ``_total``)."""

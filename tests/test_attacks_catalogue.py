@@ -41,6 +41,7 @@ from gateway.signing.pki import pfx_bytes
 from tests.gateway_process import GatewayProcess
 from tests.ingress_fixtures import PUBLIC, tx
 from tests.kafka_fixtures import KafkaUnderTest
+from tests.secrets_scan import SECRET_BODY_MARKER
 from tests.test_egress_e2e import (
     Outcome,
     _collect,
@@ -61,7 +62,7 @@ BIG = 16 * 1024 * 1024
 """``max.message.bytes`` of the run's outbound and dead-letter topics: the 10 MB case must be
 readable, and its dead letter writable (the gateway's producer allows 16 MiB)."""
 RSS_GROWTH_MAX = 200 * 1024 * 1024
-BODY_MARKER = "body-marker-3f9a61c2d8"
+BODY_MARKER = SECRET_BODY_MARKER
 """In the free text of every message the run sends or pushes: a body that leaks shows it."""
 REASON_MAX = 1000
 """A reason is a sentence, not an echo of the record: bounded however large the field was."""

@@ -12,6 +12,7 @@ import pytest
 
 from dipsim import Simulator
 from dipsim.samples import sample_message
+from gateway.signing.pki import cert_pem
 from tests.dipsim_fixtures import (  # noqa: F401
     DevPki,
     dcp_http_client,
@@ -359,3 +360,38 @@ def test_success_response_is_orjsons_text(base: int) -> None:
         ts,
     )
     assert text == orjson.dumps(expected)
+
+
+async def test_a_sender_rotates_certificate_and_api_key_through_the_control_api(
+    simulator: Simulator, pki: DevPki
+) -> None:
+    """As the DIP during a rotation: the old and the new certificate are both accepted, then
+    only the new; a revoked API key is refused while the other one works."""
+    old = cert_pem(pki.signer(0).certificate).decode()
+    new = cert_pem(pki.signer(2).certificate).decode()  # stands in for client 0's new one
+    dip_id = pki.dip_id(0)
+    batch = [[item] for item in msgs(pki, 5)]  # one message per request, distinct references
+    async with dcp_http_client(pki, simulator.base_url) as http:
+        both = await http.put(f"/_sim/senders/{dip_id}", json={"certificates": [old, new]})
+        assert both.status_code == 200 and len(both.json()["signingCertificateFingerprints"]) == 2
+        assert (await submit(simulator, pki, batch[0], signer_client=2)).status_code == 201
+        assert (await submit(simulator, pki, batch[1])).status_code == 201
+        only_new = await http.put(f"/_sim/senders/{dip_id}", json={"certificates": [new]})
+        assert only_new.status_code == 200
+        refused = await submit(simulator, pki, batch[2])
+        assert (
+            refused.status_code == 401 and refused.json()["reason"] == "wrong_signing_certificate"
+        )
+        secondary = pki.api_key(0, secondary=True)
+        keys = await http.put(f"/_sim/senders/{dip_id}", json={"api_keys": [secondary]})
+        assert keys.status_code == 200 and keys.json()["apiKeys"] == 1
+        assert secondary not in keys.text  # the answer never shows a key
+        revoked = await submit(simulator, pki, batch[3], signer_client=2)
+        assert revoked.status_code == 401 and revoked.json()["reason"] == "unknown_api_key"
+        ok = await submit(simulator, pki, batch[4], signer_client=2, api_key=secondary)
+        assert ok.status_code == 201
+        assert (
+            await http.put("/_sim/senders/0000000042", json={"api_keys": ["k"]})
+        ).status_code == 404
+        assert (await http.put(f"/_sim/senders/{dip_id}", json={"api_keys": []})).status_code == 400
+        assert (await http.put(f"/_sim/senders/{dip_id}", content=b"{")).status_code == 400

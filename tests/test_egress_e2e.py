@@ -9,8 +9,10 @@ Message counts are small and backoffs short to keep the suite fast; nothing here
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import gc
+import random
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -45,6 +47,7 @@ from gateway.schema.samples import sample_payload
 from gateway.signing.pki import DevPkiOptions, create_dev_pki
 from gateway.signing.trust import fingerprint_sha256
 from tests.kafka_fixtures import KafkaUnderTest
+from tests.secrets_scan import SECRET_BODY_MARKER, note_output
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -65,7 +68,9 @@ def _dip_id(client: int) -> str:
 
 
 def _payload(client: int, seq: int, interface: str = "IF-043", **kw: Any) -> dict[str, Any]:
-    return sample_payload(
+    """A message of ``client``; its free text carries the secret-body marker, which no output
+    may show (tests/secrets_scan.py)."""
+    payload = sample_payload(
         interface,
         sender_dip_id=_dip_id(client),
         sender_role="SUP",
@@ -73,6 +78,8 @@ def _payload(client: int, seq: int, interface: str = "IF-043", **kw: Any) -> dic
         seq=seq,
         **kw,
     )
+    payload["CommonBlock"]["S1"]["subText"] = SECRET_BODY_MARKER
+    return payload
 
 
 def _sur(payload: dict[str, Any]) -> str:
@@ -215,6 +222,8 @@ async def _collect(config: GatewayConfig, expected: int, wait_seconds: float = 6
                 (out.results if r.topic in results else out.dead).append(o)
     finally:
         await consumer.stop()
+    headers = (f"{k}: {v.decode('latin-1')}" for o in out.dead for k, v in o.headers.items())
+    note_output(f"dead-letter headers on {sorted(dead)}", "\n".join(headers))
     return out
 
 
@@ -731,3 +740,49 @@ async def test_outcome_writes_the_broker_refuses_make_egress_unready_until_they_
         finally:
             await admin.close()
     assert outcomes.result_refs() == Counter({_sur(_payload(1, 0)): 1})
+
+
+async def test_a_dead_letter_too_large_for_its_topic_is_written_without_its_value(
+    pki: Path, kafka: KafkaUnderTest
+) -> None:
+    """The outbound topic takes a record the dead-letter topic refuses for its size: the dead
+    letter is written without the value, pointing at the source offset, and the partition
+    moves on (it was retried for ever)."""
+    if kafka.kind == "tansu":
+        pytest.skip("Tansu does not enforce a topic's max.message.bytes")
+    async with _simulator(pki) as sim:
+        config = _gateway_config(pki, kafka, sim)
+        admin = AIOKafkaAdminClient(**common_kwargs(config.kafka))
+        await admin.start()
+        try:
+            small = {"max.message.bytes": "2000"}
+            dlq = config.kafka.dead_letter_topic
+            await admin.create_topics([NewTopic(dlq, 1, 1, topic_configs=small)])
+        finally:
+            await admin.close()
+        await ensure_topics(config.kafka, gateway_topics(config))
+        topic = config.kafka.outbound_topics[0]
+        huge = b"{not json" + base64.b64encode(random.Random(7).randbytes(15_000))  # incompressible
+        good = _payload(1, 0)
+        await _produce(config, [(topic, b"meter-1", huge), (topic, b"meter-1", orjson.dumps(good))])
+        dropped = REGISTRY.get_sample_value(
+            "dcpgw_egress_dead_letter_values_dropped_total", {"topic": dlq}
+        )
+        gateway = Gateway(config)
+        await gateway.start()
+        outcomes = await _collect(config, 2)
+        await gateway.stop_gracefully()
+        committed = await _committed(config)
+    assert outcomes.result_refs() == Counter({_sur(good): 1})
+    [dead] = outcomes.dead
+    assert dead.topic == dlq and dead.value is None and dead.key == b"meter-1"
+    assert dead.headers["dcpgw-source-topic"] == topic.encode()
+    assert dead.headers["dcpgw-source-offset"] == b"0"
+    assert dead.headers["dcpgw-value-size"] == str(len(huge)).encode()
+    assert b"MessageSizeTooLargeError" in dead.headers["dcpgw-value-dropped"]
+    assert "malformed JSON" in dead.reason
+    after = REGISTRY.get_sample_value(
+        "dcpgw_egress_dead_letter_values_dropped_total", {"topic": dlq}
+    )
+    assert after == (dropped or 0) + 1
+    assert sum(c or 0 for c in committed.values()) == 2

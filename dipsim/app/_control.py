@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import orjson
 from aiohttp import web
+from cryptography import x509
 
 from dipsim.app._context import Context
 from dipsim.app._responses import json_response
@@ -102,6 +103,36 @@ class Control:
                 {"interface": k, "recipient": r, **w.as_dict()}
                 for (k, r), w in self.ctx.state.webhooks.items()
             ]
+        )
+
+    async def sender_rotate(self, request: web.Request) -> web.Response:
+        """``PUT /_sim/senders/{dip_id}`` with ``{"certificates": [PEM, ...], "api_keys":
+        [...]}`` (either may be left out): what the DIP ID is accepted with from now on, as the
+        DIP does when a participant registers a new certificate or API key. The answer names
+        the accepted certificates' fingerprints and counts the keys (never shows them)."""
+        dip_id = request.match_info["dip_id"]
+        try:
+            data = orjson.loads(await request.read())
+            pems = data.get("certificates")
+            certificates = (
+                None
+                if pems is None
+                else [x509.load_pem_x509_certificate(pem.encode()) for pem in pems]
+            )
+            keys = data.get("api_keys")
+            reg = self.ctx.auth.rotate(
+                dip_id, certificates, None if keys is None else [str(k) for k in keys]
+            )
+        except KeyError:
+            return json_response({"error": f"DIP ID {dip_id} is not registered"}, 404)
+        except (orjson.JSONDecodeError, ValueError, TypeError, AttributeError) as exc:
+            return json_response({"error": f"need certificates and/or api_keys: {exc}"}, 400)
+        return json_response(
+            {
+                "dipId": dip_id,
+                "signingCertificateFingerprints": sorted(reg.accepted),
+                "apiKeys": len(reg.api_keys),
+            }
         )
 
     async def reset(self, request: web.Request) -> web.Response:

@@ -91,4 +91,5 @@ class SimCore:
         r.add_get("/_sim/deliveries", control.deliveries)
         r.add_get("/_sim/webhooks", control.webhooks)
         r.add_post("/_sim/reset", control.reset)
+        r.add_put("/_sim/senders/{dip_id}", control.sender_rotate)
         return app

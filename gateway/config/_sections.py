@@ -349,6 +349,14 @@ class EgressSettings(ConfigModel):
     backoff_max_ms: float = Field(default=30_000.0, gt=0)
     schema_validation: bool = True
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    poison_crash_limit: int = Field(
+        default=3,
+        ge=1,
+        description="a record in this many batches that failed with an internal error (each "
+        "stops egress; the process restarts) is dead-lettered with reason class `internal` "
+        "instead of being sent again, so one poison record cannot stop every client. Counted "
+        "in the committed offset's metadata (docs/reliability.md)",
+    )
     transport: Literal["aiohttp", "httpx"] = Field(
         default="aiohttp",
         description="library of the DIP connection: aiohttp (HTTP/1.1), or httpx, which "

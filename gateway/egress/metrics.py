@@ -56,6 +56,12 @@ OUTCOME_WRITE_FAILURES = Counter(
     "dcpgw_egress_outcome_write_failures_total",
     "Failed attempts to produce result or dead-letter records (retried; commits wait).",
 )
+DEAD_LETTER_VALUES_DROPPED = Counter(
+    "dcpgw_egress_dead_letter_values_dropped_total",
+    "Dead letters the broker refused for their size, written again without the original value "
+    "(their headers point at the source record).",
+    ["topic"],
+)
 COMMIT_FAILURES = Counter(
     "dcpgw_egress_commit_failures_total", "Failed consumer offset commits (retried)."
 )

@@ -75,6 +75,16 @@ class OffsetTracker:
                 out[tp] = part.position
         return out
 
+    def resume_position(self, tp: TopicPartitionKey) -> int | None:
+        """Where a restart should resume: past what is final, else at the first record
+        consumed in this assignment (``None``: nothing consumed yet)."""
+        part = self._partitions.get(tp)
+        if part is None:
+            return None
+        if part.position is not None:
+            return part.position
+        return part.pending[0] if part.pending else None
+
     def mark_committed(self, positions: dict[TopicPartitionKey, int]) -> None:
         for tp, position in positions.items():
             part = self._partitions.get(tp)

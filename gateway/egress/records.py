@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from gateway.egress.envelope import RecordRef
+from gateway.egress.poison import raise_if_test_poison
 from gateway.egress.reasons import DeadLetterReason
 from gateway.egress.sender import Delivery
 from gateway.egress.writer import OutRecord
@@ -68,6 +69,7 @@ def outcome_records(
     message's own values (reference, transaction ID, DIP message, offset) filled in: cheaper
     than building and serialising a dict per message (``load-tests/README.md``). The JSON is
     the same as ``orjson.dumps`` of the result as a dict (tested)."""
+    raise_if_test_poison(lambda: (d.prepared.message.sender_unique_reference for d in deliveries))
     templates: dict[_Common, bytes] = {}
     dumps = orjson.dumps
     out: list[OutRecord] = []
@@ -182,3 +184,26 @@ def dead_letter(
     if interface is not None:
         headers.append(("dcpgw-interface", interface.encode()))
     return OutRecord(topic, ref.value, ref.key, headers)
+
+
+VALUE_DROPPED_HEADER = "dcpgw-value-dropped"
+"""Header of a dead letter written without the original value (the broker refused it for its
+size); the ``dcpgw-source-*`` headers say where the original record still is."""
+
+
+def without_value(record: OutRecord, why: str) -> OutRecord | None:
+    """The dead letter ``record`` without its value (the original record's bytes), saying why
+    and how large it was; ``None`` for a record that is not a dead letter (a result is small
+    and must not lose its content: it is retried instead). Idempotent."""
+    headers = record.headers or []
+    names = {name for name, _ in headers}
+    if "dcpgw-source-offset" not in names:
+        return None
+    if VALUE_DROPPED_HEADER in names:
+        return record
+    size = len(record.value) if record.value is not None else 0
+    extra = [
+        (VALUE_DROPPED_HEADER, why.encode("utf-8", "replace")),
+        ("dcpgw-value-size", str(size).encode()),
+    ]
+    return OutRecord(record.topic, None, record.key, [*headers, *extra])

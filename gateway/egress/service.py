@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, OffsetAndMetadata, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
@@ -50,6 +50,8 @@ from gateway.egress.flow import FlowControl, Step
 from gateway.egress.holds import ClientHolds, Hold
 from gateway.egress.offsets import OffsetTracker
 from gateway.egress.ordering import KeyGate
+from gateway.egress.oversize import refused_for_size, write_shedding_values
+from gateway.egress.poison import READ_SECONDS, PoisonGuard, Verdict, poisoned
 from gateway.egress.reasons import DeadLetterReason
 from gateway.egress.records import dead_letter, outcome_records
 from gateway.egress.retry import RetryPolicy
@@ -101,6 +103,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._service._on_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._service._load_poison_counts(assigned)  # before any record is fetched
         _log.info("egress_partitions_assigned", partitions=len(assigned))
         await self._service._on_assigned()
 
@@ -156,6 +159,7 @@ class EgressService:
         self._paused_retry: set[str] = set()  # clients whose retry partitions are paused
         self._held_since: dict[tuple[str, int, int], float] = {}  # of retry records in flight
         self._tracker = OffsetTracker()
+        self._poison = PoisonGuard(egress.poison_crash_limit)
         status_topic = config.kafka.status_outbound_topic
         self._topics = [*config.kafka.outbound_topics]
         # Per topic, what ``parse_record`` is told: True for a status-only topic, None (decide by
@@ -366,6 +370,7 @@ class EgressService:
         Counts it in ``consumed`` by (client, interface) when it is batched."""
         topic, partition, offset = record.topic, record.partition, record.offset
         generation = self._tracker.track((topic, partition), offset)
+        verdict = self._poison.verdict((topic, partition), offset)
         ref = new_record_ref(
             (
                 topic,
@@ -394,10 +399,14 @@ class EgressService:
             _log.exception("egress_ingest_failed", topic=topic, partition=partition, offset=offset)
             reason = f"internal error while preparing: {exc!r}"
             outcome = Rejected(Refusal(ref, reason, reason_class=DeadLetterReason.INTERNAL), None)
+        if verdict is Verdict.POISON and not isinstance(outcome, Rejected):
+            outcome = poisoned(outcome, self._poison.reason((topic, partition), offset))
         if isinstance(outcome, Rejected):
             self._refuse(outcome)
             return
         outcome.message.release_payload()
+        if verdict is Verdict.SUSPECT:  # in a failed batch before: sent in a batch of its own
+            self._flush_open_batches()
         if self._tracing:
             traceparent = tracing.traceparent_of(record.headers)
             if traceparent is not None:
@@ -410,6 +419,12 @@ class EgressService:
             if held_since is not None:
                 self._held_since[(topic, partition, offset)] = held_since
         for batch in self._batcher.add(outcome, now):
+            self._dispatch(batch)
+        if verdict is Verdict.SUSPECT:
+            self._flush_open_batches()
+
+    def _flush_open_batches(self) -> None:
+        for batch in self._batcher.flush():
             self._dispatch(batch)
 
     def _export_lag(self) -> None:
@@ -507,6 +522,8 @@ class EgressService:
             # the batch keeps its keys, so no later message with one of them overtakes them;
             # egress stops with the error, and the gateway exits to be restarted.
             _log.exception("egress_batch_failed", batch=batch.batch_id)
+            refs = [prepared.message.ref for prepared in batch.items]
+            self._poison.failed((((r.topic, r.partition), r.offset) for r in refs), repr(exc))
             self._fail(
                 f"internal error in batch {batch.batch_id} ({len(batch.items)} messages, "
                 f"{batch.sender_dip_id} {batch.interface_id}): {exc!r}; its records were not "
@@ -742,6 +759,10 @@ class EgressService:
                     await writer.write(records)
                     return
                 except KafkaError as exc:
+                    if refused_for_size(exc):  # a dead letter too large: written without value
+                        records = await write_shedding_values(writer, records)
+                        if not records:
+                            return
                     metrics.OUTCOME_WRITE_FAILURES.inc()
                     _log.error("egress_outcome_write_failed", error=str(exc), records=len(records))
                     if not failing:
@@ -779,15 +800,26 @@ class EgressService:
         async with self._commit_lock:  # the committer, a drain and a revocation may overlap
             self._last_commit = now
             positions = self._tracker.committable()
+            for tp in self._poison.dirty():  # new failure counts are committed even if no move
+                resume = self._tracker.resume_position(tp)
+                if resume is not None:
+                    positions.setdefault(tp, resume)
             if not positions:
                 return
+            meta = self._poison.metadata
             try:
-                await consumer.commit({TopicPartition(t, p): o for (t, p), o in positions.items()})
+                await consumer.commit(
+                    {
+                        TopicPartition(t, p): OffsetAndMetadata(o, meta((t, p), o))
+                        for (t, p), o in positions.items()
+                    }
+                )
             except KafkaError as exc:
                 metrics.COMMIT_FAILURES.inc()
                 _log.warning("egress_commit_failed", error=str(exc))
                 return
             self._tracker.mark_committed(positions)
+            self._poison.committed(positions)
 
     async def _drain(self, grace: float) -> None:
         """Send what is batched, give in-flight work ``grace`` seconds, commit what is final."""
@@ -820,6 +852,21 @@ class EgressService:
         if abandoned:
             _log.warning("egress_abandoned_in_flight", records=abandoned)
 
+    async def _load_poison_counts(self, assigned: set[TopicPartition]) -> None:
+        """Failure counts of suspect records, from the committed offsets' metadata
+        (:mod:`gateway.egress.poison`). Without them (an error), records are sent as usual."""
+        consumer = self._consumer
+        if consumer is None or not assigned:
+            return
+        try:  # what consumer.committed() calls, which keeps only the offset
+            async with asyncio.timeout(READ_SECONDS):
+                found = await consumer._coordinator.fetch_committed_offsets(list(assigned))
+        except (KafkaError, TimeoutError) as exc:  # best effort: never holds the assignment up
+            _log.warning("egress_poison_counts_unread", error=repr(exc))
+            return
+        for tp, committed in found.items():
+            self._poison.load((tp.topic, tp.partition), committed.metadata)
+
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         if not revoked:
             return
@@ -827,6 +874,7 @@ class EgressService:
         await self._drain(self._config.egress.shutdown_grace_seconds)
         await self._abandon()
         await self._commit(force=True)
+        self._poison.forget(self._tracker.partitions())
         self._tracker.forget(set(self._tracker.partitions()))
         self._fetched.clear()
         for tp in revoked:  # lag follows the assignment: another member reports these now
