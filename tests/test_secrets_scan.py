@@ -3,6 +3,7 @@ leak in any test's output fails the session while a redacted one does not."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -37,8 +38,14 @@ def test_a_leak_is_named_by_where_it_shows_never_by_its_value() -> None:
 
 
 def test_a_leak_in_any_output_fails_the_session_and_redaction_passes(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The inner session runs in a subprocess from pytester's folder: it finds the `tests`
+    # package (the plugin) only with the repository on its path.
+    root = str(Path(__file__).resolve().parents[1])
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    )
     pytester.makeconftest('pytest_plugins = ["tests.secrets_scan"]\n')
     pytester.makepyfile(
         test_inner="""
