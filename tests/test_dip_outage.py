@@ -59,6 +59,7 @@ async def _outage(folder: Path, kafka: KafkaUnderTest, outage: float, per_phase:
             await asyncio.sleep(0.5)
             sim.set_faults(rate_reset=1.0)
             began = time.monotonic()
+            await asyncio.sleep(0.5)  # requests past the fault check before it was set finish
             stored_before = sim.state.message_count
             answers_before = sum(sim.state.status_codes.values())
             await _produce(config, records(per_phase))  # during it
@@ -92,7 +93,7 @@ async def _outage(folder: Path, kafka: KafkaUnderTest, outage: float, per_phase:
     if path:
         with Path(path).open("ab") as out:  # noqa: ASYNC230 (one line, at the end)
             out.write(orjson.dumps({"scenario": "dip outage", **report}) + b"\n")
-    assert stored_during == 0
+    assert stored_during == 0, report
     assert during <= bound, report
     assert [o.reason for o in outcomes.dead] == []
     expected = sorted(ref for refs in order.values() for ref in refs)

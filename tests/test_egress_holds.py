@@ -88,3 +88,29 @@ async def test_holds_are_per_client_and_reported() -> None:
     assert await asyncio.wait_for(holds.admit("b"), 1) is False  # b is not held
     holds.clear("a")
     assert changes == [("a", HoldKind.AUTH), ("a", None)]
+
+
+async def test_a_hold_nobody_here_probes_lapses_once_overdue() -> None:
+    now = [100.0]
+    holds = ClientHolds(_POLICY, auth_probe_seconds=60, clock=lambda: now[0], rand=lambda: 1.0)
+    holds.hold("a", HoldKind.THROTTLED, "429", retry_after=1)
+    assert not holds.lapse("a", after=5)  # not due yet
+    now[0] += 3
+    assert not holds.lapse("a", after=5)  # due, but not overdue
+    now[0] += 4
+    assert holds.lapse("a", after=5) and holds.get("a") is None
+    holds.hold("a", HoldKind.THROTTLED, "429", retry_after=1)
+    now[0] += 10
+    assert await holds.admit("a") is True  # a probe under way: it is not lapsed under it
+    assert not holds.lapse("a", after=5)
+
+
+async def test_waiters_are_counted_while_they_wait() -> None:
+    holds = ClientHolds(_POLICY, auth_probe_seconds=60)
+    holds.hold("a", HoldKind.THROTTLED, "429", retry_after=30)
+    waiters = [asyncio.create_task(holds.admit("a")) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    assert holds.waiting == 3
+    holds.clear("a")
+    assert await asyncio.gather(*waiters) == [False, False, False]
+    assert holds.waiting == 0

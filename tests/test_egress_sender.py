@@ -383,3 +383,31 @@ async def test_the_end_to_end_latency_is_observed_from_the_record_timestamp() ->
     await _deliver(sender, batch)
     assert count() == before + 1  # one observation per answered request
     assert 3600 <= slow_sum() - before_sum < 3700
+
+
+async def test_a_probe_refused_on_the_primary_key_goes_on_as_the_probe_with_the_secondary() -> None:
+    """A stopped client's probe that gets a 401 on its (new) primary tries the secondary; the
+    hold must not be lifted in between, or every waiting batch would fire at once."""
+    batch = _batch(1)
+    client = batch.items[0].route.client.name
+    seen: list[bool] = []
+
+    def secondary(refs: list[str]) -> tuple[int, dict[str, str], bytes]:
+        seen.append(sender.holds.get(client) is not None)  # still held while it probes
+        return _ok(refs)
+
+    dip = _ScriptedDip(
+        [(401, {}, b""), (401, {}, b""), (401, {}, b""), secondary], keys=("p1", "s")
+    )
+    sender, clock = _sender(dip)
+    original_wait = clock.wait
+
+    async def wait(event: Any, seconds: float | None) -> None:
+        dip.keystore._keys = ("p2", "s")  # a new primary key file: probe at once
+        await original_wait(event, seconds)
+
+    sender.holds._wait = wait
+    out = await _deliver(sender, batch)
+    assert [k for _, _, k in dip.sent] == ["p1", "s", "p2", "s"]
+    assert seen == [True] and out[0].result.accepted
+    assert sender.holds.get(client) is None

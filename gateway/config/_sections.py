@@ -343,7 +343,9 @@ class EgressSettings(ConfigModel):
         default="sender_key",
         description="records reach the DIP in order per (sender DIP ID, Kafka key) and partition: "
         "different MPs are independent parties, so one held client never holds another's "
-        "records; `key`: in order per Kafka key across senders",
+        "records; `key`: in order per Kafka key across senders, and then a held client's "
+        "records wait where they are (no retry topic), holding other senders' records with "
+        "their keys",
     )
     backoff_initial_ms: float = Field(default=200.0, gt=0)
     backoff_max_ms: float = Field(default=30_000.0, gt=0)

@@ -23,7 +23,6 @@ checks the backlog first, so it never sends past records another replica diverte
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -95,22 +94,27 @@ class Diversions:
         del self._diverting[client]
         return True
 
-    def clear(self) -> None:
-        self._diverting.clear()
+    def invalidate(self) -> None:
+        """A rebalance: a backlog read before it may miss what another replica diverted just
+        before handing a partition over, so no check begun earlier may end a diversion."""
+        for state in self._diverting.values():
+            state.epoch += 1
 
 
 def retry_record(topic: str, ref: RecordRef, held_since: float | None) -> OutRecord:
     """The record to write to the client's retry topic: the original key, value and headers,
-    and where it came from (dead letters and results of the record read back name the retry topic's
-    position; these headers name the original)."""
-    since = held_since if held_since is not None else time.time()
+    and where it came from (dead letters and results of the record read back name the retry
+    topic's position; these headers name the original). ``held_since``: when the DIP began
+    to hold the client off (None: diverted for its share of the window, not held), which
+    starts the hold budget."""
     headers = [(k, v) for k, v in ref.headers if k not in _RETRY_HEADERS]
     headers += [
         (SOURCE_TOPIC_HEADER, ref.topic.encode()),
         ("dcpgw-source-partition", str(ref.partition).encode()),
         ("dcpgw-source-offset", str(ref.offset).encode()),
-        (HELD_SINCE_HEADER, str(int(since * 1000)).encode()),
     ]
+    if held_since is not None:
+        headers.append((HELD_SINCE_HEADER, str(int(held_since * 1000)).encode()))
     return OutRecord(topic, ref.value, ref.key, headers)
 
 

@@ -86,6 +86,13 @@ class ClientHolds:
         self._rand = rand
         self._on_change = on_change
         self._holds: dict[str, Hold] = {}
+        self._waiting = 0
+
+    @property
+    def waiting(self) -> int:
+        """Callers waiting in :meth:`admit` now (a drain need not wait for them: they would
+        wait out the hold)."""
+        return self._waiting
 
     def get(self, client: str) -> Hold | None:
         return self._holds.get(client)
@@ -158,7 +165,22 @@ class ClientHolds:
             wait = None if hold.probing else due - now
             if hold.kind is HoldKind.AUTH and token is not None:
                 wait = _TOKEN_CHECK_SECONDS if wait is None else min(wait, _TOKEN_CHECK_SECONDS)
-            await self._wait(hold.changed, wait)
+            self._waiting += 1
+            try:
+                await self._wait(hold.changed, wait)
+            finally:
+                self._waiting -= 1
+
+    def lapse(self, client: str, *, after: float) -> bool:
+        """Clear a hold whose probe is ``after`` seconds overdue with nobody probing: the
+        batches that would probe are elsewhere (another replica reads the client's retry
+        topic), so this replica would keep the client held, and diverting, for ever. The
+        replica that sends its records holds it again if the DIP still pushes back."""
+        hold = self._holds.get(client)
+        if hold is None or hold.probing or self._clock() < hold.until + after:
+            return False
+        self.clear(client)
+        return True
 
     def abandon(self, client: str) -> None:
         """The probe ended without an answer to judge by (cancelled): another batch may probe."""

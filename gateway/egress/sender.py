@@ -128,20 +128,24 @@ class BatchSender:
         holds = self._holds
         sent = 0  # requests sent (the attempts reported)
         failed = 0  # answers about the request itself, counted against max_attempts
+        probe = False  # this batch is its held client's probe
+        next_key = False  # the DIP refused the key: try the next one, still as the probe
         while True:
-            if divertable and holds.get(client) is not None:
-                if batch.held_since is None:
-                    batch.held_since = self._clock()
-                out.held.append(batch)
-                return
-            probe = await holds.admit(client, partial(keystore.api_keys_for, sender))
-            if self._expired(batch, client, out, sent):
-                if probe:
-                    holds.abandon(client)
-                return
-            if probe:  # the credentials may have changed while the client was held
-                keys = keystore.api_keys_for(sender)
-                key_index = self._first_key(sender, keys)
+            if not next_key:
+                if divertable and holds.get(client) is not None:
+                    if batch.held_since is None:
+                        batch.held_since = self._clock()
+                    out.held.append(batch)
+                    return
+                probe = await holds.admit(client, partial(keystore.api_keys_for, sender))
+                if self._expired(batch, client, out, sent):
+                    if probe:
+                        holds.abandon(client)
+                    return
+                if probe:  # the credentials may have changed while the client was held
+                    keys = keystore.api_keys_for(sender)
+                    key_index = self._first_key(sender, keys)
+            next_key = False
             try:
                 async with self._slots.slot(client):
                     if not probe and holds.get(client) is not None:
@@ -169,8 +173,17 @@ class BatchSender:
                 if new:
                     _log_answer("warning", "dip_client_held", batch, decision, hold=kind.value)
                 continue
+            if decision.action is Action.NEXT_KEY:
+                if key_index == 0:
+                    self._refused_primary[sender] = (keys[0], time.monotonic())
+                key_index += 1
+                next_key = True
+                metrics.API_KEY_FALLBACKS.labels(client).inc()
+                _log_answer("warning", "dip_unauthorised_trying_secondary_key", batch, decision)
+                continue
             if probe:
                 holds.clear(client)
+                probe = False
                 _log_answer("info", "dip_client_released", batch, decision)
             if decision.action is Action.FINAL:
                 acknowledged = datetime.now(UTC)
@@ -183,13 +196,6 @@ class BatchSender:
                     if status != 201:
                         _log_answer("warning", "dip_batch_not_accepted", batch, decision)
                 return
-            if decision.action is Action.NEXT_KEY:
-                if key_index == 0:
-                    self._refused_primary[sender] = (keys[0], time.monotonic())
-                key_index += 1
-                metrics.API_KEY_FALLBACKS.labels(client).inc()
-                _log_answer("warning", "dip_unauthorised_trying_secondary_key", batch, decision)
-                continue
             if decision.action is Action.SPLIT:
                 first, second = batch.split()
                 _log_answer("info", "dip_payload_too_large_splitting", batch, decision)
@@ -229,14 +235,14 @@ class BatchSender:
     def _expired(self, batch: Batch, client: str, out: Sent, sent: int) -> bool:
         """Dead-letter the batch when it has been held longer than the budget."""
         since = batch.held_since
-        if since is None or self._clock() - since <= self._budget:
-            return False
         hold = self._holds.get(client)
-        cls = DeadLetterReason.DIP_AUTH if hold and hold.kind is HoldKind.AUTH else None
+        if since is None or hold is None or self._clock() - since <= self._budget:
+            return False  # the budget runs while the DIP holds the client off, not otherwise
+        cls = DeadLetterReason.DIP_AUTH if hold.kind is HoldKind.AUTH else None
         hours = (self._clock() - since) / 3600
         reason = (
             f"held for {hours:.2f} h, past egress.hold_budget_seconds: the DIP kept pushing "
-            f"back on client {client}: {hold.reason if hold else 'no answer'}"
+            f"back on client {client}: {hold.reason}"
         )
         self._final_all(batch, out, reason, cls or DeadLetterReason.RETRIES_EXHAUSTED, None, sent)
         return True

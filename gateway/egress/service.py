@@ -88,6 +88,9 @@ _HOLD_SECONDS_MAX = 5.0
 _DIVERSION_CHECK_SECONDS = 1.0
 """How often a diverting client that is no longer held looks whether its retry backlog is
 empty (see :mod:`gateway.egress.diversion`)."""
+_HOLD_LAPSE_SECONDS = 5.0
+"""How long past its probe time a hold with nobody here to probe it is kept (see
+``ClientHolds.lapse``)."""
 _UNROUTED = "(none)"
 
 
@@ -143,12 +146,19 @@ class EgressService:
             hold_budget_seconds=egress.hold_budget_seconds,
         )
         self._diversions = Diversions()
+        # Diverting keeps order per (sender, key) only: with ordering across senders a held
+        # client's batches keep their keys where they are (and hold the others' behind them).
+        self._may_divert = egress.ordering_scope == "sender_key"
+        # Cleared from a revocation until the new assignment's retry backlogs are read: fresh
+        # records wait, so none overtakes what another replica diverted (see _on_assigned).
+        self._backlog_known = asyncio.Event()
         for client in config.clients:  # every client's series exists from the start
             metrics.client_hold(client.name, None)
             metrics.DIVERTING.labels(client.name).set(0)
         # Per client, its share of the in-flight window: records read back from its retry topic
         # pause there (its retry partitions, the others' fetching goes on); and while the window
         # is full, a client above its share diverts its fresh records (see _crowding).
+        self._weights = weights
         total = sum(weights.values()) or 1
         self._share = {
             name: max(egress.max_in_flight_messages * w // total, egress.max_batch_messages)
@@ -509,10 +519,14 @@ class EgressService:
                 for prepared in held.items:
                     ref = prepared.message.ref
                     finish((ref.topic, ref.partition), ref.offset, ref.generation)
-            counts = self._retry_in_flight if batch.retried else self._fresh_in_flight
-            counts[client] = max(counts.get(client, 0) - len(batch.items), 0)
-            if batch.retried:
+            if batch.retried:  # counted under its retry topic's client (see _ingest)
+                owner = self._retry_clients.get(batch.items[0].message.ref.topic, client)
+                left = self._retry_in_flight.get(owner, 0) - len(batch.items)
+                self._retry_in_flight[owner] = max(left, 0)
                 self._pace_retries()
+            else:
+                left = self._fresh_in_flight.get(client, 0) - len(batch.items)
+                self._fresh_in_flight[client] = max(left, 0)
             self._finished()
         except asyncio.CancelledError:  # abandoned: nothing waiting starts (see _release)
             self._release(batch)
@@ -540,6 +554,10 @@ class EgressService:
         """Send the batch, or divert it at once while its client diverts (fresh records only:
         records read back from a retry topic are sent, waiting out their client's hold)."""
         if not batch.retried:
+            if not self._may_divert:
+                return await self._sender.deliver(batch)
+            if not self._backlog_known.is_set():
+                await self._backlog_known.wait()
             if client in self._diversions or self._crowding(client):
                 return Sent([], [batch])
             return await self._sender.deliver(batch, divertable=True)
@@ -559,11 +577,22 @@ class EgressService:
         fetched (a client the DIP answers slowly, or one with a deep backlog)."""
         if self._tracker.in_flight() < self._flow.low_water:
             return False
-        if self._fresh_in_flight.get(client, 0) <= self._share[client]:
+        if self._fresh_in_flight.get(client, 0) <= self._active_share(client):
             return False
         why = "above its share of egress.max_in_flight_messages while the window is full"
         self._start_diverting(client, reason=why)
         return True
+
+    def _active_share(self, client: str) -> int:
+        """The client's share of the window among the clients with records in flight: a
+        client alone may fill it (work-conserving); with others busy, its weight's part."""
+        weights = self._weights
+        active = {c for c, n in self._fresh_in_flight.items() if n} | {
+            c for c, n in self._retry_in_flight.items() if n
+        }
+        total = sum(weights[c] for c in active | {client} if c in weights) or 1
+        limit = self._config.egress.max_in_flight_messages
+        return max(limit * weights.get(client, 1) // total, self._config.egress.max_batch_messages)
 
     def _start_diverting(self, client: str, **why: object) -> None:
         if self._diversions.start(client):
@@ -593,37 +622,57 @@ class EgressService:
         consumer = self._consumer
         if consumer is None:
             return
-        topics = [t for t, c in self._retry_clients.items() if c not in self._diversions]
+        self._backlog_known.clear()  # (already, after a revocation; not at start-up)
+        self._diversions.invalidate()
+        topics = list(self._retry_clients)
         try:
-            backlog = await retry_backlog(consumer, topics)
-        except KafkaError as exc:  # unknown: divert everyone until the backlog can be read
-            _log.warning("egress_retry_backlog_unknown", error=str(exc))
-            backlog = dict.fromkeys(topics, 1)
-        for topic, count in backlog.items():
-            if count:
-                self._start_diverting(self._retry_clients[topic], retry_backlog=count)
+            try:
+                backlog = await retry_backlog(consumer, topics)
+            except KafkaError as exc:  # unknown: divert everyone until it can be read
+                _log.warning("egress_retry_backlog_unknown", error=str(exc))
+                backlog = dict.fromkeys(topics, 1)
+            for topic, count in backlog.items():
+                if count:
+                    self._start_diverting(self._retry_clients[topic], retry_backlog=count)
+        finally:
+            self._backlog_known.set()
 
     async def _end_diversions(self) -> None:
-        """Stop diverting a client once it is not held and its retry backlog is empty."""
+        """Every second: stop diverting a client once it is not held and its retry backlog is
+        empty; let lapse a hold that no batch of this replica will ever probe."""
         while True:
             await asyncio.sleep(_DIVERSION_CHECK_SECONDS)
-            consumer = self._consumer
-            candidates = [c for c in self._diversions.clients() if self._holds.get(c) is None]
-            if consumer is None or not candidates:
-                continue
-            epochs = {c: self._diversions.epoch(c) for c in candidates}
             try:
-                backlog = await retry_backlog(consumer, [self._retry_topic[c] for c in candidates])
+                self._lapse_holds()
+                await self._end_drained_diversions()
             except KafkaError as exc:
                 _log.warning("egress_retry_backlog_unknown", error=str(exc))
-                continue
-            for client in candidates:
-                if self._holds.get(client) is not None:
-                    continue  # held again while we looked
-                topic = self._retry_topic[client]
-                if not backlog[topic] and self._diversions.stop(client, epochs[client]):
-                    metrics.DIVERTING.labels(client).set(0)
-                    _log.info("egress_client_diversion_ended", client=client)
+            except Exception:  # a bug here must not leave every client diverting silently
+                _log.exception("egress_diversion_check_failed")
+
+    def _lapse_holds(self) -> None:
+        if not self._may_divert:  # the held batches wait here and probe themselves
+            return
+        for client in list(self._holds.held()):
+            if self._retry_in_flight.get(client, 0):
+                continue  # its own read-back batches will probe
+            if self._holds.lapse(client, after=_HOLD_LAPSE_SECONDS):
+                _log.info("egress_client_hold_lapsed", client=client)
+
+    async def _end_drained_diversions(self) -> None:
+        consumer = self._consumer
+        candidates = [c for c in self._diversions.clients() if self._holds.get(c) is None]
+        if consumer is None or not candidates:
+            return
+        epochs = {c: self._diversions.epoch(c) for c in candidates}
+        backlog = await retry_backlog(consumer, [self._retry_topic[c] for c in candidates])
+        for client in candidates:
+            if self._holds.get(client) is not None:
+                continue  # held again while we looked
+            topic = self._retry_topic[client]
+            if not backlog[topic] and self._diversions.stop(client, epochs[client]):
+                metrics.DIVERTING.labels(client).set(0)
+                _log.info("egress_client_diversion_ended", client=client)
 
     def _links(self, batch: Batch) -> list[Any]:
         """Links to the traces of the batch's records that carried a ``traceparent``."""
@@ -826,7 +875,8 @@ class EgressService:
         for batch in self._batcher.flush():
             self._dispatch(batch)
         deadline = time.monotonic() + grace
-        while self._tasks and time.monotonic() < deadline:
+        # Batches waiting out a client hold would wait the whole grace: not for them.
+        while len(self._tasks) > self._holds.waiting and time.monotonic() < deadline:
             await asyncio.wait(set(self._tasks), timeout=min(0.05, deadline - time.monotonic()))
             await self._commit()
         await self._commit(force=True)
@@ -873,6 +923,7 @@ class EgressService:
         _log.info("egress_partitions_revoked", partitions=len(revoked))
         await self._drain(self._config.egress.shutdown_grace_seconds)
         await self._abandon()
+        self._backlog_known.clear()  # until the next assignment's backlogs are read
         await self._commit(force=True)
         self._poison.forget(self._tracker.partitions())
         self._tracker.forget(set(self._tracker.partitions()))
