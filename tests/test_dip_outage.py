@@ -118,3 +118,57 @@ async def test_a_30_second_dip_outage_holds_every_client_and_loses_nothing(
     kafka: KafkaUnderTest,
 ) -> None:
     await _outage(pki, kafka, outage=30, per_phase=600)
+
+
+async def test_a_fifth_of_requests_failing_every_way_with_latency_spikes_loses_nothing(
+    pki: Path,  # noqa: F811
+    kafka: KafkaUnderTest,
+) -> None:
+    """20 % of requests fail: 429, 500, 502, 503, 504, held then dropped (a timeout) or reset;
+    the rest answer after 20 ms plus up to 300 ms of jitter. Everything is delivered once, in
+    order per (sender, key); nothing is dead-lettered."""
+    async with _simulator(
+        pki,
+        latency_ms=20,
+        jitter_ms=300,
+        rate_429=0.04,
+        retry_after_seconds=1,
+        rate_500=0.03,
+        rate_502=0.03,
+        rate_503=0.03,
+        rate_504=0.03,
+        rate_timeout=0.02,
+        timeout_hold_seconds=1,
+        rate_reset=0.02,
+    ) as sim:
+        config = _config(pki, kafka, sim)
+        await ensure_topics(config.kafka, gateway_topics(config))
+        topic = config.kafka.outbound_topics[0]
+        order: dict[tuple[int, bytes], list[str]] = defaultdict(list)
+        records: list[tuple[str, bytes | None, bytes]] = []
+        for seq in range(240):
+            client, key = 1 + seq % 3, f"mpan-{seq % 20}".encode()
+            payload = _payload(client, seq)
+            order[(client, key)].append(_sur(payload))
+            records.append((topic, key, orjson.dumps(payload)))
+        await _produce(config, records)
+        gateway = Gateway(config)
+        await gateway.start()
+        try:
+            outcomes = await _collect(config, len(records), wait_seconds=180)
+        finally:
+            await gateway.stop_gracefully()
+        hits = sim.faults.snapshot()["hits"]
+        stored = sorted(sim.state.messages, key=lambda m: m.seq)
+        duplicates = sim.state.stats()["duplicatesTotal"]
+    assert {"429", "500", "502", "503", "504", "timeout", "reset"} <= set(hits), hits
+    assert [o.reason for o in outcomes.dead] == []
+    expected = sorted(ref for refs in order.values() for ref in refs)
+    assert sorted(outcomes.result_refs().elements()) == expected
+    assert duplicates == 0
+    arrival = [(m.sender, m.sender_unique_reference) for m in stored]
+    for (client, _key), refs in order.items():
+        wanted = set(refs)
+        seen = [ref for sender, ref in arrival if sender == _dip_id(client) and ref in wanted]
+        assert seen == refs, f"client {client} out of order"
+
