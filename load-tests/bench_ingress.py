@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import statistics
 import subprocess
@@ -85,9 +86,11 @@ async def _client(args: argparse.Namespace) -> None:
                 body, headers = queue.pop()
                 await send(body, headers, True)
 
+        print("start", flush=True)  # the server side starts its CPU clock here
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(args.concurrency)))
         elapsed = time.perf_counter() - started
+        print("done", flush=True)
     latencies.sort()
     print(
         json.dumps(
@@ -102,6 +105,15 @@ async def _client(args: argparse.Namespace) -> None:
 
 
 # -- the server side ----------------------------------------------------------------------------
+
+_gc_seconds = [0.0, 0.0]  # total CPU in collections; when the current one started
+
+
+def _gc_clock(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        _gc_seconds[1] = time.process_time()
+    else:
+        _gc_seconds[0] += time.process_time() - _gc_seconds[1]
 
 
 async def _serve_and_measure(args: argparse.Namespace) -> None:
@@ -150,6 +162,7 @@ async def _serve_and_measure(args: argparse.Namespace) -> None:
             config = load_config(path)
             await ensure_topics(config.kafka, gateway_topics(config), partitions=args.partitions)
             service = IngressService(config)
+            gc.callbacks.append(_gc_clock)
             stop = asyncio.Event()
             task = asyncio.create_task(service.run(stop))
             await service.started.wait()
@@ -176,7 +189,18 @@ async def _serve_and_measure(args: argparse.Namespace) -> None:
                 str(args.concurrency),
             ]
             proc = await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.PIPE)
-            out, _ = await proc.communicate()
+            assert proc.stdout is not None
+            # The gateway's CPU (this process: webhook, verification, producer; not the
+            # broker, not the pusher) from the first timed push to the last answer.
+            lines: list[bytes] = []
+            cpu: dict[str, float] = {}
+            async for line in proc.stdout:
+                lines.append(line)
+                if line.strip() in (b"start", b"done"):
+                    cpu[line.strip().decode()] = time.process_time()
+                    cpu["gc_" + line.strip().decode()] = _gc_seconds[0]
+            await proc.wait()
+            out = b"".join(lines)
             stop.set()
             await task
         finally:
@@ -191,6 +215,12 @@ async def _serve_and_measure(args: argparse.Namespace) -> None:
         f"{args.pushes} pushes in {result['elapsed']:.2f}s, concurrency {args.concurrency}, "
         f"{'TLS' if args.tls else 'plain HTTP'}, broker "
         f"{'embedded Tansu' if args.bootstrap is None else args.bootstrap}"
+    )
+    gateway_cpu = cpu["done"] - cpu["start"]
+    print(
+        f"gateway CPU {gateway_cpu * 1e6 / messages:.1f} µs/msg "
+        f"({gateway_cpu / result['elapsed']:.2f} CPUs busy), of which the garbage collector "
+        f"{(cpu['gc_done'] - cpu['gc_start']) * 1e6 / messages:.1f}"
     )
     print(
         f"push latency p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms; "
@@ -214,12 +244,20 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="cProfile the server side; print the top 25"
     )
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="the server's event loop (auto: uvloop when installed, as `dcp-gateway run`)",
+    )
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--pki", help=argparse.SUPPRESS)
     parser.add_argument("--recipient", help=argparse.SUPPRESS)
     parser.add_argument("--public-url", help=argparse.SUPPRESS)
     parser.add_argument("--connect-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    from gateway.ops import eventloop
+
     if args.client:
         asyncio.run(_client(args))
     elif args.profile:
@@ -228,11 +266,11 @@ def main() -> None:
 
         profiler = cProfile.Profile()
         profiler.enable()
-        asyncio.run(_serve_and_measure(args))
+        eventloop.run(_serve_and_measure(args), args.loop)
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
     else:
-        asyncio.run(_serve_and_measure(args))
+        eventloop.run(_serve_and_measure(args), args.loop)
 
 
 if __name__ == "__main__":
