@@ -121,6 +121,7 @@ async def _serve_and_measure(args: argparse.Namespace) -> None:
     from gateway.ingress.service import IngressService
     from gateway.kafka.embedded import EmbeddedBroker, free_port
     from gateway.kafka.topics import ensure_topics, gateway_topics
+    from gateway.loadtest.stats import read_proc
     from gateway.ops.logging import configure_logging
     from gateway.signing.pki import DevPkiOptions, create_dev_pki
 
@@ -188,6 +189,7 @@ async def _serve_and_measure(args: argparse.Namespace) -> None:
                 "--concurrency",
                 str(args.concurrency),
             ]
+            broker_pid = broker._proc.pid if broker is not None and broker._proc else None
             proc = await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.PIPE)
             assert proc.stdout is not None
             # The gateway's CPU (this process: webhook, verification, producer; not the
@@ -196,9 +198,13 @@ async def _serve_and_measure(args: argparse.Namespace) -> None:
             cpu: dict[str, float] = {}
             async for line in proc.stdout:
                 lines.append(line)
-                if line.strip() in (b"start", b"done"):
-                    cpu[line.strip().decode()] = time.process_time()
-                    cpu["gc_" + line.strip().decode()] = _gc_seconds[0]
+                mark = line.strip().decode()
+                if mark in ("start", "done"):
+                    cpu[mark] = time.process_time()
+                    cpu["gc_" + mark] = _gc_seconds[0]
+                    for name, pid in (("broker", broker_pid), ("pusher", proc.pid)):
+                        reading = read_proc(pid) if pid else None
+                        cpu[f"{name}_{mark}"] = reading.cpu_seconds if reading else 0.0
             await proc.wait()
             out = b"".join(lines)
             stop.set()
@@ -221,6 +227,19 @@ async def _serve_and_measure(args: argparse.Namespace) -> None:
         f"gateway CPU {gateway_cpu * 1e6 / messages:.1f} µs/msg "
         f"({gateway_cpu / result['elapsed']:.2f} CPUs busy), of which the garbage collector "
         f"{(cpu['gc_done'] - cpu['gc_start']) * 1e6 / messages:.1f}"
+    )
+    elapsed = result["elapsed"]
+    print(
+        "CPUs busy: broker {:.2f}, pusher {:.2f} (µs/msg {:.1f} / {:.1f})".format(
+            *(
+                (cpu[f"{name}_done"] - cpu[f"{name}_start"]) / elapsed
+                for name in ("broker", "pusher")
+            ),
+            *(
+                (cpu[f"{name}_done"] - cpu[f"{name}_start"]) * 1e6 / messages
+                for name in ("broker", "pusher")
+            ),
+        )
     )
     print(
         f"push latency p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms; "
@@ -268,6 +287,7 @@ def main() -> None:
         profiler.enable()
         eventloop.run(_serve_and_measure(args), args.loop)
         profiler.disable()
+        profiler.dump_stats("/tmp/perf-ingress.prof")
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
     else:
         eventloop.run(_serve_and_measure(args), args.loop)

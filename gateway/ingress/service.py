@@ -226,6 +226,8 @@ class IngressService:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await kafka
             producer, self.deliverer.producer = self.deliverer.producer, None
+            with contextlib.suppress(Exception):
+                await self.deliverer.close()
             if producer is not None:
                 with contextlib.suppress(Exception):
                     await producer.stop()
