@@ -174,8 +174,8 @@ class Deliverer:
 
     def _forget(self, keys: list[DedupKey], *, ok: bool) -> None:
         """No longer in flight; remembered in the window when stored."""
-        in_flight, window = self._in_flight, self.window
+        if ok:
+            self.window.add_all(keys)
+        pop = self._in_flight.pop
         for key in keys:
-            if ok:
-                window.add(key)
-            in_flight.pop(key, None)
+            pop(key, None)

@@ -211,8 +211,8 @@ class RecordWriter:
                 partition = unkeyed.get(topic, -1)
                 if partition < 0:
                     partition = unkeyed[topic] = random.choice(known)
-            else:
-                partition = known[murmur2(key) % len(known)]
+            else:  # murmur2(key), in line: once per record
+                partition = known[(_murmurhash2(key, _KAFKA_SEED) & 0x7FFFFFFF) % len(known)]
             group = groups.get((topic, partition))
             if group is None:
                 groups[(topic, partition)] = [(index, record)]
