@@ -152,7 +152,7 @@ class Deliverer:
         if producer is None:
             return None
         if writer is None or writer.producer is not producer:  # Kafka reached (again)
-            writer = self._writer = RecordWriter(producer, open_until_taken=True)
+            writer = self._writer = RecordWriter(producer)
         return writer
 
     def _settled(self, claim: _Claim, keys: list[DedupKey], builder: asyncio.Future[None]) -> None:

@@ -81,7 +81,6 @@ class _Pending:
 
     builder: Any  # aiokafka's BatchBuilder
     acked: asyncio.Future[None]
-    handed: bool = False  # given to the producer while still open (``open_until_taken``)
 
 
 @dataclass(slots=True)
@@ -95,9 +94,8 @@ class _Lane:
     filled: asyncio.Future[None] | None = None  # wakes a lane holding its open builder
 
     def fail_queued(self, error: BaseException) -> None:
-        """Fail every builder not yet handed to the producer, and drop them (an open one that
-        was handed over is settled by the producer)."""
-        for pending in [*self.full, *([self.open] if self.open and not self.open.handed else [])]:
+        """Fail every builder not yet handed to the producer, and drop them."""
+        for pending in [*self.full, *([self.open] if self.open else [])]:
             _fail(pending.acked, error)
         self.full.clear()
         self.open = None
@@ -106,21 +104,12 @@ class _Lane:
 class RecordWriter:
     """Produces lists of records through one shared builder lane per partition."""
 
-    def __init__(
-        self, producer: AIOKafkaProducer, *, interval: float = 0.0, open_until_taken: bool = False
-    ) -> None:
+    def __init__(self, producer: AIOKafkaProducer, *, interval: float = 0.0) -> None:
         """``interval``: after handing a builder to the producer, a lane hands over the next one
         that is not full at the next tick (multiple of ``interval`` on the loop's clock; 0: as
-        soon as the previous one is taken).
-
-        ``open_until_taken``: a builder handed to the producer keeps taking records until the
-        producer takes it into a request (and closes it), instead of the next builder taking
-        them. For closed-loop writers (webhook pushes waiting for their acknowledgement), where
-        each builder would otherwise carry one write's records and every write waited behind a
-        builder in ``send_batch`` and another in the request: two round trips, not one."""
+        soon as the previous one is taken)."""
         self._producer = producer
         self._interval = interval
-        self._open_until_taken = open_until_taken
         self._lanes: dict[tuple[str, int], _Lane] = {}
 
     @property
@@ -154,7 +143,7 @@ class RecordWriter:
             if lane is None:
                 lane = self._lanes[(topic, partition)] = _Lane()
             pending = lane.open
-            if pending is None or pending.acked.done():  # settled: taken, failed or expired
+            if pending is None:
                 pending = lane.open = self._new_pending()
             try:
                 append = pending.builder.append
@@ -162,10 +151,9 @@ class RecordWriter:
                 for index, record in group:
                     key, value, headers = record.key, record.value, record.headers or []
                     if append(timestamp=None, key=key, value=value, headers=headers) is None:
-                        # full (or handed over and taken): it queues behind the builders
-                        # before it; the first record always fits a new builder
-                        if not pending.handed:
-                            lane.full.append(pending)
+                        # full: it queues behind the builders before it; the first record
+                        # always fits a new builder
+                        lane.full.append(pending)
                         if lane.filled is not None and not lane.filled.done():
                             lane.filled.set_result(None)
                         pending = lane.open = self._new_pending()
@@ -236,18 +224,14 @@ class RecordWriter:
             while True:
                 if lane.full:
                     pending = lane.full.popleft()
-                elif lane.open is not None and not lane.open.handed:
+                elif lane.open is not None:
                     hold = lane.ready_at - loop.time()
                     if hold > _TIMER_SLACK:
                         lane.filled = loop.create_future()
                         await asyncio.wait([lane.filled], timeout=hold)
                         lane.filled = None
                         continue
-                    pending = lane.open
-                    if self._open_until_taken:
-                        pending.handed = True
-                    else:
-                        lane.open = None
+                    pending, lane.open = lane.open, None
                 else:
                     return
                 lane.ready_at = _next_tick(loop.time() + _TIMER_SLACK, self._interval)
