@@ -110,41 +110,34 @@ class Deliverer:
         (all of which land when the broker is back). A retry instead waits on the first copy.
         """
         writer = self._writer_for(self.producer)
-        acks: list[asyncio.Future[None]] = []
+        handed: list[tuple[asyncio.Future[None], Sequence[Delivery]]] = []
         try:
             if writer is not None:
                 async with asyncio.timeout(self._timeout):
-                    acks = await writer.submit([d for _, d in mine])
-                    await asyncio.wait(self._watch(acks, mine, claim))
+                    handed = await writer.submit([d for _, d in mine])
+                    await asyncio.wait(self._watch(handed, claim))
         except TimeoutError:
             pass
         except Exception:  # the topic's partitions unreadable, or the producer stopped
             pass
         finally:
-            if not acks:  # nothing reached the producer: nothing will settle the keys
+            if not handed:  # nothing reached the producer: nothing will settle the keys
                 self._release(claim, ok=False)
-        return [f.done() and not f.cancelled() and f.exception() is None for f in acks] or [
-            False
-        ] * len(mine)
+        stored: set[int] = set()  # id() of each stored delivery (all alive in ``mine``)
+        for builder, records in handed:
+            if builder.done() and not builder.cancelled() and builder.exception() is None:
+                stored.update(map(id, records))
+        return [id(d) in stored for _, d in mine]
 
     def _watch(
-        self,
-        acks: list[asyncio.Future[None]],
-        mine: Sequence[tuple[int, Delivery]],
-        claim: _Claim,
+        self, handed: list[tuple[asyncio.Future[None], Sequence[Delivery]]], claim: _Claim
     ) -> set[asyncio.Future[None]]:
         """Settle each builder's keys when Kafka answers for it; the push's builders."""
-        builders: dict[asyncio.Future[None], list[DedupKey]] = {}
-        for (_, d), builder in zip(mine, acks, strict=True):
-            keys = builders.get(builder)
-            if keys is None:
-                builders[builder] = [d.dedup_key]
-            else:
-                keys.append(d.dedup_key)
-        claim.builders = len(builders)
-        for builder, keys in builders.items():
+        claim.builders = len(handed)
+        for builder, records in handed:
+            keys = [d.dedup_key for d in records]
             builder.add_done_callback(functools.partial(self._settled, claim, keys))
-        return set(builders)
+        return {builder for builder, _ in handed}
 
     def _writer_for(self, producer: Any | None) -> RecordWriter | None:
         """The writer of the current producer (a new one when the producer was replaced)."""

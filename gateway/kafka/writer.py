@@ -40,7 +40,7 @@ import random
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -63,6 +63,9 @@ class Record(Protocol):
     def key(self) -> bytes | None: ...
     @property
     def headers(self) -> list[tuple[str, bytes]] | None: ...
+
+
+R = TypeVar("R", bound=Record)
 
 
 class OutRecord(NamedTuple):
@@ -122,7 +125,7 @@ class RecordWriter:
         the wait does not take the records back: they are written with their lane's builder."""
         if not records:
             return
-        waits = set(await self.submit(records))
+        waits = {acked for acked, _ in await self.submit(records)}
         # wait, not gather: a cancelled writer must not cancel futures other writers share
         await asyncio.wait(waits)
         for future in waits:
@@ -131,13 +134,14 @@ class RecordWriter:
                 # a copy: the writers sharing a builder would all extend one traceback
                 raise copy.copy(error)
 
-    async def submit(self, records: Sequence[Record]) -> list[asyncio.Future[None]]:
-        """Hand every record to its partition's lane without waiting for Kafka: per record, in
-        order, the future of the builder it went into (shared by that builder's records; done
-        when Kafka acknowledged the builder, failed with a ``KafkaError`` when not). Raises, with
-        nothing handed over, when a topic's partitions cannot be read. For writers that report
-        each record's outcome (the ingress webhook); :meth:`write` waits for them all."""
-        acks: list[asyncio.Future[None]] = [None] * len(records)  # type: ignore[list-item]
+    async def submit(self, records: Sequence[R]) -> list[tuple[asyncio.Future[None], Sequence[R]]]:
+        """Hand every record to its partition's lane without waiting for Kafka: the future of
+        each builder the records went into (done when Kafka acknowledged it, failed with a
+        ``KafkaError`` when not) with the records that went into it. Raises, with nothing
+        handed over, when a topic's partitions cannot be read. For writers that report each
+        record's outcome (the ingress webhook); :meth:`write` waits for them all. The records
+        per builder come from the builders' counts, so there is no per-record bookkeeping."""
+        handed: list[tuple[asyncio.Future[None], Sequence[R]]] = []
         for (topic, partition), group in (await self._group(records)).items():
             lane = self._lanes.get((topic, partition))
             if lane is None:
@@ -145,30 +149,34 @@ class RecordWriter:
             pending = lane.open
             if pending is None:
                 pending = lane.open = self._new_pending()
+            start = 0  # of the group's records in ``pending``
+            before = pending.builder.record_count()  # other writers' records in it
             try:
                 append = pending.builder.append
-                acked = pending.acked
-                for index, record in group:
+                for record in group:
                     key, value, headers = record.key, record.value, record.headers or []
                     if append(timestamp=None, key=key, value=value, headers=headers) is None:
                         # full: it queues behind the builders before it; the first record
                         # always fits a new builder
                         lane.full.append(pending)
+                        taken = pending.builder.record_count() - before
+                        handed.append((pending.acked, group[start : start + taken]))
+                        start, before = start + taken, 0
                         if lane.filled is not None and not lane.filled.done():
                             lane.filled.set_result(None)
                         pending = lane.open = self._new_pending()
                         append = pending.builder.append
-                        acked = pending.acked
                         append(timestamp=None, key=key, value=value, headers=headers)
-                    acks[index] = acked
             finally:  # even when a record could not be appended: what was appended is sent
+                taken = pending.builder.record_count() - before
+                handed.append((pending.acked, group[start : start + taken]))
                 if lane.task is None:
                     # An empty context: the lane outlives the batch that starts it, and must not
                     # carry that batch's log fields and trace span.
                     lane.task = asyncio.create_task(
                         self._drive(topic, partition, lane), context=contextvars.Context()
                     )
-        return acks
+        return handed
 
     async def close(self) -> None:
         """Stop the lanes (before the producer stops); their unacknowledged writers fail."""
@@ -180,16 +188,13 @@ class RecordWriter:
             lane.fail_queued(KafkaError("outcome writer closed"))
         self._lanes.clear()
 
-    async def _group(
-        self, records: Sequence[Record]
-    ) -> dict[tuple[str, int], list[tuple[int, Record]]]:
-        """Records (with their index) by (topic, partition), in order; partitions as the
-        default partitioner's."""
+    async def _group(self, records: Sequence[R]) -> dict[tuple[str, int], list[R]]:
+        """Records by (topic, partition), in order; partitions as the default partitioner's."""
         producer = self._producer
         partitions: dict[str, list[int]] = {}
         unkeyed: dict[str, int] = {}
-        groups: dict[tuple[str, int], list[tuple[int, Record]]] = {}
-        for index, record in enumerate(records):
+        groups: dict[tuple[str, int], list[R]] = {}
+        for record in records:
             topic = record.topic
             known = partitions.get(topic)
             if known is None:
@@ -203,9 +208,9 @@ class RecordWriter:
                 partition = known[(_murmurhash2(key, _KAFKA_SEED) & 0x7FFFFFFF) % len(known)]
             group = groups.get((topic, partition))
             if group is None:
-                groups[(topic, partition)] = [(index, record)]
+                groups[(topic, partition)] = [record]
             else:
-                group.append((index, record))
+                group.append(record)
         return groups
 
     def _new_pending(self) -> _Pending:
