@@ -10,13 +10,17 @@ routing, acks=all produce, dedup window). A *separate process* then signs ``--pu
 of ``--batch`` publications each (unique transaction IDs, signing done before the clock
 starts, as the DIP does its own signing) and sends them with ``--concurrency`` connections.
 The clock runs from the first request sent to the last answer received; every answer must be
-201, i.e. every message acknowledged by Kafka. Prints messages/s, pushes/s and push latency.
+201, i.e. every message acknowledged by Kafka. Prints messages/s, pushes/s and push latency,
+and over the same window the gateway's CPU per message (this process: webhook, verification,
+producer), its garbage collector's share, and the broker's and the pusher's CPU, so it is
+clear which one is the limit.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import statistics
 import subprocess
@@ -85,9 +89,11 @@ async def _client(args: argparse.Namespace) -> None:
                 body, headers = queue.pop()
                 await send(body, headers, True)
 
+        print("start", flush=True)  # the server side starts its CPU clock here
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(args.concurrency)))
         elapsed = time.perf_counter() - started
+        print("done", flush=True)
     latencies.sort()
     print(
         json.dumps(
@@ -103,12 +109,22 @@ async def _client(args: argparse.Namespace) -> None:
 
 # -- the server side ----------------------------------------------------------------------------
 
+_gc_seconds = [0.0, 0.0]  # total CPU in collections; when the current one started
+
+
+def _gc_clock(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        _gc_seconds[1] = time.process_time()
+    else:
+        _gc_seconds[0] += time.process_time() - _gc_seconds[1]
+
 
 async def _serve_and_measure(args: argparse.Namespace) -> None:
     from gateway.config import load_config
     from gateway.ingress.service import IngressService
     from gateway.kafka.embedded import EmbeddedBroker, free_port
     from gateway.kafka.topics import ensure_topics, gateway_topics
+    from gateway.loadtest.stats import read_proc
     from gateway.ops.logging import configure_logging
     from gateway.signing.pki import DevPkiOptions, create_dev_pki
 
@@ -150,6 +166,7 @@ async def _serve_and_measure(args: argparse.Namespace) -> None:
             config = load_config(path)
             await ensure_topics(config.kafka, gateway_topics(config), partitions=args.partitions)
             service = IngressService(config)
+            gc.callbacks.append(_gc_clock)
             stop = asyncio.Event()
             task = asyncio.create_task(service.run(stop))
             await service.started.wait()
@@ -175,8 +192,24 @@ async def _serve_and_measure(args: argparse.Namespace) -> None:
                 "--concurrency",
                 str(args.concurrency),
             ]
+            broker_pid = broker._proc.pid if broker is not None and broker._proc else None
             proc = await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.PIPE)
-            out, _ = await proc.communicate()
+            assert proc.stdout is not None
+            # The gateway's CPU (this process: webhook, verification, producer; not the
+            # broker, not the pusher) from the first timed push to the last answer.
+            lines: list[bytes] = []
+            cpu: dict[str, float] = {}
+            async for line in proc.stdout:
+                lines.append(line)
+                mark = line.strip().decode()
+                if mark in ("start", "done"):
+                    cpu[mark] = time.process_time()
+                    cpu["gc_" + mark] = _gc_seconds[0]
+                    for name, pid in (("broker", broker_pid), ("pusher", proc.pid)):
+                        reading = read_proc(pid) if pid else None
+                        cpu[f"{name}_{mark}"] = reading.cpu_seconds if reading else 0.0
+            await proc.wait()
+            out = b"".join(lines)
             stop.set()
             await task
         finally:
@@ -191,6 +224,25 @@ async def _serve_and_measure(args: argparse.Namespace) -> None:
         f"{args.pushes} pushes in {result['elapsed']:.2f}s, concurrency {args.concurrency}, "
         f"{'TLS' if args.tls else 'plain HTTP'}, broker "
         f"{'embedded Tansu' if args.bootstrap is None else args.bootstrap}"
+    )
+    gateway_cpu = cpu["done"] - cpu["start"]
+    print(
+        f"gateway CPU {gateway_cpu * 1e6 / messages:.1f} µs/msg "
+        f"({gateway_cpu / result['elapsed']:.2f} CPUs busy), of which the garbage collector "
+        f"{(cpu['gc_done'] - cpu['gc_start']) * 1e6 / messages:.1f}"
+    )
+    elapsed = result["elapsed"]
+    print(
+        "CPUs busy: broker {:.2f}, pusher {:.2f} (µs/msg {:.1f} / {:.1f})".format(
+            *(
+                (cpu[f"{name}_done"] - cpu[f"{name}_start"]) / elapsed
+                for name in ("broker", "pusher")
+            ),
+            *(
+                (cpu[f"{name}_done"] - cpu[f"{name}_start"]) * 1e6 / messages
+                for name in ("broker", "pusher")
+            ),
+        )
     )
     print(
         f"push latency p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms; "
@@ -212,7 +264,15 @@ def main() -> None:
     parser.add_argument("--bootstrap", help="an existing Kafka instead of the embedded broker")
     parser.add_argument("--idempotence", action="store_true", help="with --bootstrap")
     parser.add_argument(
-        "--profile", action="store_true", help="cProfile the server side; print the top 25"
+        "--profile",
+        action="store_true",
+        help="cProfile the server side; print the top 25 (all of it: /tmp/bench-ingress.prof)",
+    )
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="the server's event loop (auto: uvloop when installed, as `dcp-gateway run`)",
     )
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--pki", help=argparse.SUPPRESS)
@@ -220,6 +280,8 @@ def main() -> None:
     parser.add_argument("--public-url", help=argparse.SUPPRESS)
     parser.add_argument("--connect-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    from gateway.ops import eventloop
+
     if args.client:
         asyncio.run(_client(args))
     elif args.profile:
@@ -228,11 +290,12 @@ def main() -> None:
 
         profiler = cProfile.Profile()
         profiler.enable()
-        asyncio.run(_serve_and_measure(args))
+        eventloop.run(_serve_and_measure(args), args.loop)
         profiler.disable()
+        profiler.dump_stats("/tmp/bench-ingress.prof")
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
     else:
-        asyncio.run(_serve_and_measure(args))
+        eventloop.run(_serve_and_measure(args), args.loop)
 
 
 if __name__ == "__main__":

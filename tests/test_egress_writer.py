@@ -15,9 +15,9 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from aiokafka.producer.message_accumulator import BatchBuilder
 
-from gateway.egress.writer import OutcomeWriter, OutRecord, murmur2
 from gateway.kafka.clients import common_kwargs, create_producer, producer_kwargs
 from gateway.kafka.topics import ensure_topics
+from gateway.kafka.writer import OutRecord, RecordWriter, murmur2
 from tests.kafka_fixtures import KafkaUnderTest
 
 
@@ -49,7 +49,7 @@ async def test_writes_land_where_the_default_partitioner_puts_them_in_order(
     producer = create_producer(settings)
     await producer.start()
     try:
-        await OutcomeWriter(producer).write(big + small)
+        await RecordWriter(producer).write(big + small)
     finally:
         await producer.stop()
 
@@ -91,7 +91,7 @@ async def test_concurrent_writes_share_each_partitions_builders(kafka: KafkaUnde
     ]
     producer = _CountingProducer(**producer_kwargs(settings, max_batch_size=16 * 1024))
     await producer.start()
-    writer = OutcomeWriter(producer)
+    writer = RecordWriter(producer)
     try:
         await asyncio.wait_for(asyncio.gather(*(writer.write(w) for w in writes)), 60)
     finally:
@@ -119,7 +119,7 @@ async def test_a_write_the_producer_cannot_take_raises_kafka_error(kafka: KafkaU
     await ensure_topics(settings, [topic], partitions=3)
     producer = create_producer(settings)
     await producer.start()
-    writer = OutcomeWriter(producer)
+    writer = RecordWriter(producer)
     await writer.write([OutRecord(topic, b"first", b"k", None)])  # metadata known
     await producer.stop()
     with pytest.raises(KafkaError):
@@ -189,7 +189,7 @@ def _records(tag: str, count: int, size: int = 100, topic: str = "t") -> list[Ou
 
 async def test_a_failed_builder_fails_every_writer_in_it_and_the_builders_behind_it() -> None:
     producer = _HeldProducer(batch_size=300)  # two records per builder
-    writer = OutcomeWriter(producer)
+    writer = RecordWriter(producer)
     producer.hold = asyncio.Event()
     first = asyncio.create_task(writer.write(_records("a", 3)))  # builders 1 and 2 (open)
     second = asyncio.create_task(writer.write(_records("b", 1)))  # joins builder 2
@@ -210,7 +210,7 @@ async def test_a_failed_builder_fails_every_writer_in_it_and_the_builders_behind
 
 async def test_a_cancelled_writer_leaves_its_records_with_the_lane() -> None:
     producer = _HeldProducer()
-    writer = OutcomeWriter(producer)
+    writer = RecordWriter(producer)
     cancelled = asyncio.create_task(writer.write(_records("a", 3)))
     await asyncio.sleep(0.01)
     cancelled.cancel()
@@ -227,7 +227,7 @@ async def test_a_cancelled_writer_leaves_its_records_with_the_lane() -> None:
 
 async def test_close_fails_the_writers_still_waiting() -> None:
     producer = _HeldProducer()
-    writer = OutcomeWriter(producer)
+    writer = RecordWriter(producer)
     producer.hold = asyncio.Event()
     waiting = asyncio.create_task(writer.write(_records("a", 2)))  # lane held in send_batch
     await asyncio.sleep(0.01)
@@ -244,7 +244,7 @@ async def test_close_fails_the_writers_still_waiting() -> None:
 async def test_an_error_that_is_not_kafkas_reaches_the_writer_as_a_kafka_error() -> None:
     """The service retries KafkaError; anything else from send_batch must not wedge a write."""
     producer = _HeldProducer()
-    writer = OutcomeWriter(producer)
+    writer = RecordWriter(producer)
     producer.failures = [AssertionError("Unrecognized partition")]
     with pytest.raises(KafkaError, match="Unrecognized partition"):
         await asyncio.wait_for(writer.write(_records("a", 1)), 5)
@@ -270,7 +270,7 @@ async def test_a_lane_hands_over_at_most_one_open_builder_per_tick() -> None:
     """The first write after a quiet spell goes at once; the writes that follow share the next
     builder, handed over at the next tick (a multiple of the interval)."""
     producer = _HeldProducer()
-    writer = OutcomeWriter(producer, interval=0.3)
+    writer = RecordWriter(producer, interval=0.3)
     loop = asyncio.get_running_loop()
     await _just_after_a_tick(0.3)
     first = asyncio.create_task(writer.write(_records("a", 1)))
@@ -295,7 +295,7 @@ async def test_held_lanes_are_released_together_on_the_same_tick() -> None:
     """Two lanes that last handed over 0.1 s apart release their next builders on one tick
     (one produce request for both), not each an interval after its own hand-over."""
     producer = _HeldProducer()
-    writer = OutcomeWriter(producer, interval=0.3)
+    writer = RecordWriter(producer, interval=0.3)
     await _just_after_a_tick(0.3)
     first = [asyncio.create_task(writer.write(_records("a", 1, topic="x")))]
     await _until(lambda: len(producer.sent) == 1)
@@ -314,7 +314,7 @@ async def test_held_lanes_are_released_together_on_the_same_tick() -> None:
 
 async def test_a_builder_that_fills_while_its_lane_holds_goes_at_once() -> None:
     producer = _HeldProducer(batch_size=300)  # two records per builder
-    writer = OutcomeWriter(producer, interval=30.0)
+    writer = RecordWriter(producer, interval=30.0)
     first = asyncio.create_task(writer.write(_records("a", 1)))
     await _until(lambda: producer.sent == [1])
     second = asyncio.create_task(writer.write(_records("b", 1)))  # opens a builder: held

@@ -446,6 +446,15 @@ def test_dedup_window_forgets_the_oldest_beyond_capacity() -> None:
     assert len(window) == 2
 
 
+def test_dedup_window_remembers_a_push_at_once_and_a_repeat_becomes_the_newest() -> None:
+    window = DedupWindow(3)
+    window.add_all([("publication", OWNED, k) for k in ("a", "b", "c")])
+    window.add_all([("publication", OWNED, k) for k in ("a", "d")])  # a again: now newest
+    assert ("publication", OWNED, "b") not in window  # the oldest went, not the repeated a
+    assert [k in window for k in (("publication", OWNED, x) for x in "acd")] == [True] * 3
+    assert len(window) == 3
+
+
 def test_dedup_window_of_zero_remembers_nothing() -> None:
     window = DedupWindow(0)
     window.add(("publication", OWNED, "a"))

@@ -34,3 +34,19 @@ def test_the_settings_come_back_when_streaming_fails() -> None:
         raise RuntimeError("consumer failed")
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+def test_two_streaming_services_share_the_tuning_until_the_last_one_ends() -> None:
+    """Egress and ingress stream in one process: the larger young generation applies while
+    both run, and the process's settings come back only when both have ended (in any order)."""
+    before = gc.get_threshold()
+    egress, ingress = tuned_for_streaming(20_000), tuned_for_streaming(40_000)
+    egress.__enter__()
+    ingress.__enter__()
+    assert gc.get_threshold() == (200_000, 10, 10)
+    egress.__exit__(None, None, None)  # the first to start ends first
+    assert gc.get_threshold() == (200_000, 10, 10)
+    assert gc.get_freeze_count() > 0
+    ingress.__exit__(None, None, None)
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0

@@ -27,7 +27,7 @@ from gateway.egress.envelope import RecordRef
 from gateway.egress.poison import raise_if_test_poison
 from gateway.egress.reasons import DeadLetterReason
 from gateway.egress.sender import Delivery
-from gateway.egress.writer import OutRecord
+from gateway.kafka.writer import OutRecord
 
 _Common = tuple[str, int, str, str, int | None, int, datetime, Any, datetime | None, Any]
 """What a result shares with the others of its request: source topic and partition, sender,

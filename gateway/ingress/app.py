@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -138,10 +139,8 @@ class WebhookHandler:
             outcomes = [Outcome.FAILED] * len(outcomes)
         status = answer_status(outcomes)
         channel = route.kind.value
-        for outcome in Outcome:
-            count = sum(1 for o in outcomes if o is outcome)
-            if count:
-                metrics.MESSAGES.labels(channel, outcome.value).inc(count)
+        for outcome, count in Counter(outcomes).items():
+            metrics.MESSAGES.labels(channel, outcome.value).inc(count)
         quarantined = [d.quarantine_reason for d in deliveries if d.quarantine_reason]
         if quarantined:
             _log.warning(
@@ -155,7 +154,7 @@ class WebhookHandler:
                 "ingress_not_all_stored",
                 status=status,
                 recipient=route.recipient,
-                failed=sum(1 for o in outcomes if o is Outcome.FAILED),
+                failed=outcomes.count(Outcome.FAILED),
                 messages=len(outcomes),
             )
         metrics.PUSHES.labels(channel, str(status)).inc()

@@ -13,6 +13,7 @@ are routed again despite the window: see :mod:`gateway.ingress.deliver`.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 
 DedupKey = tuple[str, str, str]
 
@@ -33,9 +34,16 @@ class DedupWindow:
         return key in self._keys
 
     def add(self, key: DedupKey) -> None:
+        self.add_all((key,))
+
+    def add_all(self, keys: Iterable[DedupKey]) -> None:
+        """Remember ``keys`` (a push's, at once: one call per Kafka batch, not per message)."""
         if self._capacity <= 0:
             return
-        self._keys[key] = None
-        self._keys.move_to_end(key)
-        while len(self._keys) > self._capacity:
-            self._keys.popitem(last=False)
+        remembered = self._keys
+        move_to_end = remembered.move_to_end
+        for key in keys:
+            remembered[key] = None
+            move_to_end(key)
+        while len(remembered) > self._capacity:
+            remembered.popitem(last=False)

@@ -1,8 +1,10 @@
 """Produce planned deliveries to Kafka once each, and report each one's outcome.
 
 The thin imperative shell around :mod:`gateway.ingress.pipeline`: every record of a push is
-handed to the producer first and the acknowledgements are gathered afterwards, so a push of a
-hundred messages costs one round of broker requests, not a hundred. The whole wait is bounded
+appended to the producer's per-partition batch builders at once (:mod:`gateway.kafka.writer`,
+shared with every other push being produced) and the acknowledgements are gathered afterwards,
+so a push of a hundred messages costs one round of broker requests, not a hundred, and one
+future per builder, not one per record. The whole wait is bounded
 (``ingress.produce_timeout_seconds``) so the webhook answers in bounded time; what is not
 acknowledged by then is reported ``failed`` and the DIP retries the push.
 
@@ -27,10 +29,23 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.ingress.dedup import DedupKey, DedupWindow
 from gateway.ingress.pipeline import Delivery, Outcome
+from gateway.kafka.writer import RecordWriter
+
+
+@dataclass(slots=True)
+class _Claim:
+    """The keys of one push in flight: ``done`` tells identical copies that arrive meanwhile
+    whether every record of the push was stored, once the last of its builders settled."""
+
+    done: asyncio.Future[bool]
+    builders: int = 0
+    ok: bool = True
+    keys: list[DedupKey] = field(default_factory=list)
 
 
 class Deliverer:
@@ -42,26 +57,30 @@ class Deliverer:
         self.window = window
         self._timeout = timeout_seconds
         self._in_flight: dict[DedupKey, asyncio.Future[bool]] = {}
+        self._writer: RecordWriter | None = None
 
     async def deliver(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(deliveries)
         mine: list[tuple[int, Delivery]] = []
         theirs: list[tuple[int, asyncio.Future[bool]]] = []
-        loop = asyncio.get_running_loop()
+        window, in_flight = self.window, self._in_flight
+        claim = _Claim(asyncio.get_running_loop().create_future())
         for i, d in enumerate(deliveries):
-            if d.dedup_key in self.window and not d.replay:
+            key = d.dedup_key
+            if key in window and not d.replay:
                 outcomes[i] = Outcome.DUPLICATE
                 continue
-            pending = self._in_flight.get(d.dedup_key)
+            pending = in_flight.get(key)
             if pending is not None:
                 theirs.append((i, pending))
                 continue
-            self._in_flight[d.dedup_key] = loop.create_future()
+            in_flight[key] = claim.done
+            claim.keys.append(key)
             mine.append((i, d))
         if mine:
-            acked = await self._produce(mine)
-            for i, d in mine:
-                if not acked.get(i, False):
+            acked = await self._produce(mine, claim)
+            for (i, d), ok in zip(mine, acked, strict=True):
+                if not ok:
                     outcomes[i] = Outcome.FAILED
                 elif d.quarantine_reason is None:
                     outcomes[i] = Outcome.ROUTED
@@ -75,50 +94,81 @@ class Deliverer:
             outcomes[i] = Outcome.DUPLICATE if ok else Outcome.FAILED
         return [o if o is not None else Outcome.FAILED for o in outcomes]
 
-    async def _produce(self, mine: Sequence[tuple[int, Delivery]]) -> dict[int, bool]:
-        """Send all, then wait for all acks (bounded); True where Kafka acknowledged.
+    async def close(self) -> None:
+        """Stop the writer's lanes before the producer stops (their records fail)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            await writer.close()
 
-        A key stays in flight until Kafka settles its record, not only until the push is
-        answered: the producer keeps retrying a record after the webhook said 503, so during
-        a broker outage each DIP retry of the push would otherwise queue one more copy (all of
-        which land when the broker is back). A retry instead waits on the first copy.
+    async def _produce(self, mine: Sequence[tuple[int, Delivery]], claim: _Claim) -> list[bool]:
+        """Append all, then wait for all acks (bounded); per record, True where Kafka
+        acknowledged it.
+
+        The push's keys stay in flight until Kafka settles their builders, not only until the
+        push is answered: the producer keeps retrying a record after the webhook said 503, so
+        during a broker outage each DIP retry of the push would otherwise queue one more copy
+        (all of which land when the broker is back). A retry instead waits on the first copy.
         """
-        producer = self.producer
-        sent: list[tuple[int, asyncio.Future[Any]]] = []
+        writer = self._writer_for(self.producer)
+        handed: list[tuple[asyncio.Future[None], Sequence[Delivery]]] = []
         try:
-            if producer is not None:
+            if writer is not None:
                 async with asyncio.timeout(self._timeout):
-                    for i, d in mine:
-                        try:
-                            fut = await producer.send(
-                                d.topic, value=d.value, key=d.key, headers=d.headers
-                            )
-                        except Exception:  # a record the broker refuses fails alone
-                            continue
-                        fut.add_done_callback(functools.partial(self._settled, d.dedup_key))
-                        sent.append((i, fut))
-                    if sent:
-                        await asyncio.wait([f for _, f in sent])
+                    handed = await writer.submit([d for _, d in mine])
+                    await asyncio.wait(self._watch(handed, claim))
         except TimeoutError:
             pass
+        except Exception:  # the topic's partitions unreadable, or the producer stopped
+            pass
         finally:
-            attached = {i for i, _ in sent}
-            for i, d in mine:
-                if i not in attached:  # never reached the producer: nothing will settle it
-                    self._release(d.dedup_key, ok=False)
-        return {
-            i: fut.done() and not fut.cancelled() and fut.exception() is None for i, fut in sent
-        }
+            if not handed:  # nothing reached the producer: nothing will settle the keys
+                self._release(claim, ok=False)
+        stored: set[int] = set()  # id() of each stored delivery (all alive in ``mine``)
+        for builder, records in handed:
+            if builder.done() and not builder.cancelled() and builder.exception() is None:
+                stored.update(map(id, records))
+        return [id(d) in stored for _, d in mine]
 
-    def _settled(self, key: DedupKey, fut: asyncio.Future[Any]) -> None:
-        """Kafka's answer for ``key``, in time for the push's answer or not: remembered when
-        stored (a late failure was already reported as ``failed``, and is only retrieved)."""
-        ok = not fut.cancelled() and fut.exception() is None
+    def _watch(
+        self, handed: list[tuple[asyncio.Future[None], Sequence[Delivery]]], claim: _Claim
+    ) -> set[asyncio.Future[None]]:
+        """Settle each builder's keys when Kafka answers for it; the push's builders."""
+        claim.builders = len(handed)
+        for builder, records in handed:
+            keys = [d.dedup_key for d in records]
+            builder.add_done_callback(functools.partial(self._settled, claim, keys))
+        return {builder for builder, _ in handed}
+
+    def _writer_for(self, producer: Any | None) -> RecordWriter | None:
+        """The writer of the current producer (a new one when the producer was replaced)."""
+        writer = self._writer
+        if producer is None:
+            return None
+        if writer is None or writer.producer is not producer:  # Kafka reached (again)
+            writer = self._writer = RecordWriter(producer)
+        return writer
+
+    def _settled(self, claim: _Claim, keys: list[DedupKey], builder: asyncio.Future[None]) -> None:
+        """Kafka's answer for one of a push's builders, in time for the push's answer or not:
+        its keys are remembered when stored (a late failure was already reported as
+        ``failed``, and is only retrieved). Copies waiting on the push learn whether all of it
+        was stored once its last builder is settled."""
+        ok = not builder.cancelled() and builder.exception() is None
+        self._forget(keys, ok=ok)
+        claim.ok = claim.ok and ok
+        claim.builders -= 1
+        if claim.builders == 0 and not claim.done.done():
+            claim.done.set_result(claim.ok)
+
+    def _release(self, claim: _Claim, *, ok: bool) -> None:
+        self._forget(claim.keys, ok=ok)
+        if not claim.done.done():
+            claim.done.set_result(ok)
+
+    def _forget(self, keys: list[DedupKey], *, ok: bool) -> None:
+        """No longer in flight; remembered in the window when stored."""
         if ok:
-            self.window.add(key)
-        self._release(key, ok=ok)
-
-    def _release(self, key: DedupKey, *, ok: bool) -> None:
-        holder = self._in_flight.pop(key, None)
-        if holder is not None and not holder.done():
-            holder.set_result(ok)
+            self.window.add_all(keys)
+        pop = self._in_flight.pop
+        for key in keys:
+            pop(key, None)

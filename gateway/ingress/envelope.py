@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -34,11 +34,12 @@ class EnvelopeError(Exception):
         self.detail = detail
 
 
-@dataclass(frozen=True, slots=True)
-class Publication:
-    """One message of a publication push, with the fields routing and headers use."""
+class Publication(NamedTuple):
+    """One message of a publication push, with the fields routing and headers use (a
+    NamedTuple made with ``tuple.__new__``: one is made per message, and a frozen dataclass
+    costs a ``object.__setattr__`` call per field)."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # the position in the push; hides tuple.index
     interface: str
     event_code: str | None
     schema_version: str | None
@@ -141,20 +142,33 @@ def parse_status_messages(document: Any) -> list[StatusMessage]:
 
 
 def _publication(i: int, item: Any) -> Publication:
+    """Every check written out in line rather than through helpers: this runs once per
+    message of every push (the webhook's hot path), and a helper call costs more than its
+    check."""
     if not isinstance(item, dict):
         raise EnvelopeError("bad_envelope", f"[{i}] is not a JSON object")
     payload = item.get("payload")
     if not isinstance(payload, dict):
         raise EnvelopeError("bad_envelope", f'[{i}] has no "payload" object')
-    common = _block(payload, "CommonBlock", i, "payload")
-    s0 = _block(common, "S0", i)
-    d0 = _block(common, "D0", i)
-    s1 = _optional_block(common, "S1")
-    a0 = common.get("A0", {})
+    common = payload.get("CommonBlock")
+    if not isinstance(common, dict):
+        raise _missing_block(i, "payload", "CommonBlock")
+    s0 = common.get("S0")
+    if not isinstance(s0, dict):
+        raise _missing_block(i, "CommonBlock", "S0")
+    d0 = common.get("D0")
+    if not isinstance(d0, dict):
+        raise _missing_block(i, "CommonBlock", "D0")
+    s1 = common.get("S1")
+    if not isinstance(s1, dict):
+        s1 = _NONE
+    a0 = common.get("A0", _NONE)
     if not isinstance(a0, dict):
         raise EnvelopeError("bad_envelope", f"[{i}] CommonBlock.A0 is not an object")
     # The DIP's own published examples spell it "InterfaceID"; the schema says "interfaceID".
-    interface = s0.get("interfaceID", s0.get("InterfaceID"))
+    interface = s0.get("interfaceID", _ABSENT)
+    if interface is _ABSENT:
+        interface = s0.get("InterfaceID")
     if not isinstance(interface, str) or not interface:
         raise EnvelopeError("bad_envelope", f"[{i}] CommonBlock.S0.interfaceID is missing")
     transaction_id = d0.get("transactionID")
@@ -163,31 +177,62 @@ def _publication(i: int, item: Any) -> Publication:
     replay = d0.get("replayIndicator", False)
     if not isinstance(replay, bool):
         raise EnvelopeError("bad_envelope", f"[{i}] CommonBlock.D0.replayIndicator is not boolean")
-    return Publication(
-        index=i,
-        interface=interface,
-        event_code=_opt_str(s0, "eventCode", i),
-        schema_version=_opt_str(s0, "schemaVersion", i),
-        transaction_id=transaction_id,
-        publication_id=_opt_str(d0, "publicationID", i),
-        replay=replay,
-        sender_dip_id=_opt_str(s1, "senderDIPID", i),
-        sender_unique_reference=_opt_str(s1, "senderUniqueReference", i),
-        correlation_id=_opt_str(s1, "senderCorrelationID", i),
-        mpan_core=(
-            _opt_str(_optional_block(common, "M0"), "MPANCore", i)
-            or _opt_str(_optional_block(common, "M1"), "principalMPAN", i)
+    event_code = s0.get("eventCode")
+    if event_code is not None and not isinstance(event_code, str):
+        raise _not_a_string(i, "eventCode")
+    schema_version = s0.get("schemaVersion")
+    if schema_version is not None and not isinstance(schema_version, str):
+        raise _not_a_string(i, "schemaVersion")
+    publication_id = d0.get("publicationID")
+    if publication_id is not None and not isinstance(publication_id, str):
+        raise _not_a_string(i, "publicationID")
+    sender = s1.get("senderDIPID")
+    if sender is not None and not isinstance(sender, str):
+        raise _not_a_string(i, "senderDIPID")
+    sender_reference = s1.get("senderUniqueReference")
+    if sender_reference is not None and not isinstance(sender_reference, str):
+        raise _not_a_string(i, "senderUniqueReference")
+    correlation_id = s1.get("senderCorrelationID")
+    if correlation_id is not None and not isinstance(correlation_id, str):
+        raise _not_a_string(i, "senderCorrelationID")
+    m0 = common.get("M0")
+    mpan = m0.get("MPANCore") if isinstance(m0, dict) else None
+    if mpan is not None and not isinstance(mpan, str):
+        raise _not_a_string(i, "MPANCore")
+    if not mpan:
+        mpan = _opt_str(_optional_block(common, "M1"), "principalMPAN", i)
+    return _new_publication(
+        Publication,
+        (
+            i,
+            interface,
+            event_code,
+            schema_version,
+            transaction_id,
+            publication_id,
+            replay,
+            sender,
+            sender_reference,
+            correlation_id,
+            mpan,
+            _recipients(a0, i) if a0 else None,
+            payload,
         ),
-        recipients=_recipients(a0, i),
-        payload=payload,
     )
 
 
-def _block(parent: Mapping[str, Any], name: str, i: int, where: str = "CommonBlock") -> Any:
-    block = parent.get(name)
-    if not isinstance(block, dict):
-        raise EnvelopeError("bad_envelope", f"[{i}] {where}.{name} is missing or not an object")
-    return block
+_new_publication = tuple.__new__
+_NONE: Mapping[str, Any] = {}  # an absent optional block (read, never written)
+_ABSENT = object()
+_RECIPIENT_LISTS = ("primaryRecipients", "secondaryRecipients", "always")
+
+
+def _missing_block(i: int, where: str, name: str) -> EnvelopeError:
+    return EnvelopeError("bad_envelope", f"[{i}] {where}.{name} is missing or not an object")
+
+
+def _not_a_string(i: int, name: str) -> EnvelopeError:
+    return EnvelopeError("bad_envelope", f"[{i}] {name} is not a string")
 
 
 def _optional_block(common: Mapping[str, Any], name: str) -> Mapping[str, Any]:
@@ -198,14 +243,18 @@ def _optional_block(common: Mapping[str, Any], name: str) -> Mapping[str, Any]:
 
 
 def _recipients(a0: Mapping[str, Any], i: int) -> frozenset[str] | None:
-    found: set[str] = set()
-    for name in ("primaryRecipients", "secondaryRecipients", "always"):
+    found: set[str] | None = None
+    for name in _RECIPIENT_LISTS:
         value = a0.get(name)
         if value is None:
             continue
         if not isinstance(value, list):
             raise EnvelopeError("bad_envelope", f"[{i}] CommonBlock.A0.{name} is not an array")
-        found.update(v for v in value if isinstance(v, str))
+        for v in value:
+            if isinstance(v, str):
+                if found is None:
+                    found = set()
+                found.add(v)
     return frozenset(found) if found else None
 
 

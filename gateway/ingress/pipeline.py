@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -129,9 +129,8 @@ class RoutingTable:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One Kafka record to produce for one message of a push."""
+class Delivery(NamedTuple):
+    """One Kafka record to produce for one message of a push (a NamedTuple: one per message)."""
 
     message: Message
     topic: str
@@ -251,23 +250,60 @@ def plan_deliveries(
 ) -> list[Delivery]:
     """One Kafka record per message: the client's topic, or quarantine with the reason."""
     dest = table.destinations.get(route.recipient)
+    kind, recipient = route.kind.value, route.recipient
+    # the same for every message of the push: made once
+    recipient_header = (H_RECIPIENT, recipient.encode())
+    source_header = (H_SOURCE, source.encode())
+    inbound = dest.inbound if dest is not None else table.quarantine_topic
+    unknown = (H_QUARANTINE_REASON, b"unknown_recipient")
+    new = _new_delivery
     out: list[Delivery] = []
     for m in messages:
         if isinstance(m, Publication):
-            topic = dest.inbound if dest is not None else None
-            reason = None if dest is not None else "unknown_recipient"
-            headers = _publication_headers(m, route.recipient, source)
-            value = orjson.dumps(m.payload)
-        else:
-            topic = dest.status if dest is not None else None
+            headers = [
+                _PUBLICATION_CHANNEL,
+                (H_INTERFACE, m.interface.encode()),
+                (H_TRANSACTION_ID, m.transaction_id.encode()),
+                _REPLAY if m.replay else _NOT_REPLAY,
+                recipient_header,
+                source_header,
+            ]
+            if m.event_code:
+                headers.append((H_EVENT_CODE, m.event_code.encode()))
+            if m.schema_version:
+                headers.append((H_SCHEMA_VERSION, m.schema_version.encode()))
+            if m.publication_id:
+                headers.append((H_PUBLICATION_ID, m.publication_id.encode()))
+            if m.sender_dip_id:
+                headers.append((H_SENDER, m.sender_dip_id.encode()))
+            if m.sender_unique_reference:
+                headers.append((H_SENDER_REF, m.sender_unique_reference.encode()))
             if dest is None:
-                reason = "unknown_recipient"
-            elif topic is None:
-                reason = "no_status_topic"
-            else:
-                reason = None
-            headers = _status_headers(m, route.recipient, source)
-            value = orjson.dumps(m.body)
+                headers.append(unknown)
+            key = m.mpan_core or m.transaction_id  # Publication.kafka_key, in line
+            out.append(
+                new(
+                    Delivery,
+                    (
+                        m,
+                        inbound,
+                        key.encode(),
+                        orjson.dumps(m.payload),
+                        headers,
+                        (kind, recipient, m.transaction_id),  # Publication.dedup_id
+                        None if dest is not None else "unknown_recipient",
+                    ),
+                )
+            )
+            continue
+        topic = dest.status if dest is not None else None
+        if dest is None:
+            reason: str | None = "unknown_recipient"
+        elif topic is None:
+            reason = "no_status_topic"
+        else:
+            reason = None
+        headers = _status_headers(m, recipient, source)
         if reason is not None:
             headers.append((H_QUARANTINE_REASON, reason.encode()))
             topic = table.quarantine_topic
@@ -277,34 +313,19 @@ def plan_deliveries(
                 message=m,
                 topic=topic,
                 key=m.kafka_key.encode(),
-                value=value,
+                value=orjson.dumps(m.body),
                 headers=headers,
-                dedup_key=(route.kind.value, route.recipient, m.dedup_id),
+                dedup_key=(kind, recipient, m.dedup_id),
                 quarantine_reason=reason,
             )
         )
     return out
 
 
-def _publication_headers(m: Publication, recipient: str, source: str) -> list[tuple[str, bytes]]:
-    headers = [
-        (H_CHANNEL, b"publication"),
-        (H_INTERFACE, m.interface.encode()),
-        (H_TRANSACTION_ID, m.transaction_id.encode()),
-        (H_REPLAY, b"true" if m.replay else b"false"),
-        (H_RECIPIENT, recipient.encode()),
-        (H_SOURCE, source.encode()),
-    ]
-    for name, value in (
-        (H_EVENT_CODE, m.event_code),
-        (H_SCHEMA_VERSION, m.schema_version),
-        (H_PUBLICATION_ID, m.publication_id),
-        (H_SENDER, m.sender_dip_id),
-        (H_SENDER_REF, m.sender_unique_reference),
-    ):
-        if value:
-            headers.append((name, value.encode()))
-    return headers
+_new_delivery = tuple.__new__
+_PUBLICATION_CHANNEL = (H_CHANNEL, b"publication")
+_REPLAY = (H_REPLAY, b"true")
+_NOT_REPLAY = (H_REPLAY, b"false")
 
 
 def _status_headers(m: StatusMessage, recipient: str, source: str) -> list[tuple[str, bytes]]:

@@ -34,6 +34,7 @@ from gateway.ingress.deliver import Deliverer
 from gateway.ingress.pipeline import RoutingTable
 from gateway.ingress.routes import RouteTable
 from gateway.kafka.clients import create_producer
+from gateway.ops.collector import tuned_for_streaming
 from gateway.ops.health import Health
 from gateway.signing.trust import TrustPolicy
 
@@ -43,6 +44,11 @@ if TYPE_CHECKING:
 _log = structlog.get_logger(__name__)
 _COMPONENT = "ingress"
 _KAFKA_RETRY_SECONDS = 2.0
+_MESSAGES_IN_FLIGHT = 20_000
+"""Sizes the young GC generation while serving: a push's parsed messages stay alive until it
+is answered (dozens of tracked objects per message), so CPython's default young generation
+(700) was collected several times per push, walking and promoting live messages (the GC row
+of the ingress figures in load-tests/README.md)."""
 
 
 class IngressServerFailed(RuntimeError):
@@ -206,7 +212,8 @@ class IngressService:
             )
             stopper = asyncio.create_task(stop.wait())
             try:
-                await asyncio.wait([stopper, serving], return_when=asyncio.FIRST_COMPLETED)
+                with tuned_for_streaming(_MESSAGES_IN_FLIGHT):
+                    await asyncio.wait([stopper, serving], return_when=asyncio.FIRST_COMPLETED)
             finally:
                 stopper.cancel()
             if serving.done() and not stop.is_set():
@@ -225,6 +232,8 @@ class IngressService:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await kafka
             producer, self.deliverer.producer = self.deliverer.producer, None
+            with contextlib.suppress(Exception):
+                await self.deliverer.close()
             if producer is not None:
                 with contextlib.suppress(Exception):
                     await producer.stop()

@@ -1,4 +1,5 @@
-"""Process-wide garbage-collector tuning for streaming (egress), restored when it ends.
+"""Process-wide garbage-collector tuning for streaming (egress, the ingress webhook), restored
+when the last streaming service ends.
 
 Everything alive when streaming starts (modules, configuration, schemas, TLS and Kafka clients)
 lives as long as the service, so it is frozen out of the collector's walks; and the young
@@ -32,15 +33,30 @@ def young_threshold(max_in_flight: int) -> int:
     return min(_YOUNG_MAX, max(_YOUNG_MIN, _YOUNG_PER_IN_FLIGHT * max_in_flight))
 
 
+#: young thresholds of the services streaming now; the first saves the process's settings
+_streaming: list[int] = []
+_saved: tuple[int, int, int] = gc.get_threshold()
+
+
 @contextlib.contextmanager
 def tuned_for_streaming(max_in_flight: int) -> Iterator[None]:
     """Freeze what is alive and size the young generation for ``max_in_flight`` messages;
-    the previous thresholds come back on exit. Process-wide: one streaming service at a time."""
-    thresholds = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(young_threshold(max_in_flight), 10, 10)
+    the previous thresholds come back on exit. Process-wide and shared: egress and ingress may
+    stream in one process at once, so the largest young generation asked for applies, and the
+    settings come back (and what was frozen is unfrozen) when the last one ends."""
+    global _saved
+    if not _streaming:
+        _saved = gc.get_threshold()
+        gc.freeze()
+    threshold = young_threshold(max_in_flight)
+    _streaming.append(threshold)
+    gc.set_threshold(max(_streaming), 10, 10)
     try:
         yield
     finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        _streaming.remove(threshold)
+        if _streaming:
+            gc.set_threshold(max(_streaming), 10, 10)
+        else:
+            gc.set_threshold(*_saved)
+            gc.unfreeze()
