@@ -289,7 +289,9 @@ async def test_a_ledger_record_kafka_refuses_stops_egress_before_anything_is_com
     assert {_reference(p) for p in sent} <= stored  # the DIP got them
     results = await _raw_topic(config, config.clients[0].topics.results)
     assert results == []
-    assert await _committed(config) == {0: None, 1: None, 2: None}
+    # No offset moved past a record (a commit at 0 only carries the poison-isolation failure
+    # counts in its metadata).
+    assert all(offset in (None, 0) for offset in (await _committed(config)).values())
 
 
 async def test_a_push_whose_ledger_record_kafka_refuses_is_answered_as_not_stored(
