@@ -158,7 +158,6 @@ class EgressService:
         # Per client, its share of the in-flight window: records read back from its retry topic
         # pause there (its retry partitions, the others' fetching goes on); and while the window
         # is full, a client above its share diverts its fresh records (see _crowding).
-        self._weights = weights
         total = sum(weights.values()) or 1
         self._share = {
             name: max(egress.max_in_flight_messages * w // total, egress.max_batch_messages)
@@ -577,22 +576,13 @@ class EgressService:
         fetched (a client the DIP answers slowly, or one with a deep backlog)."""
         if self._tracker.in_flight() < self._flow.low_water:
             return False
-        if self._fresh_in_flight.get(client, 0) <= self._active_share(client):
+        # The configured share, not one among the clients seen in flight: the others' records
+        # may be the ones the full window keeps from being fetched.
+        if self._fresh_in_flight.get(client, 0) <= self._share[client]:
             return False
         why = "above its share of egress.max_in_flight_messages while the window is full"
         self._start_diverting(client, reason=why)
         return True
-
-    def _active_share(self, client: str) -> int:
-        """The client's share of the window among the clients with records in flight: a
-        client alone may fill it (work-conserving); with others busy, its weight's part."""
-        weights = self._weights
-        active = {c for c, n in self._fresh_in_flight.items() if n} | {
-            c for c, n in self._retry_in_flight.items() if n
-        }
-        total = sum(weights[c] for c in active | {client} if c in weights) or 1
-        limit = self._config.egress.max_in_flight_messages
-        return max(limit * weights.get(client, 1) // total, self._config.egress.max_batch_messages)
 
     def _start_diverting(self, client: str, **why: object) -> None:
         if self._diversions.start(client):
