@@ -52,6 +52,7 @@ from gateway.egress.offsets import OffsetTracker
 from gateway.egress.ordering import KeyGate
 from gateway.egress.parked_tail import ParkedTail
 from gateway.egress.parking import (
+    UNPARKED_HEADER,
     Park,
     ParkedKeys,
     holds,
@@ -506,7 +507,7 @@ class EgressService:
                     started = tracing.wall_ns_of(batch.created, loop.time())
                     tracing.past_span("egress.consume", started, time.time_ns())
                 parked: list[Prepared] = []
-                if client in self._parking and self._parked.any_for(client):
+                if client in self._parking and (self._parked.any_for(client) or self._unparked):
                     parked, batch = self._split_parked(batch, client)
                 sent = await self._send(batch, client) if batch.items else Sent([], [])
                 records = outcome_records(sent.deliveries, tracing.record_headers())
@@ -523,6 +524,10 @@ class EgressService:
                     await self._write(records)
             for key, park, _ in parks:  # on Kafka: park before the gate lets the next one go
                 self._park(client, key, park)
+            if self._unparked:  # final (sent, parked or diverted): their passes are spent
+                for prepared in [*parked, *batch.items]:
+                    ref = prepared.message.ref
+                    self._unparked.pop((ref.topic, ref.partition, ref.offset), None)
             self._count(sent.deliveries)
             finish = self._tracker.finish
             for prepared in parked:
@@ -602,21 +607,30 @@ class EgressService:
             for batch in batches
             for prepared in batch.items
         ]
+        if self._unparked:  # a released record keeps its pass through the retry topic
+            for i, ref in enumerate(p.message.ref for b in batches for p in b.items):
+                released = self._unparked.get((ref.topic, ref.partition, ref.offset))
+                if released is not None:
+                    headers = [*(out[i].headers or ()), (UNPARKED_HEADER, released.encode())]
+                    out[i] = out[i]._replace(headers=headers)
         metrics.DIVERTED.labels(client).inc(len(out))
         return out
 
     def _split_parked(self, batch: Batch, client: str) -> tuple[list[Prepared], Batch]:
         """The batch's records whose key is parked, and the batch of the others (order kept)."""
-        parked_keys = self._parked
+        parked_keys = self._parked.entries(client)
+        for prepared in batch.items:  # almost always none: one membership test per record
+            if prepared.message.ref.key in parked_keys:
+                break
+        else:
+            return [], batch
         unparked = self._unparked
         parked: list[Prepared] = []
         rest: list[Prepared] = []
         for prepared in batch.items:
             ref = prepared.message.ref
-            park = parked_keys.get(client, ref.key)
-            released = (
-                unparked.pop((ref.topic, ref.partition, ref.offset), None) if unparked else None
-            )
+            park = self._parked.get(client, ref.key)
+            released = unparked.get((ref.topic, ref.partition, ref.offset)) if unparked else None
             (parked if holds(park, ref, released) else rest).append(prepared)
         if not parked:
             return [], batch
@@ -641,11 +655,14 @@ class EgressService:
         """A park per key of the client's dead-lettered deliveries, with its state record."""
         topic = self._config.kafka.parked_keys_topic
         out: list[tuple[bytes, Park, OutRecord]] = []
+        rejected = [d for d in deliveries if not d.result.accepted]
+        if not rejected or topic is None:
+            return out
         seen: set[bytes] = set()
-        for delivery in deliveries:
+        for delivery in rejected:
             result = delivery.result
             key = delivery.prepared.message.ref.key
-            if result.accepted or key is None or key in seen or topic is None:
+            if key is None or key in seen:
                 continue
             seen.add(key)
             cls = (result.reason_class or DeadLetterReason.DIP_REJECTION).value
