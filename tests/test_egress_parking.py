@@ -40,6 +40,7 @@ from tests.test_egress_e2e import (  # noqa: F401 (pki: the module fixture)
 pytestmark = pytest.mark.timeout(300)
 
 KEY = b"mpan-1200000000001"
+REFUSED_KEY = b"mpan-1200000000002"  # its head is refused before sending (wrong environment)
 
 
 def _parked_gauge(client: str) -> float:
@@ -89,6 +90,8 @@ async def test_a_dead_lettered_key_parks_its_successors_until_released_in_order(
         followers = [_payload(1, seq) for seq in (1, 2)]
         others = [(f"mpan-other-{seq}".encode(), _payload(1, 10 + seq)) for seq in range(2)]
         client_2_same_key = _payload(2, 20)
+        refused_head = _payload(1, 30, environment_tag="PRD")
+        refused_next = _payload(1, 31)
 
         # 1. The DIP rejects K's head: dead-lettered, and K parked.
         gateway = Gateway(config)
@@ -106,17 +109,21 @@ async def test_a_dead_lettered_key_parks_its_successors_until_released_in_order(
                 config,
                 [(topic, KEY, orjson.dumps(p)) for p in followers]
                 + [(topic, k, orjson.dumps(p)) for k, p in others]
-                + [(topic, KEY, orjson.dumps(client_2_same_key))],
+                + [(topic, KEY, orjson.dumps(client_2_same_key))]
+                + [(topic, REFUSED_KEY, orjson.dumps(p)) for p in (refused_head, refused_next)],
             )
             delivered = {_sur(p) for _, p in others} | {_sur(client_2_same_key)}
             await until_stored(sim, delivered, seconds=60)
-            parked = await _read(config, client_1.topics.parked, len(followers))
+            everything = await _read(config, client_1.topics.parked, len(followers) + 1)
+            await _until(lambda: _parked_gauge("client-1") == 2)
         finally:
             await gateway.stop_gracefully()
+        # A refusal at ingest parks its key too: the record behind it waits.
+        assert [r.value for r in everything if r.key == REFUSED_KEY] == [orjson.dumps(refused_next)]
+        parked = [r for r in everything if r.key == KEY]
         assert [r.value for r in parked] == [orjson.dumps(p) for p in followers]
-        assert {r.key for r in parked} == {KEY}
         assert all(PARK_ID_HEADER in dict(r.headers) for r in parked)
-        assert not stored_references(sim) & {_sur(p) for p in [head, *followers]}
+        assert not stored_references(sim) & {_sur(p) for p in [head, *followers, refused_next]}
 
         # 3. Restarted, egress still parks K: the parked set came back from Kafka.
         later = _payload(1, 3)
@@ -128,10 +135,11 @@ async def test_a_dead_lettered_key_parks_its_successors_until_released_in_order(
                 config, [(topic, KEY, orjson.dumps(later)), (topic, more[0], orjson.dumps(more[1]))]
             )
             await until_stored(sim, {_sur(more[1])}, seconds=60)
-            parked = await _read(config, client_1.topics.parked, len(followers) + 1)
+            everything = await _read(config, client_1.topics.parked, len(followers) + 2)
+            parked = [r for r in everything if r.key == KEY]
             assert parked[-1].value == orjson.dumps(later)
             assert _sur(later) not in stored_references(sim)
-            assert _parked_gauge("client-1") == 1
+            assert _parked_gauge("client-1") == 2
 
             # 4. Release: a dry run sends nothing; the head's class needs --force (the DIP
             # rejected it; here the DIP was wrong and is fixed).
@@ -146,7 +154,7 @@ async def test_a_dead_lettered_key_parks_its_successors_until_released_in_order(
             code, lines = await _cli(capsys, *release, "--force")
             assert code == 0, lines
             assert lines[-1].endswith(f"--execute re-drives {len(followers) + 2} to {topic}")
-            assert len(await _read(config, topic, 8)) == 8  # nothing produced by dry runs
+            assert len(await _read(config, topic, 10)) == 10  # nothing produced by dry runs
             code, lines = await _cli(capsys, *release, "--execute")
             assert code == 2  # refused: a DIP rejection is not fixable by a re-send
             code, lines = await _cli(capsys, *release, "--execute", "--force")
@@ -156,7 +164,7 @@ async def test_a_dead_lettered_key_parks_its_successors_until_released_in_order(
             k_records = [head, *followers, later]
             await until_stored(sim, {_sur(p) for p in k_records}, seconds=60)
             assert_in_order_per_key(sim, [(KEY, _sur(p)) for p in k_records])
-            await _until(lambda: _parked_gauge("client-1") == 0)
+            await _until(lambda: _parked_gauge("client-1") == 1)  # the refused key's park stays
 
             # 5. Released: the next K record is sent at once, not parked.
             after = _payload(1, 4)
@@ -168,7 +176,7 @@ async def test_a_dead_lettered_key_parks_its_successors_until_released_in_order(
     k_refs = [_sur(p) for p in [head, *followers, later, after]]
     stored = [m.sender_unique_reference for m in sim.state.messages]
     assert [s for s in stored if s in k_refs] == k_refs
-    produced = await _read(config, topic, 13)
+    produced = await _read(config, topic, 15)
     released = [r for r in produced if UNPARKED_HEADER in dict(r.headers)]
     assert [r.value for r in released] == [orjson.dumps(p) for p in [head, *followers, later]]
     assert {dict(r.headers)[UNPARKED_HEADER] for r in released} == {
