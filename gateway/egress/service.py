@@ -507,7 +507,7 @@ class EgressService:
                     started = tracing.wall_ns_of(batch.created, loop.time())
                     tracing.past_span("egress.consume", started, time.time_ns())
                 parked: list[Prepared] = []
-                if client in self._parking and (self._parked.any_for(client) or self._unparked):
+                if client in self._parking and self._parked.any_for(client):
                     parked, batch = self._split_parked(batch, client)
                 sent = await self._send(batch, client) if batch.items else Sent([], [])
                 records = outcome_records(sent.deliveries, tracing.record_headers())
