@@ -23,7 +23,13 @@ from aiokafka.errors import KafkaError
 from gateway.config import ConfigError, GatewayConfig
 from gateway.dip import DipClient, new_signing_pool
 from gateway.kafka.preflight import check_kafka_connection
-from gateway.kafka.topics import ensure_topics, gateway_topic_uses, gateway_topics, missing_topics
+from gateway.kafka.topics import (
+    compacted_topic_uses,
+    ensure_topics,
+    gateway_topic_uses,
+    gateway_topics,
+    missing_topics,
+)
 from gateway.kafka.watch import HEALTH_NAME as KAFKA_HEALTH
 from gateway.kafka.watch import watch_kafka
 from gateway.keys import build_keystore, load_dcp_credential
@@ -113,7 +119,8 @@ async def _check_topics_exist(config: GatewayConfig) -> None:
     Without this a mistyped results or dead-letter topic would surface only when the first
     outcome could not be written, with that partition's commits stuck behind it."""
     enabled = {"egress": config.egress.enabled, "ingress": config.ingress.enabled}
-    uses = [use for use in gateway_topic_uses(config) if enabled[use.service]]
+    every = [*gateway_topic_uses(config), *compacted_topic_uses(config)]
+    uses = [use for use in every if enabled[use.service]]
     try:
         async with asyncio.timeout(_TOPIC_CHECK_SECONDS):
             missing = set(await missing_topics(config.kafka, (use.topic for use in uses)))

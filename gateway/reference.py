@@ -129,6 +129,36 @@ key forgets it. The value is a JSON object:
 | `at` | string | ISO 8601 time of the run |
 | `by` | string | `user@host` that ran it |
 
+### Parked record (written to the client's `topics.parked`, with `park_keys`)
+
+A later record of a key parked behind a dead letter (`docs/operations.md`, "Key parking"): the
+original key and value, with these headers:
+
+| header | always | meaning |
+|---|---|---|
+| `dcpgw-source-topic` | yes | the topic egress read it from |
+| `dcpgw-source-partition` | yes | its partition |
+| `dcpgw-source-offset` | yes | its offset |
+| `dcpgw-park-id` | yes | the park that holds it (the key's head) |
+| `dcpgw-parked-reason` | yes | the head's position, reason class and dead-letter topic, in words |
+
+`dcp-gateway dlq release --execute` re-produces parked records (and, with `--with-head`, the
+head's dead letter) as a re-drive does, plus `dcpgw-unparked: <park id>`, which lets them
+through that park; each is logged on the re-drive log.
+
+### Parked keys (written to `kafka.parked_keys_topic`, compacted)
+
+One record per parked (client, key): the key is the client name, a NUL byte and the Kafka key;
+a tombstone (null value) releases it. The value is a JSON object:
+
+| field | type | meaning |
+|---|---|---|
+| `parkId` | string | the park's ID (`dcpgw-park-id`, `dcpgw-unparked`) |
+| `parkedAt` | number | epoch seconds when the head was dead-lettered |
+| `reasonClass` | string | the head's `dcpgw-reason-class` |
+| `source` | object | the head's `topic`, `partition` and `offset` |
+| `deadLetterTopic` | string | where the head's dead letter is |
+
 ### Inbound publication (written to the client's `topics.inbound`)
 
 The value is the publication's `payload` object (`{"CommonBlock": ..., "CustomBlock": ...}`)

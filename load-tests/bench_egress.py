@@ -54,6 +54,8 @@ from dipsim.process import start_in_subprocess
 from gateway.config import EgressSettings, GatewayConfig, KafkaSettings, parse_config
 from gateway.dip.client import DipClient, available_cpus, new_signing_pool
 from gateway.egress import metrics
+from gateway.egress.envelope import RecordRef
+from gateway.egress.parking import new_park, state_record
 from gateway.egress.reasons import DeadLetterReason
 from gateway.egress.service import EgressService
 from gateway.kafka.clients import create_producer
@@ -82,6 +84,7 @@ class Options:
     trace: float = 0.0  # print a time series every this many seconds (0: off)
     outcome_interval_ms: float | None = None  # egress.outcome_produce_interval_ms (None: default)
     in_flight: int = EgressSettings().max_in_flight_messages  # the product default
+    park_keys: bool = False  # clients[].park_keys, with one (other) key of the client parked
 
 
 def _config(
@@ -115,6 +118,7 @@ def _config(
     if options.outcome_interval_ms is not None:
         data["egress"]["outcome_produce_interval_ms"] = options.outcome_interval_ms
     for client in data["clients"]:
+        client["park_keys"] = options.park_keys
         client["topics"] = {
             "inbound": f"{client['name']}-in-{tag}",
             "results": f"{client['name']}-results-{tag}",
@@ -259,6 +263,23 @@ def _proc_cpu(pids: list[int]) -> float:
     return total
 
 
+async def _park_one_key(config: GatewayConfig) -> None:
+    """A parked key of the client that none of the messages has: every batch then takes the
+    parked-key check per record (the costlier path), and nothing is parked."""
+    topic = config.kafka.parked_keys_topic
+    assert topic is not None
+    await ensure_topics(config.kafka, [topic], configs={"cleanup.policy": "compact"})
+    client = config.clients[0].name
+    ref = RecordRef(config.kafka.outbound_topics[0], 0, 0, b"parked-elsewhere", None)
+    record = state_record(topic, client, b"parked-elsewhere", new_park(ref, "schema", "dlq"))
+    producer = create_producer(config.kafka)
+    await producer.start()
+    try:
+        await (await producer.send(record.topic, record.value, key=record.key))
+    finally:
+        await producer.stop()
+
+
 async def _scenario(
     pki: Path,
     bootstrap: str,
@@ -273,6 +294,8 @@ async def _scenario(
     """Messages/s and CPU of the gateway (this process), the broker and the simulator."""
     config = _config(pki, bootstrap, base_url, batch, options)
     await ensure_topics(config.kafka, gateway_topics(config))
+    if options.park_keys:
+        await _park_one_key(config)
     await _produce(config, values, options.keys)
     keystore = build_keystore(config)
     pool = new_signing_pool(config.egress.signing_threads)
@@ -584,6 +607,13 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=1, help="batched runs (best is kept)")
     parser.add_argument(
+        "--park-keys",
+        choices=["off", "on", "alternate"],
+        default="off",
+        help="clients[].park_keys (on: with one other key parked); alternate: each batched "
+        "run twice, off then on, so machine load hits both alike",
+    )
+    parser.add_argument(
         "--outcome-interval-ms",
         type=float,
         default=None,
@@ -617,15 +647,18 @@ def main() -> None:
             cores = os.cpu_count() or 2
             start = _signing(pki, sim.base_url, single_body, 100, cores)
             schema = _schema_us(batched or single)
-            plan: list[tuple[str, int, int, bool]] = [  # label, batch, signing threads, single
-                (f"batch 1, {t or available_cpus()} signing thr", 1, t, True)
+            # label, batch, signing threads, single, park keys
+            parks = {"off": [False], "on": [True], "alternate": [False, True]}[args.park_keys]
+            plan: list[tuple[str, int, int, bool, bool]] = [
+                (f"batch 1, {t or available_cpus()} signing thr", 1, t, True, parks[-1])
                 for t in (threads if args.single else [])
             ]
-            plan += [(f"batch {args.batch}", args.batch, 0, False)] * (
-                args.repeat if args.batched else 0
-            )
+            plan += [
+                (f"batch {args.batch}" + (", parking" if park else ""), args.batch, 0, False, park)
+                for park in parks
+            ] * (args.repeat if args.batched else 0)
             fresh = {True: [single], False: [batched]}  # made before the clock; then new ones
-            for label, batch, signing_threads, single_run in plan:
+            for label, batch, signing_threads, single_run, park in plan:
                 options = Options(
                     compression=compression,
                     transport=args.transport,
@@ -636,6 +669,7 @@ def main() -> None:
                     trace=args.trace,
                     outcome_interval_ms=args.outcome_interval_ms,
                     in_flight=args.in_flight,
+                    park_keys=park,
                 )
                 made = fresh[single_run]
                 values = (

@@ -45,9 +45,9 @@ def _figure(out: str, line: str) -> float:
     return float(match.group(1))
 
 
-def test_egress_core_prints_cpu_per_message_for_both_stages() -> None:
+def test_egress_core_prints_cpu_per_message_for_every_stage() -> None:
     out = _run(str(LOAD_TESTS / "bench_egress_core.py"), "--messages", "50", "--rounds", "1")
-    for stage in ("ingest", "outcome"):
+    for stage in ("ingest", "outcome", "parking"):
         assert _figure(out, rf"^{stage}\s+([0-9.]+) us CPU/msg") > 0
 
 

@@ -22,10 +22,19 @@ from typing import Any, TextIO
 from aiokafka.errors import KafkaError
 
 from gateway.cli import CliError
-from gateway.config import ConfigError, GatewayConfig, load_config
-from gateway.dlq.letters import Filters, select
+from gateway.config import ConfigError, GatewayConfig, KafkaSettings, load_config
+from gateway.dlq.letters import DeadLetter, Filters, select
 from gateway.dlq.plan import Action, Decision, RedriveLog, decide, summarise
-from gateway.dlq.shell import RedriveError, ensure_log_topic, execute, read_letters, read_log
+from gateway.dlq.release import find_head, parked_of, plan_release, release_target
+from gateway.dlq.shell import (
+    RedriveError,
+    ensure_log_topic,
+    execute,
+    read_letters,
+    read_log,
+    read_parks,
+    unpark,
+)
 from gateway.egress.reasons import DeadLetterReason
 
 _COLUMNS = (Action.REDRIVE, Action.ALREADY, Action.REFUSED, Action.NO_TARGET)
@@ -69,6 +78,34 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "--to", metavar="TOPIC", help="produce to TOPIC instead of each record's source topic"
     )
     redrive.set_defaults(handler=_redrive, execute=False)
+    release = dlq.add_parser(
+        "release",
+        help="re-drive a parked key's records in order and release it (dry run by default)",
+        description="For a client with park_keys: re-produce the records parked behind KEY's "
+        "dead-lettered head (optionally the head first, --with-head) to one outbound topic, in "
+        "order, with dcpgw-unparked so egress lets them through; log them like redrive does; "
+        'then release the key. Dry run unless --execute (docs/operations.md, "Key parking").',
+    )
+    release.add_argument("--config", type=Path, required=True, help="gateway YAML file")
+    release.add_argument("--client", required=True, help="the client's name")
+    release.add_argument("--key", required=True, help="the Kafka key (UTF-8), e.g. the MPAN")
+    release_mode = release.add_mutually_exclusive_group()
+    release_mode.add_argument(
+        "--dry-run", dest="execute", action="store_false", help="show what it would do (default)"
+    )
+    release_mode.add_argument("--execute", action="store_true", help="re-drive and release")
+    release.add_argument(
+        "--with-head", action="store_true", help="re-drive the dead-lettered head first"
+    )
+    release.add_argument(
+        "--force",
+        action="store_true",
+        help="re-send the head although its class is one a re-send cannot fix",
+    )
+    release.add_argument(
+        "--to", metavar="TOPIC", help="produce to TOPIC instead of the head's outbound topic"
+    )
+    release.set_defaults(handler=_release, execute=False)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -187,6 +224,100 @@ async def _async_run(
         f"run {run} logged on {kafka.redrive_log_topic}",
         file=out,
     )
+
+
+def _release(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    try:
+        asyncio.run(_async_release(config, args, sys.stdout))
+    except RedriveError as exc:
+        raise CliError(str(exc)) from None
+    except KafkaError as exc:
+        raise CliError(f"kafka: {exc!r}") from None
+    return 0
+
+
+_RECHECK_SECONDS = 2.0
+"""After releasing, how long egress is given to see the tombstone before the parked topic is
+read again for records parked meanwhile."""
+
+
+async def _async_release(config: GatewayConfig, args: argparse.Namespace, out: TextIO) -> None:
+    client = next((c for c in config.clients if c.name == args.client), None)
+    if client is None:
+        names = ", ".join(c.name for c in config.clients)
+        raise CliError(f"no client {args.client!r} in {args.config}: use one of {names}")
+    kafka = config.kafka
+    state_topic, parked_topic = kafka.parked_keys_topic, client.topics.parked
+    if not client.park_keys or state_topic is None or parked_topic is None:
+        raise CliError(f"client {client.name!r} does not park keys: set clients[].park_keys: true")
+    key = args.key.encode()
+    if args.execute:
+        await ensure_log_topic(kafka)
+    park = (await read_parks(kafka, state_topic)).get(client.name, key)
+    log = await read_log(kafka) or RedriveLog()
+    target = release_target(park, kafka.outbound_topics, args.to)
+    head = None
+    if args.with_head and park is not None:
+        head = find_head(await read_letters(kafka, park.dead_letter_topic), park)
+        if head is None:
+            raise CliError(
+                f"the head's dead letter ({park.source_topic}/{park.source_partition}/"
+                f"{park.source_offset}) is not on {park.dead_letter_topic} any more: release "
+                "without --with-head"
+            )
+    parked = parked_of(await _read_or_none(kafka, parked_topic), key)
+    decisions = plan_release(head, parked, log, target, park, force=args.force)
+    if park is None:
+        print(f"key {args.key!r} of {client.name} is not parked", file=out)
+    else:
+        print(
+            f"key {args.key!r} of {client.name} parked since "
+            f"{datetime.fromtimestamp(park.parked_at, UTC).isoformat(timespec='seconds')}: "
+            f"head {park.source_topic}/{park.source_partition}/{park.source_offset} "
+            f"dead-lettered ({park.reason_class}) on {park.dead_letter_topic}",
+            file=out,
+        )
+    for d in decisions:
+        print(f"  {d.letter.at}  [{d.action}]  {d.why}", file=out)
+    todo = [d for d in decisions if d.action is Action.REDRIVE]
+    refused = [d for d in decisions if d.action is not Action.REDRIVE and d.letter is head]
+    if not args.execute:
+        hint = f" (the head only with --force: {refused[0].why})" if refused else ""
+        print(f"dry run: nothing sent; --execute re-drives {len(todo)} to {target}{hint}", file=out)
+        return
+    if refused:  # the records behind it would only fail the same way
+        raise CliError(f"the head is not re-sent, nothing was: {refused[0].why}")
+    run = uuid.uuid4().hex[:12]
+    by, sent = _operator(), 0
+    sent += len(await execute(kafka, decisions, run, by, datetime.now(UTC)))
+    if park is not None:
+        # Only the park that was released: a head that failed again has parked the key anew.
+        current = (await read_parks(kafka, state_topic)).get(client.name, key)
+        if current is not None and current.park_id == park.park_id:
+            await unpark(kafka, state_topic, client.name, key)
+        await asyncio.sleep(_RECHECK_SECONDS)
+        # Records parked between the read above and egress seeing the release.
+        log = await read_log(kafka) or RedriveLog()
+        late = parked_of(await _read_or_none(kafka, parked_topic), key)
+        again = plan_release(None, late, log, target, park, force=False)
+        sent += len(await execute(kafka, again, run, by, datetime.now(UTC)))
+    print(
+        f"re-drove {sent} to {target} (every one acknowledged by Kafka); run {run} logged on "
+        f"{kafka.redrive_log_topic}" + ("; key released" if park is not None else ""),
+        file=out,
+    )
+
+
+async def _read_or_none(kafka: KafkaSettings, topic: str) -> list[DeadLetter]:
+    """A topic's records, or none when it does not exist yet (nothing was parked)."""
+    try:
+        return await read_letters(kafka, topic)
+    except RedriveError:
+        return []
 
 
 def _dead_letter_topic(config: GatewayConfig, args: argparse.Namespace) -> str:

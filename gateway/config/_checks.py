@@ -203,7 +203,7 @@ def topic_problems(kafka: KafkaSettings, clients: Sequence[ClientConfig]) -> Pro
         shared.setdefault(topic, f"kafka.{name}")
     owners: dict[str, str] = {}
     for i, client in enumerate(clients):
-        for name in ("inbound", "results", "dead_letter", "status", "retry"):
+        for name in ("inbound", "results", "dead_letter", "status", "retry", "parked"):
             topic = getattr(client.topics, name)
             if topic is None:
                 continue

@@ -88,8 +88,14 @@ class ClientTopics(ConfigModel):
         "answer, 401/403), so they never block other clients' partitions; read by the egress "
         "consumer group, so one per group: default `<kafka.consumer_group>.<name>.retry`",
     )
+    parked: str | None = Field(
+        default=None,
+        description="with park_keys: where the client's records wait whose key has a "
+        "dead-lettered record, until `dcp-gateway dlq release` re-drives them; default "
+        "`<kafka.consumer_group>.<name>.parked`",
+    )
 
-    @field_validator("inbound", "results", "dead_letter", "status", "retry")
+    @field_validator("inbound", "results", "dead_letter", "status", "retry", "parked")
     @classmethod
     def _topic_field(cls, v: str | None) -> str | None:
         return None if v is None else topic_name(v)
@@ -118,6 +124,12 @@ class ClientConfig(ConfigModel):
         le=1000,
         description="the client's share of egress.max_concurrent_requests and of the in-flight "
         "window when clients compete (relative to the other clients' weights)",
+    )
+    park_keys: bool = Field(
+        default=False,
+        description="once a record is dead-lettered, later records with the same Kafka key "
+        "(e.g. the MPAN) go to topics.parked instead of the DIP until `dcp-gateway dlq "
+        'release` re-drives them (docs/operations.md, "Key parking")',
     )
 
     @field_validator("name")

@@ -56,7 +56,14 @@ class GatewayConfig(ConfigModel):
             group = kafka.consumer_group
         prefix = _UNSAFE_TOPIC_CHARS.sub("_", str(group))
         clients = [_with_retry_topic(client, prefix) for client in data["clients"]]
-        return {**data, "clients": clients}
+        # The parked keys are the group's state too (see gateway.egress.parking).
+        if isinstance(kafka, dict) and kafka.get("parked_keys_topic") is None:
+            kafka = {**kafka, "parked_keys_topic": f"{prefix}.parked-keys"}
+        elif isinstance(kafka, KafkaSettings) and kafka.parked_keys_topic is None:
+            kafka = kafka.model_copy(update={"parked_keys_topic": f"{prefix}.parked-keys"})
+        elif kafka is None:
+            kafka = {"parked_keys_topic": f"{prefix}.parked-keys"}
+        return {**data, "kafka": kafka, "clients": clients}
 
     @model_validator(mode="after")
     def _cross_checks(self) -> GatewayConfig:
@@ -89,13 +96,23 @@ _UNSAFE_TOPIC_CHARS = re.compile(r"[^a-zA-Z0-9._-]")
 
 
 def _with_retry_topic(client: Any, prefix: str) -> Any:
+    """The client's retry and parked topics, defaulted to ``<prefix>.<name>.<kind>``."""
     if isinstance(client, ClientConfig):
-        if client.topics.retry is not None:
+        update = {
+            kind: f"{prefix}.{client.name}.{kind}"
+            for kind in ("retry", "parked")
+            if getattr(client.topics, kind) is None
+        }
+        if not update:
             return client
-        topics = client.topics.model_copy(update={"retry": f"{prefix}.{client.name}.retry"})
-        return client.model_copy(update={"topics": topics})
+        return client.model_copy(update={"topics": client.topics.model_copy(update=update)})
     if isinstance(client, dict) and isinstance(client.get("topics"), dict):
         topics = client["topics"]
-        if topics.get("retry") is None and isinstance(client.get("name"), str):
-            return {**client, "topics": {**topics, "retry": f"{prefix}.{client['name']}.retry"}}
+        if isinstance(client.get("name"), str):
+            defaults = {
+                kind: f"{prefix}.{client['name']}.{kind}"
+                for kind in ("retry", "parked")
+                if topics.get(kind) is None
+            }
+            return {**client, "topics": {**topics, **defaults}}
     return client

@@ -199,6 +199,12 @@ class KafkaSettings(ConfigModel):
         "here (key: the dead letter's topic/partition/offset), so a second run skips it. "
         "Compacted (cleanup.policy=compact); only the dlq command uses it",
     )
+    parked_keys_topic: str | None = Field(
+        default=None,
+        description="the keys parked for clients with park_keys (key: client and Kafka key; a "
+        "tombstone once released), read to its end by egress at start. Compacted; default "
+        "`<kafka.consumer_group>.parked-keys`",
+    )
     create_topics: bool = Field(
         default=False, description="create missing topics at start (dev and tests)"
     )
@@ -216,7 +222,11 @@ class KafkaSettings(ConfigModel):
         return v
 
     @field_validator(
-        "quarantine_topic", "dead_letter_topic", "status_outbound_topic", "redrive_log_topic"
+        "quarantine_topic",
+        "dead_letter_topic",
+        "status_outbound_topic",
+        "redrive_log_topic",
+        "parked_keys_topic",
     )
     @classmethod
     def _topic_field(cls, v: str | None) -> str | None:

@@ -16,6 +16,7 @@ from aiokafka.errors import KafkaError
 from gateway.config import KafkaSettings
 from gateway.dlq.letters import Coordinates, DeadLetter
 from gateway.dlq.plan import Action, Decision, LogEntry, RedriveLog
+from gateway.egress.parking import ParkedKeys, state_record
 from gateway.kafka.clients import common_kwargs, create_producer
 from gateway.kafka.topics import ensure_topics, missing_topics
 
@@ -70,6 +71,39 @@ async def read_log(settings: KafkaSettings) -> RedriveLog | None:
     finally:
         await consumer.stop()
     return log
+
+
+async def read_parks(settings: KafkaSettings, topic: str) -> ParkedKeys:
+    """The parked keys (``kafka.parked_keys_topic``) to its end; empty if it does not exist."""
+    parked = ParkedKeys()
+    partitions = await _partitions(settings, topic)
+    if partitions is None:
+        return parked
+    consumer = _consumer(settings)
+    await consumer.start()
+    try:
+        async for _, records in _to_end(consumer, partitions):
+            for r in records:
+                parked.apply(r.key, r.value)
+    finally:
+        await consumer.stop()
+    return parked
+
+
+async def unpark(settings: KafkaSettings, topic: str, client: str, key: bytes) -> None:
+    """Write the tombstone that releases ``client``'s ``key`` and wait for Kafka to have it."""
+    record = state_record(topic, client, key, None)
+    producer = create_producer(settings)
+    await producer.start()
+    try:
+        await (await producer.send(record.topic, record.value, key=record.key))
+    except KafkaError as exc:
+        raise RedriveError(
+            f"re-drove the parked records but could not release the key on {topic} ({exc!r}): "
+            "run the release again (it skips what it re-drove)"
+        ) from exc
+    finally:
+        await producer.stop()
 
 
 async def ensure_log_topic(settings: KafkaSettings) -> None:

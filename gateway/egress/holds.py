@@ -117,8 +117,10 @@ class ClientHolds:
         ``Retry-After``: 32 batches refused at once are one refusal, not 32."""
         now = self._clock()
         current = self._holds.get(client)
-        if current is not None and not probe and not (
-            kind is HoldKind.AUTH and current.kind is not HoldKind.AUTH
+        if (
+            current is not None
+            and not probe
+            and not (kind is HoldKind.AUTH and current.kind is not HoldKind.AUTH)
         ):
             if retry_after is not None:
                 current.until = max(current.until, now + min(retry_after, RETRY_AFTER_CAP_SECONDS))

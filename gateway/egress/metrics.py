@@ -120,6 +120,17 @@ DIVERTED = Counter(
     "Records moved to the client's retry topic while the DIP held the client off.",
     ["client"],
 )
+PARKED_KEYS = Gauge(
+    "dcpgw_egress_parked_keys",
+    "Kafka keys of the client (park_keys) parked behind a dead-lettered record, waiting for "
+    "`dcp-gateway dlq release`.",
+    ["client"],
+)
+PARKED = Counter(
+    "dcpgw_egress_messages_parked_total",
+    "Records moved to the client's parked topic because their key was parked.",
+    ["client"],
+)
 CLIENT_MESSAGES_IN_FLIGHT = Gauge(
     "dcpgw_egress_client_in_flight_messages",
     "The client's records consumed but not final (its use of egress.max_in_flight_messages), "

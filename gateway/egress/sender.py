@@ -307,9 +307,7 @@ class BatchSender:
     ) -> None:
         now = datetime.now(UTC)
         result = MessageResult(False, reason=reason, reason_class=reason_class)
-        out.deliveries.extend(
-            Delivery(p, result, status, attempts, now, None) for p in batch.items
-        )
+        out.deliveries.extend(Delivery(p, result, status, attempts, now, None) for p in batch.items)
 
 
 def _reject(reason: str, count: int) -> Decision:

@@ -52,14 +52,25 @@ from gateway.egress.offsets import OffsetTracker
 from gateway.egress.ordering import KeyGate
 from gateway.egress.oversize import refused_for_size, write_shedding_values
 from gateway.egress.poison import READ_SECONDS, PoisonGuard, Verdict, poisoned
+from gateway.egress.parked_tail import ParkedTail
+from gateway.egress.parking import (
+    UNPARKED_HEADER,
+    Park,
+    ParkedKeys,
+    holds,
+    new_park,
+    parked_record,
+    state_record,
+    unparked_id,
+)
 from gateway.egress.reasons import DeadLetterReason
 from gateway.egress.records import dead_letter, outcome_records
 from gateway.egress.retry import RetryPolicy
-from gateway.egress.routing import Rejected, Router
+from gateway.egress.routing import Prepared, Rejected, Router
 from gateway.egress.sender import BatchSender, Delivery, Sent
 from gateway.egress.writer import OutcomeWriter, OutRecord
 from gateway.kafka.clients import create_consumer, create_producer
-from gateway.kafka.topics import ensure_topics, gateway_topics
+from gateway.kafka.topics import compacted_topic_uses, ensure_topics, gateway_topics
 from gateway.ops import tracing
 from gateway.ops.collector import tuned_for_streaming
 from gateway.ops.health import Health
@@ -152,9 +163,19 @@ class EgressService:
         # Cleared from a revocation until the new assignment's retry backlogs are read: fresh
         # records wait, so none overtakes what another replica diverted (see _on_assigned).
         self._backlog_known = asyncio.Event()
+        # Key parking (see gateway.egress.parking): the clients that park keys, their parked
+        # topics, and the released records seen at ingest (by position: their park id).
+        self._parking = {
+            c.name: c.topics.parked for c in config.clients if c.park_keys and c.topics.parked
+        }
+        self._parked = ParkedKeys()
+        self._unparked: dict[tuple[str, int, int], str] = {}
+        self._parked_tail: ParkedTail | None = None
         for client in config.clients:  # every client's series exists from the start
             metrics.client_hold(client.name, None)
             metrics.DIVERTING.labels(client.name).set(0)
+            if client.park_keys:
+                metrics.PARKED_KEYS.labels(client.name).set(0)
         # Per client, its share of the in-flight window: records read back from its retry topic
         # pause there (its retry partitions, the others' fetching goes on); and while the window
         # is full, a client above its share diverts its fresh records (see _crowding).
@@ -213,6 +234,15 @@ class EgressService:
         kafka = self._config.kafka
         if kafka.create_topics:
             await ensure_topics(kafka, gateway_topics(self._config))
+            compacted = [use.topic for use in compacted_topic_uses(self._config)]
+            if compacted:
+                await ensure_topics(kafka, compacted, configs={"cleanup.policy": "compact"})
+        tail_task = None
+        if self._parking and kafka.parked_keys_topic:
+            self._parked_tail = ParkedTail(
+                kafka, kafka.parked_keys_topic, self._parked, self._parked_changed
+            )
+            tail_task = asyncio.create_task(self._parked_tail.run(), name="egress-parked-keys")
         # The writer's lanes pace the produce requests (outcome_produce_interval_ms): a
         # producer linger would hold each handed-over builder again.
         producer = create_producer(kafka, linger_ms=0)
@@ -224,6 +254,10 @@ class EgressService:
         self._tracing = tracing.enabled()
         await producer.start()
         try:
+            if self._parked_tail is not None:
+                # No record is taken before the parked keys are known. Not in _on_assigned:
+                # aiokafka fetches for new partitions while the listener still runs.
+                await self._parked_tail.loaded.wait()
             consumer.subscribe(self._topics, listener=_Listener(self))
             await consumer.start()
             committer = asyncio.create_task(self._commit_when_final(), name="egress-commit")
@@ -248,6 +282,9 @@ class EgressService:
                 await consumer.stop()
         finally:
             self._set_health(False, "stopped")
+            if tail_task is not None:
+                tail_task.cancel()
+                await asyncio.gather(tail_task, return_exceptions=True)
             await self._writer.close()
             await producer.stop()
             self._producer = self._consumer = None
@@ -420,6 +457,10 @@ class EgressService:
             traceparent = tracing.traceparent_of(record.headers)
             if traceparent is not None:
                 self._traceparents[(topic, partition, offset)] = traceparent
+        if self._parking and record.headers and outcome.route.client.name in self._parking:
+            released = unparked_id(record.headers)  # re-driven by `dlq release`
+            if released is not None:
+                self._unparked[(topic, partition, offset)] = released
         if retry_client is None:
             labels = (outcome.route.client.name, outcome.message.interface_id)
             consumed[labels] = consumed.get(labels, 0) + 1
@@ -499,7 +540,11 @@ class EgressService:
                     loop = asyncio.get_running_loop()
                     started = tracing.wall_ns_of(batch.created, loop.time())
                     tracing.past_span("egress.consume", started, time.time_ns())
-                sent = await self._send(batch, client)
+                parked: list[Prepared] = []
+                if client in self._parking and self._parked.any_for(client):
+                    parked, batch = self._split_parked(batch, client)
+                sent = await self._send(batch, client) if batch.items else Sent([], [])
+                parks = self._parks(sent.deliveries, client) if client in self._parking else []
                 if sent.held:
                     diverting = True
                     self._diversions.writing(client)
@@ -508,9 +553,22 @@ class EgressService:
                     records = outcome_records(sent.deliveries, tracing.record_headers())
                     if sent.held:
                         records += self._diverted(client, sent.held)
+                    if parked:
+                        records += self._parked_records(client, parked)
+                    if parks:
+                        records += [r for _, _, r in parks]
                     await self._write(records)
+            for key, park, _ in parks:  # on Kafka: park before the gate lets the next one go
+                self._park(client, key, park)
+            if self._unparked:  # final (sent, parked or diverted): their passes are spent
+                for prepared in [*parked, *batch.items]:
+                    ref = prepared.message.ref
+                    self._unparked.pop((ref.topic, ref.partition, ref.offset), None)
             self._count(sent.deliveries)
             finish = self._tracker.finish
+            for prepared in parked:
+                ref = prepared.message.ref
+                finish((ref.topic, ref.partition), ref.offset, ref.generation)
             for delivery in sent.deliveries:
                 ref = delivery.prepared.message.ref
                 finish((ref.topic, ref.partition), ref.offset, ref.generation)
@@ -518,14 +576,14 @@ class EgressService:
                 for prepared in held.items:
                     ref = prepared.message.ref
                     finish((ref.topic, ref.partition), ref.offset, ref.generation)
+            done = len(batch.items) + len(parked)  # the batch as it was dispatched
             if batch.retried:  # counted under its retry topic's client (see _ingest)
-                owner = self._retry_clients.get(batch.items[0].message.ref.topic, client)
-                left = self._retry_in_flight.get(owner, 0) - len(batch.items)
-                self._retry_in_flight[owner] = max(left, 0)
+                topic = (batch.items or parked)[0].message.ref.topic
+                owner = self._retry_clients.get(topic, client)
+                self._retry_in_flight[owner] = max(self._retry_in_flight.get(owner, 0) - done, 0)
                 self._pace_retries()
             else:
-                left = self._fresh_in_flight.get(client, 0) - len(batch.items)
-                self._fresh_in_flight[client] = max(left, 0)
+                self._fresh_in_flight[client] = max(self._fresh_in_flight.get(client, 0) - done, 0)
             self._finished()
         except asyncio.CancelledError:  # abandoned: nothing waiting starts (see _release)
             self._release(batch)
@@ -597,8 +655,96 @@ class EgressService:
             for batch in batches
             for prepared in batch.items
         ]
+        if self._unparked:  # a released record keeps its pass through the retry topic
+            for i, ref in enumerate(p.message.ref for b in batches for p in b.items):
+                released = self._unparked.get((ref.topic, ref.partition, ref.offset))
+                if released is not None:
+                    headers = [*(out[i].headers or ()), (UNPARKED_HEADER, released.encode())]
+                    out[i] = out[i]._replace(headers=headers)
         metrics.DIVERTED.labels(client).inc(len(out))
         return out
+
+    def _split_parked(self, batch: Batch, client: str) -> tuple[list[Prepared], Batch]:
+        """The batch's records whose key is parked, and the batch of the others (order kept)."""
+        parked_keys = self._parked.entries(client)
+        for prepared in batch.items:  # almost always none: one membership test per record
+            if prepared.message.ref.key in parked_keys:
+                break
+        else:
+            return [], batch
+        unparked = self._unparked
+        parked: list[Prepared] = []
+        rest: list[Prepared] = []
+        for prepared in batch.items:
+            ref = prepared.message.ref
+            park = self._parked.get(client, ref.key)
+            released = unparked.get((ref.topic, ref.partition, ref.offset)) if unparked else None
+            (parked if holds(park, ref, released) else rest).append(prepared)
+        if not parked:
+            return [], batch
+        return parked, batch.with_items(rest)
+
+    def _parked_records(self, client: str, parked: list[Prepared]) -> list[OutRecord]:
+        """The records for the client's parked topic, in order."""
+        topic = self._parking[client]
+        out = []
+        for prepared in parked:
+            ref = prepared.message.ref
+            park = self._parked.get(client, ref.key)
+            assert park is not None
+            out.append(parked_record(topic, ref, park))
+            self._held_since.pop((ref.topic, ref.partition, ref.offset), None)
+        metrics.PARKED.labels(client).inc(len(out))
+        return out
+
+    def _parks(
+        self, deliveries: list[Delivery], client: str
+    ) -> list[tuple[bytes, Park, OutRecord]]:
+        """A park per key of the client's dead-lettered deliveries, with its state record."""
+        topic = self._config.kafka.parked_keys_topic
+        out: list[tuple[bytes, Park, OutRecord]] = []
+        rejected = [d for d in deliveries if not d.result.accepted]
+        if not rejected or topic is None:
+            return out
+        seen: set[bytes] = set()
+        for delivery in rejected:
+            result = delivery.result
+            key = delivery.prepared.message.ref.key
+            if key is None or key in seen:
+                continue
+            seen.add(key)
+            cls = (result.reason_class or DeadLetterReason.DIP_REJECTION).value
+            dead = delivery.prepared.route.client.topics.dead_letter
+            park = new_park(delivery.prepared.message.ref, cls, dead)
+            out.append((key, park, state_record(topic, client, key, park)))
+        return out
+
+    def _park_refused(
+        self, client: str, ref: RecordRef, reason_class: DeadLetterReason, dead_letter_topic: str
+    ) -> list[OutRecord]:
+        """Park the key of a refused record at once, not on the write's acknowledgement: a
+        refused record holds no key in the gate, so the next record with its key may be batched
+        right away. A key parked already keeps its park (and head). The state record to write
+        with the dead letter, if any."""
+        state_topic = self._config.kafka.parked_keys_topic
+        if ref.key is None or state_topic is None or self._parked.get(client, ref.key):
+            return []
+        park = new_park(ref, reason_class.value, dead_letter_topic)
+        self._park(client, ref.key, park)
+        return [state_record(state_topic, client, ref.key, park)]
+
+    def _park(self, client: str, key: bytes, park: Park) -> None:
+        if self._parked.park(client, key, park):
+            self._parked_changed(client)
+            _log.warning(
+                "egress_key_parked",
+                client=client,
+                reason_class=park.reason_class,
+                head=f"{park.source_topic}[{park.source_partition}]@{park.source_offset}",
+            )
+
+    def _parked_changed(self, client: str) -> None:
+        metrics.PARKED_KEYS.labels(client).set(self._parked.count(client))
 
     def _hold_changed(self, client: str, hold: Hold | None) -> None:
         """A client was held (its records divert from now on) or released."""
@@ -754,11 +900,14 @@ class EgressService:
             refusal.interface_id,
             refusal.reason_class,
         )
-        self._spawn(self._write_refusal(record, refusal.ref))
+        records = [record]
+        if client is not None and client.name in self._parking:
+            records += self._park_refused(client.name, refusal.ref, refusal.reason_class, topic)
+        self._spawn(self._write_refusal(records, refusal.ref))
 
-    async def _write_refusal(self, record: OutRecord, ref: RecordRef) -> None:
+    async def _write_refusal(self, records: list[OutRecord], ref: RecordRef) -> None:
         try:
-            await self._write([record])
+            await self._write(records)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug: stop as a failed batch does (the record stays unfinished)
@@ -886,6 +1035,7 @@ class EgressService:
         self._held_since.clear()
         self._retry_in_flight.clear()
         self._fresh_in_flight.clear()
+        self._unparked.clear()
         self._paused_retry.clear()
         self._gate, self._batcher = self._fresh_batching()  # open batches are dropped
         abandoned = self._tracker.in_flight()

@@ -107,10 +107,21 @@ def gateway_topic_uses(config: GatewayConfig) -> list[TopicUse]:
             uses.append(TopicUse(f"{field}.retry", t.retry, "egress", True))
         if t.status:
             uses.append(TopicUse(f"{field}.status", t.status, "ingress", True))
+        if client.park_keys and t.parked:
+            uses.append(TopicUse(f"{field}.parked", t.parked, "egress", True))
     if config.audit.enabled:  # both services write it; egress when it runs, for the check
         service: Literal["egress", "ingress"] = "egress" if config.egress.enabled else "ingress"
         uses.append(TopicUse("audit.topic", config.audit.topic, service, True))
     return uses
+
+
+def compacted_topic_uses(config: GatewayConfig) -> list[TopicUse]:
+    """The compacted state topics egress needs (created with ``cleanup.policy=compact``):
+    the parked keys, when a client parks keys (``gateway.egress.parking``)."""
+    k = config.kafka
+    if k.parked_keys_topic and any(c.park_keys for c in config.clients):
+        return [TopicUse("kafka.parked_keys_topic", k.parked_keys_topic, "egress", True)]
+    return []
 
 
 @contextlib.asynccontextmanager
