@@ -51,7 +51,6 @@ from gateway.egress.holds import ClientHolds, Hold
 from gateway.egress.offsets import OffsetTracker
 from gateway.egress.ordering import KeyGate
 from gateway.egress.oversize import refused_for_size, write_shedding_values
-from gateway.egress.poison import READ_SECONDS, PoisonGuard, Verdict, poisoned
 from gateway.egress.parked_tail import ParkedTail
 from gateway.egress.parking import (
     UNPARKED_HEADER,
@@ -63,6 +62,7 @@ from gateway.egress.parking import (
     state_record,
     unparked_id,
 )
+from gateway.egress.poison import READ_SECONDS, PoisonGuard, Verdict, poisoned
 from gateway.egress.reasons import DeadLetterReason
 from gateway.egress.records import dead_letter, outcome_records
 from gateway.egress.retry import RetryPolicy
