@@ -21,6 +21,7 @@ import pytest
 
 from gateway.kafka.topics import ensure_topics, gateway_topics
 from tests.kafka_fixtures import KafkaUnderTest
+from tests.sim_checks import arrival_positions, assert_in_order
 from tests.test_egress_e2e import (  # noqa: F401 (pki: the module fixture)
     Gateway,
     _collect,
@@ -71,10 +72,7 @@ async def _outage(folder: Path, kafka: KafkaUnderTest, outage: float, per_phase:
             outcomes = await _collect(config, 3 * per_phase, wait_seconds=120)
         finally:
             await gateway.stop_gracefully()
-        arrival = [
-            (m.sender, m.sender_unique_reference)
-            for m in sorted(sim.state.messages, key=lambda m: m.seq)
-        ]
+        positions = arrival_positions(sim)
         duplicates = sim.state.stats()["duplicatesTotal"]
 
     # Every client probes one request at a time, at most every back-off (>= 1 s at the cap,
@@ -99,10 +97,7 @@ async def _outage(folder: Path, kafka: KafkaUnderTest, outage: float, per_phase:
     expected = sorted(ref for refs in order.values() for ref in refs)
     assert sorted(outcomes.result_refs().elements()) == expected
     assert duplicates == 0
-    for (client, _key), refs in order.items():
-        wanted = set(refs)
-        seen = [ref for sender, ref in arrival if sender == _dip_id(client) and ref in wanted]
-        assert seen == refs, f"client {client} out of order"
+    assert_in_order(positions, order)
 
 
 async def test_a_dip_outage_holds_every_client_and_loses_nothing(
@@ -159,16 +154,12 @@ async def test_a_fifth_of_requests_failing_every_way_with_latency_spikes_loses_n
         finally:
             await gateway.stop_gracefully()
         hits = sim.faults.snapshot()["hits"]
-        stored = sorted(sim.state.messages, key=lambda m: m.seq)
+        positions = arrival_positions(sim)
         duplicates = sim.state.stats()["duplicatesTotal"]
     assert {"429", "500", "502", "503", "504", "timeout", "reset"} <= set(hits), hits
     assert [o.reason for o in outcomes.dead] == []
     expected = sorted(ref for refs in order.values() for ref in refs)
     assert sorted(outcomes.result_refs().elements()) == expected
     assert duplicates == 0
-    arrival = [(m.sender, m.sender_unique_reference) for m in stored]
-    for (client, _key), refs in order.items():
-        wanted = set(refs)
-        seen = [ref for sender, ref in arrival if sender == _dip_id(client) and ref in wanted]
-        assert seen == refs, f"client {client} out of order"
+    assert_in_order(positions, order)
 

@@ -32,6 +32,7 @@ from dipsim import Simulator
 from gateway.config import GatewayConfig
 from gateway.kafka.topics import ensure_topics, gateway_topics
 from tests.kafka_fixtures import KafkaUnderTest
+from tests.sim_checks import arrival_positions, assert_in_order
 from tests.test_egress_e2e import (  # noqa: F401 (pki: the module fixture)
     Gateway,
     _collect,
@@ -176,10 +177,7 @@ async def _throttled(
             _sample("dcpgw_egress_messages_diverted_total", {"client": client_name})
             - diverted_before
         )
-        arrival = [
-            (m.sender, m.sender_unique_reference)
-            for m in sorted(sim.state.messages, key=lambda m: m.seq)
-        ]
+        positions = arrival_positions(sim)
         duplicates = sim.state.stats()["duplicatesTotal"]
 
     # The others were not stalled: all their messages went while client 1 was refused.
@@ -198,10 +196,7 @@ async def _throttled(
     expected = [ref for refs in order.values() for ref in refs]
     assert sorted(outcomes.result_refs().elements()) == sorted(expected)
     assert duplicates == 0
-    for (client, _key), refs in order.items():
-        wanted = set(refs)
-        seen = [ref for sender, ref in arrival if sender == _dip_id(client) and ref in wanted]
-        assert seen == refs, f"client {client} out of order"
+    assert_in_order(positions, order)
     return {
         "others_seconds": max(others.values()),
         "throttled_requests": refused,
@@ -303,13 +298,11 @@ async def test_a_restarted_gateway_keeps_a_client_behind_its_retry_backlog(
             outcomes = await _collect(config, len(first) + len(then), wait_seconds=120)
         finally:
             await restarted.stop_gracefully()
-        stored = sorted(sim.state.messages, key=lambda m: m.seq)
-        arrival = [m.sender_unique_reference for m in stored]
+        positions = arrival_positions(sim)
     assert [o.reason for o in outcomes.dead] == []
     assert len(outcomes.results) == len(first) + len(then)
-    for k in range(5):
-        refs = [_sur(p) for i, p in enumerate([*first, *then]) if i % 5 == k]
-        assert [r for r in arrival if r in set(refs)] == refs, f"key {k} out of order"
+    sent = [*first, *then]
+    assert_in_order(positions, {k: [_sur(p) for p in sent[k::5]] for k in range(5)})
 
 
 async def test_a_client_the_dip_answers_slowly_cannot_fill_the_window_for_the_others(
@@ -345,13 +338,9 @@ async def test_a_client_the_dip_answers_slowly_cannot_fill_the_window_for_the_ot
             outcomes = await _collect(config, len(records), wait_seconds=180)
         finally:
             await gateway.stop_gracefully()
-        stored = sorted(sim.state.messages, key=lambda m: m.seq)
-        arrival = [(m.sender, m.sender_unique_reference) for m in stored]
+        positions = arrival_positions(sim)
     assert set(others) == set(OTHERS), f"the others were stalled behind client 1: {others}"
     assert slow_done_meanwhile < load.backlog  # client 1 was still working off its backlog
     assert [o.reason for o in outcomes.dead] == []
     assert len(outcomes.results) == len(records)
-    for (client, _key), refs in order.items():
-        wanted = set(refs)
-        seen = [ref for sender, ref in arrival if sender == _dip_id(client) and ref in wanted]
-        assert seen == refs, f"client {client} out of order"
+    assert_in_order(positions, order)
