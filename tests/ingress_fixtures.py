@@ -33,18 +33,23 @@ def tx() -> str:
 
 
 async def consume(
-    settings: KafkaSettings, topic: str | None, count: int, *, settle_ms: int = 0
+    settings: KafkaSettings,
+    topic: str | None,
+    count: int,
+    *,
+    settle_ms: int = 0,
+    seconds: float = 30.0,
 ) -> list[ConsumerRecord]:
-    """The first ``count`` records of ``topic`` (fails the test if they do not come in 30 s),
-    plus whatever else arrives within ``settle_ms`` after them (proof that nothing follows).
-    ``topic`` may be a config's optional topic: the test fails when it is not set."""
+    """The first ``count`` records of ``topic`` (fails the test if they do not come within
+    ``seconds``), plus whatever else arrives within ``settle_ms`` after them (proof that nothing
+    follows). ``topic`` may be a config's optional topic: the test fails when it is not set."""
     if topic is None:
         pytest.fail("the configuration names no such topic")
     consumer = create_consumer(settings, topic, group_id=None)
     await consumer.start()
     records: list[ConsumerRecord] = []
     try:
-        async with asyncio.timeout(30):
+        async with asyncio.timeout(seconds):
             while len(records) < count:
                 for part in (await consumer.getmany(timeout_ms=200)).values():
                     records.extend(part)

@@ -29,6 +29,7 @@ from gateway.egress.records import dead_letter
 from gateway.kafka.clients import common_kwargs, create_producer
 from gateway.kafka.topics import ensure_topics, gateway_topics
 from tests.gateway_process import GatewayProcess
+from tests.ingress_fixtures import consume
 from tests.kafka_fixtures import KafkaUnderTest
 from tests.sim_checks import stored_references, until_stored
 from tests.test_egress_e2e import _collect, _gateway_config, _payload, _produce, _simulator, _sur
@@ -61,22 +62,6 @@ async def _end_offsets(settings: KafkaSettings, topic: str) -> dict[int, int]:
         return {tp.partition: offset for tp, offset in (await consumer.end_offsets(parts)).items()}
     finally:
         await consumer.stop()
-
-
-async def _read_all(settings: KafkaSettings, topic: str, count: int) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        topic, **common_kwargs(settings), group_id=None, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    records: list[Any] = []
-    try:
-        async with asyncio.timeout(60):
-            while len(records) < count:
-                for batch in (await consumer.getmany(timeout_ms=200)).values():
-                    records.extend(batch)
-    finally:
-        await consumer.stop()
-    return records
 
 
 async def _cleanup_policy(settings: KafkaSettings, topic: str) -> str:
@@ -176,7 +161,7 @@ async def test_dead_letters_of_a_config_mistake_are_delivered_after_the_fix_and_
             gateway.ensure_stopped()
 
     # The re-driven records: original key and value, where they came from, counted once.
-    produced = await _read_all(kafka_settings, topic, len(stale) + len(fine) + STALE)
+    produced = await consume(kafka_settings, topic, len(stale) + len(fine) + STALE, seconds=60)
     redriven = [r for r in produced if any(k.startswith("dcpgw-") for k, _ in r.headers)]
     assert len(redriven) == STALE
     originals = {orjson.dumps(p): key for key, p in stale}
@@ -191,7 +176,7 @@ async def test_dead_letters_of_a_config_mistake_are_delivered_after_the_fix_and_
     for key in (b"mpan-0", b"mpan-1", b"mpan-2"):
         expected = [_sur(p) for k, p in stale if k == key]
         assert [s for s in keyed if s in expected] == expected
-    log = await _read_all(kafka_settings, kafka_settings.redrive_log_topic, STALE)
+    log = await consume(kafka_settings, kafka_settings.redrive_log_topic, STALE, seconds=60)
     assert {orjson.loads(r.value)["reasonClass"] for r in log} == {"not_effective"}
     assert await _cleanup_policy(kafka_settings, kafka_settings.redrive_log_topic) == "compact"
 
@@ -278,7 +263,7 @@ async def test_forced_and_repeated_redrives_are_counted_and_logged_and_need_a_lo
     code, lines = await _cli(capsys, "dlq", "redrive", *dlq_args, *again)
     assert code == 0 and lines[-1].startswith("re-drove 1 of 1 ")
 
-    produced = await _read_all(settings, topic, 3)
+    produced = await consume(settings, topic, 3, seconds=60)
     sent = [(r.key, r.value, dict(r.headers)["dcpgw-redrive-count"]) for r in produced]
     assert sorted(sent) == sorted(
         [
@@ -287,7 +272,8 @@ async def test_forced_and_repeated_redrives_are_counted_and_logged_and_need_a_lo
             (b"k-2", unknown_sender, b"2"),
         ]
     )
-    log = [orjson.loads(r.value) for r in await _read_all(settings, settings.redrive_log_topic, 3)]
+    logged = await consume(settings, settings.redrive_log_topic, 3, seconds=60)
+    log = [orjson.loads(r.value) for r in logged]
     assert sorted((e["reasonClass"], e["redriveCount"], e["forced"]) for e in log) == [
         ("envelope", 1, True),
         ("routing", 1, False),

@@ -16,13 +16,12 @@ from typing import Any
 import orjson
 import pytest
 import yaml
-from aiokafka import AIOKafkaConsumer
 from prometheus_client import REGISTRY
 
 from gateway.cli import main
-from gateway.config import GatewayConfig, parse_config
+from gateway.config import parse_config
 from gateway.egress.parking import PARK_ID_HEADER, UNPARKED_HEADER
-from gateway.kafka.clients import common_kwargs
+from tests.ingress_fixtures import consume
 from tests.kafka_fixtures import KafkaUnderTest
 from tests.sim_checks import assert_in_order_per_key, stored_references, until_stored
 from tests.test_egress_e2e import (  # noqa: F401 (pki: the module fixture)
@@ -46,23 +45,6 @@ REFUSED_KEY = b"mpan-1200000000002"  # its head is refused before sending (wrong
 def _parked_gauge(client: str) -> float:
     value = REGISTRY.get_sample_value("dcpgw_egress_parked_keys", {"client": client})
     return -1.0 if value is None else value
-
-
-async def _read(config: GatewayConfig, topic: str, count: int) -> list[Any]:
-    """The first ``count`` records of ``topic`` (fails after 60 s with fewer)."""
-    consumer = AIOKafkaConsumer(
-        topic, **common_kwargs(config.kafka), group_id=None, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    records: list[Any] = []
-    try:
-        async with asyncio.timeout(60):
-            while len(records) < count:
-                for batch in (await consumer.getmany(timeout_ms=200)).values():
-                    records.extend(batch)
-    finally:
-        await consumer.stop()
-    return records
 
 
 async def _until(condition: Any, seconds: float = 60.0) -> None:
@@ -114,7 +96,9 @@ async def test_a_dead_lettered_key_parks_its_successors_until_released_in_order(
             )
             delivered = {_sur(p) for _, p in others} | {_sur(client_2_same_key)}
             await until_stored(sim, delivered, seconds=60)
-            everything = await _read(config, client_1.topics.parked, len(followers) + 1)
+            everything = await consume(
+                config.kafka, client_1.topics.parked, len(followers) + 1, seconds=60
+            )
             await _until(lambda: _parked_gauge("client-1") == 2)
         finally:
             await gateway.stop_gracefully()
@@ -135,7 +119,9 @@ async def test_a_dead_lettered_key_parks_its_successors_until_released_in_order(
                 config, [(topic, KEY, orjson.dumps(later)), (topic, more[0], orjson.dumps(more[1]))]
             )
             await until_stored(sim, {_sur(more[1])}, seconds=60)
-            everything = await _read(config, client_1.topics.parked, len(followers) + 2)
+            everything = await consume(
+                config.kafka, client_1.topics.parked, len(followers) + 2, seconds=60
+            )
             parked = [r for r in everything if r.key == KEY]
             assert parked[-1].value == orjson.dumps(later)
             assert _sur(later) not in stored_references(sim)
@@ -154,7 +140,8 @@ async def test_a_dead_lettered_key_parks_its_successors_until_released_in_order(
             code, lines = await _cli(capsys, *release, "--force")
             assert code == 0, lines
             assert lines[-1].endswith(f"--execute re-drives {len(followers) + 2} to {topic}")
-            assert len(await _read(config, topic, 10)) == 10  # nothing produced by dry runs
+            # nothing produced by dry runs
+            assert len(await consume(config.kafka, topic, 10, seconds=60)) == 10
             code, lines = await _cli(capsys, *release, "--execute")
             assert code == 2  # refused: a DIP rejection is not fixable by a re-send
             code, lines = await _cli(capsys, *release, "--execute", "--force")
@@ -176,7 +163,7 @@ async def test_a_dead_lettered_key_parks_its_successors_until_released_in_order(
     k_refs = [_sur(p) for p in [head, *followers, later, after]]
     stored = [m.sender_unique_reference for m in sim.state.messages]
     assert [s for s in stored if s in k_refs] == k_refs
-    produced = await _read(config, topic, 15)
+    produced = await consume(config.kafka, topic, 15, seconds=60)
     released = [r for r in produced if UNPARKED_HEADER in dict(r.headers)]
     assert [r.value for r in released] == [orjson.dumps(p) for p in [head, *followers, later]]
     assert {dict(r.headers)[UNPARKED_HEADER] for r in released} == {

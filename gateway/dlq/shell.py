@@ -6,7 +6,7 @@ Thin on purpose: what to do with each dead letter is decided in ``gateway.dlq.pl
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -58,36 +58,34 @@ async def read_letters(settings: KafkaSettings, topic: str) -> list[DeadLetter]:
 async def read_log(settings: KafkaSettings) -> RedriveLog | None:
     """The re-drive log to its end, or None if its topic does not exist yet."""
     log = RedriveLog()
-    partitions = await _partitions(settings, settings.redrive_log_topic)
-    if partitions is None:
-        return None
-    consumer = _consumer(settings)
-    await consumer.start()
-    try:
-        # Order matters only per key, and a key always lands on the same partition.
-        async for _, records in _to_end(consumer, partitions):
-            for r in records:
-                log.add(r.key, r.value)
-    finally:
-        await consumer.stop()
-    return log
+    found = await _read_state(settings, settings.redrive_log_topic, log.add)
+    return log if found else None
 
 
 async def read_parks(settings: KafkaSettings, topic: str) -> ParkedKeys:
     """The parked keys (``kafka.parked_keys_topic``) to its end; empty if it does not exist."""
     parked = ParkedKeys()
+    await _read_state(settings, topic, parked.apply)
+    return parked
+
+
+async def _read_state(
+    settings: KafkaSettings, topic: str, apply: Callable[[bytes | None, bytes | None], object]
+) -> bool:
+    """Feed a state topic's records, keyed, to ``apply`` to its end; False: no such topic.
+    Order matters only per key, and a key always lands on the same partition."""
     partitions = await _partitions(settings, topic)
     if partitions is None:
-        return parked
+        return False
     consumer = _consumer(settings)
     await consumer.start()
     try:
         async for _, records in _to_end(consumer, partitions):
             for r in records:
-                parked.apply(r.key, r.value)
+                apply(r.key, r.value)
     finally:
         await consumer.stop()
-    return parked
+    return True
 
 
 async def unpark(settings: KafkaSettings, topic: str, client: str, key: bytes) -> None:
