@@ -315,7 +315,9 @@ async def test_a_push_whose_ledger_record_kafka_refuses_is_answered_as_not_store
     refused = REGISTRY.get_sample_value(
         "dcpgw_ledger_records_total", {"direction": "ingress", "outcome": "failed"}
     )
-    assert refused is not None and refused >= 2
+    # At least the first push's record was refused; a retry whose messages are all already on
+    # Kafka (duplicates) stores nothing, so it may be answered 503 without a record of its own.
+    assert refused is not None and refused >= 1
 
 
 async def _tiny_audit_topic(config: GatewayConfig) -> None:
