@@ -184,3 +184,19 @@ def test_a_retry_record_carries_the_records_own_headers() -> None:
     assert record.topic == "retry" and (record.key, record.value) == (b"k", b"{}")
     assert (record.headers or [])[0] == ("traceparent", b"00-1-2-01")
     assert read_retry_headers(record.headers or []) == ("out", 1_700_000_000.5)
+
+
+def test_a_dead_letter_of_a_record_read_back_from_a_retry_topic_names_its_first_source() -> None:
+    first = RecordRef("status-out", 2, 17, b"k", b"{}", 0, -1, [("traceparent", b"00-1-2-01")])
+    diverted = retry_record("dcpgw.alice.retry", first, None)
+    back = RecordRef("dcpgw.alice.retry", 0, 3, b"k", b"{}", 0, -1, diverted.headers or [])
+    record = dead_letter("dlq", back, "bad", 1, 400, ALICE_ID, "STATUS", DeadLetterReason.SCHEMA)
+    headers = record.headers or []
+    source = {k: v for k, v in headers if k.startswith("dcpgw-source-") and k != "dcpgw-source-key"}
+    assert source == {
+        "dcpgw-source-topic": b"status-out",
+        "dcpgw-source-partition": b"2",
+        "dcpgw-source-offset": b"17",
+    }
+    assert [k for k, _ in headers].count("dcpgw-source-topic") == 1
+    assert headers[0] == ("traceparent", b"00-1-2-01")

@@ -166,12 +166,14 @@ def dead_letter(
     reason_class: DeadLetterReason,
 ) -> OutRecord:
     """The original value, key and headers, with where it came from and why in ``dcpgw-``
-    headers (replacing any of the same name the record carried, e.g. from an earlier trip)."""
+    headers (replacing any of the same name the record carried, e.g. from an earlier trip).
+
+    A record read back from a retry topic carries where it was first read
+    (``dcpgw-source-*``): that is the source named, so a re-drive goes back to the outbound
+    or status topic it came from, and the dead letter de-duplicates like one written there."""
     headers = [(k, v) for k, v in ref.headers if k not in _DEAD_LETTER_HEADERS]
     headers += [
-        ("dcpgw-source-topic", ref.topic.encode()),
-        ("dcpgw-source-partition", str(ref.partition).encode()),
-        ("dcpgw-source-offset", str(ref.offset).encode()),
+        *_source(ref),
         ("dcpgw-source-key", ref.key or b""),
         ("dcpgw-reason", reason.encode("utf-8", "replace")),
         ("dcpgw-reason-class", reason_class.value.encode()),
@@ -207,3 +209,18 @@ def without_value(record: OutRecord, why: str) -> OutRecord | None:
         ("dcpgw-value-size", str(size).encode()),
     ]
     return OutRecord(record.topic, None, record.key, [*headers, *extra])
+
+
+_SOURCE_HEADERS = ("dcpgw-source-topic", "dcpgw-source-partition", "dcpgw-source-offset")
+
+
+def _source(ref: RecordRef) -> list[tuple[str, bytes]]:
+    """The record's first source, if it carries all of it (it was diverted), else itself."""
+    carried = {k: v for k, v in ref.headers if k in _SOURCE_HEADERS}
+    if len(carried) == len(_SOURCE_HEADERS):
+        return [(name, carried[name]) for name in _SOURCE_HEADERS]
+    return [
+        ("dcpgw-source-topic", ref.topic.encode()),
+        ("dcpgw-source-partition", str(ref.partition).encode()),
+        ("dcpgw-source-offset", str(ref.offset).encode()),
+    ]
