@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from typing import Any
+
+import orjson
 
 #: A DIP ID (a DCP ID too): exactly 10 digits.
 DIP_ID_PATTERN = re.compile(r"^[0-9]{10}$")
@@ -47,3 +50,19 @@ class RoleCode(StrEnum):
     ISD = "ISD"
     VAS = "VAS"
     EES = "EES"
+
+
+def response_entries(body: bytes) -> list[dict[str, Any]]:
+    """The entries of a DIP ``StandardResponse`` (its ``messageArray``, or a bare array), or []
+    when the body is anything else (empty, a proxy's page): egress decides on them, the ledger
+    records them."""
+    if not body:
+        return []
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return []
+    array = doc.get("messageArray") if isinstance(doc, dict) else doc
+    if not isinstance(array, list):
+        return []
+    return [e for e in array if isinstance(e, dict)]

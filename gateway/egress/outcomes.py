@@ -29,8 +29,7 @@ from functools import partial
 from http import HTTPStatus
 from typing import Any, Final, NamedTuple
 
-import orjson
-
+from gateway.dip.vocabulary import response_entries
 from gateway.egress.reasons import DeadLetterReason, dip_answer_reason
 from gateway.egress.retry import parse_retry_after
 
@@ -89,7 +88,7 @@ def decide(
     ``references`` (their senderUniqueReferences, in body order). A message refused with a
     DIP message that starts with one of ``duplicate_codes`` was delivered earlier."""
     count = len(references)
-    entries = _entries(body)
+    entries = response_entries(body)
     if status == 201:
         return Decision(Action.FINAL, status, "", _accepted_all(references, entries))
     success = 200 <= status < 300
@@ -145,20 +144,6 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
             if key.lower() == name:
                 return item
     return value
-
-
-def _entries(body: bytes) -> list[dict[str, Any]]:
-    """The StandardResponse ``messageArray`` entries, or [] when the body is anything else."""
-    if not body:
-        return []
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return []
-    array = doc.get("messageArray") if isinstance(doc, dict) else doc
-    if not isinstance(array, list):
-        return []
-    return [e for e in array if isinstance(e, dict)]
 
 
 def _accepted_all(

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from gateway.dip.exchange import DipExchange
+from gateway.dip.vocabulary import response_entries
 from gateway.signing.scheme import HEADER_CONTENT_HASH, HEADER_DATE
 
 SCHEMA = 1
@@ -49,27 +50,17 @@ def answers(body: bytes) -> list[dict[str, Any]]:
     """Per message, what the DIP's StandardResponse said: reference, transaction ID, and the
     message (cut to 200 characters) unless it is the plain success, which the status already
     says. [] when the answer is not one (a proxy page, an empty body)."""
-    if not body:
-        return []
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return []
-    array = doc.get("messageArray") if isinstance(doc, dict) else doc
-    if not isinstance(array, list):
-        return []
     out: list[dict[str, Any]] = []
     append = out.append
-    for entry in array:
-        if isinstance(entry, dict):
-            answer = {
-                "reference": _text(entry.get("senderUniqueReference")),
-                "transaction_id": _text(entry.get("transactionID")),
-            }
-            message = entry.get("message")
-            if isinstance(message, str) and not message.startswith(SUCCESS_MESSAGE):
-                answer["message"] = message[:_MESSAGE_CHARS]
-            append(answer)
+    for entry in response_entries(body):
+        answer = {
+            "reference": _text(entry.get("senderUniqueReference")),
+            "transaction_id": _text(entry.get("transactionID")),
+        }
+        message = entry.get("message")
+        if isinstance(message, str) and not message.startswith(SUCCESS_MESSAGE):
+            answer["message"] = message[:_MESSAGE_CHARS]
+        append(answer)
     return out
 
 
