@@ -23,7 +23,6 @@ from typing import Any
 import orjson
 import pytest
 import yaml
-from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from cryptography import x509
 from prometheus_client import REGISTRY
@@ -52,6 +51,7 @@ from gateway.signing.trust import fingerprint_sha256
 from tests.dipsim_fixtures import DevPki
 from tests.ingress_fixtures import consume
 from tests.kafka_fixtures import KafkaUnderTest
+from tests.test_egress_e2e import _committed
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -338,20 +338,6 @@ async def _raw_topic(config: GatewayConfig, topic: str) -> list[bytes]:
     try:
         batches = await consumer.getmany(timeout_ms=1500)
         return [r.value or b"" for part in batches.values() for r in part]
-    finally:
-        await consumer.stop()
-
-
-async def _committed(config: GatewayConfig) -> dict[int, int | None]:
-    consumer = create_consumer(config.kafka)
-    await consumer.start()
-    try:
-        topic = config.kafka.outbound_topics[0]
-        parts = consumer.partitions_for_topic(topic) or set()
-        if not parts:
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic) or set()
-        return {p: await consumer.committed(TopicPartition(topic, p)) for p in sorted(parts)}
     finally:
         await consumer.stop()
 

@@ -187,6 +187,7 @@ class EgressService:
         self._retry_in_flight: dict[str, int] = {}
         self._fresh_in_flight: dict[str, int] = {}  # per client: from the outbound topics
         self._paused_retry: set[str] = set()  # clients whose retry partitions are paused
+        self._retry_pauses_applied = False  # some are paused on the consumer (resume them)
         self._held_since: dict[tuple[str, int, int], float] = {}  # of retry records in flight
         self._tracker = OffsetTracker()
         self._poison = PoisonGuard(egress.poison_crash_limit)
@@ -376,7 +377,8 @@ class EgressService:
         if step is Step.RESUME:
             consumer.resume(*consumer.assignment())
             _log.info("egress_fetch_resumed", in_flight=in_flight, limit=self._flow.limit)
-        self._apply_retry_pauses(consumer)
+        if self._paused_retry or self._retry_pauses_applied:
+            self._apply_retry_pauses(consumer)
         data = await consumer.getmany(timeout_ms=timeout_ms, max_records=decision.room)
         return data
 
@@ -408,6 +410,7 @@ class EgressService:
             consumer.pause(*pause)
         if resume:
             consumer.resume(*resume)
+        self._retry_pauses_applied = bool(self._paused_retry)
 
     def _ingest(
         self, record: Any, today: Any, now: float, consumed: dict[tuple[str, str], int]
@@ -632,11 +635,11 @@ class EgressService:
         """The in-flight window is full and ``client`` holds more than its share of it: it
         diverts from now on, so its backlog cannot stop the others' records from being
         fetched (a client the DIP answers slowly, or one with a deep backlog)."""
-        if self._tracker.in_flight() < self._flow.low_water:
-            return False
         # The configured share, not one among the clients seen in flight: the others' records
         # may be the ones the full window keeps from being fetched.
         if self._fresh_in_flight.get(client, 0) <= self._share[client]:
+            return False  # (first: a dict lookup; the window's count sums every partition)
+        if self._tracker.in_flight() < self._flow.low_water:
             return False
         why = "above its share of egress.max_in_flight_messages while the window is full"
         self._start_diverting(client, reason=why)
