@@ -39,10 +39,6 @@ class FairSlots:
         self._turn = 0  # tie-break: which client waited longest for a slot
         self._since: dict[str, int] = {}
 
-    @property
-    def limit(self) -> int:
-        return self._limit
-
     def in_use(self, client: str) -> int:
         return self._in_use.get(client, 0)
 

@@ -100,10 +100,6 @@ class BatchSender:
     def holds(self) -> ClientHolds:
         return self._holds
 
-    @property
-    def slots(self) -> FairSlots:
-        return self._slots
-
     async def deliver(self, batch: Batch, *, divertable: bool = False) -> Sent:
         """Final deliveries for the batch's messages; with ``divertable``, a part whose client
         is held comes back in ``held`` instead of waiting here."""
