@@ -149,6 +149,15 @@ SCENARIOS: dict[str, Scenario] = {
             ),
         ),
         Scenario(
+            "latency-batch1",
+            "batch 1 only, without and with 150 ms on every DIP answer: the pool and the "
+            "request slots must hide the round trip (--messages for a longer run)",
+            (
+                EgressPhase("batch 1", 1_500, batch=1),
+                EgressPhase("batch 1, DIP +150 ms", 1_500, batch=1, dip_latency_ms=150),
+            ),
+        ),
+        Scenario(
             "sweep",
             "open-loop offered rates from a quarter to 1.2x of the flat-out maximum: the knee",
             _sweep((0.25, 0.5, 0.75, 0.9, 1.0, 1.2), 40_000),
