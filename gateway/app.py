@@ -195,6 +195,7 @@ async def run_gateway(
                         pool=pool,
                         transport=config.egress.transport,
                         observer=ledger,
+                        concurrent_requests=config.egress.max_concurrent_requests,
                     )
                 )
             try:

@@ -486,3 +486,19 @@ def test_signing_credentials_are_required_only_while_egress_signs(dev_pki_dir: P
     keystore = build_keystore(config)  # what an ingress-only gateway loads
     assert not keystore.owns(config.clients[0].dip_ids[0].dip_id)
     assert keystore.owns(config.clients[1].dip_ids[0].dip_id)
+
+
+def test_the_dip_pool_follows_the_request_slots_unless_set(dev_pki_dir: Path) -> None:
+    """One knob by default: a pool smaller than the slots would cap requests in flight below
+    them (each request holds a connection for its round trip); a set pool size wins."""
+    data = _base(dev_pki_dir)
+    data.setdefault("egress", {})["max_concurrent_requests"] = 300
+    data["dip"].pop("max_connections", None)
+    config = parse_config(data, base_dir=dev_pki_dir, source="test.yaml")
+    assert config.dip.max_connections is None
+    assert config.dip.connection_limit(config.egress.max_concurrent_requests) == 300
+    data["dip"]["max_connections"] = 40
+    config = parse_config(data, base_dir=dev_pki_dir, source="test.yaml")
+    assert config.dip.connection_limit(config.egress.max_concurrent_requests) == 40
+    data["dip"]["max_connections"] = 0
+    assert "dip.max_connections" in _error(data, dev_pki_dir)

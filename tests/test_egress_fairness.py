@@ -26,6 +26,7 @@ async def test_a_freed_slot_goes_to_the_client_using_the_fewest_for_its_weight()
     tasks.append(asyncio.create_task(_hold(slots, "c", log, gates[8])))
     await asyncio.sleep(0)
     assert log == ["busy"] * 3 and slots.waiting("busy") == 4
+    assert slots.waiting_total() == 6  # dcpgw_egress_requests_waiting: the slots are the limit
     gates[0].set()
     await asyncio.sleep(0.01)
     gates[1].set()
@@ -36,6 +37,7 @@ async def test_a_freed_slot_goes_to_the_client_using_the_fewest_for_its_weight()
         gate.set()
     await asyncio.gather(*tasks)
     assert log.count("busy") == 7 and slots.in_use("busy") == 0
+    assert slots.waiting_total() == 0
 
 
 async def test_alone_a_client_may_use_every_slot() -> None:

@@ -74,23 +74,34 @@ def dip_path(*segments: str) -> str:
     return "/" + "/".join(quote(s, safe="-_.~") for s in segments)
 
 
+_FEW_REQUESTS = 16
+"""Requests in flight a client is sized for when its user does not say (the CLI, the demo):
+a few at a time."""
+
+
 def mtls_transport(
-    dip: DipSettings, credential: SigningCredential, kind: TransportName = "aiohttp"
+    dip: DipSettings,
+    credential: SigningCredential,
+    kind: TransportName = "aiohttp",
+    *,
+    concurrent_requests: int = _FEW_REQUESTS,
 ) -> DipTransport:
     """The transport of the shared connection: ``credential`` as the client certificate, the
-    DIP's server certificate checked against ``dip.ca_bundle``."""
+    DIP's server certificate checked against ``dip.ca_bundle``; as many pooled connections as
+    ``dip.max_connections``, else one per request the caller has in flight at most."""
     context = client_context(credential, dip.ca_bundle)
+    connections = dip.connection_limit(concurrent_requests)
     if kind == "httpx":
         return HttpxTransport(
             context,
             http2=dip.http2,
-            max_connections=dip.max_connections,
+            max_connections=connections,
             connect_timeout=dip.connect_timeout_seconds,
             request_timeout=dip.request_timeout_seconds,
         )
     return AiohttpTransport(
         context,
-        max_connections=dip.max_connections,
+        max_connections=connections,
         connect_timeout=dip.connect_timeout_seconds,
         request_timeout=dip.request_timeout_seconds,
     )
@@ -114,6 +125,7 @@ class DipClient:
         self._own_pool = pool is None
         self._pool = pool or new_signing_pool()
         self._observer = observer
+        self._sending = 0  # requests handed to the transport and not answered yet
 
     @classmethod
     def over_mtls(
@@ -125,10 +137,14 @@ class DipClient:
         pool: SigningPool | None = None,
         transport: TransportName = "aiohttp",
         observer: ExchangeObserver | None = None,
+        concurrent_requests: int = _FEW_REQUESTS,
     ) -> DipClient:
-        """The client as deployed: the DCP's mTLS ``credential`` on the shared connection."""
+        """The client as deployed: the DCP's mTLS ``credential`` on the shared connection,
+        sized for ``concurrent_requests`` in flight (``egress.max_concurrent_requests``)."""
         # the TLS context first: a credential it refuses must not leave a pool's threads behind
-        channel = mtls_transport(dip, credential, transport)
+        channel = mtls_transport(
+            dip, credential, transport, concurrent_requests=concurrent_requests
+        )
         return cls(dip.base_url, keystore, channel, pool=pool, observer=observer)
 
     @property
@@ -138,6 +154,13 @@ class DipClient:
     @property
     def keystore(self) -> KeyStore:
         return self._keystore
+
+    def waiting_for_connection(self) -> int:
+        """Requests sent beyond the transport's connections: they wait for a free one. Above
+        0 for long, the pool (``dip.max_connections``) is what limits the requests in flight.
+        """
+        limit = self._transport.connections
+        return 0 if limit is None else max(0, self._sending - limit)
 
     async def settled(self) -> None:
         """Return once the observer (the submission ledger) has durably recorded every
@@ -198,11 +221,13 @@ class DipClient:
             **signed,
             **(headers or {}),
         }
+        self._sending += 1
         try:
             status, response_headers, content = await self._transport.send(
                 method, url, all_headers, body
             )
         except BaseException as exc:  # sent, maybe received: recorded, then passed on
+            self._sending -= 1
             if self._observer is not None:
                 error = f"{type(exc).__name__}: {exc}".rstrip(": ")
                 self._observer.observe(
@@ -212,6 +237,7 @@ class DipClient:
                     )
                 )  # fmt: skip
             raise
+        self._sending -= 1
         if self._observer is not None:
             self._observer.observe(
                 DipExchange(

@@ -46,6 +46,10 @@ class FairSlots:
         queue = self._waiting.get(client)
         return len(queue) if queue else 0
 
+    def waiting_total(self) -> int:
+        """Requests of every client waiting for a slot (read when metrics are scraped)."""
+        return sum(len(queue) for queue in self._waiting.values())
+
     @contextlib.asynccontextmanager
     async def slot(self, client: str) -> AsyncIterator[None]:
         """Hold one slot for ``client`` while the block runs."""

@@ -87,6 +87,17 @@ REQUEST_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
 IN_FLIGHT = Gauge("dcpgw_egress_in_flight_messages", "Records consumed but not final yet.")
+REQUESTS_WAITING = Gauge(
+    "dcpgw_egress_requests_waiting",
+    "Batches ready to send that wait for one of egress.max_concurrent_requests request slots. "
+    "Above 0 while the gateway's CPU is not busy: the slots limit throughput (Little's law: "
+    "slots / round trip = requests/s at most).",
+)
+REQUESTS_WAITING_FOR_CONNECTION = Gauge(
+    "dcpgw_egress_requests_waiting_for_connection",
+    "Signed requests that wait for a free connection of the DIP pool (dip.max_connections "
+    "below egress.max_concurrent_requests): above 0, the pool limits throughput.",
+)
 PAUSED = Gauge(
     "dcpgw_egress_fetch_paused",
     "1 while no records are taken for back-pressure (held at the in-flight limit, or paused).",

@@ -148,14 +148,19 @@ class EgressService:
         self._holds = ClientHolds(
             policy, auth_probe_seconds=egress.auth_probe_seconds, on_change=self._hold_changed
         )
+        slots = FairSlots(egress.max_concurrent_requests, weights, on_change=_slots_changed)
         self._sender = BatchSender(
             dip,
             policy,
             duplicate_codes=egress.duplicate_message_codes,
             holds=self._holds,
-            slots=FairSlots(egress.max_concurrent_requests, weights, on_change=_slots_changed),
+            slots=slots,
             hold_budget_seconds=egress.hold_budget_seconds,
         )
+        # Read at scrape time: nothing on the request path. Together they say whether the
+        # slots or the connection pool is what bounds requests in flight.
+        metrics.REQUESTS_WAITING.set_function(slots.waiting_total)
+        metrics.REQUESTS_WAITING_FOR_CONNECTION.set_function(dip.waiting_for_connection)
         self._diversions = Diversions()
         # Diverting keeps order per (sender, key) only: with ordering across senders a held
         # client's batches keep their keys where they are (and hold the others' behind them).

@@ -25,7 +25,7 @@ class AiohttpTransport(DipTransport):
         request_timeout: float,
     ) -> None:
         self._ssl = ssl_context
-        self._max_connections = max_connections
+        self._max_connections = self.connections = max_connections
         self._connect_timeout = connect_timeout
         self._request_timeout = request_timeout
         self._session: aiohttp.ClientSession | None = None

@@ -29,6 +29,10 @@ class DipTransport(ABC):
     """Sends one request and returns the answer; use as an async context manager (or call
     :meth:`open` and :meth:`aclose`), which :class:`~gateway.dip.client.DipClient` does."""
 
+    #: Requests sent at once at most (one per pooled HTTP/1.1 connection); more wait for a
+    #: connection. None: no such limit (in memory, HTTP/2's streams).
+    connections: int | None = None
+
     @abstractmethod
     async def send(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes

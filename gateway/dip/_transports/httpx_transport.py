@@ -22,6 +22,7 @@ class HttpxTransport(DipTransport):
     ) -> None:
         self._ssl = ssl_context
         self._http2 = http2
+        self.connections = None if http2 else max_connections
         self._limits = httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
         )
