@@ -324,7 +324,8 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
     """A fresh gateway over new topics. Flat-out batched phases are a backlog: every message
     is in Kafka before the gateway starts, so the load generator takes no CPU from it while it
     is measured. Batch-1 and open-loop phases first send a warm-up (the gateway's mTLS
-    connections open, each costing it an RSA signature), then produce while it runs."""
+    connections open, each costing it an RSA signature: one message per request slot at
+    least), then produce while it runs."""
     timeline = _Timeline()
     tag, ops_port, path, config = await _phase_config(
         ctx, phase.batch, max(phase.clients, 2 if phase.round_trip else 1)
@@ -339,7 +340,11 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
             raise ValueError(f"{phase.label}: no flat-out phase at batch {phase.batch} before it")
         rate = phase.rate_of_max * ctx.max_rate[phase.batch]
     preload = phase.backlog or (rate is None and phase.batch > 1)
-    warm_count = 0 if preload else min(2000, max(64, 4 * phase.batch))
+    # A warm-up of at least one message per request slot: behind a slow DIP the gateway
+    # holds up to that many connections, and each one opened while measured would add a
+    # handshake's RSA signature on its event loop to the phase's CPU per message.
+    slots = config.egress.max_concurrent_requests
+    warm_count = 0 if preload else min(2000, max(64, slots, 4 * phase.batch))
     bar = _Bar(ctx.progress, phase.label, phase.messages + warm_count)
     out = Outcomes()
     reader = OutcomeReader(config, out)
