@@ -139,6 +139,11 @@ class DipClient:
     def keystore(self) -> KeyStore:
         return self._keystore
 
+    @property
+    def signing_queued(self) -> int:
+        """Signatures waiting for a signing thread (every thread busy)."""
+        return self._pool.queued
+
     async def settled(self) -> None:
         """Return once the observer (the submission ledger) has durably recorded every
         request sent so far; at once without one. Raises what the observer raises."""
