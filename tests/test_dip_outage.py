@@ -162,4 +162,3 @@ async def test_a_fifth_of_requests_failing_every_way_with_latency_spikes_loses_n
     assert sorted(outcomes.result_refs().elements()) == expected
     assert duplicates == 0
     assert_in_order(positions, order)
-

@@ -98,8 +98,10 @@ async def test_a_job_cancelled_before_it_starts_is_skipped() -> None:
     pool, release, first = await _pool_with_a_running_job()
     ran: list[str] = []
     try:
+        assert pool.queued == 0  # the one job is running, nothing waits behind it
         queued = asyncio.ensure_future(pool.run(ran.append, "queued"))
         await asyncio.sleep(0)  # queued behind the running job
+        assert pool.queued == 1
         queued.cancel()
         with pytest.raises(asyncio.CancelledError):
             await queued

@@ -86,6 +86,26 @@ def test_linger_and_deadline() -> None:
     assert [b.key[0] for b in batcher.due(10.7)] == [BOB_ID]
 
 
+def test_congested_batches_keep_filling_up_to_max_linger() -> None:
+    batcher = Batcher(3, 1_000_000, 0.5, max_linger_seconds=2.0)
+    batcher.add(_prep(seq=1), 10.0)
+    assert batcher.next_deadline(congested=True) == 12.0
+    assert batcher.due(11.0, congested=True) == []  # past linger, but signatures are scarce
+    batcher.add(_prep(seq=2), 11.5)
+    assert [len(b.items) for b in batcher.add(_prep(seq=3), 11.6)] == [3]  # full: goes anyway
+    batcher.add(_prep(seq=4), 12.0)
+    assert batcher.due(13.9, congested=True) == []
+    assert [len(b.items) for b in batcher.due(14.0, congested=True)] == [1]  # the cap
+    batcher.add(_prep(seq=5), 20.0)
+    assert [len(b.items) for b in batcher.due(20.5)] == [1]  # congestion cleared: linger
+
+
+def test_max_linger_below_linger_is_linger() -> None:
+    batcher = Batcher(100, 1_000_000, 0.5, max_linger_seconds=0.1)
+    batcher.add(_prep(seq=1), 10.0)
+    assert batcher.next_deadline(congested=True) == 10.5
+
+
 def test_zero_linger_is_due_at_once() -> None:
     batcher = Batcher(100, 1_000_000, 0.0)
     batcher.add(_prep(seq=1), 5.0)

@@ -25,7 +25,7 @@ async def test_a_freed_slot_goes_to_the_client_using_the_fewest_for_its_weight()
     tasks.append(asyncio.create_task(_hold(slots, "b", log, gates[7])))
     tasks.append(asyncio.create_task(_hold(slots, "c", log, gates[8])))
     await asyncio.sleep(0)
-    assert log == ["busy"] * 3 and slots.waiting("busy") == 4
+    assert log == ["busy"] * 3 and slots.waiting("busy") == 4 and slots.contended
     assert slots.waiting_total() == 6  # dcpgw_egress_requests_waiting: the slots are the limit
     gates[0].set()
     await asyncio.sleep(0.01)
@@ -36,7 +36,7 @@ async def test_a_freed_slot_goes_to_the_client_using_the_fewest_for_its_weight()
     for gate in gates:
         gate.set()
     await asyncio.gather(*tasks)
-    assert log.count("busy") == 7 and slots.in_use("busy") == 0
+    assert log.count("busy") == 7 and slots.in_use("busy") == 0 and not slots.contended
     assert slots.waiting_total() == 0
 
 

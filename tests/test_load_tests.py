@@ -38,6 +38,10 @@ def test_benchmark_imports_and_parses_its_options(script: Path) -> None:
     assert "usage:" in _run(str(script), "--help")
 
 
+def test_the_apache_kafka_launcher_parses_its_options() -> None:
+    assert "--bootstrap-file" in _run(str(LOAD_TESTS / "apache_kafka.py"), "--help")
+
+
 def _figure(out: str, line: str) -> float:
     """The first number a line of ``out`` matching ``line`` (a regex, one group) prints."""
     match = re.search(line, out, re.MULTILINE)

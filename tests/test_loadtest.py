@@ -66,6 +66,12 @@ def test_smoke_scenario_writes_a_sane_report(kafka: KafkaUnderTest, tmp_path: Pa
     round_trip = by_label["batched, round trip"]["round_trip"]
     assert round_trip["received"] == round_trip["expected"] > 0
     assert by_label["batch 1"]["signatures_per_second"] > 0
+    # The gateway's own histograms over the measured window: one message per batch-1 request.
+    assert by_label["batch 1"]["stages"]["messages_per_request"] == 1.0
+    stages = by_label["batched, round trip"]["stages"]
+    assert 1.0 <= stages["messages_per_request"] <= 100
+    assert stages["sign_ms"] > 0 and stages["dip_round_trip_ms"] > 0
+    assert stages["first_record_age_ms"] > stages["dip_round_trip_ms"]
     assert by_label["ingress"]["push_statuses"] == {"201": 30}
     assert result["baseline"]["statuses"] == {"201": smoke.baseline_messages}
     assert result["gateway_vs_baseline"]["batch 1"] > 0
@@ -75,7 +81,12 @@ def test_smoke_scenario_writes_a_sane_report(kafka: KafkaUnderTest, tmp_path: Pa
     for chart in charts:
         assert (out / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = (out / "summary.md").read_text()
-    for needed in ("Machine:", "Versions:", "Command: `dcp-gateway loadtest --scenario smoke"):
+    for needed in (
+        "Machine:",
+        "Versions:",
+        "Command: `dcp-gateway loadtest --scenario smoke",
+        "## Where a request's time went",
+    ):
         assert needed in summary
 
 

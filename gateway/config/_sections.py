@@ -307,13 +307,32 @@ class KafkaSettings(ConfigModel):
         return self
 
 
+#: ``egress.max_linger_ms`` when unset (or ``linger_ms`` if that is longer).
+_MAX_LINGER_MS = 100.0
+
+
 class EgressSettings(ConfigModel):
     """Kafka -> DIP: batching, concurrency, retries."""
 
     enabled: bool = True
     max_batch_messages: int = Field(default=100, ge=1, le=10_000)
     max_batch_bytes: int = Field(default=1_000_000, ge=1_024)
-    linger_ms: float = Field(default=20.0, ge=0)
+    linger_ms: float = Field(
+        default=20.0,
+        ge=0,
+        description="an open batch is sent when its oldest message has waited this long (or "
+        "when it is full)",
+    )
+    max_linger_ms: float | None = Field(
+        default=None,
+        ge=0,
+        description="while every signing thread is busy with a queue behind it, or every "
+        "request slot or DIP connection is taken, an open batch keeps filling past linger_ms, "
+        "up to this long: a signature is the dearest part of a request, so when they are "
+        "scarce each one carries more messages (fewer requests, no queue of small ones), and "
+        "when they are not nothing waits longer than linger_ms. Unset: 100, or linger_ms if "
+        "that is longer; equal to linger_ms: off",
+    )
     max_in_flight_messages: int = Field(
         default=20_000,
         ge=1,
@@ -397,6 +416,23 @@ class EgressSettings(ConfigModel):
         description="library of the DIP connection: aiohttp (HTTP/1.1), or httpx, which "
         "dip.http2 needs",
     )
+
+    @property
+    def max_linger_seconds(self) -> float:
+        """``max_linger_ms`` as set, else 100 ms or ``linger_ms`` if that is longer."""
+        if self.max_linger_ms is None:
+            return max(self.linger_ms, _MAX_LINGER_MS) / 1000
+        return self.max_linger_ms / 1000
+
+    @model_validator(mode="after")
+    def _lingers(self) -> EgressSettings:
+        if self.max_linger_ms is not None and self.max_linger_ms < self.linger_ms:
+            raise ValueError(
+                f"max_linger_ms ({self.max_linger_ms:g}) is below linger_ms "
+                f"({self.linger_ms:g}): set max_linger_ms to at least linger_ms (equal turns "
+                "the longer linger off)"
+            )
+        return self
 
 
 class IngressSettings(ConfigModel):

@@ -162,6 +162,11 @@ class DipClient:
         limit = self._transport.connections
         return 0 if limit is None else max(0, self._sending - limit)
 
+    @property
+    def signing_queued(self) -> int:
+        """Signatures waiting for a signing thread (every thread busy)."""
+        return self._pool.queued
+
     async def settled(self) -> None:
         """Return once the observer (the submission ledger) has durably recorded every
         request sent so far; at once without one. Raises what the observer raises."""

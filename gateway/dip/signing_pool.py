@@ -45,6 +45,12 @@ class SigningPool:
         for thread in self._threads:
             thread.start()
 
+    @property
+    def queued(self) -> int:
+        """Jobs no thread has taken yet (approximate, as ``queue.SimpleQueue.qsize``): above
+        zero, every thread is busy."""
+        return self._jobs.qsize()
+
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._closed:
             raise RuntimeError("signing pool is shut down")

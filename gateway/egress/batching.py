@@ -3,8 +3,11 @@
 A batch is one signed request, so everything in it shares a sender (one certificate, one API
 key) and an interface (one ``/dip-channel/{id}``). A batch closes when it reaches
 ``max_messages``, when the next message would take the body past ``max_bytes``, or when its
-oldest message has waited ``linger`` seconds. A message larger than ``max_bytes`` by itself
-goes alone (the DIP answers 413 if it is really too large, and that is handled per message).
+oldest message has waited ``linger`` seconds; while the caller says signing is congested, up to
+``max_linger`` seconds instead (a signature per request is the dearest work: when signatures
+are scarce, each carries more messages rather than queueing behind small ones). A message
+larger than ``max_bytes`` by itself goes alone (the DIP answers 413 if it is really too large,
+and that is handled per message).
 
 The body is ``[item,item,…]`` where each item is the message's ``{"payload": …}`` bytes, built
 from the record's own bytes when the payload is unchanged: joining bytes is the cheapest
@@ -92,6 +95,7 @@ class Batcher:
         linger_seconds: float,
         gate: KeyGate | None = None,
         *,
+        max_linger_seconds: float | None = None,
         per_sender: bool = True,
         retry_topics: frozenset[str] = frozenset(),
     ) -> None:
@@ -103,6 +107,7 @@ class Batcher:
         self._max_messages = max_messages
         self._max_bytes = max_bytes
         self._linger = linger_seconds
+        self._max_linger = max(linger_seconds, max_linger_seconds or 0.0)
         self._open: dict[BatchKey, Batch] = {}
 
     def __len__(self) -> int:
@@ -147,16 +152,19 @@ class Batcher:
             closed.append(self._open.pop(key))
         return closed
 
-    def due(self, now: float) -> list[Batch]:
-        """Close and return the batches whose oldest message has lingered long enough."""
-        keys = [k for k, b in self._open.items() if now - b.created >= self._linger]
+    def due(self, now: float, congested: bool = False) -> list[Batch]:
+        """Close and return the batches whose oldest message has lingered long enough:
+        ``linger`` seconds, or ``max_linger`` while ``congested``."""
+        linger = self._max_linger if congested else self._linger
+        keys = [k for k, b in self._open.items() if now - b.created >= linger]
         return [self._open.pop(k) for k in keys]
 
-    def next_deadline(self) -> float | None:
+    def next_deadline(self, congested: bool = False) -> float | None:
         """When the oldest open batch becomes due (``None`` when nothing is open)."""
         if not self._open:
             return None
-        return min(b.created for b in self._open.values()) + self._linger
+        linger = self._max_linger if congested else self._linger
+        return min(b.created for b in self._open.values()) + linger
 
     def flush(self) -> list[Batch]:
         """Close every open batch (shutdown, rebalance)."""

@@ -42,6 +42,11 @@ class FairSlots:
     def in_use(self, client: str) -> int:
         return self._in_use.get(client, 0)
 
+    @property
+    def contended(self) -> bool:
+        """Some request waits for a slot."""
+        return bool(self._waiting)
+
     def waiting(self, client: str) -> int:
         queue = self._waiting.get(client)
         return len(queue) if queue else 0

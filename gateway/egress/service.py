@@ -84,6 +84,9 @@ _dead_letter_log = LogLimiter()
 HEALTH_NAME = "egress"
 
 _POLL_SECONDS = 0.1
+#: While signing is congested, how often the loop looks whether it has cleared (a lingering
+#: batch is then sent): about one RSA-4096 signature, so a thread is never idle much longer.
+_CONGESTED_POLL_SECONDS = 0.002
 _COMMIT_INTERVAL = 0.2
 _COMMIT_GAP = 0.02
 """Least time between two prompt commits (see ``_commit_when_final``); what becomes final
@@ -148,18 +151,18 @@ class EgressService:
         self._holds = ClientHolds(
             policy, auth_probe_seconds=egress.auth_probe_seconds, on_change=self._hold_changed
         )
-        slots = FairSlots(egress.max_concurrent_requests, weights, on_change=_slots_changed)
+        self._slots = FairSlots(egress.max_concurrent_requests, weights, on_change=_slots_changed)
         self._sender = BatchSender(
             dip,
             policy,
             duplicate_codes=egress.duplicate_message_codes,
             holds=self._holds,
-            slots=slots,
+            slots=self._slots,
             hold_budget_seconds=egress.hold_budget_seconds,
         )
         # Read at scrape time: nothing on the request path. Together they say whether the
         # slots or the connection pool is what bounds requests in flight.
-        metrics.REQUESTS_WAITING.set_function(slots.waiting_total)
+        metrics.REQUESTS_WAITING.set_function(self._slots.waiting_total)
         metrics.REQUESTS_WAITING_FOR_CONNECTION.set_function(dip.waiting_for_connection)
         self._diversions = Diversions()
         # Diverting keeps order per (sender, key) only: with ordering across senders a held
@@ -308,6 +311,7 @@ class EgressService:
             egress.max_batch_bytes,
             egress.linger_ms / 1000,
             gate,
+            max_linger_seconds=egress.max_linger_seconds,
             per_sender=egress.ordering_scope == "sender_key",
             retry_topics=frozenset(self._retry_clients),
         )
@@ -325,8 +329,14 @@ class EgressService:
         loop = asyncio.get_running_loop()
         while not stop.is_set() and self._failure is None:
             now = loop.time()
-            deadline = self._batcher.next_deadline()
+            congested = self._congested()
+            deadline = self._batcher.next_deadline(congested)
             wait = _POLL_SECONDS if deadline is None else min(_POLL_SECONDS, deadline - now)
+            if congested and wait > _CONGESTED_POLL_SECONDS:
+                # A batch past linger_ms goes as soon as the congestion clears: look again soon.
+                lingered = self._batcher.next_deadline()
+                if lingered is not None and lingered <= now + _CONGESTED_POLL_SECONDS:
+                    wait = _CONGESTED_POLL_SECONDS
             data = await self._fetch(consumer, max(wait, 0.0), now)
             if data:
                 today = datetime.now(UTC).date()
@@ -342,7 +352,7 @@ class EgressService:
                     metrics.counters(client, interface).consumed.inc(count)
                     fresh[client] = fresh.get(client, 0) + count
                 self._pace_retries()
-            for batch in self._batcher.due(loop.time()):
+            for batch in self._batcher.due(loop.time(), self._congested()):
                 self._dispatch(batch)
             metrics.IN_FLIGHT.set(self._tracker.in_flight())
             if self._health is not None:
@@ -507,6 +517,12 @@ class EgressService:
                 metrics.CLIENT_MESSAGES_IN_FLIGHT.labels(client, source).set(counts.get(client, 0))
 
     # ------------------------------------------------------------------------- dispatch
+
+    def _congested(self) -> bool:
+        """Requests are scarce: one waits for a signing thread, a request slot or a pooled
+        connection (then open batches keep filling, up to ``egress.max_linger_ms``)."""
+        dip = self._dip
+        return dip.signing_queued > 0 or self._slots.contended or dip.waiting_for_connection() > 0
 
     def _dispatch(self, batch: Batch) -> None:
         """Send a closed batch now, or park it until the batches holding its keys are final."""

@@ -172,6 +172,29 @@ def _cpus(p: dict[str, Any]) -> str:
     return f"{p['generator_cpus_busy']:.2f} / {p['other_cpus_busy']:.2f} / {p['steal_cpus']:.2f}"
 
 
+def _stage_table(egress: list[dict[str, Any]]) -> list[str]:
+    """Where a request's time went, from the gateway's own histograms (means per request)."""
+    lines = _heading(
+        "Where a request's time went (gateway histograms, means per request)",
+        "phase, msgs/request, signing ms (wait for a thread + RSA), DIP round trip ms, "
+        "first record's age at the answer ms",
+    )
+    for p in egress:
+        st = p.get("stages") or {}
+        lines.append(
+            f"| {p['label']} | {_n(st.get('messages_per_request'), 1)} | "
+            f"{_n(st.get('sign_ms'), 1)} | {_n(st.get('dip_round_trip_ms'), 1)} | "
+            f"{_n(st.get('first_record_age_ms'), 1)} |"
+        )
+    return [
+        *lines,
+        "",
+        "The first record's age is its wait in Kafka and in the open batch (linger), the wait "
+        "for a request slot, the signature and the round trip: what the other columns leave of "
+        "it is the consuming and batching.",
+    ]
+
+
 def summary(r: dict[str, Any]) -> str:
     m, v = r["machine"], r["versions"]
     lines = [
@@ -247,6 +270,7 @@ def summary(r: dict[str, Any]) -> str:
             "no load generator competing for CPU), so its latency includes the wait in the "
             "backlog; latency under load is measured by the open-loop phases (offered/s).",
         ]
+        lines += ["", *_stage_table(egress)]
         lines.append("")
         for p in egress:
             if "round_trip" in p:

@@ -320,6 +320,30 @@ async def _show(bar: _Bar, handled: Callable[[], Awaitable[float]]) -> None:
         bar.set(int(await handled()))
 
 
+#: The gateway's per-request histograms (sum, count), for where a request's time went.
+_STAGES = tuple(
+    f"dcpgw_egress_{name}_{part}"
+    for name in ("batch_messages", "sign_seconds", "request_seconds", "end_to_end_seconds")
+    for part in ("sum", "count")
+)
+
+
+def _stage_means(before: list[float], after: list[float]) -> dict[str, float | None]:
+    """Means over the measured window of the gateway's own per-request histograms: messages
+    per request; the wait for a signing thread plus the signature; the DIP's round trip; and
+    the age of a request's first record at the DIP's answer."""
+    means = []
+    for i in range(0, len(_STAGES), 2):
+        total, count = after[i] - before[i], after[i + 1] - before[i + 1]
+        means.append(total / count if count else None)
+    scale = (1.0, 1000.0, 1000.0, 1000.0)
+    names = ("messages_per_request", "sign_ms", "dip_round_trip_ms", "first_record_age_ms")
+    return {
+        name: None if mean is None else mean * k
+        for name, mean, k in zip(names, means, scale, strict=True)
+    }
+
+
 async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
     """A fresh gateway over new topics. Flat-out batched phases are a backlog: every message
     is in Kafka before the gateway starts, so the load generator takes no CPU from it while it
@@ -366,7 +390,9 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
             warm = (out.ledger.produced, out.ledger.delivered, out.ledger.dead_lettered)
             if preload:
                 warm = (0, 0, 0)
-            (requests0,) = await gw.metrics("dcpgw_egress_requests_total")
+            # A backlog's gateway is fresh and may have sent much of it by now: count from 0.
+            (requests0,) = (0.0,) if preload else await gw.metrics("dcpgw_egress_requests_total")
+            stages0 = [0.0] * len(_STAGES) if preload else await gw.metrics(*_STAGES)
             machine0 = _Machine.now(gw.pid, ctx.sim_pid)
             started = time.time()
             producing = None
@@ -384,6 +410,7 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
             machine = ends[0] - machine0
             timeline.mark("measured messages final")
             (requests1,) = await gw.metrics("dcpgw_egress_requests_total")
+            stages1 = await gw.metrics(*_STAGES)
             if producing is not None:
                 started, _ = producing.result()
             pushed = 0
@@ -430,6 +457,7 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
         "latency_ms": out.ack_latency.summary_ms(),
         "result_latency_ms": out.result_latency.summary_ms(),
         "latency_cdf": out.ack_latency.cdf_ms(),
+        "stages": _stage_means(stages0, stages1),
         "dip_status": dict(out.statuses),
         "dead_letter_reasons": dict(out.reasons.most_common(5)),
         "timeline": timeline.marks,
