@@ -45,9 +45,8 @@ from gateway.ingress.envelope import (
     EnvelopeError,
     Publication,
     StatusMessage,
-    parse_json,
-    parse_publications,
-    parse_status_messages,
+    decode_publications,
+    decode_status_messages,
 )
 from gateway.ingress.routes import Route, RouteKind
 from gateway.signing.errors import RejectReason, SignatureRejected
@@ -190,12 +189,11 @@ def check_signed_push(
         public = _PUBLIC_SIGNATURE_DETAIL.get(exc.reason, exc.detail)
         raise Rejection(401, exc.reason.value, public, log_detail=exc.detail) from None
     try:
-        document = parse_json(body)
         if route.kind is RouteKind.PUBLICATION:
-            publications = parse_publications(document)
+            publications = decode_publications(body)
             _check_publication_addressing(route, publications)
             return signer, publications
-        statuses = parse_status_messages(document)
+        statuses = decode_status_messages(body)
         _check_status_addressing(route, statuses)
         return signer, statuses
     except EnvelopeError as exc:
@@ -288,7 +286,7 @@ def plan_deliveries(
                         m,
                         inbound,
                         key.encode(),
-                        orjson.dumps(m.payload),
+                        m.payload_json,
                         headers,
                         (kind, recipient, m.transaction_id),  # Publication.dedup_id
                         None if dest is not None else "unknown_recipient",
@@ -313,7 +311,7 @@ def plan_deliveries(
                 message=m,
                 topic=topic,
                 key=m.kafka_key.encode(),
-                value=orjson.dumps(m.body),
+                value=m.body_json,
                 headers=headers,
                 dedup_key=(kind, recipient, m.dedup_id),
                 quarantine_reason=reason,
