@@ -610,7 +610,19 @@ def test_response_body_is_a_standard_response_per_message() -> None:
         response_body(_route(), messages, [Outcome.ROUTED, Outcome.FAILED], "9000000001", "ts")
     )
     assert [e["transactionID"] for e in body["messageArray"]] == ["T-40", "T-41"]
-    assert body["messageArray"][0]["message"] == "MSG0000 - Success"
+    assert list(body["messageArray"][0].items()) == [  # StandardResponseBodyType, in order
+        ("transactionID", "T-40"),
+        ("senderUniqueReference", messages[0].sender_unique_reference),
+        ("correlationID", None),
+        ("sentTimestamp", "ts"),
+        ("senderID", "1009012345"),
+        ("recipientID", OWNED),
+        ("DIPConnectionProviderID", "9000000001"),
+        ("message", "MSG0000 - Success"),
+        ("help", None),
+        ("serviceTicketURL", None),
+    ]
+    assert list(body) == ["messageArray", "timestamp"]
     assert "retry" in body["messageArray"][1]["message"]
     rejected = orjson.loads(rejection_body(Rejection(401, "bad_signature", "x"), "ts"))
     assert rejected["messageArray"][0]["message"] == "401 bad_signature"
@@ -635,6 +647,18 @@ def test_dedup_window_remembers_a_push_at_once_and_a_repeat_becomes_the_newest()
     assert ("publication", OWNED, "b") not in window  # the oldest went, not the repeated a
     assert [k in window for k in (("publication", OWNED, x) for x in "acd")] == [True] * 3
     assert len(window) == 3
+
+
+def test_dedup_window_takes_a_key_twice_in_one_push_as_of_its_last_place() -> None:
+    window = DedupWindow(3)
+    window.add_all([("publication", OWNED, k) for k in ("a", "b", "a")])  # a newer than b
+    window.add_all([("publication", OWNED, k) for k in ("c", "d")])
+    assert [k in window for k in (("publication", OWNED, x) for x in "abcd")] == [
+        True,
+        False,
+        True,
+        True,
+    ]
 
 
 def test_dedup_window_of_zero_remembers_nothing() -> None:
