@@ -23,6 +23,9 @@ can take as they are; anything else (bad JSON, a field of an unexpected type, a 
 is decoded again by :func:`parse_json` and :func:`parse_publications` /
 :func:`parse_status_messages`, which are the reference: they name the fault, and accept
 whatever the typed path was too strict for (the values are then taken from the body too).
+One body is decided differently, knowingly: a number beyond a double's range (``1e999``) where
+the typed path only skips (the CustomBlock) is valid JSON and is passed on as sent, where
+orjson, which must hold it in a float, refused the push as ``malformed_json``.
 """
 
 from __future__ import annotations
