@@ -162,8 +162,10 @@ a tombstone (null value) releases it. The value is a JSON object:
 ### Inbound publication (written to the client's `topics.inbound`)
 
 The value is the publication's `payload` object (`{"CommonBlock": ..., "CustomBlock": ...}`)
-as the DIP pushed it. The key is the MPAN core (`M0`) when there is one, else the transaction
-ID: publications for one MPAN stay in order. Headers:
+as the DIP pushed it, byte for byte (its spacing and key order included; nothing re-encoded;
+`dcp-gateway dip replay` writes the same JSON value re-encoded, compact). The key is the MPAN
+core (`M0`) when there is one, else the transaction ID: publications for one MPAN stay in
+order. Headers:
 
 | header | always | meaning |
 |---|---|---|
@@ -181,7 +183,8 @@ ID: publications for one MPAN stay in order. Headers:
 
 ### Inbound status message (written to the client's `topics.status`)
 
-The value is the `StandardResponseBodyType` object as pushed; the key is its transaction ID
+The value is the `StandardResponseBodyType` object as pushed (byte for byte, as for a
+publication); the key is its transaction ID
 (or its identity when it has none). Headers: `dip-channel` (`status`), `dip-recipient-dip-id`,
 `dip-source`, and when present `dip-transaction-id`, `dip-sender-dip-id`,
 `dip-sender-unique-reference`, `dip-status-message`.

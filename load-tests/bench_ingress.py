@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -204,6 +205,7 @@ async def _serve_and_measure(args: argparse.Namespace) -> None:
                 mark = line.strip().decode()
                 if mark in ("start", "done"):
                     cpu[mark] = time.process_time()
+                    cpu["sys_" + mark] = os.times().system
                     cpu["gc_" + mark] = _gc_seconds[0]
                     for name, pid in (("broker", broker_pid), ("pusher", proc.pid)):
                         reading = read_proc(pid) if pid else None
@@ -229,7 +231,8 @@ async def _serve_and_measure(args: argparse.Namespace) -> None:
     print(
         f"gateway CPU {gateway_cpu * 1e6 / messages:.1f} µs/msg "
         f"({gateway_cpu / result['elapsed']:.2f} CPUs busy), of which the garbage collector "
-        f"{(cpu['gc_done'] - cpu['gc_start']) * 1e6 / messages:.1f}"
+        f"{(cpu['gc_done'] - cpu['gc_start']) * 1e6 / messages:.1f}, the kernel (sockets) "
+        f"{(cpu['sys_done'] - cpu['sys_start']) * 1e6 / messages:.1f}"
     )
     elapsed = result["elapsed"]
     print(

@@ -115,11 +115,11 @@ def test_the_inbound_headers_are_the_written_ones() -> None:
         correlation_id="C",
         mpan_core="1",
         recipients=frozenset({"2300000900"}),
-        payload={},
+        payload_json=b"{}",
     )
     written = _written_headers(RouteKind.PUBLICATION, publication)
     assert set(_table_names(_section("Inbound publication"))) == set(written)
-    status = StatusMessage(0, "T", "S", "1400000001", "2300000900", "MSG0000", None, {})
+    status = StatusMessage(0, "T", "S", "1400000001", "2300000900", "MSG0000", None, b"{}")
     status_section = _section("Inbound status message")
     for name in _written_headers(RouteKind.STATUS, status):
         assert f"`{name}`" in status_section, name

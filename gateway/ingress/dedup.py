@@ -13,7 +13,7 @@ are routed again despite the window: see :mod:`gateway.ingress.deliver`.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 DedupKey = tuple[str, str, str]
 
@@ -21,11 +21,13 @@ DedupKey = tuple[str, str, str]
 class DedupWindow:
     """Insertion-ordered set with a capacity; ``capacity=0`` turns de-duplication off."""
 
-    __slots__ = ("_capacity", "_keys")
+    __slots__ = ("_capacity", "_keys", "contains")
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
         self._keys: OrderedDict[DedupKey, None] = OrderedDict()
+        #: ``key in window`` without a Python call (once per message of every push)
+        self.contains: Callable[[DedupKey], bool] = self._keys.__contains__
 
     def __len__(self) -> int:
         return len(self._keys)

@@ -63,11 +63,11 @@ class Deliverer:
         outcomes: list[Outcome | None] = [None] * len(deliveries)
         mine: list[tuple[int, Delivery]] = []
         theirs: list[tuple[int, asyncio.Future[bool]]] = []
-        window, in_flight = self.window, self._in_flight
+        seen, in_flight = self.window.contains, self._in_flight
         claim = _Claim(asyncio.get_running_loop().create_future())
         for i, d in enumerate(deliveries):
             key = d.dedup_key
-            if key in window and not d.replay:
+            if seen(key) and not d.replay:
                 outcomes[i] = Outcome.DUPLICATE
                 continue
             pending = in_flight.get(key)

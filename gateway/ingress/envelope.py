@@ -14,15 +14,30 @@ so only what routing cannot do without is required (S0's interface, D0's transac
 Only the envelope is checked here: the CustomBlock belongs to the client, and a publication
 the DIP has already accepted is not re-validated against the schemas on the way in (a stricter
 schema here would lose messages the DIP considers valid). Pure functions: bytes in, records out.
+
+A push is decoded by :func:`decode_publications` / :func:`decode_status_messages`: msgspec
+validates the envelope straight into typed structs of the few fields read, skipping the rest,
+and each message's JSON is kept as the bytes it arrived as (the Kafka value), so no document of
+~50 objects per message is built, freed, and re-encoded. That path only handles envelopes it
+can take as they are; anything else (bad JSON, a field of an unexpected type, a check failing)
+is decoded again by :func:`parse_json` and :func:`parse_publications` /
+:func:`parse_status_messages`, which are the reference: they name the fault, and accept
+whatever the typed path was too strict for (the values are then taken from the body too).
+One body is decided differently, knowingly: a number beyond a double's range (``1e999``) where
+the typed path only skips (the CustomBlock) is valid JSON and is passed on as sent, where
+orjson, which must hold it in a float, refused the push as ``malformed_json``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import msgspec
 import orjson
+from msgspec import UNSET, Raw, UnsetType
 
 
 class EnvelopeError(Exception):
@@ -52,7 +67,8 @@ class Publication(NamedTuple):
     mpan_core: str | None
     #: the DIP IDs A0 addresses; None when the publication names none (no A0, or empty)
     recipients: frozenset[str] | None
-    payload: Mapping[str, Any]
+    #: the ``payload`` object's JSON (the Kafka value): the bytes as pushed
+    payload_json: bytes
 
     @property
     def dedup_id(self) -> str:
@@ -75,7 +91,8 @@ class StatusMessage:
     recipient_dip_id: str | None
     message: str | None
     sent_timestamp: str | None
-    body: Mapping[str, Any]
+    #: the status message's JSON (the Kafka value): the bytes as pushed
+    body_json: bytes
 
     @property
     def dedup_id(self) -> str:
@@ -95,6 +112,47 @@ class StatusMessage:
         return self.transaction_id or self.sender_unique_reference or self.dedup_id
 
 
+def decode_publications(body: bytes) -> list[Publication]:
+    """``parse_publications(parse_json(body))``, each message's value the bytes it arrived as;
+    raises the same :class:`EnvelopeError` for the same body."""
+    try:
+        if body.isascii() or _utf8(body):
+            items = _PUBLICATION_PUSH.decode(body)
+            if items:
+                return [_typed_publication(i, item.payload) for i, item in enumerate(items)]
+    except (msgspec.DecodeError, RecursionError, _Irregular):
+        pass
+    publications = parse_publications(parse_json(body))
+    try:  # accepted: each payload is a JSON object, whose bytes are the value as on the fast path
+        raws = [item.payload for item in _PUBLICATION_PUSH.decode(body)]
+    except (msgspec.DecodeError, RecursionError):  # nested deeper than msgspec goes: re-encoded
+        return publications
+    return [p._replace(payload_json=bytes(raw)) for p, raw in zip(publications, raws, strict=True)]
+
+
+def decode_status_messages(body: bytes) -> list[StatusMessage]:
+    """``parse_status_messages(parse_json(body))``, each message's value the bytes it arrived
+    as; raises the same :class:`EnvelopeError` for the same body."""
+    try:
+        if body.isascii() or _utf8(body):
+            items = _STATUS_PUSH.decode(body)
+            if not isinstance(items, list):
+                items = items.messageArray
+            if items:
+                return [_typed_status(i, raw) for i, raw in enumerate(items)]
+    except (msgspec.DecodeError, RecursionError, _Irregular):
+        pass
+    statuses = parse_status_messages(parse_json(body))
+    try:  # accepted: each message is a JSON object, whose bytes are the value
+        document = _STATUS_PUSH.decode(body)
+        raws = document if isinstance(document, list) else document.messageArray
+    except (msgspec.DecodeError, RecursionError):  # nested deeper than msgspec goes: re-encoded
+        return statuses
+    return [
+        dataclasses.replace(m, body_json=bytes(raw)) for m, raw in zip(statuses, raws, strict=True)
+    ]
+
+
 def parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
@@ -103,7 +161,9 @@ def parse_json(body: bytes) -> Any:
 
 
 def parse_publications(document: Any) -> list[Publication]:
-    """Every message of a publication push, or :class:`EnvelopeError` naming the first fault."""
+    """Every message of a parsed publication push (the replay command's pages, and what
+    :func:`decode_publications` does not take as it is), or :class:`EnvelopeError` naming the
+    first fault."""
     if not isinstance(document, list) or not document:
         raise EnvelopeError("bad_envelope", "body must be a non-empty JSON array of messages")
     return [_publication(i, item) for i, item in enumerate(document)]
@@ -135,7 +195,7 @@ def parse_status_messages(document: Any) -> list[StatusMessage]:
                 recipient_dip_id=_opt_str(item, "recipientID", i),
                 message=_opt_str(item, "message", i),
                 sent_timestamp=_opt_str(item, "sentTimestamp", i),
-                body=item,
+                body_json=orjson.dumps(item),
             )
         )
     return out
@@ -216,7 +276,7 @@ def _publication(i: int, item: Any) -> Publication:
             correlation_id,
             mpan,
             _recipients(a0, i) if a0 else None,
-            payload,
+            orjson.dumps(payload),
         ),
     )
 
@@ -263,3 +323,160 @@ def _opt_str(block: Mapping[str, Any], name: str, i: int) -> str | None:
     if value is None or isinstance(value, str):
         return value
     raise EnvelopeError("bad_envelope", f"[{i}] {name} is not a string")
+
+
+# -- the typed path -------------------------------------------------------------------------
+#
+# Structs of the fields routing reads, each typed as the checks above require it, so that a
+# push msgspec decodes passes them; what they do not enforce (non-empty strings, the
+# interfaceID spellings, one of two status fields) is checked in line. Fields of another
+# type, and failed checks, are not errors here: the reference parse above decides them.
+# ``gc=False``: the structs hold no cycles, so the collector need not track them.
+
+
+class _Irregular(Exception):
+    """The typed path cannot take this push as it is: the reference parse decides."""
+
+
+class _S0(msgspec.Struct, gc=False):
+    interfaceID: str | UnsetType = UNSET
+    InterfaceID: str | UnsetType = UNSET  # the spelling of the DIP's own published examples
+    eventCode: str | None = None
+    schemaVersion: str | None = None
+
+
+class _S1(msgspec.Struct, gc=False):
+    senderDIPID: str | None = None
+    senderUniqueReference: str | None = None
+    senderCorrelationID: str | None = None
+
+
+class _A0(msgspec.Struct, gc=False):
+    primaryRecipients: list[str] | None = None
+    secondaryRecipients: list[str] | None = None
+    always: list[str] | None = None
+
+
+class _D0(msgspec.Struct, gc=False):
+    transactionID: str
+    publicationID: str | None = None
+    replayIndicator: bool = False
+
+
+class _M0(msgspec.Struct, gc=False):
+    MPANCore: str | None = None
+
+
+class _M1(msgspec.Struct, gc=False):
+    principalMPAN: str | None = None
+
+
+class _CommonBlock(msgspec.Struct, gc=False):
+    S0: _S0
+    D0: _D0
+    S1: _S1 | None = None
+    A0: _A0 | UnsetType = UNSET
+    M0: _M0 | None = None
+    M1: _M1 | None = None
+
+
+class _Payload(msgspec.Struct, gc=False):
+    CommonBlock: _CommonBlock
+
+
+class _Item(msgspec.Struct, gc=False):
+    payload: Raw
+
+
+class _Status(msgspec.Struct, gc=False):
+    transactionID: str | None = None
+    senderUniqueReference: str | None = None
+    senderID: str | None = None
+    recipientID: str | None = None
+    message: str | None = None
+    sentTimestamp: str | None = None
+
+
+class _StatusResponse(msgspec.Struct, gc=False):
+    messageArray: list[Raw]
+
+
+_PUBLICATION_PUSH = msgspec.json.Decoder(list[_Item])
+_PAYLOAD = msgspec.json.Decoder(_Payload)
+_STATUS_PUSH = msgspec.json.Decoder(list[Raw] | _StatusResponse)
+_STATUS = msgspec.json.Decoder(_Status)
+
+
+def _utf8(body: bytes) -> bool:
+    """Whether a non-ASCII body is valid UTF-8: msgspec does not check the strings it skips
+    (the CustomBlock), and a value must be what :func:`parse_json` would have accepted."""
+    try:
+        body.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _typed_publication(i: int, raw: Raw) -> Publication:
+    """:func:`_publication` of a typed payload; its JSON is the bytes as pushed."""
+    common = _PAYLOAD.decode(raw).CommonBlock
+    s0, d0, s1, a0 = common.S0, common.D0, common.S1, common.A0
+    interface = s0.interfaceID
+    if isinstance(interface, UnsetType):  # absent, not empty: as _publication reads it
+        interface = s0.InterfaceID
+    transaction_id = d0.transactionID
+    if isinstance(interface, UnsetType) or not interface or not transaction_id:
+        raise _Irregular
+    m0 = common.M0
+    mpan = m0.MPANCore if m0 is not None else None
+    if not mpan:
+        m1 = common.M1
+        mpan = m1.principalMPAN if m1 is not None else None
+    recipients: frozenset[str] | None = None
+    if a0 is not UNSET:
+        named = [
+            *(a0.primaryRecipients or ()),
+            *(a0.secondaryRecipients or ()),
+            *(a0.always or ()),
+        ]
+        if named:
+            recipients = frozenset(named)
+    if s1 is None:
+        s1 = _NO_S1
+    return _new_publication(
+        Publication,
+        (
+            i,
+            interface,
+            s0.eventCode,
+            s0.schemaVersion,
+            transaction_id,
+            d0.publicationID,
+            d0.replayIndicator,
+            s1.senderDIPID,
+            s1.senderUniqueReference,
+            s1.senderCorrelationID,
+            mpan,
+            recipients,
+            bytes(raw),
+        ),
+    )
+
+
+_NO_S1 = _S1()
+
+
+def _typed_status(i: int, raw: Raw) -> StatusMessage:
+    item = _STATUS.decode(raw)
+    if not (item.transactionID or item.senderUniqueReference):
+        raise _Irregular
+    return StatusMessage(
+        index=i,
+        transaction_id=item.transactionID,
+        sender_unique_reference=item.senderUniqueReference,
+        sender_dip_id=item.senderID,
+        recipient_dip_id=item.recipientID,
+        message=item.message,
+        sent_timestamp=item.sentTimestamp,
+        body_json=bytes(raw),
+    )

@@ -35,8 +35,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
+import msgspec
 import orjson
 
 from gateway.config import GatewayConfig
@@ -45,9 +46,8 @@ from gateway.ingress.envelope import (
     EnvelopeError,
     Publication,
     StatusMessage,
-    parse_json,
-    parse_publications,
-    parse_status_messages,
+    decode_publications,
+    decode_status_messages,
 )
 from gateway.ingress.routes import Route, RouteKind
 from gateway.signing.errors import RejectReason, SignatureRejected
@@ -190,12 +190,11 @@ def check_signed_push(
         public = _PUBLIC_SIGNATURE_DETAIL.get(exc.reason, exc.detail)
         raise Rejection(401, exc.reason.value, public, log_detail=exc.detail) from None
     try:
-        document = parse_json(body)
         if route.kind is RouteKind.PUBLICATION:
-            publications = parse_publications(document)
+            publications = decode_publications(body)
             _check_publication_addressing(route, publications)
             return signer, publications
-        statuses = parse_status_messages(document)
+        statuses = decode_status_messages(body)
         _check_status_addressing(route, statuses)
         return signer, statuses
     except EnvelopeError as exc:
@@ -258,24 +257,28 @@ def plan_deliveries(
     unknown = (H_QUARANTINE_REASON, b"unknown_recipient")
     new = _new_delivery
     out: list[Delivery] = []
+    # Headers whose values a push's messages usually share, made once per distinct set of them
+    # (and shared by the records: fewer objects to make, write and free).
+    shared: dict[tuple[object, ...], tuple[tuple[str, bytes], list[tuple[str, bytes]]]] = {}
     for m in messages:
         if isinstance(m, Publication):
+            same = (
+                m.interface,
+                m.replay,
+                m.event_code,
+                m.schema_version,
+                m.publication_id,
+                m.sender_dip_id,
+            )
+            made = shared.get(same)
+            if made is None:
+                made = shared[same] = _shared_headers(m, recipient_header, source_header)
             headers = [
                 _PUBLICATION_CHANNEL,
-                (H_INTERFACE, m.interface.encode()),
+                made[0],
                 (H_TRANSACTION_ID, m.transaction_id.encode()),
-                _REPLAY if m.replay else _NOT_REPLAY,
-                recipient_header,
-                source_header,
+                *made[1],
             ]
-            if m.event_code:
-                headers.append((H_EVENT_CODE, m.event_code.encode()))
-            if m.schema_version:
-                headers.append((H_SCHEMA_VERSION, m.schema_version.encode()))
-            if m.publication_id:
-                headers.append((H_PUBLICATION_ID, m.publication_id.encode()))
-            if m.sender_dip_id:
-                headers.append((H_SENDER, m.sender_dip_id.encode()))
             if m.sender_unique_reference:
                 headers.append((H_SENDER_REF, m.sender_unique_reference.encode()))
             if dest is None:
@@ -288,7 +291,7 @@ def plan_deliveries(
                         m,
                         inbound,
                         key.encode(),
-                        orjson.dumps(m.payload),
+                        m.payload_json,
                         headers,
                         (kind, recipient, m.transaction_id),  # Publication.dedup_id
                         None if dest is not None else "unknown_recipient",
@@ -313,13 +316,30 @@ def plan_deliveries(
                 message=m,
                 topic=topic,
                 key=m.kafka_key.encode(),
-                value=orjson.dumps(m.body),
+                value=m.body_json,
                 headers=headers,
                 dedup_key=(kind, recipient, m.dedup_id),
                 quarantine_reason=reason,
             )
         )
     return out
+
+
+def _shared_headers(
+    m: Publication, recipient: tuple[str, bytes], source: tuple[str, bytes]
+) -> tuple[tuple[str, bytes], list[tuple[str, bytes]]]:
+    """A publication's interface header, and its headers after the transaction ID's up to the
+    sender's, in the order :func:`plan_deliveries` writes them."""
+    after = [_REPLAY if m.replay else _NOT_REPLAY, recipient, source]
+    if m.event_code:
+        after.append((H_EVENT_CODE, m.event_code.encode()))
+    if m.schema_version:
+        after.append((H_SCHEMA_VERSION, m.schema_version.encode()))
+    if m.publication_id:
+        after.append((H_PUBLICATION_ID, m.publication_id.encode()))
+    if m.sender_dip_id:
+        after.append((H_SENDER, m.sender_dip_id.encode()))
+    return (H_INTERFACE, m.interface.encode()), after
 
 
 _new_delivery = tuple.__new__
@@ -358,19 +378,28 @@ def answer_status(outcomes: Sequence[Outcome]) -> int:
     return 207
 
 
-def _entry(m: Message, recipient: str, dcp_id: str, text: str, now: str) -> dict[str, Any]:
-    return {
-        "transactionID": m.transaction_id,
-        "senderUniqueReference": m.sender_unique_reference,
-        "correlationID": m.correlation_id if isinstance(m, Publication) else None,
-        "sentTimestamp": now,
-        "senderID": m.sender_dip_id,
-        "recipientID": recipient,
-        "DIPConnectionProviderID": dcp_id,
-        "message": text,
-        "help": None,
-        "serviceTicketURL": None,
-    }
+class _Entry(msgspec.Struct, gc=False):
+    """One entry of the answer's ``messageArray`` (a struct: msgspec writes a hundred of them
+    at about half the cost of as many dicts through orjson)."""
+
+    transactionID: str | None
+    senderUniqueReference: str | None
+    correlationID: str | None
+    sentTimestamp: str
+    senderID: str | None
+    recipientID: str
+    DIPConnectionProviderID: str
+    message: str
+    help: None = None
+    serviceTicketURL: None = None
+
+
+class _StandardResponse(msgspec.Struct, gc=False):
+    messageArray: list[_Entry]
+    timestamp: str
+
+
+_ENCODER = msgspec.json.Encoder()
 
 
 _OUTCOME_TEXT = {
@@ -389,14 +418,24 @@ def response_body(
     timestamp: str,
 ) -> bytes:
     """A ``StandardResponse`` with one entry per message, in push order."""
-    return orjson.dumps(
-        {
-            "messageArray": [
-                _entry(m, route.recipient, dcp_id, _OUTCOME_TEXT[o], timestamp)
+    recipient = route.recipient
+    return _ENCODER.encode(
+        _StandardResponse(
+            [
+                _Entry(
+                    m.transaction_id,
+                    m.sender_unique_reference,
+                    m.correlation_id if isinstance(m, Publication) else None,
+                    timestamp,
+                    m.sender_dip_id,
+                    recipient,
+                    dcp_id,
+                    _OUTCOME_TEXT[o],
+                )
                 for m, o in zip(messages, outcomes, strict=True)
             ],
-            "timestamp": timestamp,
-        }
+            timestamp,
+        )
     )
 
 

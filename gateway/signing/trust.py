@@ -104,10 +104,14 @@ class TrustPolicy:
         pins = frozenset(normalise_fingerprint(p) for p in pinned_sha256)
         return cls(anchors=tuple(anchors), pinned_sha256=pins, signer_names=frozenset(signer_names))
 
-    def check(self, certificate: x509.Certificate, at: datetime) -> None:
-        """Raise :class:`SignatureRejected` unless ``certificate`` is trusted and valid ``at``."""
+    def check(
+        self, certificate: x509.Certificate, at: datetime, *, fingerprint: str | None = None
+    ) -> None:
+        """Raise :class:`SignatureRejected` unless ``certificate`` is trusted and valid ``at``
+        (``fingerprint``: its :func:`fingerprint_sha256`, when the caller has it already)."""
         _check_validity(certificate, at, "signer certificate")
-        fingerprint = fingerprint_sha256(certificate)
+        if fingerprint is None:
+            fingerprint = fingerprint_sha256(certificate)
         if fingerprint in self.pinned_sha256:
             return
         chain = self._chain(certificate, fingerprint)

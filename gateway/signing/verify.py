@@ -69,7 +69,8 @@ def verify_request(
         ) from exc
     signature = _b64(signature_text, HEADER_SIGNATURE)
     _b64(hash_text, HEADER_CONTENT_HASH)
-    certificate = _certificate(cert_text)
+    signer = _certificate(cert_text)
+    certificate = signer.certificate
 
     if max_skew is not None and abs(now - signature_date) > max_skew:
         raise SignatureRejected(
@@ -110,11 +111,11 @@ def verify_request(
 
     _check_key_usage(certificate)
     if trust is not None:
-        trust.check(certificate, now)
+        trust.check(certificate, now, fingerprint=signer.fingerprint_sha256)
     return VerifiedSigner(
         certificate=certificate,
-        subject=certificate.subject.rfc4514_string(),
-        fingerprint_sha256=fingerprint_sha256(certificate),
+        subject=signer.subject,
+        fingerprint_sha256=signer.fingerprint_sha256,
         signature_date=signature_date,
     )
 
@@ -137,13 +138,26 @@ def _b64(value: str, name: str) -> bytes:
         ) from exc
 
 
+@dataclass(frozen=True, slots=True)
+class _Signer:
+    """A certificate header parsed, with what every request it signs reports of it."""
+
+    certificate: x509.Certificate
+    subject: str
+    fingerprint_sha256: str
+
+
 @lru_cache(maxsize=256)
-def _parse_certificate(value: str) -> x509.Certificate:
-    return certificate_from_header(value)
+def _parse_certificate(value: str) -> _Signer:
+    certificate = certificate_from_header(value)
+    return _Signer(
+        certificate, certificate.subject.rfc4514_string(), fingerprint_sha256(certificate)
+    )
 
 
-def _certificate(value: str) -> x509.Certificate:
-    """Parse the certificate header; cached because a signer sends the same one every time."""
+def _certificate(value: str) -> _Signer:
+    """Parse the certificate header; cached because a signer sends the same one every time
+    (and so are its subject and fingerprint: a SHA-256 of the certificate per request)."""
     try:
         return _parse_certificate(value.strip())
     except ValueError as exc:
