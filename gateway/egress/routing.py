@@ -57,12 +57,16 @@ class Rejected:
     client: ClientConfig | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Plan:
-    """Everything routing decides from (sender DIP ID, interface) alone, decided once."""
+    """Everything routing decides from (sender DIP ID, interface) alone, decided once; and
+    whether the DIP ID is effective on ``day``, the last day asked (dates change once a day,
+    so most messages skip the configuration's date fields)."""
 
     route: Route
     validates: bool
+    day: date | None = None
+    effective: bool = False
 
 
 class Router:
@@ -102,8 +106,12 @@ class Router:
                     None,
                 )
             plan = found
-        client, dip = plan.route.client, plan.route.dip_id
-        if not dip.effective_on(today):
+        route = plan.route
+        client = route.client
+        if plan.day != today:
+            plan.effective, plan.day = route.dip_id.effective_on(today), today
+        if not plan.effective:
+            dip = route.dip_id
             return Rejected(
                 self._refusal(
                     message,
@@ -117,7 +125,7 @@ class Router:
             problem = self._check_dcp_id(message, client, message.payload)
             if problem is not None:
                 return Rejected(self._refusal(message, problem, DeadLetterReason.ROUTING), client)
-            return Prepared(message, plan.route)
+            return Prepared(message, route)
 
         s1: dict[str, object] = message.payload["CommonBlock"]["S1"]  # a DIP message: parsed
         tag = s1.get("environmentTag")
@@ -145,7 +153,7 @@ class Router:
             if violations:
                 reason = format_violations(violations)
                 return Rejected(self._refusal(message, reason, DeadLetterReason.SCHEMA), client)
-        return Prepared(message, plan.route)
+        return Prepared(message, route)
 
     def _plan(self, message: OutboundMessage) -> _Plan | None:
         """Decide and keep the plan of a known sender's interface (``None``: unknown sender).
