@@ -21,7 +21,7 @@ from typing import Final, Protocol
 
 from gateway.config import ClientConfig, DipIdConfig, GatewayConfig
 from gateway.dip.client import dip_path
-from gateway.egress.envelope import MessageKind, OutboundMessage, Refusal, shown
+from gateway.egress.envelope import STATUS_KIND, MessageKind, OutboundMessage, Refusal, shown
 from gateway.egress.reasons import DeadLetterReason
 from gateway.schema import SchemaViolation, UnknownInterface, format_violations
 
@@ -39,6 +39,7 @@ class Route:
     client: ClientConfig
     dip_id: DipIdConfig
     path: str
+    client_name: str  # ``client.name``, read per record: a pydantic model's reads are slower
 
 
 @dataclass(slots=True)
@@ -121,7 +122,7 @@ class Router:
                 ),
                 client,
             )
-        if message.kind is MessageKind.STATUS:
+        if message.kind is STATUS_KIND:
             problem = self._check_dcp_id(message, client, message.payload)
             if problem is not None:
                 return Rejected(self._refusal(message, problem, DeadLetterReason.ROUTING), client)
@@ -170,7 +171,7 @@ class Router:
             validates = self._validator is not None and client.validates(
                 interface, self._validate_default
             )
-        plan = _Plan(Route(client, dip, path), validates)
+        plan = _Plan(Route(client, dip, path, client.name), validates)
         self._plans[(dip.dip_id, interface)] = plan
         return plan
 
