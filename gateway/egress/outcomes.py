@@ -173,7 +173,9 @@ def _accepted_in_order(references: Sequence[str | None], body: bytes) -> list[Me
     body (no StandardResponse, another order or count, a field of another type), which the
     general reading (:func:`_accepted_all`) decides. Where both apply they agree: msgspec and
     orjson accept the same JSON and keep the last of a repeated key, and ``or None`` is
-    :func:`_opt` for a string or null."""
+    :func:`_opt` for a string or null. (One exception, harmless: a number beyond a float's
+    range in a field nobody reads makes orjson refuse the whole answer, so every message is
+    accepted without a transaction ID; msgspec skips that field and keeps the IDs.)"""
     if not body or None in references:
         return None
     try:
