@@ -102,6 +102,8 @@ _FULLWIDTH_ID = "\uff12\uff13" + "\uff10" * 8  # "2300000000" in fullwidth digit
     [
         (None, "empty record value", None),
         (b"  ", "empty record value", None),
+        (b"", "empty record value", None),
+        (b"\t\r\n\x0c", "empty record value", None),
         (b"{not json", "malformed JSON", None),
         (b"[1,2]", "expected a JSON object, got an array", None),
         (b'"text"', "expected a JSON object, got a string", None),

@@ -52,6 +52,38 @@ def test_201_in_request_order_takes_each_entry_by_position() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        # a field of another type: that value is no value, the entry's others still count
+        _body(
+            _entry("S-a", "MSG0000 - Success", "T-1"),
+            {"senderUniqueReference": "S-b", "transactionID": 7, "message": {"x": 1}},
+            _entry("S-c", "MSG0000 - Success", "T-3"),
+        ),
+        # a bare array of entries, and an entry that is not an object (skipped)
+        orjson.dumps(
+            [
+                _entry("S-a", "MSG0000 - Success", "T-1"),
+                "noise",
+                _entry("S-b", "", None),
+                _entry("S-c", "MSG0000 - Success", "T-3"),
+            ]
+        ),
+    ],
+)
+def test_201_not_in_the_usual_shape_is_read_like_one_in_it(body: bytes) -> None:
+    """The typed reading of the usual 201 hands anything else to the general one: same
+    results as far as the entries say anything."""
+    d = decide(201, {}, body, REFS)
+    assert [(r.accepted, r.transaction_id) for r in d.results] == [
+        (True, "T-1"),
+        (True, None),
+        (True, "T-3"),
+    ]
+    assert d.results[1].dip_message is None
+
+
 def test_201_with_a_message_without_reference_matches_the_others_by_reference() -> None:
     body = _body(_entry("S-c", "MSG0000 - Success", "T-c"), _entry("S-a", "MSG0000", "T-a"))
     d = decide(201, {}, body, ["S-a", None, "S-c"])

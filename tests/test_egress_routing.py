@@ -63,6 +63,17 @@ def test_dip_id_outside_effective_dates() -> None:
     assert isinstance(_router().prepare(message(ALICE_OLD_ID), date(2019, 6, 1)), Prepared)
 
 
+def test_one_router_decides_the_effective_dates_again_on_another_day() -> None:
+    """The plan remembers the last day's answer: a new day is asked afresh, either way."""
+    router = _router()
+    old_day = date(2019, 6, 1)
+    assert isinstance(router.prepare(message(ALICE_OLD_ID), old_day), Prepared)
+    assert isinstance(router.prepare(message(ALICE_OLD_ID), old_day), Prepared)
+    assert isinstance(router.prepare(message(ALICE_OLD_ID), TODAY), Rejected)
+    assert isinstance(router.prepare(message(ALICE_OLD_ID), TODAY), Rejected)
+    assert isinstance(router.prepare(message(ALICE_OLD_ID), old_day), Prepared)
+
+
 def test_dcp_id_filled_only_when_configured() -> None:
     bob = _router().prepare(message(BOB_ID), TODAY)
     assert isinstance(bob, Prepared)

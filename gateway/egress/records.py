@@ -73,9 +73,15 @@ def outcome_records(
     templates: dict[_Common, bytes] = {}
     dumps = orjson.dumps
     out: list[OutRecord] = []
+    # The configuration's models read attributes through pydantic's slower hook: the results
+    # topic is looked up when the client changes (once a request), not per result.
+    last_client: object = None
+    results_topic = ""
     for delivery in deliveries:
         message = delivery.prepared.message
         client = delivery.prepared.route.client
+        if client is not last_client:
+            last_client, results_topic = client, client.topics.results
         ref = message.ref
         result = delivery.result
         if not result.accepted:
@@ -119,7 +125,7 @@ def outcome_records(
         headers = trace
         if result.delivered_earlier:
             headers = [*_DELIVERED_EARLIER, *trace] if trace else _DELIVERED_EARLIER
-        out.append(_new_record((client.topics.results, value, ref.key, headers)))
+        out.append(_new_record((results_topic, value, ref.key, headers)))
     return out
 
 

@@ -21,7 +21,7 @@ from typing import Final, Protocol
 
 from gateway.config import ClientConfig, DipIdConfig, GatewayConfig
 from gateway.dip.client import dip_path
-from gateway.egress.envelope import MessageKind, OutboundMessage, Refusal, shown
+from gateway.egress.envelope import STATUS_KIND, MessageKind, OutboundMessage, Refusal, shown
 from gateway.egress.reasons import DeadLetterReason
 from gateway.schema import SchemaViolation, UnknownInterface, format_violations
 
@@ -39,6 +39,7 @@ class Route:
     client: ClientConfig
     dip_id: DipIdConfig
     path: str
+    client_name: str  # ``client.name``, read per record: a pydantic model's reads are slower
 
 
 @dataclass(slots=True)
@@ -57,12 +58,16 @@ class Rejected:
     client: ClientConfig | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Plan:
-    """Everything routing decides from (sender DIP ID, interface) alone, decided once."""
+    """Everything routing decides from (sender DIP ID, interface) alone, decided once; and
+    whether the DIP ID is effective on ``day``, the last day asked (dates change once a day,
+    so most messages skip the configuration's date fields)."""
 
     route: Route
     validates: bool
+    day: date | None = None
+    effective: bool = False
 
 
 class Router:
@@ -102,8 +107,12 @@ class Router:
                     None,
                 )
             plan = found
-        client, dip = plan.route.client, plan.route.dip_id
-        if not dip.effective_on(today):
+        route = plan.route
+        client = route.client
+        if plan.day != today:
+            plan.effective, plan.day = route.dip_id.effective_on(today), today
+        if not plan.effective:
+            dip = route.dip_id
             return Rejected(
                 self._refusal(
                     message,
@@ -113,11 +122,11 @@ class Router:
                 ),
                 client,
             )
-        if message.kind is MessageKind.STATUS:
+        if message.kind is STATUS_KIND:
             problem = self._check_dcp_id(message, client, message.payload)
             if problem is not None:
                 return Rejected(self._refusal(message, problem, DeadLetterReason.ROUTING), client)
-            return Prepared(message, plan.route)
+            return Prepared(message, route)
 
         s1: dict[str, object] = message.payload["CommonBlock"]["S1"]  # a DIP message: parsed
         tag = s1.get("environmentTag")
@@ -145,7 +154,7 @@ class Router:
             if violations:
                 reason = format_violations(violations)
                 return Rejected(self._refusal(message, reason, DeadLetterReason.SCHEMA), client)
-        return Prepared(message, plan.route)
+        return Prepared(message, route)
 
     def _plan(self, message: OutboundMessage) -> _Plan | None:
         """Decide and keep the plan of a known sender's interface (``None``: unknown sender).
@@ -162,7 +171,7 @@ class Router:
             validates = self._validator is not None and client.validates(
                 interface, self._validate_default
             )
-        plan = _Plan(Route(client, dip, path), validates)
+        plan = _Plan(Route(client, dip, path, client.name), validates)
         self._plans[(dip.dip_id, interface)] = plan
         return plan
 

@@ -62,7 +62,7 @@ from gateway.egress.parking import (
     state_record,
     unparked_id,
 )
-from gateway.egress.poison import READ_SECONDS, PoisonGuard, Verdict, poisoned
+from gateway.egress.poison import POISON, READ_SECONDS, SUSPECT, PoisonGuard, poisoned
 from gateway.egress.reasons import DeadLetterReason
 from gateway.egress.records import dead_letter, outcome_records
 from gateway.egress.retry import RetryPolicy
@@ -463,24 +463,24 @@ class EgressService:
             _log.exception("egress_ingest_failed", topic=topic, partition=partition, offset=offset)
             reason = f"internal error while preparing: {exc!r}"
             outcome = Rejected(Refusal(ref, reason, reason_class=DeadLetterReason.INTERNAL), None)
-        if verdict is Verdict.POISON and not isinstance(outcome, Rejected):
+        if verdict is POISON and not isinstance(outcome, Rejected):
             outcome = poisoned(outcome, self._poison.reason((topic, partition), offset))
         if isinstance(outcome, Rejected):
             self._refuse(outcome)
             return
         outcome.message.release_payload()
-        if verdict is Verdict.SUSPECT:  # in a failed batch before: sent in a batch of its own
+        if verdict is SUSPECT:  # in a failed batch before: sent in a batch of its own
             self._flush_open_batches()
         if self._tracing:
             traceparent = tracing.traceparent_of(record.headers)
             if traceparent is not None:
                 self._traceparents[(topic, partition, offset)] = traceparent
-        if self._parking and record.headers and outcome.route.client.name in self._parking:
+        if self._parking and record.headers and outcome.route.client_name in self._parking:
             released = unparked_id(record.headers)  # re-driven by `dlq release`
             if released is not None:
                 self._unparked[(topic, partition, offset)] = released
         if retry_client is None:
-            labels = (outcome.route.client.name, outcome.message.interface_id)
+            labels = (outcome.route.client_name, outcome.message.interface_id)
             consumed[labels] = consumed.get(labels, 0) + 1
         else:  # counted as consumed when it was first read
             self._retry_in_flight[retry_client] = self._retry_in_flight.get(retry_client, 0) + 1
@@ -488,7 +488,7 @@ class EgressService:
                 self._held_since[(topic, partition, offset)] = held_since
         for batch in self._batcher.add(outcome, now):
             self._dispatch(batch)
-        if verdict is Verdict.SUSPECT:
+        if verdict is SUSPECT:
             self._flush_open_batches()
 
     def _flush_open_batches(self) -> None:
