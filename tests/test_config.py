@@ -497,6 +497,7 @@ def test_the_dip_pool_follows_the_request_slots_unless_set(dev_pki_dir: Path) ->
     config = parse_config(data, base_dir=dev_pki_dir, source="test.yaml")
     assert config.dip.max_connections is None
     assert config.dip.connection_limit(config.egress.max_concurrent_requests) == 300
+    assert config.dip.connection_limit(5000) == 1024  # not a socket per slot without end
     data["dip"]["max_connections"] = 40
     config = parse_config(data, base_dir=dev_pki_dir, source="test.yaml")
     assert config.dip.connection_limit(config.egress.max_concurrent_requests) == 40

@@ -84,6 +84,16 @@ def test_201_not_in_the_usual_shape_is_read_like_one_in_it(body: bytes) -> None:
     assert d.results[1].dip_message is None
 
 
+def test_201_nested_too_deeply_to_decode_is_accepted_without_ids_not_a_crash() -> None:
+    """Both readings refuse a document nested beyond their depth (msgspec raises
+    RecursionError, not a DecodeError): the 201 still accepts every message, without IDs."""
+    deep = b"[" * 5000 + b"]" * 5000
+    body = _body(*(_entry(r, "MSG0000 - Success", f"T-{r}") for r in REFS))[:-1] + b',"help":'
+    d = decide(201, {}, body + deep + b"}", REFS)
+    assert d.action is Action.FINAL
+    assert [(r.accepted, r.transaction_id) for r in d.results] == [(True, None)] * 3
+
+
 def test_201_with_a_message_without_reference_matches_the_others_by_reference() -> None:
     body = _body(_entry("S-c", "MSG0000 - Success", "T-c"), _entry("S-a", "MSG0000", "T-a"))
     d = decide(201, {}, body, ["S-a", None, "S-c"])

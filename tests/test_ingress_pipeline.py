@@ -416,6 +416,19 @@ def test_a_number_beyond_a_double_is_passed_on_as_pushed() -> None:
     assert (m.transaction_id, m.payload_json) == ("T-52", payload)
 
 
+def test_a_payload_too_deep_to_re_encode_is_a_bad_envelope_not_a_crash() -> None:
+    """orjson reads 1,024 levels but writes ~254: the reference parse, which re-encodes,
+    refuses a deeper payload by name; the typed decoder passes it on as pushed."""
+    item = publication(OWNED, "T-53")
+    payload = orjson.dumps(item["payload"]).replace(b'"L"', b"[" * 300 + b"]" * 300)
+    body = b'[{"payload":' + payload + b"}]"
+    with pytest.raises(EnvelopeError) as caught:
+        parse_publications(parse_json(body))
+    assert caught.value.reason == "bad_envelope" and "re-encoded" in caught.value.detail
+    [m] = decode_publications(body)
+    assert (m.transaction_id, m.payload_json) == ("T-53", payload)
+
+
 @pytest.mark.parametrize(
     "document",
     [

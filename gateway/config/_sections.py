@@ -15,6 +15,11 @@ from gateway.signing.fingerprint import normalise_fingerprint
 EventLoopChoice = Literal["auto", "uvloop", "asyncio"]
 
 
+#: The most connections ``dip.max_connections`` may set, and the pool's size when one
+#: connection per request slot would be more (each is a socket and a TLS session at the DIP).
+_MAX_CONNECTIONS = 1024
+
+
 class DipSettings(ConfigModel):
     """Where the DIP is and how the gateway's one shared connection to it behaves."""
 
@@ -27,18 +32,20 @@ class DipSettings(ConfigModel):
     max_connections: int | None = Field(
         default=None,
         ge=1,
-        le=1024,
+        le=_MAX_CONNECTIONS,
         description="mTLS connections in the pool to the DIP. Each request holds one for its "
         "round trip, so a pool smaller than egress.max_concurrent_requests caps requests in "
         "flight below the slots (then dcpgw_egress_requests_waiting_for_connection > 0). "
-        "null: one per request slot (egress.max_concurrent_requests). Each new connection "
+        "null: one per request slot (egress.max_concurrent_requests), at most 1,024. Each "
+        "new connection "
         "costs the gateway an RSA signature (its TLS handshake) and the DIP a TLS session",
     )
     http2: bool = False
 
     def connection_limit(self, concurrent_requests: int) -> int:
-        """The pool's size: ``max_connections``, or one connection per request slot."""
-        return self.max_connections or concurrent_requests
+        """The pool's size: ``max_connections``, or one connection per request slot (at most
+        1,024)."""
+        return self.max_connections or min(concurrent_requests, _MAX_CONNECTIONS)
 
     @field_validator("base_url")
     @classmethod

@@ -174,14 +174,15 @@ def _accepted_in_order(references: Sequence[str | None], body: bytes) -> list[Me
     general reading (:func:`_accepted_all`) decides. Where both apply they agree: msgspec and
     orjson accept the same JSON and keep the last of a repeated key, and ``or None`` is
     :func:`_opt` for a string or null. (One exception, harmless: a number beyond a float's
-    range in a field nobody reads makes orjson refuse the whole answer, so every message is
-    accepted without a transaction ID; msgspec skips that field and keeps the IDs.)"""
+    range, or invalid UTF-8, in a field nobody reads makes orjson refuse the whole answer, so
+    every message is accepted without a transaction ID; msgspec skips that field and keeps the
+    IDs.)"""
     if not body or None in references:
         return None
     try:
         entries = _decode_answer(body).messageArray
-    except msgspec.DecodeError:  # and its ValidationError
-        return None
+    except (msgspec.DecodeError, RecursionError):  # and its ValidationError; RecursionError:
+        return None  # nested too deeply for msgspec (the general reading refuses it too)
     if len(entries) != len(references) or [e.senderUniqueReference for e in entries] != list(
         references
     ):

@@ -332,11 +332,12 @@ class EgressService:
             congested = self._congested()
             deadline = self._batcher.next_deadline(congested)
             wait = _POLL_SECONDS if deadline is None else min(_POLL_SECONDS, deadline - now)
-            if congested and wait > _CONGESTED_POLL_SECONDS:
-                # A batch past linger_ms goes as soon as the congestion clears: look again soon.
+            if congested:
+                # From its linger_ms on, a batch goes as soon as the congestion clears, which
+                # nothing announces: look again every few milliseconds from then.
                 lingered = self._batcher.next_deadline()
-                if lingered is not None and lingered <= now + _CONGESTED_POLL_SECONDS:
-                    wait = _CONGESTED_POLL_SECONDS
+                if lingered is not None:
+                    wait = min(wait, max(lingered - now, _CONGESTED_POLL_SECONDS))
             data = await self._fetch(consumer, max(wait, 0.0), now)
             if data:
                 today = datetime.now(UTC).date()

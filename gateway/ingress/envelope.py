@@ -25,7 +25,11 @@ is decoded again by :func:`parse_json` and :func:`parse_publications` /
 whatever the typed path was too strict for (the values are then taken from the body too).
 One body is decided differently, knowingly: a number beyond a double's range (``1e999``) where
 the typed path only skips (the CustomBlock) is valid JSON and is passed on as sent, where
-orjson, which must hold it in a float, refused the push as ``malformed_json``.
+orjson, which must hold it in a float, refused the push as ``malformed_json``. And a key
+repeated inside a message (``{"transactionID": 5, "transactionID": "T"}``) is routed by its
+last value, as before, but the value passed on is the message as sent, both copies in it (the
+re-encoding kept only the last): a consumer whose parser takes the first may read another
+value than the headers say. The DIP signs what it pushes, so this is its own output.
 """
 
 from __future__ import annotations
@@ -195,7 +199,7 @@ def parse_status_messages(document: Any) -> list[StatusMessage]:
                 recipient_dip_id=_opt_str(item, "recipientID", i),
                 message=_opt_str(item, "message", i),
                 sent_timestamp=_opt_str(item, "sentTimestamp", i),
-                body_json=orjson.dumps(item),
+                body_json=_encoded(item, i),
             )
         )
     return out
@@ -276,12 +280,23 @@ def _publication(i: int, item: Any) -> Publication:
             correlation_id,
             mpan,
             _recipients(a0, i) if a0 else None,
-            orjson.dumps(payload),
+            _encoded(payload, i),
         ),
     )
 
 
 _new_publication = tuple.__new__
+
+
+def _encoded(value: Any, i: int) -> bytes:
+    """``value`` as JSON bytes. orjson reads documents nested up to 1,024 levels but writes
+    only ~254, so a deeper one is refused here, as a bad envelope, not a crash (a 500)."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError as exc:
+        raise EnvelopeError("bad_envelope", f"[{i}] cannot be re-encoded: {exc}") from None
+
+
 _NONE: Mapping[str, Any] = {}  # an absent optional block (read, never written)
 _ABSENT = object()
 _RECIPIENT_LISTS = ("primaryRecipients", "secondaryRecipients", "always")
