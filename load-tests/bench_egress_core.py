@@ -29,9 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import os
-import re
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -40,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from _callgrind import instructions
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -241,29 +239,9 @@ def _nothing() -> None:
 
 def _callgrind(stage: str, messages: int) -> int:
     """Instructions of one call of ``stage`` (this script re-run under callgrind; only the
-    measured call is inside ``functools.reduce``, the function collection is toggled on)."""
-    out = Path(f"/tmp/bench-egress-core-{os.getpid()}-{stage}.callgrind")
-    cmd = [
-        "valgrind",
-        "--tool=callgrind",
-        "--toggle-collect=functools_reduce*",
-        f"--callgrind-out-file={out}",
-        sys.executable,
-        __file__,
-        "--messages",
-        str(messages),
-        "--inside-callgrind",
-        stage,
-    ]
-    # A fixed hash seed: with a random one, set and dict layouts (and so the count) move by
-    # a few per cent between runs of the same code.
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
-    found = re.search(r"Collected : (\d+)", done.stderr)
-    out.unlink(missing_ok=True)
-    if done.returncode != 0 or found is None:
-        raise SystemExit(f"callgrind run failed:\n{done.stderr[-2000:]}")
-    return int(found.group(1))
+    measured call is inside ``functools.reduce``)."""
+    args = ["--messages", str(messages), "--inside-callgrind", stage]
+    return instructions(__file__, args, f"bench-egress-core-{stage}")
 
 
 def main() -> None:

@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
-import re
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from _callgrind import instructions
 
 from gateway.config import load_config
 from gateway.ingress.pipeline import (
@@ -98,28 +96,8 @@ def _run(core: Core) -> int:
 
 
 def _callgrind(pki: Path, pushes: int, batch: int) -> int:
-    out = Path(f"/tmp/bench-ingress-core-{os.getpid()}.callgrind")
-    cmd = [
-        "valgrind",
-        "--tool=callgrind",
-        "--toggle-collect=functools_reduce*",
-        f"--callgrind-out-file={out}",
-        sys.executable,
-        __file__,
-        "--pushes",
-        str(pushes),
-        "--batch",
-        str(batch),
-        "--inside-callgrind",
-        str(pki),
-    ]
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
-    found = re.search(r"Collected : (\d+)", done.stderr)
-    out.unlink(missing_ok=True)
-    if done.returncode != 0 or found is None:
-        raise SystemExit(f"callgrind run failed:\n{done.stderr[-2000:]}")
-    return int(found.group(1))
+    args = ["--pushes", str(pushes), "--batch", str(batch), "--inside-callgrind", str(pki)]
+    return instructions(__file__, args, "bench-ingress-core")
 
 
 def main() -> None:
