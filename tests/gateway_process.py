@@ -84,6 +84,10 @@ class GatewayProcess:
             except httpx.TransportError:
                 return 0
 
+    def exit_code(self) -> int | None:
+        """The exit code once it has exited (``None`` while it runs or before it starts)."""
+        return None if self._proc is None else self._proc.poll()
+
     @property
     def pid(self) -> int:
         assert self._proc is not None, "not started"

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TypeVar
 
 from dipsim.server import Simulator
+from tests.gateway_process import GatewayProcess
 
 Scope = TypeVar("Scope")
 
@@ -16,11 +17,34 @@ def stored_references(sim: Simulator) -> set[str]:
     return {m.sender_unique_reference for m in sim.state.messages}
 
 
-async def until_stored(sim: Simulator, references: set[str], seconds: float = 180.0) -> None:
-    """Wait until the simulator has accepted every one of ``references``."""
-    async with asyncio.timeout(seconds):
-        while not references <= stored_references(sim):  # noqa: ASYNC110 (no event to wait on)
-            await asyncio.sleep(0.2)
+async def until_stored(
+    sim: Simulator,
+    references: set[str],
+    seconds: float = 180.0,
+    running: Sequence[GatewayProcess] = (),
+) -> None:
+    """Wait until the simulator has accepted every one of ``references``. A gateway of
+    ``running`` that exits, or the time running out, fails at once with what is missing and
+    each gateway's last log lines (not a bare timeout after waiting on a dead process)."""
+    try:
+        async with asyncio.timeout(seconds):
+            while not references <= stored_references(sim):
+                for gateway in running:
+                    code = gateway.exit_code()
+                    if code is not None:
+                        raise AssertionError(
+                            f"{gateway.name} exited ({code}) before the DIP had "
+                            f"{len(references - stored_references(sim))} of the references:\n"
+                            f"{gateway.tail()}"
+                        )
+                await asyncio.sleep(0.2)
+    except TimeoutError:
+        missing = sorted(references - stored_references(sim))
+        tails = "\n".join(f"--- {g.name}:\n{g.tail()}" for g in running)
+        raise AssertionError(
+            f"after {seconds:.0f} s the DIP still lacks {len(missing)} references "
+            f"(first: {missing[:5]})\n{tails}"
+        ) from None
 
 
 def arrival_positions(sim: Simulator) -> dict[str, int]:

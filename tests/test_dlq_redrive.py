@@ -136,7 +136,7 @@ async def test_dead_letters_of_a_config_mistake_are_delivered_after_the_fix_and_
             code, lines = await _cli(capsys, *dlq, "--execute")
             assert code == 0
             assert lines[-1].startswith(f"re-drove {STALE} of {STALE} ")
-            await until_stored(sim, {_sur(p) for _, p in stale}, seconds=90)
+            await until_stored(sim, {_sur(p) for _, p in stale}, seconds=90, running=[gateway])
             outcomes = await _collect(fixed, len(stale) + len(fine) + STALE)
             assert outcomes.result_refs() == Counter(_sur(p) for _, p in [*stale, *fine])
             assert len(outcomes.dead) == STALE  # no new dead letter

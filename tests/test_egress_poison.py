@@ -5,12 +5,22 @@ every other client's messages go through."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 
+from dipsim import Simulator
+from gateway.dip import DipClient, MemoryTransport, TransportRequest, TransportResponse
+from gateway.egress import EgressService
+from gateway.egress import poison as poison_module
+from gateway.egress import service as service_module
 from gateway.egress.offsets import OffsetTracker
 from gateway.egress.poison import (
     TEST_POISON_VARIABLE,
@@ -19,7 +29,9 @@ from gateway.egress.poison import (
     format_metadata,
     parse_metadata,
 )
+from gateway.kafka.clients import common_kwargs, create_consumer
 from gateway.kafka.topics import ensure_topics, gateway_topics
+from gateway.keys import build_keystore
 from gateway.signing.pki import DevPkiOptions, create_dev_pki
 from tests.gateway_process import GatewayProcess
 from tests.kafka_fixtures import KafkaUnderTest
@@ -55,7 +67,8 @@ def test_a_record_is_suspect_after_a_failure_and_poison_at_the_limit() -> None:
     guard = PoisonGuard(limit=3)
     assert guard.verdict(TP, 10) is Verdict.CLEAN
     guard.failed([(TP, 10), (TP, 11)], "KeyError('a bug')")
-    assert guard.dirty() == {TP}
+    assert guard.take_dirty() == {TP}
+    assert guard.take_dirty() == set()
     guard = _restarted(guard, 10)
     assert [guard.verdict(TP, o) for o in (9, 10, 11, 12)] == [
         Verdict.CLEAN,
@@ -83,10 +96,31 @@ def test_counts_are_per_partition_and_dropped_on_revoke() -> None:
     guard.failed([(TP, 5)], "boom")
     assert guard.verdict(("out", 4), 5) is Verdict.CLEAN
     assert guard.verdict(TP, 5) is Verdict.POISON
-    guard.committed({TP: 5})
-    assert guard.dirty() == set()
+    assert guard.take_dirty() == {TP}
     guard.forget([TP])
     assert guard.verdict(TP, 5) is Verdict.CLEAN
+
+
+def test_a_failure_counted_while_a_commit_is_in_flight_stays_to_be_committed() -> None:
+    """A commit takes the changed partitions and builds their metadata before it awaits Kafka;
+    a batch that fails in that await must still have its count written by the next commit
+    (a lost count lets a poison record crash the gateway once more per loss)."""
+    guard = PoisonGuard(limit=2)
+    guard.failed([(TP, 5)], "first")
+    taken = guard.take_dirty()
+    in_flight = guard.metadata(TP, 5)  # what the commit in flight carries
+    guard.failed([(TP, 5), (TP, 6)], "second")  # counted during its await
+    assert taken == {TP} and parse_metadata(in_flight).failures == {5: 1}
+    assert guard.take_dirty() == {TP}
+    assert parse_metadata(guard.metadata(TP, 5)).failures == {5: 2, 6: 1}
+
+
+def test_counts_a_failed_commit_did_not_write_are_given_back() -> None:
+    guard = PoisonGuard(limit=2)
+    guard.failed([(TP, 5)], "boom")
+    taken = guard.take_dirty()
+    guard.not_committed(taken)
+    assert guard.take_dirty() == {TP}
 
 
 def test_foreign_or_damaged_metadata_reads_as_no_suspects() -> None:
@@ -119,6 +153,70 @@ def test_new_counts_are_committed_where_a_restart_resumes_even_if_nothing_moved(
     assert tracker.resume_position(("other", 0)) is None
 
 
+async def test_a_failure_during_a_commit_in_flight_is_committed_by_the_next(
+    pki: Path, kafka: KafkaUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race that lost a count: a batch finishes and its commit goes out; while Kafka has
+    it, the poison's batch fails. The poison's count must reach the committed metadata, or the
+    restarted gateway sends the poison again and fails once more than the limit says.
+
+    In-process, so the order is forced: the DIP answers the poison's batch only once the first
+    commit is in flight, and that commit reaches Kafka only after the failure is counted."""
+    committing, failed = asyncio.Event(), asyncio.Event()
+    config = _gateway_config(
+        pki, kafka, cast(Simulator, SimpleNamespace(base_url="https://127.0.0.1:9")), linger_ms=0
+    )
+    await ensure_topics(config.kafka, gateway_topics(config))
+    topic = config.kafka.outbound_topics[0]
+    clean, poison = _payload(2, 0), _payload(1, 1)  # two senders: two batches, one partition
+    await _produce(config, [(topic, b"meter-1", orjson.dumps(p)) for p in (clean, poison)])
+    monkeypatch.setattr(poison_module, "_TEST_POISON", _sur(poison))
+
+    async def dip(request: TransportRequest) -> TransportResponse:
+        if _sur(poison).encode() in request.body:
+            await committing.wait()
+        return TransportResponse(201, {}, b"")  # no body: every message accepted
+
+    def consumer_with_a_slow_first_commit(*args: Any, **kwargs: Any) -> AIOKafkaConsumer:
+        consumer = create_consumer(*args, **kwargs)
+        commit = consumer.commit
+
+        async def slow_first_commit(offsets: Any = None) -> None:
+            if not committing.is_set():
+                committing.set()
+                async with asyncio.timeout(60):
+                    await failed.wait()
+            await commit(offsets)
+
+        consumer.commit = slow_first_commit
+        return consumer
+
+    monkeypatch.setattr(service_module, "create_consumer", consumer_with_a_slow_first_commit)
+    count = PoisonGuard.failed
+
+    def count_and_tell(guard: PoisonGuard, records: Any, error: str) -> None:
+        count(guard, records, error)
+        failed.set()
+
+    monkeypatch.setattr(PoisonGuard, "failed", count_and_tell)
+    keystore = build_keystore(config)
+    async with DipClient(config.dip.base_url, keystore, MemoryTransport(dip)) as client:
+        service = EgressService(config, keystore, client)
+        with pytest.raises(service_module.EgressFailed, match="TestPoisonError"):
+            async with asyncio.timeout(60):
+                await service.run(asyncio.Event())
+    assert committing.is_set() and failed.is_set()
+    admin = AIOKafkaAdminClient(**common_kwargs(config.kafka))
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(config.kafka.consumer_group)
+    finally:
+        await admin.close()
+    [committed] = [c for tp, c in offsets.items() if tp.topic == topic]
+    assert committed.offset == 1  # past the clean message, at the poison
+    assert parse_metadata(committed.metadata).failures == {1: 1}
+
+
 async def test_a_poison_record_is_dead_lettered_after_the_limit_and_other_clients_flow(
     pki: Path, tmp_path: Path, kafka: KafkaUnderTest
 ) -> None:
@@ -149,7 +247,7 @@ async def test_a_poison_record_is_dead_lettered_after_the_limit_and_other_client
         try:
             await gateway.start()
             good = {_sur(p) for _, p in sent} - {_sur(poison)}
-            await until_stored(sim, good)
+            await until_stored(sim, good, running=[gateway])
             outcomes = await _collect(config, len(good) + 1)
             assert await gateway.readyz() == 200  # it did not fail again
             dead_lettered = await gateway.metric("dcpgw_egress_messages_dead_lettered")

@@ -68,7 +68,7 @@ async def test_egress_rides_out_a_rolling_crash_of_every_broker(
                 await asyncio.to_thread(kafka_cluster.start_node, node)
             await producing
             expected = {_sur(p) for _, p in keyed}
-            await until_stored(sim, expected)
+            await until_stored(sim, expected, running=[gateway])
             assert await gateway.metric("dcpgw_egress_messages_accepted") >= MESSAGES
             assert await gateway.terminate() == 0, gateway.tail()
         finally:

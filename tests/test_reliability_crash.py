@@ -132,7 +132,7 @@ async def _crash_loop(
                 if assigned is not None and assigned > crashed_at:
                     run.takeover_seconds.append(round(assigned - crashed_at, 2))
             await producing
-            await until_stored(sim, good, seconds=300)
+            await until_stored(sim, good, seconds=300, running=[gateway])
             outcomes = await _collect(config, messages)
             assert await gateway.terminate() == 0, gateway.tail()
         finally:

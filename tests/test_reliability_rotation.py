@@ -155,7 +155,7 @@ async def test_certificate_and_api_key_rotation_under_traffic_loses_nothing(
             rotated.set()
             await producing
             references = {_sur(p) for p in sent}
-            await until_stored(sim, references)
+            await until_stored(sim, references, running=[gateway])
             outcomes = await _collect(config, len(sent))
             fallbacks = await gateway.metric("dcpgw_egress_api_key_fallbacks")
             failed_reloads = await _reload_failures(gateway)

@@ -26,7 +26,7 @@ Metadata format (Kafka's default ``offset.metadata.max.bytes`` is 4096):
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Final
@@ -128,9 +128,17 @@ class PoisonGuard:
             suspects.error = error[:_MAX_ERROR]
             self._dirty.add(tp)
 
-    def dirty(self) -> set[TopicPartitionKey]:
-        """Partitions whose counts changed since they were last committed."""
-        return set(self._dirty)
+    def take_dirty(self) -> set[TopicPartitionKey]:
+        """The partitions whose counts changed since they were last taken, for a commit to
+        carry. Taken, not read: a failure counted while that commit is in flight (its metadata
+        already built) marks its partition again, so no later success can clear it unwritten.
+        A commit that fails gives them back (:meth:`not_committed`)."""
+        taken, self._dirty = self._dirty, set()
+        return taken
+
+    def not_committed(self, tps: Iterable[TopicPartitionKey]) -> None:
+        """Taken partitions whose counts did not reach Kafka: carried by the next commit."""
+        self._dirty.update(tps)
 
     def metadata(self, tp: TopicPartitionKey, position: int) -> str:
         """The metadata to commit with ``position``: the suspects at or after it."""
@@ -143,9 +151,6 @@ class PoisonGuard:
             del self._partitions[tp]
             return ""
         return format_metadata(suspects)
-
-    def committed(self, positions: Mapping[TopicPartitionKey, int]) -> None:
-        self._dirty.difference_update(positions)
 
     def forget(self, tps: Iterable[TopicPartitionKey]) -> None:
         """Revoked: the next owner reads the counts from the committed metadata."""

@@ -1013,10 +1013,12 @@ class EgressService:
         async with self._commit_lock:  # the committer, a drain and a revocation may overlap
             self._last_commit = now
             positions = self._tracker.committable()
-            for tp in self._poison.dirty():  # new failure counts are committed even if no move
+            dirty = self._poison.take_dirty()
+            for tp in dirty:  # new failure counts are committed even if no offset moved
                 resume = self._tracker.resume_position(tp)
                 if resume is not None:
                     positions.setdefault(tp, resume)
+            self._poison.not_committed(dirty - positions.keys())
             if not positions:
                 return
             meta = self._poison.metadata
@@ -1028,11 +1030,11 @@ class EgressService:
                     }
                 )
             except KafkaError as exc:
+                self._poison.not_committed(dirty)
                 metrics.COMMIT_FAILURES.inc()
                 _log.warning("egress_commit_failed", error=str(exc))
                 return
             self._tracker.mark_committed(positions)
-            self._poison.committed(positions)
 
     async def _drain(self, grace: float) -> None:
         """Send what is batched, give in-flight work ``grace`` seconds, commit what is final."""
