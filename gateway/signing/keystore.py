@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,9 +24,9 @@ from gateway.signing.credentials import (
     Finding,
     Severity,
     SigningCredential,
-    load_credential,
     usable_findings,
 )
+from gateway.signing.loading import CredentialFiles, load_here, load_in_workers
 
 _log = structlog.get_logger(__name__)
 
@@ -82,12 +82,40 @@ def read_secret_file(path: Path) -> str:
     return value
 
 
-def _load_signer(spec: SignerSpec, now: datetime) -> tuple[SigningCredential, list[Finding]]:
-    password = (
-        read_secret_file(spec.password_file).encode() if spec.password_file is not None else None
-    )
-    credential = load_credential(spec.key_path, spec.cert_path, password)
-    return credential, usable_findings(credential, now)
+_Signer = tuple[SigningCredential, list[Finding]]
+
+
+def _credential_files(spec: SignerSpec) -> CredentialFiles | CredentialError:
+    try:
+        password = (
+            read_secret_file(spec.password_file).encode()
+            if spec.password_file is not None
+            else None
+        )
+    except CredentialError as exc:
+        return exc
+    return CredentialFiles(spec.key_path, spec.cert_path, password)
+
+
+def _load_signers(
+    specs: Sequence[SignerSpec], now: datetime, *, in_workers: bool
+) -> list[_Signer | CredentialError]:
+    """Each signer's credential and findings, or why it cannot be used, in ``specs`` order.
+    ``in_workers``: the files are opened in worker processes (:mod:`gateway.signing.loading`)."""
+    files = [_credential_files(spec) for spec in specs]
+    readable = [f for f in files if isinstance(f, CredentialFiles)]
+    opened = iter((load_in_workers if in_workers else load_here)(readable))
+    out: list[_Signer | CredentialError] = []
+    for found in files:
+        loaded = next(opened) if isinstance(found, CredentialFiles) else found
+        if isinstance(loaded, CredentialError):
+            out.append(loaded)
+            continue
+        try:
+            out.append((loaded, usable_findings(loaded, now)))
+        except CredentialError as exc:
+            out.append(exc)
+    return out
 
 
 def _watched_files(spec: SignerSpec) -> list[Path]:
@@ -155,15 +183,20 @@ class KeyStore:
     # -- loading ------------------------------------------------------------------------
 
     def _load_all(self) -> None:
-        now = self._clock()
-        for name, spec in self._signer_specs.items():
-            seen = self._stat(_watched_files(spec))  # before reading: see _snapshot
-            credential, findings = _load_signer(spec, now)
-            self._credentials[name] = credential
-            self._findings[name] = findings
+        """Every credential, or the first signer's error. Several open in parallel, each in a
+        worker process; one alone opens here (nothing runs beside start-up yet)."""
+        specs = list(self._signer_specs.values())
+        stats = [self._stat(_watched_files(spec)) for spec in specs]  # before reading: _snapshot
+        loaded = _load_signers(specs, self._clock(), in_workers=len(specs) > 1)
+        for spec, files_seen, result in zip(specs, stats, loaded, strict=True):
+            if isinstance(result, CredentialError):
+                raise result
+            credential, findings = result
+            self._credentials[spec.name] = credential
+            self._findings[spec.name] = findings
             for warning in (f for f in findings if f.severity is Severity.WARNING):
-                _log.warning("credential_warning", signer=name, detail=warning.message)
-            self._seen.update(seen)
+                _log.warning("credential_warning", signer=spec.name, detail=warning.message)
+            self._seen.update(files_seen)
         for dip_id, dip in self._dip_specs.items():
             seen = self._stat(self._api_key_paths(dip))
             self._api_keys[dip_id] = self._read_api_keys(dip)
@@ -202,21 +235,20 @@ class KeyStore:
     def reload_if_changed(self) -> list[ReloadEvent]:
         """Re-read every credential or API key file that changed since it was last read."""
         events: list[ReloadEvent] = []
-        now = self._clock()
-        for name, spec in self._signer_specs.items():
-            seen = self._snapshot(_watched_files(spec))
-            if seen is None:
+        changed = [
+            (spec, seen)
+            for spec in self._signer_specs.values()
+            if (seen := self._snapshot(_watched_files(spec))) is not None
+        ]
+        # In worker processes even for one key: the event loop runs beside a reload.
+        loaded = _load_signers([spec for spec, _ in changed], self._clock(), in_workers=True)
+        for (spec, seen), result in zip(changed, loaded, strict=True):
+            self._seen.update(seen)  # a broken file too: not retried every tick
+            if isinstance(result, CredentialError):
+                events.append(ReloadEvent(str(spec.key_path), False, str(result)))
                 continue
-            try:
-                credential, findings = _load_signer(spec, now)
-            except (CredentialError, OSError) as exc:
-                events.append(ReloadEvent(str(spec.key_path), False, str(exc)))
-                self._seen.update(seen)  # do not retry a broken file every tick
-                continue
-            self._credentials[name] = credential
-            self._findings[name] = findings
-            self._seen.update(seen)
-            events.append(ReloadEvent(str(spec.key_path), True, credential.subject))
+            self._credentials[spec.name], self._findings[spec.name] = result
+            events.append(ReloadEvent(str(spec.key_path), True, result[0].subject))
         for dip_id, dip in self._dip_specs.items():
             seen = self._snapshot(self._api_key_paths(dip))
             if seen is None:
