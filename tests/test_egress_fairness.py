@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import random
+from collections import Counter
 
 import pytest
 
@@ -103,3 +105,89 @@ async def test_a_slot_freed_just_after_a_waiter_was_cancelled_is_not_lost() -> N
         await waiter
     assert slots.in_use("b") == 0
     await asyncio.wait_for(slots.acquire("c"), 1)
+
+
+class _Rule:
+    """The rule, stated directly: a freed slot goes to the waiting client with the lowest
+    slots-in-use per weight; among equals, the one whose turn came first. A client that is
+    granted a slot and still waits takes a new turn; a cancelled waiter leaves its queue."""
+
+    def __init__(self, limit: int, weights: dict[str, int]) -> None:
+        self.limit, self.weights = limit, weights
+        self.in_use: Counter[str] = Counter()
+        self.queues: dict[str, list[int]] = {}
+        self.turns: dict[str, int] = {}
+        self.turn = 0
+        self.granted: list[int] = []
+
+    def ask(self, client: str, waiter: int) -> None:
+        if sum(self.in_use.values()) < self.limit and not self.queues:
+            self.in_use[client] += 1
+            self.granted.append(waiter)
+            return
+        if client not in self.queues:
+            self.turn += 1
+            self.queues[client], self.turns[client] = [], self.turn
+        self.queues[client].append(waiter)
+
+    def cancel(self, client: str, waiter: int) -> None:
+        self.queues[client].remove(waiter)
+        if not self.queues[client]:
+            del self.queues[client], self.turns[client]
+
+    def free(self, client: str) -> None:
+        self.in_use[client] -= 1
+        while sum(self.in_use.values()) < self.limit and self.queues:
+            chosen = min(
+                self.queues, key=lambda c: (self.in_use[c] / self.weights[c], self.turns[c])
+            )
+            waiter = self.queues[chosen].pop(0)
+            if self.queues[chosen]:
+                self.turn += 1
+                self.turns[chosen] = self.turn
+            else:
+                del self.queues[chosen], self.turns[chosen]
+            self.in_use[chosen] += 1
+            self.granted.append(waiter)
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_grants_follow_the_rule_under_random_asks_frees_and_cancels(seed: int) -> None:
+    """Thousands of random steps over 40 weighted clients and 6 slots: every grant, in
+    order, is the rule's (the heap's stale entries and rebuilds change nothing)."""
+    rng = random.Random(seed)
+    clients = [f"c{i}" for i in range(40)]
+    weights = {c: rng.randint(1, 3) for c in clients}
+    slots, rule = FairSlots(6, weights), _Rule(6, weights)
+    granted: list[int] = []
+    holding: list[tuple[str, int]] = []
+    waiting: dict[int, tuple[str, asyncio.Task[None]]] = {}
+
+    async def ask(client: str, waiter: int) -> None:
+        await slots.acquire(client)
+        granted.append(waiter)
+        holding.append((client, waiter))
+        del waiting[waiter]
+
+    for waiter in range(3000):
+        step = rng.random()
+        if step < 0.5 or not holding:
+            client = rng.choice(clients)
+            waiting[waiter] = (client, asyncio.create_task(ask(client, waiter)))
+            rule.ask(client, waiter)
+        elif step < 0.6 and waiting:
+            cancelled = rng.choice(sorted(waiting))
+            client, task = waiting.pop(cancelled)
+            task.cancel()
+            rule.cancel(client, cancelled)
+        else:
+            client, _ = holding.pop(rng.randrange(len(holding)))
+            slots.release(client)
+            rule.free(client)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert granted == rule.granted
+    assert len(granted) > 1000 and slots.waiting_total() == sum(map(len, rule.queues.values()))
+    for _, task in waiting.values():
+        task.cancel()
+    await asyncio.gather(*(t for _, t in waiting.values()), return_exceptions=True)

@@ -9,12 +9,20 @@ every slot, and a newcomer gets the next one that frees.
 
 A slot is held for one request only, never across a back-off sleep or a hold (see
 :mod:`gateway.egress.holds`), so a waiting batch costs the others nothing.
+
+The next client comes off a heap of (share, turn) entries, not from a scan of the waiting
+clients: a DCP with hundreds of clients frees a slot hundreds of times a second. A waiting
+client's turn changes when it is granted a slot, and its share between grants only falls (it
+frees a slot); each change pushes a new entry. An entry for a past turn is dropped when it
+surfaces; one with an old share of the current turn never surfaces first, as the entry for the
+lower share sorts ahead of it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 
@@ -38,6 +46,7 @@ class FairSlots:
         self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
         self._turn = 0  # tie-break: which client waited longest for a slot
         self._since: dict[str, int] = {}
+        self._heap: list[tuple[float, int, str]] = []  # (share, since, client); some stale
 
     def in_use(self, client: str) -> int:
         return self._in_use.get(client, 0)
@@ -74,6 +83,7 @@ class FairSlots:
             queue = self._waiting[client] = deque()
             self._turn += 1
             self._since[client] = self._turn
+            self._push(client)
         queue.append(future)
         try:
             await future
@@ -93,6 +103,8 @@ class FairSlots:
             del self._in_use[client]
         if self._on_change is not None:
             self._on_change(client, left)
+        if client in self._waiting:  # its share fell: it comes sooner
+            self._push(client)
         self._grant()
 
     def _take(self, client: str) -> None:
@@ -102,8 +114,11 @@ class FairSlots:
             self._on_change(client, used)
 
     def _grant(self) -> None:
+        heap = self._heap
         while self._used < self._limit and self._waiting:
-            client = min(self._waiting, key=self._priority)
+            _, since, client = heapq.heappop(heap)
+            if self._since.get(client) != since:
+                continue  # stale: granted (a new turn) or gone since this was pushed
             queue = self._waiting[client]
             future = queue.popleft()
             if not queue:
@@ -112,13 +127,20 @@ class FairSlots:
             else:  # still waiting: behind the clients that waited longer at this share
                 self._turn += 1
                 self._since[client] = self._turn
-            if future.done():  # its task was cancelled and has not run since: skip it
-                continue
-            self._take(client)
-            future.set_result(None)
+            if not future.done():  # else its task was cancelled and has not run since
+                self._take(client)
+                future.set_result(None)
+            if client in self._waiting:
+                self._push(client)
+        if len(heap) > 4 * len(self._waiting) + 64:  # drop the stale entries
+            self._heap = [(self._share(c), self._since[c], c) for c in self._waiting]
+            heapq.heapify(self._heap)
 
-    def _priority(self, client: str) -> tuple[float, int]:
-        return self._in_use.get(client, 0) / self._weights.get(client, 1), self._since[client]
+    def _share(self, client: str) -> float:
+        return self._in_use.get(client, 0) / self._weights.get(client, 1)
+
+    def _push(self, client: str) -> None:
+        heapq.heappush(self._heap, (self._share(client), self._since[client], client))
 
     def _forget(self, client: str, future: asyncio.Future[None]) -> None:
         queue = self._waiting.get(client)
