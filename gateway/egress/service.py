@@ -565,7 +565,7 @@ class EgressService:
                     loop = asyncio.get_running_loop()
                     started = tracing.wall_ns_of(batch.created, loop.time())
                     tracing.past_span("egress.consume", started, time.time_ns())
-                parked: list[Prepared] = []
+                parked: list[tuple[Prepared, Park]] = []  # each with the park holding it
                 if client in self._parking and self._parked.any_for(client):
                     parked, batch = self._split_parked(batch, client)
                 sent = await self._send(batch, client) if batch.items else Sent([], [])
@@ -586,12 +586,12 @@ class EgressService:
             for key, park, _ in parks:  # on Kafka: park before the gate lets the next one go
                 self._park(client, key, park)
             if self._unparked:  # final (sent, parked or diverted): their passes are spent
-                for prepared in [*parked, *batch.items]:
+                for prepared in [*(p for p, _ in parked), *batch.items]:
                     ref = prepared.message.ref
                     self._unparked.pop((ref.topic, ref.partition, ref.offset), None)
             self._count(sent.deliveries)
             finish = self._tracker.finish
-            for prepared in parked:
+            for prepared, _ in parked:
                 ref = prepared.message.ref
                 finish((ref.topic, ref.partition), ref.offset, ref.generation)
             for delivery in sent.deliveries:
@@ -603,7 +603,8 @@ class EgressService:
                     finish((ref.topic, ref.partition), ref.offset, ref.generation)
             done = len(batch.items) + len(parked)  # the batch as it was dispatched
             if batch.retried:  # counted under its retry topic's client (see _ingest)
-                topic = (batch.items or parked)[0].message.ref.topic
+                head = batch.items[0] if batch.items else parked[0][0]
+                topic = head.message.ref.topic
                 owner = self._retry_clients.get(topic, client)
                 self._retry_in_flight[owner] = max(self._retry_in_flight.get(owner, 0) - done, 0)
                 self._pace_retries()
@@ -689,8 +690,9 @@ class EgressService:
         metrics.DIVERTED.labels(client).inc(len(out))
         return out
 
-    def _split_parked(self, batch: Batch, client: str) -> tuple[list[Prepared], Batch]:
-        """The batch's records whose key is parked, and the batch of the others (order kept)."""
+    def _split_parked(self, batch: Batch, client: str) -> tuple[list[tuple[Prepared, Park]], Batch]:
+        """The batch's records whose key is parked, each with its park as read now (a release
+        may drop it while the rest is sent), and the batch of the others (order kept)."""
         parked_keys = self._parked.entries(client)
         for prepared in batch.items:  # almost always none: one membership test per record
             if prepared.message.ref.key in parked_keys:
@@ -698,26 +700,41 @@ class EgressService:
         else:
             return [], batch
         unparked = self._unparked
-        parked: list[Prepared] = []
+        parked: list[tuple[Prepared, Park]] = []
         rest: list[Prepared] = []
         for prepared in batch.items:
             ref = prepared.message.ref
             park = self._parked.get(client, ref.key)
             released = unparked.get((ref.topic, ref.partition, ref.offset)) if unparked else None
-            (parked if holds(park, ref, released) else rest).append(prepared)
+            if park is not None and holds(park, ref, released):
+                parked.append((prepared, park))
+            else:
+                rest.append(prepared)
         if not parked:
             return [], batch
         return parked, batch.with_items(rest)
 
-    def _parked_records(self, client: str, parked: list[Prepared]) -> list[OutRecord]:
-        """The records for the client's parked topic, in order."""
+    def _parked_records(self, client: str, parked: list[tuple[Prepared, Park]]) -> list[OutRecord]:
+        """The records for the client's parked topic, in order, each under the park that held
+        it back. A park released while the rest of the batch was sent (``dlq release``) still
+        holds its records: the release re-drives what was parked under it a few seconds later,
+        so one parked after that is logged for a second release."""
         topic = self._parking[client]
         out = []
-        for prepared in parked:
+        for prepared, park in parked:
             ref = prepared.message.ref
-            park = self._parked.get(client, ref.key)
-            assert park is not None
             out.append(parked_record(topic, ref, park))
+            current = self._parked.get(client, ref.key)
+            if current is None or current.park_id != park.park_id:
+                _log.warning(
+                    "egress_parked_under_released_park",
+                    client=client,
+                    park=park.park_id,
+                    topic=ref.topic,
+                    partition=ref.partition,
+                    offset=ref.offset,
+                    hint="run `dlq release` for the key again to re-drive it",
+                )
             self._held_since.pop((ref.topic, ref.partition, ref.offset), None)
         metrics.PARKED.labels(client).inc(len(out))
         return out
