@@ -118,6 +118,22 @@ async def test_identical_copies_in_flight_are_produced_once(
     assert ids_of(await consume(kafka.settings(), topics.inbound, 1)) == [same]
 
 
+async def test_a_retry_of_a_push_still_in_flight_is_answered_within_one_bound(
+    kafka: KafkaUnderTest, topics: Topics, producer: AIOKafkaProducer
+) -> None:
+    """The DIP retries a push whose first copy Kafka has not settled (a broker outage: the
+    producer retries without end). The retry's messages all wait on that copy, under one
+    bound: not one bound each, which kept a 100-message retry (and a push slot) for minutes."""
+    deliverer = Deliverer(producer, DedupWindow(100), 0.5)
+    retry = plan(topics, [tx() for _ in range(20)])
+    first_copy: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    for delivery in retry:  # the first copy's claim, still waiting for Kafka
+        deliverer._in_flight[delivery.dedup_key] = first_copy
+    async with asyncio.timeout(5):  # 20 bounds one after another would take 10 s
+        assert await deliverer.deliver(retry) == [Outcome.FAILED] * 20
+    assert not first_copy.done()  # the first copy's wait is not cut short by the retry
+
+
 async def test_without_a_producer_everything_fails_and_nothing_is_remembered(
     kafka: KafkaUnderTest, topics: Topics, producer: AIOKafkaProducer
 ) -> None:

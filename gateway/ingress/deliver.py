@@ -86,12 +86,11 @@ class Deliverer:
                     outcomes[i] = Outcome.ROUTED
                 else:
                     outcomes[i] = Outcome.QUARANTINED
-        for i, fut in theirs:
-            try:
-                ok = await asyncio.wait_for(asyncio.shield(fut), self._timeout)
-            except TimeoutError:
-                ok = False
-            outcomes[i] = Outcome.DUPLICATE if ok else Outcome.FAILED
+        if theirs:  # one bound for them all: a retry's copies share the first push's claim
+            await asyncio.wait({fut for _, fut in theirs}, timeout=self._timeout)
+            for i, fut in theirs:
+                ok = fut.done() and fut.result()
+                outcomes[i] = Outcome.DUPLICATE if ok else Outcome.FAILED
         return [o if o is not None else Outcome.FAILED for o in outcomes]
 
     async def close(self) -> None:
