@@ -17,6 +17,7 @@ from aiokafka.helpers import create_ssl_context
 from aiokafka.protocol.group import LeaveGroupRequest
 
 from gateway.config import KafkaSettings
+from gateway.kafka.producer import SequenceKeepingProducer
 
 _log = structlog.get_logger(__name__)
 
@@ -112,7 +113,9 @@ def _leave_from_generation_zero(coordinator: Any) -> None:
 
 
 def create_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
-    return AIOKafkaProducer(**producer_kwargs(settings, **overrides))
+    """A producer whose batches the broker refuses leave no gap in its sequence numbers
+    (:mod:`gateway.kafka.producer`)."""
+    return SequenceKeepingProducer(**producer_kwargs(settings, **overrides))
 
 
 def create_consumer(settings: KafkaSettings, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
