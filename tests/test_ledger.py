@@ -14,6 +14,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import os
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
@@ -45,6 +46,7 @@ from gateway.kafka.embedded import free_port
 from gateway.kafka.topics import ensure_topics, gateway_topics
 from gateway.keys import build_keystore
 from gateway.ledger import records
+from gateway.ledger.publisher import Ledger, LedgerError
 from gateway.ledger.reader import read_ledger
 from gateway.schema.samples import sample_payload
 from gateway.signing.trust import fingerprint_sha256
@@ -320,14 +322,48 @@ async def test_a_push_whose_ledger_record_kafka_refuses_is_answered_as_not_store
     assert refused is not None and refused >= 1
 
 
-async def _tiny_audit_topic(config: GatewayConfig) -> None:
-    """The audit topic, made to refuse every ledger record (each is over 100 bytes)."""
+async def test_one_refused_record_fails_only_its_own_push_and_not_egress(
+    kafka: KafkaUnderTest, pki: DevPki, simulator: Simulator
+) -> None:
+    """A push's record Kafka refuses (too large here) fails that push alone: the next push's
+    record is written and its wait succeeds, and egress's barrier is not tripped by it (before,
+    every later push was answered 503 until a restart, and egress stopped)."""
+    config = load_config(config_file(pki, simulator, kafka))
+    await _tiny_audit_topic(config, max_bytes=1000)
+    producer = create_producer(config.kafka)
+    await producer.start()
+    try:
+        async with Ledger(config, producer=producer) as ledger:
+            refused = ledger.record("ingress", "1400010001", {"pad": _incompressible()})
+            with pytest.raises(LedgerError, match="not written"):
+                await ledger.written(refused)
+            await ledger.written(ledger.record("ingress", "1400010001", {"pad": "x"}))
+            await ledger.settled()  # egress's barrier: no egress record failed
+            ledger.record("egress", "1400010001", {"pad": _incompressible()})
+            with pytest.raises(LedgerError, match="not written"):
+                await ledger.settled()  # an egress record refused: egress must stop
+            await ledger.written(ledger.record("ingress", "1400010001", {"pad": "y"}))
+    finally:
+        await producer.stop()
+    assert [orjson.loads(v) for v in await _raw_topic(config, config.audit.topic)] == [
+        {"pad": "x"},
+        {"pad": "y"},
+    ]
+
+
+def _incompressible() -> str:
+    """Over the topic's 1,000 bytes even compressed (the producer compresses batches)."""
+    return base64.b64encode(os.urandom(3000)).decode()
+
+
+async def _tiny_audit_topic(config: GatewayConfig, max_bytes: int = 100) -> None:
+    """The audit topic, made to refuse every ledger record over ``max_bytes`` (by default,
+    every one)."""
     admin = AIOKafkaAdminClient(**common_kwargs(config.kafka))
     await admin.start()
     try:
-        await admin.create_topics(
-            [NewTopic(config.audit.topic, 1, 1, topic_configs={"max.message.bytes": "100"})]
-        )
+        configs = {"max.message.bytes": str(max_bytes)}
+        await admin.create_topics([NewTopic(config.audit.topic, 1, 1, topic_configs=configs)])
     finally:
         await admin.close()
 

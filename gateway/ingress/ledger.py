@@ -55,7 +55,7 @@ async def record_push(
     )
     number = ledger.record("ingress", route.recipient, record)
     try:
-        await asyncio.wait_for(ledger.settled(number), timeout_seconds)
+        await asyncio.wait_for(ledger.written(number), timeout_seconds)
     except (LedgerError, TimeoutError):  # not written (or not yet): counted and logged there
         return False
     return True

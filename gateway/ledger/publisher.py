@@ -3,9 +3,11 @@
 It is the DIP client's :class:`~gateway.dip.exchange.ExchangeObserver`: each request the
 client sends becomes one record, queued for the ledger's writer task (the sender never waits
 for it). ``settled()`` waits for every record handed over so far and raises
-:class:`LedgerError` if one of them was not written; egress calls it before writing a batch's
-outcomes, so no offset is committed ahead of the ledger (a ledger that lags the commits would
-prove nothing). Ingress awaits its push's own record before answering the DIP.
+:class:`LedgerError` if one of the DIP client's (egress) records was not written; egress calls
+it before writing a batch's outcomes, so no offset is committed ahead of the ledger (a ledger
+that lags the commits would prove nothing), and stops for good on such a failure. Ingress
+awaits its push's own record (``written``) before answering the DIP: only that record's fate
+decides the answer, as an earlier push's failed record was that push's own 503.
 
 The records go through a producer of their own (acks from all in-sync replicas, as every
 gateway producer): the ledger's acknowledgements do not queue behind result records, and
@@ -18,7 +20,7 @@ import asyncio
 import contextlib
 import functools
 import heapq
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,6 +38,9 @@ _log = structlog.get_logger(__name__)
 _failures = LogLimiter()
 
 _STOP_SECONDS = 10.0
+_FAILURES_KEPT = 1024
+"""Failed records other than egress's kept for :meth:`Ledger.written` (a waiter that gave up
+never reads its own: the oldest go first)."""
 _WRITTEN = {d: metrics.RECORDS.labels(d, "written") for d in ("egress", "ingress")}
 _FAILED = {d: metrics.RECORDS.labels(d, "failed") for d in ("egress", "ingress")}
 
@@ -72,7 +77,8 @@ class Ledger:
         self._next = 0  # number of the next record
         self._outstanding: dict[int, None] = {}  # numbers not yet settled, in order
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []  # a heap by number
-        self._first_failure: tuple[int, str] | None = None
+        self._first_failure: tuple[int, str] | None = None  # of the egress records
+        self._failed: OrderedDict[int, str] = OrderedDict()  # other records, for written()
 
     @property
     def topic(self) -> str:
@@ -113,7 +119,7 @@ class Ledger:
 
     def record(self, direction: str, key: str, record: Mapping[str, Any]) -> int:
         """Hand over any record (ingress: one per verified push); its number, for
-        :meth:`settled`."""
+        :meth:`written` (or :meth:`settled`)."""
         number = self._next
         self._next = number + 1
         self._outstanding[number] = None
@@ -153,7 +159,11 @@ class Ledger:
             _WRITTEN[direction].inc()
         else:
             _FAILED[direction].inc()
-            if self._first_failure is None or number < self._first_failure[0]:
+            if direction != "egress":
+                self._failed[number] = error
+                if len(self._failed) > _FAILURES_KEPT:
+                    self._failed.popitem(last=False)
+            elif self._first_failure is None or number < self._first_failure[0]:
                 self._first_failure = (number, error)
             log_limited(
                 _log, _failures, "error", "ledger_record_failed", topic=self._topic, error=error
@@ -171,14 +181,26 @@ class Ledger:
                 waiter.set_result(None)
 
     async def settled(self, upto: int | None = None) -> None:
-        """Return once every record handed over so far (or up to number ``upto``) is
-        acknowledged by Kafka; raise :class:`LedgerError` when one of them was not written."""
+        """Return once every record handed over so far (or up to number ``upto``) is settled;
+        raise :class:`LedgerError` when one of the egress records among them was not written
+        (for good: egress stops, and the restart starts a new ledger)."""
         if upto is None:
             upto = self._next - 1
+        await self._reached(upto)
+        failure = self._first_failure
+        if failure is not None and failure[0] <= upto:
+            raise LedgerError(f"a ledger record was not written to {self._topic}: {failure[1]}")
+
+    async def written(self, number: int) -> None:
+        """Return once record ``number`` (see :meth:`record`) and every one before it are
+        settled; raise :class:`LedgerError` when that record was not written."""
+        await self._reached(number)
+        error = self._failed.pop(number, None)
+        if error is not None:
+            raise LedgerError(f"a ledger record was not written to {self._topic}: {error}")
+
+    async def _reached(self, upto: int) -> None:
         if self._outstanding and next(iter(self._outstanding)) <= upto:
             waiter = asyncio.get_running_loop().create_future()
             heapq.heappush(self._waiters, (upto, id(waiter), waiter))
             await waiter
-        failure = self._first_failure
-        if failure is not None and failure[0] <= upto:
-            raise LedgerError(f"a ledger record was not written to {self._topic}: {failure[1]}")
