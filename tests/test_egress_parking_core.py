@@ -21,6 +21,7 @@ from gateway.egress.parking import (
     holds,
     new_park,
     parked_record,
+    release_record,
     split_state_key,
     state_key,
     state_record,
@@ -75,6 +76,24 @@ def test_a_release_the_tail_has_not_reached_does_not_undo_a_newer_park() -> None
     parked.apply(raw, _park("p2").value())  # p2 read back: confirmed
     parked.apply(raw, None)  # p2's own release
     assert parked.get("client-1", b"mpan-1") is None
+
+
+def test_a_release_naming_an_earlier_park_leaves_the_key_parked_again() -> None:
+    """Log: park p1, park p2 (its re-driven head failed again), then the release the operator
+    checked against p1: it names p1, so p2 stays; a release naming p2, or naming no park
+    (written before releases named theirs), removes it."""
+    parked = ParkedKeys()
+    raw = state_key("client-1", b"mpan-1")
+    parked.apply(raw, _park("p1").value())
+    parked.apply(raw, _park("p2").value())
+    release = release_record("parked-keys", "client-1", b"mpan-1", "p1")
+    assert release.value is None and release.key == raw
+    assert parked.apply(raw, None, release.headers) == ("client-1", False)
+    assert parked.get("client-1", b"mpan-1") == _park("p2")
+    p2 = release_record("parked-keys", "client-1", b"mpan-1", "p2")
+    assert parked.apply(raw, None, p2.headers) == ("client-1", True)
+    parked.apply(raw, _park("p3").value())
+    assert parked.apply(raw, None) == ("client-1", True)
 
 
 def test_a_park_holds_later_records_of_its_key_but_not_earlier_or_released_ones() -> None:

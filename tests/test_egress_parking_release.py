@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
@@ -18,7 +19,7 @@ import structlog
 from dipsim import Simulator
 from gateway.config import parse_config
 from gateway.dip import DipClient, MemoryTransport, TransportRequest, TransportResponse
-from gateway.dlq.shell import unpark
+from gateway.dlq.shell import read_parks, unpark
 from gateway.egress import EgressService
 from gateway.egress.parking import PARK_ID_HEADER, Park, state_record
 from gateway.kafka.clients import create_producer
@@ -63,7 +64,7 @@ async def test_a_park_released_while_its_batch_is_sent_leaves_egress_running(
     async def dip(request: TransportRequest) -> TransportResponse:
         items = orjson.loads(request.body)
         requests.append([i["payload"]["CommonBlock"]["S1"]["senderUniqueReference"] for i in items])
-        await unpark(config.kafka, state_topic, config.clients[0].name, KEY)
+        await unpark(config.kafka, state_topic, config.clients[0].name, KEY, park.park_id)
         assert service is not None
         async with asyncio.timeout(60):  # until egress has read the release
             while service._parked.get(config.clients[0].name, KEY) is not None:  # noqa: ASYNC110
@@ -86,3 +87,32 @@ async def test_a_park_released_while_its_batch_is_sent_leaves_egress_running(
     assert parked.value == orjson.dumps(held) and dict(parked.headers)[PARK_ID_HEADER] == b"p0"
     [warning] = [e for e in logs if e["event"] == "egress_parked_under_released_park"]
     assert warning["park"] == "p0" and "dlq release" in warning["hint"]
+
+
+async def test_a_release_of_a_park_the_key_has_left_keeps_the_new_park_last(
+    kafka: KafkaUnderTest,
+) -> None:
+    """The operator's release names the park it checked (p0); the re-driven head failed again
+    and parked the key anew (p1) first. p1 stays, for readers now and, as its record is
+    written again after the tombstone, after compaction (which keeps a key's last record)."""
+    topic = f"parked-keys-{uuid.uuid4().hex[:8]}"
+    settings = kafka.settings()
+    await ensure_topics(settings, [topic], configs={"cleanup.policy": "compact"})
+    p0, p1 = (
+        Park(i, time.time(), "dip_rejection", "out", 0, n, "dead")
+        for n, i in enumerate(["p0", "p1"])
+    )
+    producer = create_producer(settings)
+    await producer.start()
+    try:
+        for park in (p0, p1):
+            record = state_record(topic, "client-1", KEY, park)
+            await (await producer.send(record.topic, record.value, key=record.key))
+    finally:
+        await producer.stop()
+    assert await unpark(settings, topic, "client-1", KEY, "p0") == p1
+    assert (await read_parks(settings, topic)).get("client-1", KEY) == p1
+    log = await consume(settings, topic, 4, seconds=30)
+    assert [Park.parse(r.value) if r.value else None for r in log] == [p0, p1, None, p1]
+    assert await unpark(settings, topic, "client-1", KEY, "p1") is None
+    assert (await read_parks(settings, topic)).get("client-1", KEY) is None

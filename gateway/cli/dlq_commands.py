@@ -294,20 +294,28 @@ async def _async_release(config: GatewayConfig, args: argparse.Namespace, out: T
     run = uuid.uuid4().hex[:12]
     by, sent = _operator(), 0
     sent += len(await execute(kafka, decisions, run, by, datetime.now(UTC)))
+    parked_again = None
     if park is not None:
         # Only the park that was released: a head that failed again has parked the key anew.
-        current = (await read_parks(kafka, state_topic)).get(client.name, key)
-        if current is not None and current.park_id == park.park_id:
-            await unpark(kafka, state_topic, client.name, key)
+        parked_again = await unpark(kafka, state_topic, client.name, key, park.park_id)
         await asyncio.sleep(_RECHECK_SECONDS)
         # Records parked between the read above and egress seeing the release.
         log = await read_log(kafka) or RedriveLog()
         late = parked_of(await _read_or_none(kafka, parked_topic), key)
         again = plan_release(None, late, log, target, park, force=False)
         sent += len(await execute(kafka, again, run, by, datetime.now(UTC)))
+    if park is None:
+        released = ""
+    elif parked_again is None:
+        released = "; key released"
+    else:
+        released = (
+            f"; key parked again (its head failed again, park {parked_again.park_id}): run "
+            "`dlq release` once the cause is fixed"
+        )
     print(
         f"re-drove {sent} to {target} (every one acknowledged by Kafka); run {run} logged on "
-        f"{kafka.redrive_log_topic}" + ("; key released" if park is not None else ""),
+        f"{kafka.redrive_log_topic}{released}",
         file=out,
     )
 

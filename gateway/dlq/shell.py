@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaError
 from gateway.config import KafkaSettings
 from gateway.dlq.letters import Coordinates, DeadLetter
 from gateway.dlq.plan import Action, Decision, LogEntry, RedriveLog
-from gateway.egress.parking import ParkedKeys, state_record
+from gateway.egress.parking import Park, ParkedKeys, release_record, state_record
 from gateway.kafka.clients import common_kwargs, create_producer
 from gateway.kafka.topics import ensure_topics, missing_topics
 
@@ -58,7 +58,9 @@ async def read_letters(settings: KafkaSettings, topic: str) -> list[DeadLetter]:
 async def read_log(settings: KafkaSettings) -> RedriveLog | None:
     """The re-drive log to its end, or None if its topic does not exist yet."""
     log = RedriveLog()
-    found = await _read_state(settings, settings.redrive_log_topic, log.add)
+    found = await _read_state(
+        settings, settings.redrive_log_topic, lambda key, value, _: log.add(key, value)
+    )
     return log if found else None
 
 
@@ -70,7 +72,9 @@ async def read_parks(settings: KafkaSettings, topic: str) -> ParkedKeys:
 
 
 async def _read_state(
-    settings: KafkaSettings, topic: str, apply: Callable[[bytes | None, bytes | None], object]
+    settings: KafkaSettings,
+    topic: str,
+    apply: Callable[[bytes | None, bytes | None, Sequence[tuple[str, bytes]]], object],
 ) -> bool:
     """Feed a state topic's records, keyed, to ``apply`` to its end; False: no such topic.
     Order matters only per key, and a key always lands on the same partition."""
@@ -82,19 +86,30 @@ async def _read_state(
     try:
         async for _, records in _to_end(consumer, partitions):
             for r in records:
-                apply(r.key, r.value)
+                apply(r.key, r.value, r.headers)
     finally:
         await consumer.stop()
     return True
 
 
-async def unpark(settings: KafkaSettings, topic: str, client: str, key: bytes) -> None:
-    """Write the tombstone that releases ``client``'s ``key`` and wait for Kafka to have it."""
-    record = state_record(topic, client, key, None)
+async def unpark(
+    settings: KafkaSettings, topic: str, client: str, key: bytes, park_id: str
+) -> Park | None:
+    """Release park ``park_id`` of ``client``'s ``key`` (a tombstone naming it) and wait for
+    Kafka to have it. If the key was parked again meanwhile (the re-driven head failed again)
+    that park stays, and is returned: its record is written once more, after the tombstone,
+    so that compaction, which keeps a key's last record, keeps the park and not the
+    tombstone."""
+    release = release_record(topic, client, key, park_id)
     producer = create_producer(settings)
     await producer.start()
     try:
-        await (await producer.send(record.topic, record.value, key=record.key))
+        await (await producer.send(release.topic, None, key=release.key, headers=release.headers))
+        again = (await read_parks(settings, topic)).get(client, key)
+        if again is not None:
+            record = state_record(topic, client, key, again)
+            await (await producer.send(record.topic, record.value, key=record.key))
+        return again
     except KafkaError as exc:
         raise RedriveError(
             f"re-drove the parked records but could not release the key on {topic} ({exc!r}): "

@@ -68,7 +68,7 @@ class ParkedTail:
                 data = await consumer.getmany(timeout_ms=200)
                 for records in data.values():
                     for r in records:
-                        applied = self._parked.apply(r.key, r.value)
+                        applied = self._parked.apply(r.key, r.value, r.headers)
                         if applied is not None and applied[1]:
                             self._changed(applied[0])
                 if not self.loaded.is_set():

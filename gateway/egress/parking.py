@@ -36,6 +36,10 @@ UNPARKED_HEADER = "dcpgw-unparked"
 PARK_ID_HEADER = "dcpgw-park-id"
 """On a parked record: the id of the park that held it (``dlq release`` re-drives only these)."""
 PARKED_REASON_HEADER = "dcpgw-parked-reason"
+RELEASED_PARK_HEADER = "dcpgw-released-park"
+"""On a release's tombstone in the state topic: the id of the park it releases. Between the
+operator's check and the tombstone, the re-driven head may have failed again and parked the key
+anew; a tombstone naming another park removes nothing."""
 _SEPARATOR = b"\x00"
 """Between client name and Kafka key in a state record's key: a client name has no NUL."""
 
@@ -116,6 +120,13 @@ def state_record(topic: str, client: str, key: bytes, park: Park | None) -> OutR
     )
 
 
+def release_record(topic: str, client: str, key: bytes, park_id: str) -> OutRecord:
+    """The tombstone that releases park ``park_id`` of ``client``'s ``key``, and no other."""
+    return OutRecord(
+        topic, None, state_key(client, key), [(RELEASED_PARK_HEADER, park_id.encode())]
+    )
+
+
 _NONE: Mapping[bytes, object] = {}
 
 
@@ -165,7 +176,12 @@ class ParkedKeys:
             keys[key] = _Entry(park, False)
         return fresh
 
-    def apply(self, raw_key: bytes | None, value: bytes | None) -> tuple[str, bool] | None:
+    def apply(
+        self,
+        raw_key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> tuple[str, bool] | None:
         """One state-topic record, in log order: (client, whether the set changed), or None for
         a record that is not a park's."""
         if raw_key is None:
@@ -179,6 +195,9 @@ class ParkedKeys:
             entry = keys.get(key)
             if entry is None or not entry.confirmed:
                 return client, False
+            released = _header(headers, RELEASED_PARK_HEADER)
+            if released is not None and released != entry.park.park_id:
+                return client, False  # released an earlier park: the key was parked again
             del keys[key]
             return client, True
         park = Park.parse(value)
@@ -212,8 +231,12 @@ def holds(park: Park | None, ref: RecordRef, unparked: str | None) -> bool:
 
 
 def unparked_id(headers: Sequence[tuple[str, bytes]]) -> str | None:
-    for name, value in headers:
-        if name == UNPARKED_HEADER:
+    return _header(headers, UNPARKED_HEADER)
+
+
+def _header(headers: Sequence[tuple[str, bytes]] | None, wanted: str) -> str | None:
+    for name, value in headers or ():
+        if name == wanted:
             return value.decode("utf-8", "replace")
     return None
 
