@@ -1051,6 +1051,9 @@ class EgressService:
                 metrics.COMMIT_FAILURES.inc()
                 _log.warning("egress_commit_failed", error=str(exc))
                 return
+            except asyncio.CancelledError:  # the next commit (a drain's, a revoke's) carries them
+                self._poison.not_committed(dirty)
+                raise
             self._tracker.mark_committed(positions)
 
     async def _drain(self, grace: float) -> None:
