@@ -51,8 +51,9 @@ import orjson
 import yaml
 
 from dipsim.process import start_in_subprocess
+from gateway._cpus import available_cpus
 from gateway.config import EgressSettings, GatewayConfig, KafkaSettings, parse_config
-from gateway.dip.client import DipClient, available_cpus, new_signing_pool
+from gateway.dip.client import DipClient, new_signing_pool
 from gateway.egress import metrics
 from gateway.egress.envelope import RecordRef
 from gateway.egress.parking import new_park, state_record

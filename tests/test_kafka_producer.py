@@ -5,15 +5,20 @@ record writer's ``send_batch``."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import functools
 import os
 import uuid
+from types import SimpleNamespace
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from aiokafka.producer.transaction_manager import TransactionManager
 
+from gateway.kafka import producer as producer_module
 from gateway.kafka.clients import common_kwargs, create_producer
 from tests.ingress_fixtures import consume
 from tests.kafka_fixtures import KafkaUnderTest
@@ -74,3 +79,29 @@ async def test_a_refused_batch_does_not_stop_the_partitions_next_ones(
     assert outcomes == ["ok", refused, "ok", "ok", refused, refused, "ok"]
     written = await consume(kafka.settings(), topic, 4)
     assert [r.value for r in written] == [b"a", b"b", b"c", b"d"]
+
+
+@pytest.mark.parametrize(("sends", "given_back"), [(1, True), (2, False)])
+async def test_only_a_batch_that_failed_on_its_only_send_gives_its_numbers_back(
+    sends: int, given_back: bool
+) -> None:
+    """A batch sent again (a retriable error first) may have been appended by a leader that
+    failed before answering, then expired waiting for a new leader: its numbers stay spent,
+    or the next batch of the same size would be taken for its duplicate and lost."""
+    manager = TransactionManager(None, 60_000)
+    tp = TopicPartition("t", 0)
+    manager.increment_sequence_number(tp, 10)  # numbers 0-9 written before
+    pop = functools.partial(_popped, manager, sends)
+    batch = producer_module._pop_batch(pop, manager, tp)  # takes 10-14
+    assert manager.sequence_number(tp) == 15
+    batch.future.set_exception(KafkaError("refused"))
+    await asyncio.sleep(0)  # the done callbacks run
+    assert manager.sequence_number(tp) == (10 if given_back else 15)
+
+
+def _popped(manager: TransactionManager, sends: int, tp: TopicPartition) -> SimpleNamespace:
+    """What aiokafka's ``_pop_batch`` does to a fresh batch of 5 records: numbers and a count
+    of sends (``retry_count``, 1 after the first)."""
+    manager.increment_sequence_number(tp, 5)
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    return SimpleNamespace(future=future, retry_count=sends)

@@ -19,6 +19,7 @@ from gateway.dip.vocabulary import (
 )
 
 if TYPE_CHECKING:
+    from gateway._cpus import available_cpus
     from gateway.dip._transports import (
         AiohttpTransport,
         DipTransport,
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
         DipClient,
         DipResponse,
         TransportName,
-        available_cpus,
         dip_path,
         mtls_transport,
         new_signing_pool,
@@ -61,7 +61,7 @@ __getattr__ = lazy_exports(
         "DipClient": "gateway.dip.client",
         "DipResponse": "gateway.dip.client",
         "TransportName": "gateway.dip.client",
-        "available_cpus": "gateway.dip.client",
+        "available_cpus": "gateway._cpus",
         "dip_path": "gateway.dip.client",
         "mtls_transport": "gateway.dip.client",
         "new_signing_pool": "gateway.dip.client",

@@ -16,8 +16,6 @@ wanted, in memory in unit tests. Whichever sends, no answer is a
 
 from __future__ import annotations
 
-import math
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote, urlencode
 
+from gateway._cpus import available_cpus
 from gateway.dip._transports import AiohttpTransport, DipTransport, HttpxTransport
 from gateway.dip.exchange import DipExchange, ExchangeObserver
 from gateway.dip.signing_pool import SigningPool
@@ -47,21 +46,6 @@ class DipResponse:
     body: bytes
     url: str
     sign_seconds: float = 0.0  # wall time spent waiting for the signature (pool queue + RSA)
-
-
-def available_cpus() -> int:
-    """CPUs this process may really use: the cgroup quota (a Kubernetes CPU limit) and the
-    affinity mask, not the node's core count that ``os.cpu_count()`` reports."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cpus = cpus or 1
-    try:
-        with open("/sys/fs/cgroup/cpu.max") as handle:
-            quota, period = handle.read().split()[:2]
-        if quota != "max":
-            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return cpus
 
 
 def new_signing_pool(threads: int = 0) -> SigningPool:

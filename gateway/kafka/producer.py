@@ -9,11 +9,14 @@ refuses every later batch for that partition with ``OutOfOrderSequenceNumber`` u
 process restarts (aio-libs/aiokafka#1017). One dead letter too large for its topic stopped
 every later write to that partition, the value-less copy written in its place included.
 
-Here the refused batch's numbers are handed back, as the next batch's. aiokafka sends one batch
-per partition at a time and settles a refused batch before it sends the partition's next, so
-the numbers are still the partition's last ones when its future fails; they are handed back
-only if so. It wraps a private method of aiokafka's record accumulator (``_pop_batch``, where
-the numbers are taken), so a newer aiokafka is checked by ``tests/test_kafka_producer.py``.
+Here the refused batch's numbers are handed back, as the next batch's: only for a batch that
+failed on its first and only send (one sent again may have been appended before a leader
+failed), and only if they are still the partition's last ones, which they are as aiokafka sends
+one batch per partition at a time and settles a refused batch before the partition's next.
+
+It wraps a private method of aiokafka's record accumulator (``_pop_batch``, where the numbers
+are taken) and sets its transaction manager's numbers, so a newer aiokafka is checked at
+construction (it fails loudly, not in a callback) and by ``tests/test_kafka_producer.py``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,11 @@ class SequenceKeepingProducer(AIOKafkaProducer):  # type: ignore[misc]
         manager = self._txn_manager
         if manager is not None and manager.transactional_id is None:
             accumulator = self._message_accumulator
+            if not isinstance(getattr(manager, "_sequence_numbers", None), dict):
+                raise RuntimeError(
+                    "this aiokafka keeps its sequence numbers elsewhere: "
+                    "gateway/kafka/producer.py needs updating for it"
+                )
             accumulator._pop_batch = functools.partial(_pop_batch, accumulator._pop_batch, manager)
 
 
@@ -46,17 +54,28 @@ def _pop_batch(pop: Any, manager: Any, tp: TopicPartition) -> Any:
     batch = pop(tp)
     after = manager.sequence_number(tp)
     if after != first:  # numbered now (a retried batch keeps the numbers it was given)
-        batch.future.add_done_callback(functools.partial(_give_back, manager, tp, first, after))
+        batch.future.add_done_callback(
+            functools.partial(_give_back, manager, batch, tp, first, after)
+        )
     return batch
 
 
 def _give_back(
-    manager: Any, tp: TopicPartition, first: int, after: int, future: asyncio.Future[Any]
+    manager: Any,
+    batch: Any,
+    tp: TopicPartition,
+    first: int,
+    after: int,
+    future: asyncio.Future[Any],
 ) -> None:
     if future.cancelled() or future.exception() is None:
         return
-    # The idempotent producer retries every retriable error, so a failed batch was refused
-    # for good, and not appended.
+    # Taken from the queue once (``retry_count`` 1): it failed on its only send, with an error
+    # the idempotent producer does not retry (the broker refused it: not appended), or it
+    # expired before it was sent. A batch sent again may have been appended by a leader that
+    # failed before answering, and then expired waiting for a new one: its numbers are spent.
+    if batch.retry_count != 1:
+        return
     if manager.sequence_number(tp) == after:
         manager._sequence_numbers[tp] = first
         _log.info("kafka_sequence_given_back", topic=tp.topic, partition=tp.partition)

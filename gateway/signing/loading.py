@@ -14,7 +14,6 @@ between the gateway and its own child; it is never written anywhere.
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -26,6 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from gateway._cpus import available_cpus
 from gateway.signing.credentials import CredentialError, SigningCredential, load_credential
 
 _log = structlog.get_logger(__name__)
@@ -58,11 +58,12 @@ def load_here(files: Sequence[CredentialFiles]) -> list[Loaded]:
 
 
 def load_in_workers(files: Sequence[CredentialFiles], workers: int | None = None) -> list[Loaded]:
-    """Open each in a worker process, up to ``workers`` (default: one per CPU) at a time;
-    results in the order of ``files``. Spawned, not forked: the caller has threads."""
+    """Open each in a worker process, up to ``workers`` at a time (default: one per CPU this
+    process may use, under a container's CPU limit); results in the order of ``files``.
+    Spawned, not forked: the caller has threads."""
     if not files:
         return []
-    count = min(len(files), workers or os.cpu_count() or 1)
+    count = min(len(files), workers or available_cpus())
     context = multiprocessing.get_context("spawn")
     try:
         with ProcessPoolExecutor(count, mp_context=context) as pool:
