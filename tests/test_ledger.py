@@ -334,20 +334,26 @@ async def test_one_refused_record_fails_only_its_own_push_and_not_egress(
     await producer.start()
     try:
         async with Ledger(config, producer=producer) as ledger:
-            refused = ledger.record("ingress", "1400010001", {"pad": _incompressible()})
             with pytest.raises(LedgerError, match="not written"):
-                await ledger.written(refused)
-            await ledger.written(ledger.record("ingress", "1400010001", {"pad": "x"}))
+                await ledger.write("ingress", "1400010001", {"pad": _incompressible()})
+            await ledger.write("ingress", "1400010001", {"pad": "x"})
             await ledger.settled()  # egress's barrier: no egress record failed
-            ledger.record("egress", "1400010001", {"pad": _incompressible()})
+            with pytest.raises(LedgerError, match="not written"):  # any record's own fate
+                await ledger.write("egress", "1400010001", {"pad": _incompressible()})
             with pytest.raises(LedgerError, match="not written"):
                 await ledger.settled()  # an egress record refused: egress must stop
-            await ledger.written(ledger.record("ingress", "1400010001", {"pad": "y"}))
+            await ledger.write("ingress", "1400010001", {"pad": "y"})
+            with pytest.raises(TimeoutError):  # handed over, then its waiter gives up
+                await asyncio.wait_for(ledger.write("ingress", "1400010001", {"pad": "z"}), 0.001)
+            with pytest.raises(LedgerError):  # (the refused egress record's, as above)
+                await ledger.settled()
+            assert not ledger._watched  # the record that lost its waiter left nothing behind
     finally:
         await producer.stop()
     assert [orjson.loads(v) for v in await _raw_topic(config, config.audit.topic)] == [
         {"pad": "x"},
         {"pad": "y"},
+        {"pad": "z"},
     ]
 
 

@@ -104,17 +104,26 @@ async def unpark(
     producer = create_producer(settings)
     await producer.start()
     try:
-        await (await producer.send(release.topic, None, key=release.key, headers=release.headers))
-        again = (await read_parks(settings, topic)).get(client, key)
-        if again is not None:
-            record = state_record(topic, client, key, again)
-            await (await producer.send(record.topic, record.value, key=record.key))
+        try:
+            await (
+                await producer.send(release.topic, None, key=release.key, headers=release.headers)
+            )
+        except KafkaError as exc:
+            raise RedriveError(
+                f"re-drove the parked records but could not release the key on {topic} "
+                f"({exc!r}): run the release again (it skips what it re-drove)"
+            ) from exc
+        try:
+            again = (await read_parks(settings, topic)).get(client, key)
+            if again is not None:
+                record = state_record(topic, client, key, again)
+                await (await producer.send(record.topic, record.value, key=record.key))
+        except (KafkaError, RedriveError) as exc:
+            raise RedriveError(
+                f"released park {park_id}, but could not check whether the key was parked "
+                f"again meanwhile ({exc}): `dlq release` without --execute shows whether it is"
+            ) from exc
         return again
-    except KafkaError as exc:
-        raise RedriveError(
-            f"re-drove the parked records but could not release the key on {topic} ({exc!r}): "
-            "run the release again (it skips what it re-drove)"
-        ) from exc
     finally:
         await producer.stop()
 

@@ -64,7 +64,9 @@ class Deliverer:
         mine: list[tuple[int, Delivery]] = []
         theirs: list[tuple[int, asyncio.Future[bool]]] = []
         seen, in_flight = self.window.contains, self._in_flight
-        claim = _Claim(asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout  # one bound for the whole push
+        claim = _Claim(loop.create_future())
         for i, d in enumerate(deliveries):
             key = d.dedup_key
             if seen(key) and not d.replay:
@@ -78,7 +80,7 @@ class Deliverer:
             claim.keys.append(key)
             mine.append((i, d))
         if mine:
-            acked = await self._produce(mine, claim)
+            acked = await self._produce(mine, claim, deadline)
             for (i, d), ok in zip(mine, acked, strict=True):
                 if not ok:
                     outcomes[i] = Outcome.FAILED
@@ -86,8 +88,9 @@ class Deliverer:
                     outcomes[i] = Outcome.ROUTED
                 else:
                     outcomes[i] = Outcome.QUARANTINED
-        if theirs:  # one bound for them all: a retry's copies share the first push's claim
-            await asyncio.wait({fut for _, fut in theirs}, timeout=self._timeout)
+        if theirs:  # a retry's copies share the first push's claim: one wait for them all
+            left = max(deadline - loop.time(), 0.0)
+            await asyncio.wait({fut for _, fut in theirs}, timeout=left)
             for i, fut in theirs:
                 ok = fut.done() and fut.result()
                 outcomes[i] = Outcome.DUPLICATE if ok else Outcome.FAILED
@@ -99,7 +102,9 @@ class Deliverer:
         if writer is not None:
             await writer.close()
 
-    async def _produce(self, mine: Sequence[tuple[int, Delivery]], claim: _Claim) -> list[bool]:
+    async def _produce(
+        self, mine: Sequence[tuple[int, Delivery]], claim: _Claim, deadline: float
+    ) -> list[bool]:
         """Append all, then wait for all acks (bounded); per record, True where Kafka
         acknowledged it.
 
@@ -112,7 +117,7 @@ class Deliverer:
         handed: list[tuple[asyncio.Future[None], Sequence[Delivery]]] = []
         try:
             if writer is not None:
-                async with asyncio.timeout(self._timeout):
+                async with asyncio.timeout_at(deadline):
                     handed = await writer.submit([d for _, d in mine])
                     await asyncio.wait(self._watch(handed, claim))
         except TimeoutError:

@@ -53,9 +53,8 @@ async def record_push(
             for m, o in zip(messages, outcomes, strict=True)
         ],
     )
-    number = ledger.record("ingress", route.recipient, record)
     try:
-        await asyncio.wait_for(ledger.written(number), timeout_seconds)
+        await asyncio.wait_for(ledger.write("ingress", route.recipient, record), timeout_seconds)
     except (LedgerError, TimeoutError):  # not written (or not yet): counted and logged there
         return False
     return True

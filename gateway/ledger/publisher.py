@@ -6,7 +6,7 @@ for it). ``settled()`` waits for every record handed over so far and raises
 :class:`LedgerError` if one of the DIP client's (egress) records was not written; egress calls
 it before writing a batch's outcomes, so no offset is committed ahead of the ledger (a ledger
 that lags the commits would prove nothing), and stops for good on such a failure. Ingress
-awaits its push's own record (``written``) before answering the DIP: only that record's fate
+awaits its push's own record (``write``) before answering the DIP: only that record's fate
 decides the answer, as an earlier push's failed record was that push's own 503.
 
 The records go through a producer of their own (acks from all in-sync replicas, as every
@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import functools
 import heapq
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,9 +38,6 @@ _log = structlog.get_logger(__name__)
 _failures = LogLimiter()
 
 _STOP_SECONDS = 10.0
-_FAILURES_KEPT = 1024
-"""Failed records other than egress's kept for :meth:`Ledger.written` (a waiter that gave up
-never reads its own: the oldest go first)."""
 _WRITTEN = {d: metrics.RECORDS.labels(d, "written") for d in ("egress", "ingress")}
 _FAILED = {d: metrics.RECORDS.labels(d, "failed") for d in ("egress", "ingress")}
 
@@ -78,7 +75,7 @@ class Ledger:
         self._outstanding: dict[int, None] = {}  # numbers not yet settled, in order
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []  # a heap by number
         self._first_failure: tuple[int, str] | None = None  # of the egress records
-        self._failed: OrderedDict[int, str] = OrderedDict()  # other records, for written()
+        self._watched: dict[int, asyncio.Future[str | None]] = {}  # see write()
 
     @property
     def topic(self) -> str:
@@ -118,8 +115,7 @@ class Ledger:
         self.record("egress", exchange.sender_dip_id, record)
 
     def record(self, direction: str, key: str, record: Mapping[str, Any]) -> int:
-        """Hand over any record (ingress: one per verified push); its number, for
-        :meth:`written` (or :meth:`settled`)."""
+        """Hand over any record; its number, for :meth:`settled`."""
         number = self._next
         self._next = number + 1
         self._outstanding[number] = None
@@ -159,15 +155,16 @@ class Ledger:
             _WRITTEN[direction].inc()
         else:
             _FAILED[direction].inc()
-            if direction != "egress":
-                self._failed[number] = error
-                if len(self._failed) > _FAILURES_KEPT:
-                    self._failed.popitem(last=False)
-            elif self._first_failure is None or number < self._first_failure[0]:
+            if direction == "egress" and (
+                self._first_failure is None or number < self._first_failure[0]
+            ):
                 self._first_failure = (number, error)
             log_limited(
                 _log, _failures, "error", "ledger_record_failed", topic=self._topic, error=error
             )
+        fate = self._watched.pop(number, None)
+        if fate is not None and not fate.done():  # (its waiter may have given up)
+            fate.set_result(error)
         outstanding = self._outstanding
         lowest = next(iter(outstanding))
         del outstanding[number]
@@ -191,11 +188,15 @@ class Ledger:
         if failure is not None and failure[0] <= upto:
             raise LedgerError(f"a ledger record was not written to {self._topic}: {failure[1]}")
 
-    async def written(self, number: int) -> None:
-        """Return once record ``number`` (see :meth:`record`) and every one before it are
-        settled; raise :class:`LedgerError` when that record was not written."""
+    async def write(self, direction: str, key: str, record: Mapping[str, Any]) -> None:
+        """Hand over ``record`` (ingress: one per verified push) and return once it and every
+        record before it are settled; raise :class:`LedgerError` when it was not written. Only
+        its own fate counts (an earlier push's failed record was that push's 503)."""
+        number = self.record(direction, key, record)
+        fate: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._watched[number] = fate  # set, and dropped, when the record settles
         await self._reached(number)
-        error = self._failed.pop(number, None)
+        error = fate.result()
         if error is not None:
             raise LedgerError(f"a ledger record was not written to {self._topic}: {error}")
 
