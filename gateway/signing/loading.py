@@ -77,10 +77,8 @@ def load_in_workers(files: Sequence[CredentialFiles], workers: int | None = None
 def _open(files: CredentialFiles) -> Loaded:
     try:
         return load_credential(files.key_path, files.cert_path, files.password)
-    except CredentialError as exc:
+    except CredentialError as exc:  # (an unreadable file too: the loaders say which)
         return exc
-    except OSError as exc:  # a file vanished between reads (a secret being swapped)
-        return CredentialError(f"{files.key_path}: cannot read: {exc}")
 
 
 def _open_for_transfer(files: CredentialFiles) -> _Opened | CredentialError:
