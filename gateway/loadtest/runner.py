@@ -320,6 +320,7 @@ async def _show(bar: _Bar, handled: Callable[[], Awaitable[float]]) -> None:
         bar.set(int(await handled()))
 
 
+_REQUESTS = "dcpgw_egress_requests_total"
 #: The gateway's per-request histograms (sum, count), for where a request's time went.
 _STAGES = tuple(
     f"dcpgw_egress_{name}_{part}"
@@ -391,8 +392,9 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
             if preload:
                 warm = (0, 0, 0)
             # A backlog's gateway is fresh and may have sent much of it by now: count from 0.
-            (requests0,) = (0.0,) if preload else await gw.metrics("dcpgw_egress_requests_total")
-            stages0 = [0.0] * len(_STAGES) if preload else await gw.metrics(*_STAGES)
+            requests0, *stages0 = (
+                [0.0] * (1 + len(_STAGES)) if preload else await gw.metrics(_REQUESTS, *_STAGES)
+            )
             machine0 = _Machine.now(gw.pid, ctx.sim_pid)
             started = time.time()
             producing = None
@@ -409,8 +411,7 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
             )
             machine = ends[0] - machine0
             timeline.mark("measured messages final")
-            (requests1,) = await gw.metrics("dcpgw_egress_requests_total")
-            stages1 = await gw.metrics(*_STAGES)
+            requests1, *stages1 = await gw.metrics(_REQUESTS, *_STAGES)
             if producing is not None:
                 started, _ = producing.result()
             pushed = 0
