@@ -15,23 +15,12 @@ import argparse
 import asyncio
 import statistics
 import time
-from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+
+from _loop_cpu import loop_cpu_per_call
 
 from gateway.dip.signing_pool import SigningPool
 from gateway.ops.eventloop import run
-
-
-async def _loop_cpu_per_job(
-    call: Callable[[], Awaitable[object]], jobs: int, concurrency: int
-) -> float:
-    async def worker(count: int) -> None:
-        for _ in range(count):
-            await call()
-
-    start = time.thread_time()
-    await asyncio.gather(*(worker(jobs // concurrency) for _ in range(concurrency)))
-    return (time.thread_time() - start) / (jobs // concurrency * concurrency)
 
 
 async def _main(args: argparse.Namespace) -> None:
@@ -42,19 +31,19 @@ async def _main(args: argparse.Namespace) -> None:
     figures: dict[str, list[float]] = {"run_in_executor": [], "SigningPool.run": []}
     try:
         # not measured: the executor starts its threads on first use, the pool at creation
-        await _loop_cpu_per_job(
+        await loop_cpu_per_call(
             lambda: loop.run_in_executor(executor, time.sleep, wait), args.threads * 4, args.threads
         )
         for _ in range(args.rounds):
             figures["run_in_executor"].append(
-                await _loop_cpu_per_job(
+                await loop_cpu_per_call(
                     lambda: loop.run_in_executor(executor, time.sleep, wait),
                     args.jobs,
                     args.threads,
                 )
             )
             figures["SigningPool.run"].append(
-                await _loop_cpu_per_job(lambda: pool.run(time.sleep, wait), args.jobs, args.threads)
+                await loop_cpu_per_call(lambda: pool.run(time.sleep, wait), args.jobs, args.threads)
             )
     finally:
         executor.shutdown()

@@ -21,9 +21,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import cast
+
+from _loop_cpu import loop_cpu_per_call
 
 from gateway.dip._transports.aiohttp_transport import AiohttpTransport
 from gateway.ops.eventloop import run
@@ -62,19 +63,6 @@ def _client_context(pki: Path) -> ssl.SSLContext:
     return context
 
 
-async def _loop_cpu_per_request(
-    send: Callable[[], Awaitable[None]], requests: int, concurrency: int
-) -> float:
-    async def worker(count: int) -> None:
-        for _ in range(count):
-            await send()
-
-    await asyncio.gather(*(worker(4) for _ in range(concurrency)))  # every connection open
-    start = time.thread_time()
-    await asyncio.gather(*(worker(requests // concurrency) for _ in range(concurrency)))
-    return (time.thread_time() - start) / (requests // concurrency * concurrency)
-
-
 async def _aiohttp(pki: Path, port: int, requests: int, concurrency: int) -> float:
     transport = AiohttpTransport(
         _client_context(pki), max_connections=concurrency, connect_timeout=10, request_timeout=30
@@ -86,7 +74,9 @@ async def _aiohttp(pki: Path, port: int, requests: int, concurrency: int) -> flo
         assert status == 201
 
     async with transport:
-        return await _loop_cpu_per_request(send, requests, concurrency)
+        return await loop_cpu_per_call(
+            send, requests, concurrency, warm_up=4
+        )  # every connection open
 
 
 class _Connection(asyncio.Protocol):
@@ -144,7 +134,9 @@ async def _minimal(pki: Path, port: int, requests: int, concurrency: int) -> flo
         idle.append(connection)
 
     try:
-        return await _loop_cpu_per_request(send, requests, concurrency)
+        return await loop_cpu_per_call(
+            send, requests, concurrency, warm_up=4
+        )  # every connection open
     finally:
         for connection in idle:
             if connection.transport is not None:
