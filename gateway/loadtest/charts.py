@@ -3,6 +3,7 @@ two or more offered rates, two or more batch sizes, latencies, RSS readings."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +36,13 @@ def draw(result: dict[str, Any], output: Path) -> list[str]:
     flat = {p["batch"]: p for p in reversed(plain) if not p["offered_rate"]}
     half = {p["batch"]: p for p in reversed(plain) if p.get("rate_of_max") == 0.5}
     if len(flat) >= 2:
-        # p99 under load: from the open-loop phase at half of the batch size's maximum, where
-        # the run has one (a flat-out phase's latency is mostly waiting in its backlog).
+        # p99 under load: from the open-loop phase at half of the batch size's maximum, or
+        # the flat-out phase itself when its messages were produced while it ran; none for a
+        # backlog (its latency is mostly the wait in Kafka before the gateway started).
         points = [
-            (b, p["messages_per_second"], (half.get(b) or p)["latency_ms"]["p99"])
-            for b, p in sorted(flat.items())
+            (b, p["messages_per_second"], _p99_under_load(half.get(b), p)) for b, p in flat.items()
         ]
+        points.sort()
         written.append(
             _versus(output, "throughput_vs_batch_size.png", points, "batch size", log=True)
         )
@@ -64,6 +66,12 @@ def draw(result: dict[str, Any], output: Path) -> list[str]:
     return written
 
 
+def _p99_under_load(half: dict[str, Any] | None, flat: dict[str, Any]) -> float:
+    if half is not None:
+        return float(half["latency_ms"]["p99"])
+    return math.nan if flat["preloaded"] else float(flat["latency_ms"]["p99"])
+
+
 def _versus(
     output: Path,
     name: str,
@@ -84,10 +92,13 @@ def _versus(
     if log:
         left.set_xscale("log")
     right = left.twinx()
-    right.plot(xs, p99s, "s--", color="tab:red", label="p99 latency")
+    if not all(math.isnan(v) for v in p99s):  # a gap where a point has no latency under load
+        right.plot(xs, p99s, "s--", color="tab:red", label="p99 latency")
+        right.set_yscale("log")
     right.set_ylabel("p99 latency (ms)", color="tab:red")
-    right.set_yscale("log")
     left.grid(alpha=0.3)
+    lines = [*left.get_lines(), *right.get_lines()]
+    left.legend(handles=lines, fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(output / name, dpi=100)
     plt.close(fig)

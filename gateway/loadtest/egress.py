@@ -22,23 +22,45 @@ from gateway.kafka.clients import common_kwargs, create_consumer, create_produce
 from gateway.loadtest.stats import Latency
 
 _PENDING, _DELIVERED, _DEAD = 0, 1, 2
+_WARM = 4  # or-ed into a warm-up record's state: settled and counted, never timed
+
+
+@dataclass
+class Tally:
+    """Records produced, and how many of them became final each way."""
+
+    produced: int = 0
+    delivered: int = 0
+    dead_lettered: int = 0
+
+    @property
+    def missing(self) -> int:
+        return self.produced - self.delivered - self.dead_lettered
+
+    def as_json(self) -> dict[str, int]:
+        return {
+            "produced": self.produced,
+            "delivered": self.delivered,
+            "dead_lettered": self.dead_lettered,
+            "missing": self.missing,
+        }
 
 
 class Ledger:
     """Per produced record (topic partition, offset): its Kafka timestamp and what became of
     it. Arrays indexed by offset (the topics are new, so offsets start at 0): a million
-    entries in a few MB, where a dict would take a hundred."""
+    entries in a few MB, where a dict would take a hundred. Warm-up records are marked as
+    such, so a late outcome of one is never taken for a measured message's."""
 
     def __init__(self) -> None:
         self._ts: dict[int, array[float]] = {}
         self._state: dict[int, array[int]] = {}
-        self.produced = 0
-        self.delivered = 0
-        self.dead_lettered = 0
+        self.measured = Tally()
+        self.warm_up = Tally()
         self.duplicates = 0  # outcomes for a record already final (at-least-once repeats)
         self.unknown = 0  # outcomes for no record of this phase
 
-    def sent(self, partition: int, offset: int, timestamp_ms: float) -> None:
+    def sent(self, partition: int, offset: int, timestamp_ms: float, warm: bool = False) -> None:
         ts = self._ts.get(partition)
         if ts is None:
             ts = self._ts[partition] = array("d")
@@ -48,38 +70,46 @@ class Ledger:
             ts.extend([math.nan] * grow)
             self._state[partition].extend(bytes(grow))
         ts[offset] = timestamp_ms
-        self.produced += 1
+        self._state[partition][offset] = _WARM if warm else _PENDING
+        (self.warm_up if warm else self.measured).produced += 1
 
     def settle(self, partition: int, offset: int, dead: bool) -> float | None:
-        """Mark the record final; its produce timestamp (ms), or None when not ours or
-        already final."""
+        """Mark the record final; its produce timestamp (ms) when it is a measured record,
+        None when it is a warm-up record, not ours or already final."""
         ts = self._ts.get(partition)
         if ts is None or offset >= len(ts) or math.isnan(ts[offset]):
             self.unknown += 1
             return None
         state = self._state[partition]
-        if state[offset] != _PENDING:
+        warm = state[offset] & _WARM
+        if state[offset] & ~_WARM != _PENDING:
             self.duplicates += 1
             return None
-        state[offset] = _DEAD if dead else _DELIVERED
+        state[offset] = warm | (_DEAD if dead else _DELIVERED)
+        tally = self.warm_up if warm else self.measured
         if dead:
-            self.dead_lettered += 1
+            tally.dead_lettered += 1
         else:
-            self.delivered += 1
-        return ts[offset]
+            tally.delivered += 1
+        return None if warm else ts[offset]
 
     @property
-    def final(self) -> int:
-        return self.delivered + self.dead_lettered
+    def produced(self) -> int:
+        return self.measured.produced + self.warm_up.produced
+
+    @property
+    def delivered(self) -> int:
+        return self.measured.delivered + self.warm_up.delivered
 
     @property
     def missing(self) -> int:
-        return self.produced - self.final
+        return self.measured.missing + self.warm_up.missing
 
 
 @dataclass
 class Outcomes:
-    """What came back, as the consumer read it."""
+    """What came back, as the consumer read it. Only measured records are timed and counted
+    in ``statuses`` and ``reasons``."""
 
     ledger: Ledger = field(default_factory=Ledger)
     ack_latency: Latency = field(default_factory=Latency)  # Kafka -> DIP acknowledgement
@@ -87,37 +117,37 @@ class Outcomes:
     statuses: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
     last_at: float = 0.0  # time.time() of the latest outcome record's Kafka timestamp
-    first_at: float = 0.0
-    #: Measured messages only: warm-up records are settled but not timed.
-    timing: bool = True
 
 
-def _settle_result(out: Outcomes, value: bytes, result_ts_ms: int) -> None:
+def _settle_result(out: Outcomes, value: bytes, result_ts_ms: int) -> bool:
+    """Settle a result record; whether it was a measured record's first outcome."""
     doc = orjson.loads(value)
     source = doc["source"]
     sent_ms = out.ledger.settle(source["partition"], source["offset"], dead=False)
     if sent_ms is None:
-        return
+        return False
     out.statuses[str(doc.get("dipStatus"))] += 1
-    if out.timing:
-        acked = doc.get("acknowledgedAt")
-        if acked:
-            out.ack_latency.record_ms(datetime.fromisoformat(acked).timestamp() * 1000 - sent_ms)
-        out.result_latency.record_ms(result_ts_ms - sent_ms)
+    acked = doc.get("acknowledgedAt")
+    if acked:
+        out.ack_latency.record_ms(datetime.fromisoformat(acked).timestamp() * 1000 - sent_ms)
+    out.result_latency.record_ms(result_ts_ms - sent_ms)
+    return True
 
 
-def _settle_dead(out: Outcomes, headers: Sequence[tuple[str, bytes]]) -> None:
+def _settle_dead(out: Outcomes, headers: Sequence[tuple[str, bytes]]) -> bool:
+    """Settle a dead-letter record; whether it was a measured record's first outcome."""
     h = dict(headers)
     try:
         partition = int(h["dcpgw-source-partition"])
         offset = int(h["dcpgw-source-offset"])
     except (KeyError, ValueError):
         out.ledger.unknown += 1
-        return
+        return False
     if out.ledger.settle(partition, offset, dead=True) is None:
-        return
+        return False
     out.statuses[h.get("dcpgw-dip-status", b"none").decode()] += 1
     out.reasons[h.get("dcpgw-reason", b"").decode("utf-8", "replace")[:120]] += 1
+    return True
 
 
 async def partitions(
@@ -224,12 +254,11 @@ class OutcomeReader(TopicReader):
     def _settle(self, topic: str, record: Any) -> None:
         out = self.out
         if topic in self._results:
-            _settle_result(out, record.value, record.timestamp)
+            measured = _settle_result(out, record.value, record.timestamp)
         else:
-            _settle_dead(out, record.headers)
-        stamp = record.timestamp / 1000
-        out.last_at = max(out.last_at, stamp)
-        out.first_at = min(out.first_at or stamp, stamp)
+            measured = _settle_dead(out, record.headers)
+        if measured:
+            out.last_at = max(out.last_at, record.timestamp / 1000)
 
     async def settle(self) -> None:
         await self.read_to_end(self._settle)
@@ -241,6 +270,8 @@ async def produce(
     ledger: Ledger,
     rate: float | None,
     on_sent: Callable[[int], None] = lambda n: None,
+    *,
+    warm: bool = False,
 ) -> tuple[float, float]:
     """Send every (key, value); open loop at ``rate`` messages/s (the schedule does not wait
     for the gateway), or as fast as the producer goes. Each record's Kafka timestamp is set
@@ -270,19 +301,22 @@ async def produce(
                     pending.append(future)
                 offered += len(part)
                 if len(pending) >= 2000:
-                    await _acked(pending, ledger, on_sent)
-        await _acked(pending, ledger, on_sent)
+                    await _acked(pending, ledger, on_sent, warm)
+        await _acked(pending, ledger, on_sent, warm)
     finally:
         await producer.stop()
     return started, time.time()
 
 
 async def _acked(
-    pending: list[asyncio.Future[Any]], ledger: Ledger, on_sent: Callable[[int], None]
+    pending: list[asyncio.Future[Any]],
+    ledger: Ledger,
+    on_sent: Callable[[int], None],
+    warm: bool,
 ) -> None:
     for meta in await asyncio.gather(*pending):
         stamp = meta.timestamp if meta.timestamp and meta.timestamp > 0 else time.time() * 1000
-        ledger.sent(meta.partition, meta.offset, stamp)
+        ledger.sent(meta.partition, meta.offset, stamp, warm)
     on_sent(len(pending))
     pending.clear()
 
@@ -314,7 +348,7 @@ async def wait_settled(
         written = int(await final())
         on_progress(written)
         idle = written == last and time.monotonic() - last_change > idle_timeout
-        if done and ledger.produced and (written >= ledger.produced or idle):
+        if done and (written >= ledger.produced or idle):
             if not ended:
                 ended = True
                 at_final()

@@ -1,4 +1,4 @@
-"""This machine's limits, measured in the same run as the gateway: raw RSA-4096 signing with
+"""This machine's limits, measured in the same run as the gateway: raw RSA signing with
 the clients' own keys, and a naive consume-sign-POST-commit loop (``load-tests/``)."""
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ BASELINE_SCRIPT = Path(__file__).resolve().parents[2] / "load-tests" / "naive_ba
 
 @dataclass(frozen=True)
 class RawSigning:
+    bits: int  # the RSA key size of the clients' keys (the dev PKI's --bits)
     threads: int
     signatures_per_second_1: float
     cpu_ms_per_signature_1: float
@@ -59,7 +60,7 @@ def raw_signing(config: GatewayConfig, seconds: float, threads: int = 0) -> RawS
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         figures.append((done / wall, cpu / done * 1000))
     (rate1, cpu1), (rate_n, cpu_n) = figures
-    return RawSigning(n, rate1, cpu1, rate_n, cpu_n)
+    return RawSigning(credential.key_bits, n, rate1, cpu1, rate_n, cpu_n)
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,20 @@ _MB = 1024 * 1024
 
 
 def headline(doc: dict[str, Any]) -> dict[str, Any]:
-    """The top-level figures: totals over every phase, rates of the fastest egress phase (of
-    the fastest ingress phase in a scenario without egress)."""
+    """The top-level figures: totals over every phase (warm-ups and round trips included in
+    ``missing``: every record must come back); the rate of the fastest egress phase (of the
+    fastest ingress phase in a scenario without egress); latency from the fastest phase whose
+    messages were produced while the gateway ran (a backlog's latency is its wait in Kafka)."""
     phases = doc["phases"]
     egress = [p for p in phases if p["kind"] == "egress"]
     best = max(egress or phases, key=lambda p: p["messages_per_second"], default=None)
-    missing = sum(p["missing"] for p in phases) + sum(
-        p.get("round_trip", {}).get("missing", 0) for p in phases
+    live = [p for p in egress if not p["preloaded"] and not p["dip_latency_ms"]]
+    timed = max(live, key=lambda p: p["messages_per_second"], default=best)
+    missing = sum(
+        p["missing"]
+        + p.get("warmup", {}).get("missing", 0)
+        + p.get("round_trip", {}).get("missing", 0)
+        for p in phases
     )
     raw = doc.get("raw_signing") or {}
     out: dict[str, Any] = {
@@ -34,14 +41,19 @@ def headline(doc: dict[str, Any]) -> dict[str, Any]:
         "missing": missing,
         "messages_per_second": best["messages_per_second"] if best else 0.0,
         "signatures_per_second": (best or {}).get("signatures_per_second", 0.0),
-        "latency_ms": _latency(best),
         "headline_phase": best["label"] if best else None,
+        "latency_ms": _latency(timed),
+        "latency_phase": timed["label"] if timed else None,
         "raw_signatures_per_second": raw.get("signatures_per_second_n"),
         "raw_signatures_per_second_1_thread": raw.get("signatures_per_second_1"),
         "peak_rss_bytes": max((p["peak_rss_bytes"] for p in phases), default=0),
     }
-    if best and raw:
-        out["signatures_vs_raw"] = best["signatures_per_second"] / raw["signatures_per_second_n"]
+    if raw:
+        # Per phase: how close the gateway's signing came to this machine's (batch 1 is the
+        # phase where the signatures are the work; batched, far fewer are needed).
+        out["signatures_vs_raw"] = {
+            p["label"]: p["signatures_per_second"] / raw["signatures_per_second_n"] for p in egress
+        }
     base = doc.get("baseline") or {}
     if base.get("messages_per_second"):
         out["baseline_messages_per_second"] = base["messages_per_second"]
@@ -195,6 +207,17 @@ def _stage_table(egress: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def _failure(r: dict[str, Any]) -> list[str]:
+    failed = r.get("failed")
+    if not failed:
+        return []
+    return [
+        f"**The run stopped: phase {failed['phase']} failed: {failed['error']}.** The phases "
+        "before it are reported below; the gateway's output is in logs/.",
+        "",
+    ]
+
+
 def summary(r: dict[str, Any]) -> str:
     m, v = r["machine"], r["versions"]
     lines = [
@@ -213,23 +236,28 @@ def summary(r: dict[str, Any]) -> str:
         "",
         "Figures from a shared or virtual machine move with its other load. Each phase says "
         "how many CPUs went elsewhere while it was measured: to the load generator (this "
-        "command: producing, signing pushes), to other processes (the broker, and anything "
-        "else running), and to other guests of the hypervisor (steal). Compare runs made back "
+        "command: producing and reading records), to other processes (the broker, the "
+        "ingress phases' pusher, and anything else running), and to other guests of the "
+        "hypervisor (steal). Compare runs made back "
         "to back, and read a phase whose others column is high as a busy-machine figure.",
         "",
+        *_failure(r),
         "## Totals",
         "",
         f"produced {r['produced']:,}, delivered {r['delivered']:,}, dead-lettered "
-        f"{r['dead_lettered']:,}, **missing {r['missing']:,}**; fastest phase "
-        f"({r['headline_phase']}): {_n(r['messages_per_second'])} msgs/s, "
-        f"{_n(r['signatures_per_second'], 1)} signatures/s; peak gateway RSS "
+        f"{r['dead_lettered']:,} (measured messages), **missing {r['missing']:,}** (warm-ups "
+        f"and round trips included); fastest phase ({r['headline_phase']}): "
+        f"{_n(r['messages_per_second'])} msgs/s, {_n(r['signatures_per_second'], 1)} "
+        f"signatures/s; latency p50 / p99 {_n(r['latency_ms']['p50'], 1)} / "
+        f"{_n(r['latency_ms']['p99'], 1)} ms ({r['latency_phase']}); peak gateway RSS "
         f"{r['peak_rss_bytes'] / 2**20:,.0f} MB.",
         "",
     ]
     raw = r.get("raw_signing")
     if raw:
         lines += [
-            f"Raw RSA-4096 signing with the same key: {raw['signatures_per_second_1']:,.0f} sig/s "
+            f"Raw RSA-{raw.get('bits', '?')} signing with the same key: "
+            f"{raw['signatures_per_second_1']:,.0f} sig/s "
             f"on 1 thread ({raw['cpu_ms_per_signature_1']:.2f} ms CPU each), "
             f"{raw['signatures_per_second_n']:,.0f} sig/s on {raw['threads']} threads "
             f"({raw['cpu_ms_per_signature_n']:.2f} ms).",
@@ -242,11 +270,16 @@ def summary(r: dict[str, Any]) -> str:
             f" msgs/s over {base['messages']} messages.",
             "",
         ]
+    elif base:
+        lines += [f"Naive baseline: not run ({base.get('skipped', 'no figures')}).", ""]
+    vs_raw = r.get("signatures_vs_raw") or {}
+    vs_base = r.get("gateway_vs_baseline") or {}
     egress = [p for p in r["phases"] if p["kind"] == "egress"]
     if egress:
         lines += _heading(
             "Egress phases (Kafka -> gateway -> DIP simulator -> result in Kafka)",
-            "phase, batch, clients, offered/s, msgs/s, sig/s, p50 / p95 / p99 / max ms, "
+            "phase, batch, clients, offered/s, msgs/s, sig/s, sig/s / raw, msgs/s / baseline, "
+            "p50 / p95 / p99 / max ms, "
             "gw CPU us/msg, gw CPUs busy, peak RSS MB, delivered / dead / missing, DIP status, "
             "sim us/msg, CPUs: generator / others / steal",
         )
@@ -256,6 +289,7 @@ def summary(r: dict[str, Any]) -> str:
             lines.append(
                 f"| {p['label']} | {p['batch']} | {p['clients']} | {_n(p['offered_rate'])} | "
                 f"{_n(p['messages_per_second'])} | {_n(p['signatures_per_second'], 1)} | "
+                f"{_n(vs_raw.get(p['label']), 2)} | {_n(vs_base.get(p['label']), 1)} | "
                 f"{lat['p50']:.1f} / {lat['p95']:.1f} / {lat['p99']:.1f} / {lat['max']:.1f}"
                 f"{queued} | {_n(p['gateway_cpu_us_per_message'], 1)} | "
                 f"{p['gateway_cpus_busy']:.2f} | {p['peak_rss_bytes'] / 2**20:,.0f} | "
@@ -265,6 +299,9 @@ def summary(r: dict[str, Any]) -> str:
             )
         lines += [
             "",
+            "sig/s / raw: the phase's signatures/s over the raw all-CPU signing rate above (at "
+            "batch 1 a signature per message, so the share of the machine's signing the "
+            "gateway reached). msgs/s / baseline: over the naive baseline's msgs/s. "
             "Latency is from a record's Kafka timestamp to the DIP's acknowledgement of it. "
             "\\* the phase's messages were all in Kafka before the gateway started (a backlog: "
             "no load generator competing for CPU), so its latency includes the wait in the "
@@ -273,6 +310,11 @@ def summary(r: dict[str, Any]) -> str:
         lines += ["", *_stage_table(egress)]
         lines.append("")
         for p in egress:
+            warm = p.get("warmup") or {}
+            if warm.get("missing"):
+                lines.append(
+                    f"{p['label']}: warm-up: {warm['missing']:,} of {warm['produced']:,} missing."
+                )
             if "round_trip" in p:
                 t = p["round_trip"]
                 lines.append(
@@ -296,7 +338,7 @@ def summary(r: dict[str, Any]) -> str:
             lines.append(
                 f"| {p['label']} | {_n(p['offered_push_rate'])} | {p['pushes_per_second']:,.1f} | "
                 f"{p['messages_per_second']:,.0f} | {lat['p50']:.1f} / {lat['p95']:.1f} / "
-                f"{lat['p99']:.1f} / {lat['max']:.1f} | {p['gateway_cpu_us_per_message']:.1f} | "
+                f"{lat['p99']:.1f} / {lat['max']:.1f} | {_n(p['gateway_cpu_us_per_message'], 1)} | "
                 f"{p['gateway_cpus_busy']:.2f} | {p['peak_rss_bytes'] / 2**20:,.0f} | "
                 f"{p['delivered']:,} / {p['missing']:,} | {p['push_statuses']} | {_cpus(p)} |"
             )
