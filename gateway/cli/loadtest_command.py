@@ -25,16 +25,28 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "result.json, summary.md and PNG charts to --output. Scenarios: "
         + "; ".join(f"{name}: {s.description}" for name, s in SCENARIOS.items()),
     )
-    parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="smoke")
+    parser.add_argument(
+        "--scenario",
+        choices=sorted(SCENARIOS),
+        default="smoke",
+        help="what to run (default: smoke, under a minute); the description lists each",
+    )
     parser.add_argument("--output", type=Path, required=True, help="folder for the report")
     parser.add_argument(
-        "--messages", type=int, help="messages per egress phase (default: the scenario's)"
+        "--messages", type=_positive, help="messages per egress phase (default: the scenario's)"
     )
     parser.add_argument(
         "--workdir", type=Path, default=Path("var/loadtest"), help="dev PKIs kept between runs"
     )
     parser.add_argument("--bits", type=int, default=4096, help="RSA key size of the dev PKI")
     parser.add_argument("--bootstrap-servers", help="an existing Kafka instead of the embedded one")
+    parser.add_argument(
+        "--kafka-config",
+        type=Path,
+        help="with --bootstrap-servers: a YAML file of that Kafka's connection settings, as in "
+        "the gateway's `kafka` section (" + ", ".join(sorted(KAFKA_CONNECTION_KEYS)) + "); "
+        "relative paths are read from the file's folder",
+    )
     parser.add_argument(
         "--tansu",
         action="store_true",
@@ -64,6 +76,11 @@ def _loadtest(args: argparse.Namespace) -> int:
 
     if args.simulator_url and args.pki is None:
         raise CliError("--simulator-url needs --pki (the dev PKI folder the simulator uses)")
+    kafka: dict[str, Any] = {}
+    if args.kafka_config is not None:
+        if args.bootstrap_servers is None:
+            raise CliError("--kafka-config needs --bootstrap-servers (the Kafka it describes)")
+        kafka = kafka_connection(args.kafka_config)
     configure_logging("warning", "console")
     options = Options(
         output=args.output,
@@ -73,6 +90,7 @@ def _loadtest(args: argparse.Namespace) -> int:
         simulator_url=args.simulator_url,
         pki=args.pki,
         tansu=args.tansu,
+        kafka=kafka,
         command=shlex.join(["dcp-gateway", *sys.argv[1:]]),
         progress=not args.no_progress,
     )
@@ -85,4 +103,61 @@ def _loadtest(args: argparse.Namespace) -> int:
         f"{result['messages_per_second']:,.0f} msgs/s ({result['headline_phase']}); "
         f"report in {args.output / 'summary.md'}"
     )
-    return 0 if result["missing"] == 0 else 1
+    failed = result.get("failed")
+    if failed:
+        print(f"{failed['phase']} failed: {failed['error']} (the phases before it are reported)")
+    return 0 if result["missing"] == 0 and not failed else 1
+
+
+#: The ``kafka`` settings ``--kafka-config`` may give: how to connect, nothing the phases own.
+KAFKA_CONNECTION_KEYS = frozenset(
+    {
+        "client_id",
+        "security_protocol",
+        "ssl_ca_file",
+        "ssl_cert_file",
+        "ssl_key_file",
+        "sasl_mechanism",
+        "sasl_username",
+        "sasl_password_file",
+    }
+)
+_PATH_KEYS = frozenset({"ssl_ca_file", "ssl_cert_file", "ssl_key_file", "sasl_password_file"})
+
+
+def kafka_connection(path: Path) -> dict[str, Any]:
+    """The connection settings in ``path``, file paths made absolute (each phase's config is
+    written elsewhere); a mistake names the key and the fix."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise CliError(f"--kafka-config {path}: cannot read it: {exc}") from None
+    if not isinstance(data, dict):
+        raise CliError(
+            f"--kafka-config {path}: expected a mapping such as 'security_protocol: SSL', "
+            f"got {type(data).__name__}"
+        )
+    unknown = sorted(str(k) for k in data if k not in KAFKA_CONNECTION_KEYS)
+    if unknown:
+        raise CliError(
+            f"--kafka-config {path}: {', '.join(unknown)} cannot be set here: give only "
+            f"{', '.join(sorted(KAFKA_CONNECTION_KEYS))} (the load test owns topics and groups)"
+        )
+    return {
+        key: str((path.parent / str(value)).resolve())
+        if key in _PATH_KEYS and value is not None
+        else value
+        for key, value in data.items()
+    }
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value

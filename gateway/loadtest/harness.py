@@ -9,8 +9,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ class Environment:
     tansu: bool  # the broker is Tansu (embedded, or given): its workarounds on
     sim_url: str
     webhook_port: int
+    #: Connection settings of the given Kafka (TLS, SASL: ``--kafka-config``), for every phase.
+    kafka: Mapping[str, Any] = field(default_factory=dict)
 
 
 def pki_for(workdir: Path, clients: int, bits: int) -> Path:
@@ -82,6 +84,7 @@ def phase_config(
         "status_outbound_topic": None,
         "dead_letter_topic": f"loadtest.{tag}.dead-letter",
         "quarantine_topic": f"loadtest.{tag}.quarantine",
+        **env.kafka,
     }
     if env.tansu:
         # Tansu answers a JoinGroup after half the session timeout: the product's 10 s would
