@@ -17,7 +17,7 @@ from gateway.cli import CliError
 from gateway.cli.loadtest_command import kafka_connection
 from gateway.loadtest.charts import _p99_under_load
 from gateway.loadtest.egress import Outcomes, _settle_dead, _settle_result, wait_settled
-from gateway.loadtest.report import headline, summary
+from gateway.loadtest.report import headline, summary, targets
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -177,3 +177,15 @@ def test_cli_refuses_a_phase_of_no_messages(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "--messages: 0 must be at least 1" in done.stderr
+
+
+def test_batch_1_cpu_is_set_against_a_lone_signature_and_one_made_on_every_cpu() -> None:
+    doc = {
+        "phases": [_phase("batch 1", 500.0, False, gateway_cpu_us_per_message=2200.0)],
+        "raw_signing": {"cpu_ms_per_signature_1": 1.6, "cpu_ms_per_signature_n": 2.0},
+    }
+    rows = {t["target"]: t for t in targets(doc)}
+    lone = rows["batch 1: gateway CPU/msg / raw signature CPU (1 thread)"]
+    every = rows["batch 1: gateway CPU/msg / raw signature CPU (all CPUs)"]
+    assert lone["value"] == pytest.approx(1.375) and not lone["met"]
+    assert every["value"] == pytest.approx(1.1) and every["met"]
