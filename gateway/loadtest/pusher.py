@@ -53,6 +53,10 @@ async def send(
     concurrency: int,
     ca: Path,
 ) -> dict[str, Any]:
+    """Each push's latency runs from when it was due (its slot in the open-loop schedule, or
+    when it was queued flat out), not from when it got one of the ``concurrency`` connections:
+    pushes held back behind a slow gateway would otherwise hide their wait (coordinated
+    omission)."""
     context = ssl.create_default_context(cafile=str(ca))
     connector = aiohttp.TCPConnector(ssl=context, limit=concurrency)
     latencies: list[float] = []
@@ -60,25 +64,27 @@ async def send(
     gate = asyncio.Semaphore(concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
 
-        async def one(url: str, body: bytes, headers: dict[str, str]) -> None:
+        async def one(url: str, body: bytes, headers: dict[str, str], due: float) -> None:
             async with gate:
-                started = time.perf_counter()
                 try:
                     async with session.post(url, data=body, headers=headers) as response:
                         await response.read()
                         statuses[response.status] += 1
                 except (aiohttp.ClientError, OSError, TimeoutError):
                     statuses[0] += 1
-                latencies.append(time.perf_counter() - started)
+            latencies.append(time.perf_counter() - due)
 
         started = time.perf_counter()
         tasks = []
         for i, push in enumerate(pushes):
             if push_rate:
-                delay = started + i / push_rate - time.perf_counter()
+                due = started + i / push_rate
+                delay = due - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(*push)))
+            else:
+                due = time.perf_counter()
+            tasks.append(asyncio.create_task(one(*push, due)))
             if not push_rate:
                 await asyncio.sleep(0)
         await asyncio.gather(*tasks)
