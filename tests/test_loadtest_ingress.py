@@ -1,6 +1,7 @@
 """The load test's ingress side: the pusher's latencies and failures over real HTTPS, against a
 webhook of the test's own whose answers it slows down, and the runner's bounds on a pusher
-(real processes); no timing of the gateway is asserted."""
+(real processes), and the count of distinct messages on inbound topics (real Kafka); no
+timing of the gateway is asserted."""
 
 from __future__ import annotations
 
@@ -9,14 +10,21 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 
+from gateway.dip.webhook_urls import publication_callback_url
+from gateway.ingress.samples import body_of, publication
+from gateway.loadtest.egress import RecordCounter
 from gateway.loadtest.pusher import PUSH_TIMEOUT, send
 from gateway.loadtest.runner import _pusher_deadline, _pusher_output
 from gateway.loadtest.scenarios import IngressPhase
+from gateway.signing.credentials import load_credential
 from tests.dipsim_fixtures import DevPki, serve_https
+from tests.ingress_fixtures import gateway_config, push, running, tx
+from tests.kafka_fixtures import KafkaUnderTest
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -123,3 +131,32 @@ def test_the_pusher_deadline_covers_the_schedule_and_is_bounded() -> None:
     assert _pusher_deadline(open_loop) > 1000 / 10.0 + PUSH_TIMEOUT
     flat_out = IngressPhase("flat out", 1_000_000, concurrency=16)
     assert _pusher_deadline(flat_out) < 3600
+
+
+async def test_inbound_messages_are_counted_once_each_and_repeats_as_duplicates(
+    kafka: KafkaUnderTest, dev_pki: Path
+) -> None:
+    """The gateway itself writes a message twice when the DIP replays it: five records, of four
+    messages (the same transaction to another recipient is another message)."""
+    config = gateway_config(dev_pki, kafka.settings())
+    signer = load_credential(dev_pki / "dip" / "signing.pfx")
+    first, second = config.clients[:2]
+    a, b = first.dip_ids[0].dip_id, second.dip_ids[0].dip_id
+    t1, t2, t3 = tx(), tx(), tx()
+    pushes = [
+        (a, [publication(a, t, mpan=None) for t in (t1, t2, t3)]),
+        (a, [publication(a, t2, mpan=None, replay=True)]),
+        (b, [publication(b, t1, mpan=None)]),
+    ]
+    async with running(config) as (_, http):
+        for recipient, items in pushes:
+            url = publication_callback_url(config.ingress, "IF-043", recipient)
+            answer = await push(http, url, body_of(items), signer)
+            assert answer.status_code == 201, answer.text
+    inbound = {first.topics.inbound, second.topics.inbound}
+    assert all(inbound)
+    counter = RecordCounter(config, {t for t in inbound if t})
+    async with counter:
+        assert await counter.count_to_end() == 4
+    assert counter.duplicates == 1
+    assert counter.unidentified == 0
