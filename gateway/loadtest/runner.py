@@ -535,6 +535,10 @@ async def _ingress_phase(ctx: Context, phase: IngressPhase, clients: int) -> dic
         latency.record_seconds(seconds)
     cpu = machine.gateway
     elapsed = result["elapsed"]
+    # CPU is per message stored, not offered: a push answered 503 before its body is read, or
+    # one that never connected, costs the gateway next to nothing, so dividing by the offered
+    # messages would make a struggling gateway look cheap.
+    stored = min(received, total)
     return {
         "kind": "ingress",
         "label": phase.label,
@@ -543,20 +547,20 @@ async def _ingress_phase(ctx: Context, phase: IngressPhase, clients: int) -> dic
         "offered_push_rate": phase.push_rate,
         "concurrency": phase.concurrency,
         "produced": total,
-        "delivered": min(received, total),
+        "delivered": stored,
         "dead_lettered": 0,
         "missing": max(0, total - received),
         "duplicates": inbound.duplicates,
         "unidentified_records": inbound.unidentified,
         "push_statuses": result["statuses"],
         "seconds": elapsed,
-        "messages_per_second": min(received, total) / elapsed if elapsed else 0.0,
+        "messages_per_second": stored / elapsed if elapsed else 0.0,
         "pushes_per_second": phase.pushes / elapsed if elapsed else 0.0,
         "push_latency_ms": latency.summary_ms(),
         "latency_cdf": latency.cdf_ms(),
         "gateway_cpu_seconds": cpu,
-        "gateway_cpu_us_per_message": cpu / total * 1e6,
-        **machine.figures(total),
+        "gateway_cpu_us_per_message": cpu / stored * 1e6 if stored else None,
+        **machine.figures(stored),
         "peak_rss_bytes": series.peak_rss_bytes,
         "rss_series": series.as_json(series.readings[0].at if series.readings else 0.0),
         "timeline": timeline.marks,
