@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from gateway.config import GatewayConfig, KafkaSettings
+from gateway.ingress.pipeline import H_RECIPIENT
 from gateway.kafka.clients import common_kwargs, create_consumer, create_producer
 from gateway.loadtest.stats import Latency
 
@@ -230,16 +231,46 @@ class TopicReader:
 
 
 class RecordCounter(TopicReader):
+    """Distinct messages in some inbound topics, told apart by :func:`message_identity`: a
+    record seen again is a duplicate, so duplicates cannot make up for lost messages."""
+
     def __init__(self, config: GatewayConfig, topics: Iterable[str]) -> None:
         super().__init__(config, topics)
-        self.count = 0
+        self._seen: set[bytes] = set()
+        self.duplicates = 0
+        self.unidentified = 0  # records with no identity: not counted as messages
+
+    @property
+    def count(self) -> int:
+        return len(self._seen)
 
     def _add(self, topic: str, record: Any) -> None:
-        self.count += 1
+        identity = message_identity(record.value, record.headers)
+        if identity is None:
+            self.unidentified += 1
+        elif identity in self._seen:
+            self.duplicates += 1
+        else:
+            self._seen.add(identity)
 
     async def count_to_end(self) -> int:
+        """Distinct messages read so far (the records up to the current end offsets)."""
         await self.read_to_end(self._add)
         return self.count
+
+
+def message_identity(value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> bytes | None:
+    """What the gateway de-duplicates a publication on: its recipient (the record's header)
+    and the DIP's transaction ID (``CommonBlock.D0`` of the value, as the consumer reads it).
+    One DIP message published to two recipients is two messages. None for a record without."""
+    recipient = next((v for k, v in headers if k == H_RECIPIENT), None)
+    try:
+        transaction_id = orjson.loads(value or b"")["CommonBlock"]["D0"]["transactionID"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+    if not recipient or not isinstance(transaction_id, str) or not transaction_id:
+        return None
+    return recipient + b"\x00" + transaction_id.encode()
 
 
 class OutcomeReader(TopicReader):

@@ -24,6 +24,11 @@ import orjson
 from gateway.ingress.samples import body_of, publication, sign_push
 from gateway.signing.credentials import load_credential
 
+#: Seconds one push's request may take (connecting included): a wedged gateway then fails
+#: pushes instead of holding each for aiohttp's default five minutes. Well above the gateway's
+#: own bound on an answer (``ingress.produce_timeout_seconds``).
+PUSH_TIMEOUT = 30.0
+
 
 def signed_pushes(
     pki: Path, targets: list[dict[str, str]], pushes: int, batch: int, tag: str
@@ -52,33 +57,45 @@ async def send(
     push_rate: float | None,
     concurrency: int,
     ca: Path,
+    push_timeout: float = PUSH_TIMEOUT,
 ) -> dict[str, Any]:
+    """Each push's latency runs from when it was due (its slot in the open-loop schedule, or
+    when it was queued flat out), not from when it got one of the ``concurrency`` connections:
+    pushes held back behind a slow gateway would otherwise hide their wait (coordinated
+    omission). A push not answered within ``push_timeout`` fails, with status 0."""
     context = ssl.create_default_context(cafile=str(ca))
     connector = aiohttp.TCPConnector(ssl=context, limit=concurrency)
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
     gate = asyncio.Semaphore(concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    limit = aiohttp.ClientTimeout(total=push_timeout)
+    async with aiohttp.ClientSession(connector=connector, timeout=limit) as session:
 
-        async def one(url: str, body: bytes, headers: dict[str, str]) -> None:
+        async def one(url: str, body: bytes, headers: dict[str, str], due: float) -> None:
+            floor = 0.0
             async with gate:
-                started = time.perf_counter()
                 try:
                     async with session.post(url, data=body, headers=headers) as response:
                         await response.read()
                         statuses[response.status] += 1
-                except (aiohttp.ClientError, OSError, TimeoutError):
+                except TimeoutError:  # first: aiohttp's timeout errors are ClientErrors too
                     statuses[0] += 1
-                latencies.append(time.perf_counter() - started)
+                    floor = push_timeout  # its timer may fire a hair early
+                except (aiohttp.ClientError, OSError):
+                    statuses[0] += 1
+            latencies.append(max(time.perf_counter() - due, floor))
 
         started = time.perf_counter()
         tasks = []
         for i, push in enumerate(pushes):
             if push_rate:
-                delay = started + i / push_rate - time.perf_counter()
+                due = started + i / push_rate
+                delay = due - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(*push)))
+            else:
+                due = time.perf_counter()
+            tasks.append(asyncio.create_task(one(*push, due)))
             if not push_rate:
                 await asyncio.sleep(0)
         await asyncio.gather(*tasks)
@@ -95,9 +112,9 @@ def main() -> None:
     pki = Path(spec["pki"])
     pushes = signed_pushes(pki, spec["targets"], spec["pushes"], spec["batch"], spec["tag"])
     print("signed", flush=True)
-    result = asyncio.run(
-        send(pushes, spec["push_rate"], spec["concurrency"], pki / "ca" / "dip-ca.pem")
-    )
+    ca = pki / "ca" / "dip-ca.pem"
+    timeout = spec.get("push_timeout", PUSH_TIMEOUT)
+    result = asyncio.run(send(pushes, spec["push_rate"], spec["concurrency"], ca, timeout))
     print(orjson.dumps(result).decode(), flush=True)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,11 +27,17 @@ from gateway.loadtest.egress import (
 )
 from gateway.loadtest.harness import Environment
 from gateway.loadtest.messages import MessageFactory, senders
+from gateway.loadtest.pusher import PUSH_TIMEOUT
 from gateway.loadtest.scenarios import EgressPhase, IngressPhase, Scenario
 from gateway.loadtest.stats import Latency, ProcSeries, busy_seconds, read_proc, steal_seconds
 
 #: Seconds without a new outcome (after producing ended) before the rest count as missing.
 IDLE_TIMEOUT = 30.0
+#: Longest an ingress phase's pushes may take to drain after their schedule: every push is
+#: bounded by PUSH_TIMEOUT, but a wedged gateway would make that a bound of hours.
+PUSHER_DRAIN_CAP = 600.0
+#: Slack on top for the pusher's start and exit.
+PUSHER_MARGIN = 60.0
 
 
 @dataclass(frozen=True)
@@ -512,6 +519,7 @@ async def _ingress_phase(ctx: Context, phase: IngressPhase, clients: int) -> dic
         "batch": phase.batch,
         "push_rate": phase.push_rate,
         "concurrency": phase.concurrency,
+        "push_timeout": PUSH_TIMEOUT,
         "tag": f"{ctx.run_tag}{ctx.phase_index:03d}",
     }
     bar = _Bar(ctx.progress, phase.label, total)
@@ -529,7 +537,8 @@ async def _ingress_phase(ctx: Context, phase: IngressPhase, clients: int) -> dic
             machine0 = _Machine.now(gw.pid, ctx.sim_pid)
             shown = asyncio.create_task(_show(bar, gw.ingress_messages))
             try:
-                out, _ = await proc.communicate()  # every push answered: stored, or failed
+                # every push answered: stored, or failed
+                out = await _pusher_output(proc, gw.pid, phase.label, _pusher_deadline(phase))
             finally:
                 shown.cancel()
             machine = _Machine.now(gw.pid, ctx.sim_pid) - machine0
@@ -544,6 +553,10 @@ async def _ingress_phase(ctx: Context, phase: IngressPhase, clients: int) -> dic
         latency.record_seconds(seconds)
     cpu = machine.gateway
     elapsed = result["elapsed"]
+    # CPU is per message stored, not offered: a push answered 503 before its body is read, or
+    # one that never connected, costs the gateway next to nothing, so dividing by the offered
+    # messages would make a struggling gateway look cheap.
+    stored = min(received, total)
     return {
         "kind": "ingress",
         "label": phase.label,
@@ -552,23 +565,59 @@ async def _ingress_phase(ctx: Context, phase: IngressPhase, clients: int) -> dic
         "offered_push_rate": phase.push_rate,
         "concurrency": phase.concurrency,
         "produced": total,
-        "delivered": min(received, total),
+        "delivered": stored,
         "dead_lettered": 0,
         "missing": max(0, total - received),
-        "duplicates": max(0, received - total),
+        "duplicates": inbound.duplicates,
+        "unidentified_records": inbound.unidentified,
         "push_statuses": result["statuses"],
         "seconds": elapsed,
-        "messages_per_second": min(received, total) / elapsed if elapsed else 0.0,
+        "messages_per_second": stored / elapsed if elapsed else 0.0,
         "pushes_per_second": phase.pushes / elapsed if elapsed else 0.0,
         "push_latency_ms": latency.summary_ms(),
         "latency_cdf": latency.cdf_ms(),
         "gateway_cpu_seconds": cpu,
-        "gateway_cpu_us_per_message": cpu / total * 1e6,
-        **machine.figures(total),
+        "gateway_cpu_us_per_message": cpu / stored * 1e6 if stored else None,
+        **machine.figures(stored),
         "peak_rss_bytes": series.peak_rss_bytes,
         "rss_series": series.as_json(series.readings[0].at if series.readings else 0.0),
         "timeline": timeline.marks,
     }
+
+
+def _pusher_deadline(phase: IngressPhase) -> float:
+    """Seconds the pusher may take once its pushes are signed: the schedule (open loop), then
+    at most every push timing out ``concurrency`` at a time (capped), and a margin."""
+    schedule = phase.pushes / phase.push_rate if phase.push_rate else 0.0
+    drain = math.ceil(phase.pushes / phase.concurrency) * PUSH_TIMEOUT
+    return schedule + min(drain, PUSHER_DRAIN_CAP) + PUSHER_MARGIN
+
+
+async def _pusher_output(
+    proc: asyncio.subprocess.Process, gateway_pid: int, label: str, within: float
+) -> bytes:
+    """The pusher's stdout once it exits. A gateway that ends, or a pusher still running after
+    ``within`` seconds, fails the phase (the pusher killed) rather than hanging the run."""
+    done = asyncio.create_task(proc.communicate())
+    deadline = time.monotonic() + within
+    try:
+        while True:
+            finished, _ = await asyncio.wait({done}, timeout=0.5)
+            if finished:
+                return done.result()[0]
+            if read_proc(gateway_pid) is None:
+                what = "the gateway process ended while the pusher was sending"
+            elif time.monotonic() > deadline:
+                what = f"the pusher was not done within its deadline of {within:.0f}s"
+            else:
+                continue
+            raise RuntimeError(f"{label}: {what}; the pusher was killed")
+    finally:
+        if not done.done():
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            with contextlib.suppress(Exception):
+                await done
 
 
 def _ready_within(config: GatewayConfig) -> float:
