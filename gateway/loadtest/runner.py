@@ -491,8 +491,9 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
     if phase.round_trip:
         figures["round_trip"] = {
             "expected": out.ledger.delivered,
-            "received": pushed,
+            "received": pushed,  # distinct messages: a repeat cannot make up for a loss
             "missing": max(0, out.ledger.delivered - pushed),
+            "duplicates": inbound.duplicates,
         }
     return figures
 
