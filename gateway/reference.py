@@ -76,7 +76,7 @@ object with these fields, in this order:
 | `submittedAt` | string | ISO 8601 time of the request that was accepted |
 | `acknowledgedAt` | string | ISO 8601 time of the DIP's answer |
 | `attempts` | integer | requests it took (retries included) |
-| `source` | object | `{"topic", "partition", "offset"}` of the original record |
+| `source` | object | `{"topic", "partition", "offset"}` where the producer wrote the record |
 | `senderCorrelationID` | string or null | `S1.senderCorrelationID` of the message (tracked) |
 
 ### Dead letter (written to the client's `topics.dead_letter`, or `kafka.dead_letter_topic`)

@@ -200,3 +200,29 @@ def test_a_dead_letter_of_a_record_read_back_from_a_retry_topic_names_its_first_
     }
     assert [k for k, _ in headers].count("dcpgw-source-topic") == 1
     assert headers[0] == ("traceparent", b"00-1-2-01")
+
+
+def test_the_result_of_a_record_read_back_from_a_retry_topic_names_the_record_produced() -> None:
+    """A client diverted for its share of the window gets its results naming the record it
+    wrote to the outbound topic, as every other result does, not the retry topic's copy."""
+    first = _prepared(5, partition=2).message.ref
+    diverted = retry_record("dcpgw.alice.retry", first, None)
+    back = _prepared(5)
+    back.message.ref = RecordRef(
+        "dcpgw.alice.retry", 0, 3, first.key, first.value, 0, -1, diverted.headers or []
+    )
+    plain = _prepared(6, partition=2)
+    deliveries = [
+        Delivery(p, MessageResult(True, f"t{i}"), 201, 1, _AT, _AT)
+        for i, p in enumerate((back, plain))
+    ]
+    read_back, other = (orjson.loads(r.value or b"") for r in outcome_records(deliveries))
+    assert read_back["source"] == {"topic": first.topic, "partition": 2, "offset": first.offset}
+    assert other["source"] == {"topic": first.topic, "partition": 2, "offset": 1006}
+    # headers someone else wrote, unreadable as a position: the record's own position
+    back.message.ref = back.message.ref._replace(
+        headers=[(k, b"x" if k == "dcpgw-source-offset" else v) for k, v in diverted.headers or []]
+    )
+    (record,) = outcome_records(deliveries[:1])
+    source = orjson.loads(record.value or b"")["source"]
+    assert source == {"topic": "dcpgw.alice.retry", "partition": 0, "offset": 3}

@@ -103,10 +103,10 @@ class Diversions:
 
 def retry_record(topic: str, ref: RecordRef, held_since: float | None) -> OutRecord:
     """The record to write to the client's retry topic: the original key, value and headers,
-    and where it came from (dead letters and results of the record read back name the retry
-    topic's position; these headers name the original). ``held_since``: when the DIP began
-    to hold the client off (None: diverted for its share of the window, not held), which
-    starts the hold budget."""
+    and where it came from: the result or dead letter of the record read back names that
+    original position, the one its producer knows, not the retry topic's. ``held_since``:
+    when the DIP began to hold the client off (None: diverted for its share of the window,
+    not held), which starts the hold budget."""
     headers = [(k, v) for k, v in ref.headers if k not in _RETRY_HEADERS]
     headers += [
         (SOURCE_TOPIC_HEADER, ref.topic.encode()),

@@ -100,9 +100,13 @@ def outcome_records(
             out.append(dead)
             continue
         submitted, acknowledged = delivery.submitted_at, delivery.acknowledged_at
+        if ref.headers:  # a record read back from a retry topic names its first position
+            topic, partition, offset = _origin(ref)
+        else:
+            topic, partition, offset = ref.topic, ref.partition, ref.offset
         common: _Common = (
-            ref.topic,
-            ref.partition,
+            topic,
+            partition,
             message.sender_dip_id,
             message.interface_id,
             delivery.status,
@@ -119,7 +123,7 @@ def outcome_records(
             dumps(message.sender_unique_reference),
             dumps(result.transaction_id),
             dumps(result.dip_message),
-            ref.offset,
+            offset,
             dumps(message.correlation_id),
         )
         headers = trace
@@ -220,13 +224,25 @@ def without_value(record: OutRecord, why: str) -> OutRecord | None:
 _SOURCE_HEADERS = ("dcpgw-source-topic", "dcpgw-source-partition", "dcpgw-source-offset")
 
 
-def _source(ref: RecordRef) -> list[tuple[str, bytes]]:
-    """The record's first source, if it carries all of it (it was diverted), else itself."""
+def _origin(ref: RecordRef) -> tuple[str, int, int]:
+    """(topic, partition, offset) of the record as its producer wrote it: the first source it
+    carries when it was diverted through a retry topic and read back (a readable one), else
+    its own position."""
     carried = {k: v for k, v in ref.headers if k in _SOURCE_HEADERS}
     if len(carried) == len(_SOURCE_HEADERS):
-        return [(name, carried[name]) for name in _SOURCE_HEADERS]
+        topic, partition, offset = (carried[name] for name in _SOURCE_HEADERS)
+        try:
+            return topic.decode(), int(partition), int(offset)
+        except ValueError:  # UnicodeDecodeError included: someone else's headers
+            pass
+    return ref.topic, ref.partition, ref.offset
+
+
+def _source(ref: RecordRef) -> list[tuple[str, bytes]]:
+    """The ``dcpgw-source-*`` headers of a dead letter: the record's :func:`_origin`."""
+    topic, partition, offset = _origin(ref)
     return [
-        ("dcpgw-source-topic", ref.topic.encode()),
-        ("dcpgw-source-partition", str(ref.partition).encode()),
-        ("dcpgw-source-offset", str(ref.offset).encode()),
+        ("dcpgw-source-topic", topic.encode()),
+        ("dcpgw-source-partition", str(partition).encode()),
+        ("dcpgw-source-offset", str(offset).encode()),
     ]
