@@ -107,6 +107,49 @@ def test_smoke_scenario_writes_a_sane_report(kafka: KafkaUnderTest, tmp_path: Pa
         assert needed in summary
 
 
+def test_a_custom_phase_runs_as_described(kafka: KafkaUnderTest, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    command = [
+        sys.executable,
+        "-m",
+        "gateway",
+        "loadtest",
+        "--scenario",
+        "custom",
+        "--messages",
+        "400",
+        "--rate",
+        "400",
+        "--batch",
+        "20",
+        "--clients",
+        "2",
+        "--interfaces",
+        "IF-043,IF-044",
+        "--output",
+        str(out),
+        "--workdir",
+        str(tmp_path / "work"),
+        "--bits",
+        "2048",
+        "--bootstrap-servers",
+        kafka.bootstrap_servers,
+        "--no-progress",
+        *(["--tansu"] if kafka.kind == "tansu" else []),
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=240, cwd=REPO, check=False
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    (phase,) = result["phases"]
+    assert (phase["batch"], phase["clients"], phase["offered_rate"]) == (20, 2, 400.0)
+    assert phase["interfaces"] == ["IF-043", "IF-044"]
+    assert (phase["produced"], phase["delivered"], result["missing"]) == (400, 400, 0)
+    assert not phase["preloaded"] and phase["warmup"]["produced"] > 0
+    assert result["latency_phase"] == phase["label"] == "batch 20, 2 clients, 400 msgs/s"
+
+
 def _imports(path: Path) -> set[str]:
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):

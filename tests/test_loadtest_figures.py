@@ -18,19 +18,20 @@ from gateway.cli.loadtest_command import kafka_connection
 from gateway.loadtest.charts import _p99_under_load
 from gateway.loadtest.egress import Outcomes, _settle_dead, _settle_result, wait_settled
 from gateway.loadtest.report import headline, summary, targets
+from gateway.loadtest.scenarios import EgressPhase, custom
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _result(partition: int, offset: int) -> bytes:
+def _result(partition: int, offset: int, topic: str = "out") -> bytes:
     """A result record acknowledged 100 ms after 2026-12-08T01:00:00Z."""
-    source = {"partition": partition, "offset": offset}
+    source = {"topic": topic, "partition": partition, "offset": offset}
     acked = "2026-12-08T01:00:00.100000+00:00"
     return orjson.dumps({"source": source, "dipStatus": 201, "acknowledgedAt": acked})
 
 
 def test_warm_up_records_are_settled_apart_and_never_timed() -> None:
-    out = Outcomes()
+    out = Outcomes(topic="out")
     sent_ms = 1_796_691_600_000.0  # 2026-12-08T01:00:00Z
     for offset in range(3):
         out.ledger.sent(0, offset, sent_ms, warm=True)
@@ -39,9 +40,15 @@ def test_warm_up_records_are_settled_apart_and_never_timed() -> None:
     # a measured record's result, a warm-up record's result arriving late, a dead letter
     assert _settle_result(out, _result(0, 3), 0)
     assert not _settle_result(out, _result(0, 1), 0)
-    assert _settle_dead(out, [("dcpgw-source-partition", b"0"), ("dcpgw-source-offset", b"4")])
+    source = [("dcpgw-source-topic", b"out"), ("dcpgw-source-partition", b"0")]
+    assert _settle_dead(out, [*source, ("dcpgw-source-offset", b"4")])
     assert not _settle_result(out, _result(0, 3), 0)  # again: a duplicate
     assert not _settle_result(out, _result(1, 0), 0)  # not ours
+    # the same partition and offset in another topic (a retry topic's copy) is not ours
+    assert not _settle_result(out, _result(0, 5, "retry"), 0)
+    assert not _settle_dead(
+        out, [("dcpgw-source-topic", b"retry"), *source[1:], ("dcpgw-source-offset", b"6")]
+    )
 
     assert out.ledger.measured.as_json() == {
         "produced": 5,
@@ -56,7 +63,7 @@ def test_warm_up_records_are_settled_apart_and_never_timed() -> None:
         "missing": 2,
     }
     assert out.ledger.missing == 5 and out.ledger.produced == 8
-    assert (out.ledger.duplicates, out.ledger.unknown) == (1, 1)
+    assert (out.ledger.duplicates, out.ledger.unknown) == (1, 3)
     assert sum(out.statuses.values()) == 2  # the measured two only
     assert out.ack_latency.summary_ms()["count"] == 1
     assert out.ack_latency.summary_ms()["max"] == pytest.approx(100.0, abs=1.0)
@@ -189,3 +196,40 @@ def test_batch_1_cpu_is_set_against_a_lone_signature_and_one_made_on_every_cpu()
     every = rows["batch 1: gateway CPU/msg / raw signature CPU (all CPUs)"]
     assert lone["value"] == pytest.approx(1.375) and not lone["met"]
     assert every["value"] == pytest.approx(1.1) and every["met"]
+
+
+def test_a_custom_scenario_is_one_phase_as_described() -> None:
+    scenario = custom(
+        2000, batch=50, clients=3, rate=750.0, interfaces=("IF-043",), dip_latency_ms=20
+    )
+    (phase,) = scenario.phases
+    assert isinstance(phase, EgressPhase)
+    assert (phase.messages, phase.batch, phase.clients, phase.rate) == (2000, 50, 3, 750.0)
+    assert (phase.interfaces, phase.dip_latency_ms) == (("IF-043",), 20)
+    assert phase.label == "batch 50, 3 clients, 750 msgs/s, DIP +20 ms"
+    assert scenario.clients == 3  # the dev PKI is made with as many
+    for bad, match in (
+        ({"rate": 0.0}, "rate 0 must be above 0"),
+        ({"rate": math.nan}, "must be above 0"),
+        ({"batch": 20_000}, "batch 20000 must be 1 to 10,000"),
+        ({"clients": 0}, "clients 0 must be at least 1"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            custom(10, **bad)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--rate", "100"], "--rate: only with --scenario custom"),
+        (["--scenario", "custom", "--interfaces", "IF-999"], "the load test generates"),
+        (["--scenario", "custom", "--rate", "-5"], "--scenario custom: rate -5 must be above 0"),
+    ],
+)
+def test_cli_names_the_custom_option_that_is_wrong(
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
+    command = [sys.executable, "-m", "gateway", "loadtest", "--output", str(tmp_path), *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert done.returncode != 0
+    assert expected in done.stderr

@@ -6,16 +6,20 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.cli import CliError
+from gateway.schema.samples import SAMPLE_INTERFACES
+
+if TYPE_CHECKING:
+    from gateway.loadtest.scenarios import Scenario
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     try:
-        from gateway.loadtest.scenarios import SCENARIOS
+        from gateway.loadtest.scenarios import CUSTOM, SCENARIOS
     except ModuleNotFoundError:  # the production image leaves the tool out: _loadtest says so
-        SCENARIOS = {}
+        SCENARIOS, CUSTOM = {}, "custom"
 
     parser = sub.add_parser(
         "loadtest",
@@ -23,13 +27,32 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         description="Runs a named scenario against a gateway in its own process, an embedded "
         "broker and the DIP simulator (or --bootstrap-servers and --simulator-url), and writes "
         "result.json, summary.md and PNG charts to --output. Scenarios: "
-        + "; ".join(f"{name}: {s.description}" for name, s in SCENARIOS.items()),
+        + "; ".join(f"{name}: {s.description}" for name, s in SCENARIOS.items())
+        + f"; {CUSTOM}: one egress phase described by --messages, --rate, --batch, --clients, "
+        "--interfaces and --dip-latency-ms.",
     )
     parser.add_argument(
         "--scenario",
-        choices=sorted(SCENARIOS),
+        choices=[*sorted(SCENARIOS), CUSTOM],
         default="smoke",
         help="what to run (default: smoke, under a minute); the description lists each",
+    )
+    custom = parser.add_argument_group(
+        f"--scenario {CUSTOM}", "one egress phase of your own (each option only with it)"
+    )
+    custom.add_argument(
+        "--rate",
+        type=float,
+        help="msgs/s offered open loop (default: flat out; batched, from a backlog)",
+    )
+    custom.add_argument("--batch", type=_positive, help="egress.max_batch_messages (default 500)")
+    custom.add_argument("--clients", type=_positive, help="sending clients (default 1)")
+    custom.add_argument(
+        "--interfaces",
+        help="comma-separated, from " + ", ".join(SAMPLE_INTERFACES) + " (default: all)",
+    )
+    custom.add_argument(
+        "--dip-latency-ms", type=float, help="added to every DIP answer by the simulator"
     )
     parser.add_argument("--output", type=Path, required=True, help="folder for the report")
     parser.add_argument(
@@ -63,7 +86,6 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 def _loadtest(args: argparse.Namespace) -> int:
     try:
         from gateway.loadtest import Options, report, run_scenario
-        from gateway.loadtest.scenarios import SCENARIOS, scaled
     except ImportError as exc:
         if exc.name and exc.name.startswith("gateway."):  # the production image leaves it out
             raise CliError(
@@ -94,7 +116,7 @@ def _loadtest(args: argparse.Namespace) -> int:
         command=shlex.join(["dcp-gateway", *sys.argv[1:]]),
         progress=not args.no_progress,
     )
-    scenario = scaled(SCENARIOS[args.scenario], args.messages)
+    scenario = _scenario(args)
     doc = eventloop.run(run_scenario(scenario, options))
     result = report.write(doc, args.output)
     print(
@@ -151,6 +173,43 @@ def kafka_connection(path: Path) -> dict[str, Any]:
         else value
         for key, value in data.items()
     }
+
+
+_CUSTOM_OPTIONS = ("rate", "batch", "clients", "interfaces", "dip_latency_ms")
+
+
+def _scenario(args: argparse.Namespace) -> Scenario:
+    from gateway.loadtest.scenarios import CUSTOM, SCENARIOS, custom, scaled
+
+    given = [name for name in _CUSTOM_OPTIONS if getattr(args, name) is not None]
+    if args.scenario != CUSTOM:
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise CliError(
+                f"{flags}: only with --scenario {CUSTOM}; the named scenarios set their own "
+                "rates, batch sizes and clients (--messages scales any of them)"
+            )
+        return scaled(SCENARIOS[args.scenario], args.messages)
+    interfaces = tuple(SAMPLE_INTERFACES)
+    if args.interfaces is not None:
+        interfaces = tuple(i.strip() for i in args.interfaces.split(",") if i.strip())
+        unknown = [i for i in interfaces if i not in SAMPLE_INTERFACES]
+        if unknown or not interfaces:
+            raise CliError(
+                f"--interfaces {args.interfaces!r}: the load test generates "
+                f"{', '.join(SAMPLE_INTERFACES)}; give some of those, comma-separated"
+            )
+    try:
+        return custom(
+            args.messages or 10_000,
+            batch=args.batch or 500,
+            clients=args.clients or 1,
+            rate=args.rate,
+            interfaces=interfaces,
+            dip_latency_ms=args.dip_latency_ms or 0.0,
+        )
+    except ValueError as exc:
+        raise CliError(f"--scenario {CUSTOM}: {exc}") from None
 
 
 def _positive(text: str) -> int:

@@ -118,12 +118,18 @@ class Outcomes:
     statuses: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
     last_at: float = 0.0  # time.time() of the latest outcome record's Kafka timestamp
+    #: The topic the phase produced to: an outcome naming another is not one of its records
+    #: (the ledger knows partitions and offsets only).
+    topic: str | None = None
 
 
 def _settle_result(out: Outcomes, value: bytes, result_ts_ms: int) -> bool:
     """Settle a result record; whether it was a measured record's first outcome."""
     doc = orjson.loads(value)
     source = doc["source"]
+    if out.topic is not None and source["topic"] != out.topic:
+        out.ledger.unknown += 1
+        return False
     sent_ms = out.ledger.settle(source["partition"], source["offset"], dead=False)
     if sent_ms is None:
         return False
@@ -142,6 +148,9 @@ def _settle_dead(out: Outcomes, headers: Sequence[tuple[str, bytes]]) -> bool:
         partition = int(h["dcpgw-source-partition"])
         offset = int(h["dcpgw-source-offset"])
     except (KeyError, ValueError):
+        out.ledger.unknown += 1
+        return False
+    if out.topic is not None and h.get("dcpgw-source-topic") != out.topic.encode():
         out.ledger.unknown += 1
         return False
     if out.ledger.settle(partition, offset, dead=True) is None:

@@ -401,7 +401,7 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
     warm_count = 0 if preload else min(2000, max(64, slots, 4 * phase.batch))
     label = f"{phase.label} (+{warm_count} warm-up)" if warm_count else phase.label
     bar = _Bar(ctx.progress, label, phase.messages + warm_count)
-    out = Outcomes()
+    out = Outcomes(topic=config.kafka.outbound_topics[0])
     reader = OutcomeReader(config, out)
     inbound = RecordCounter(config, {c.topics.inbound for c in config.clients if c.topics.inbound})
     chunks = ctx.factory.stream(phase.messages, who, phase.interfaces, phase.round_trip)
