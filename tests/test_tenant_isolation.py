@@ -301,6 +301,10 @@ async def test_a_restarted_gateway_keeps_a_client_behind_its_retry_backlog(
         positions = arrival_positions(sim)
     assert [o.reason for o in outcomes.dead] == []
     assert len(outcomes.results) == len(first) + len(then)
+    # The first 60 went through the retry topic: their results name the records produced.
+    sources = [orjson.loads(o.value or b"")["source"] for o in outcomes.results]
+    assert {s["topic"] for s in sources} == {topic}
+    assert len({(s["partition"], s["offset"]) for s in sources}) == len(sources)
     sent = [*first, *then]
     assert_in_order(positions, {k: [_sur(p) for p in sent[k::5]] for k in range(5)})
 
