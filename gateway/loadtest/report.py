@@ -317,6 +317,12 @@ def summary(r: dict[str, Any]) -> str:
         lines += ["", *_stage_table(egress)]
         lines.append("")
         for p in egress:
+            if p.get("diverted_to_retry_topics"):
+                lines.append(
+                    f"{p['label']}: {p['diverted_to_retry_topics']:,} records went through their "
+                    "client's retry topic (a client above its share of the in-flight window "
+                    "while the window was full, or held by the DIP)."
+                )
             warm = p.get("warmup") or {}
             if warm.get("missing"):
                 lines.append(

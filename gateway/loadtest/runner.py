@@ -350,6 +350,7 @@ async def _show(bar: _Bar, handled: Callable[[], Awaitable[float]]) -> None:
 
 _REQUESTS = "dcpgw_egress_requests_total"
 _CONSUMED = "dcpgw_egress_messages_consumed_total"
+_DIVERTED = "dcpgw_egress_messages_diverted_total"
 #: The gateway's per-request histograms (sum, count), for where a request's time went.
 _STAGES = tuple(
     f"dcpgw_egress_{name}_{part}"
@@ -442,6 +443,7 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
             machine = ends[0] - machine0
             timeline.mark("measured messages final")
             requests1, *stages1 = await gw.metrics(_REQUESTS, *_STAGES)
+            (diverted,) = await gw.metrics(_DIVERTED)  # over the gateway's life, warm-up too
             if producing is not None:
                 started, _ = producing.result()
             pushed = 0
@@ -475,6 +477,7 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
         "messages_per_second": measured / window,
         "signatures_per_second": (requests1 - requests0) / window,
         "requests": requests1 - requests0,
+        "diverted_to_retry_topics": int(diverted),
         "gateway_cpu_seconds": cpu,
         "gateway_cpu_us_per_message": cpu / measured * 1e6 if measured else None,
         **machine.figures(measured),
