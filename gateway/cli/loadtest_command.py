@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway.cli import CliError
-from gateway.schema.samples import SAMPLE_INTERFACES
 
 if TYPE_CHECKING:
     from gateway.loadtest.scenarios import Scenario
@@ -18,8 +17,11 @@ if TYPE_CHECKING:
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     try:
         from gateway.loadtest.scenarios import CUSTOM, SCENARIOS
+        from gateway.schema.samples import SAMPLE_INTERFACES
+
+        interfaces = ", ".join(SAMPLE_INTERFACES)
     except ModuleNotFoundError:  # the production image leaves the tool out: _loadtest says so
-        SCENARIOS, CUSTOM = {}, "custom"
+        SCENARIOS, CUSTOM, interfaces = {}, "custom", ""
 
     parser = sub.add_parser(
         "loadtest",
@@ -49,7 +51,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     custom.add_argument("--clients", type=_positive, help="sending clients (default 1)")
     custom.add_argument(
         "--interfaces",
-        help="comma-separated, from " + ", ".join(SAMPLE_INTERFACES) + " (default: all)",
+        help=f"comma-separated, from {interfaces} (default: all)",
     )
     custom.add_argument(
         "--dip-latency-ms", type=float, help="added to every DIP answer by the simulator"
@@ -180,6 +182,7 @@ _CUSTOM_OPTIONS = ("rate", "batch", "clients", "interfaces", "dip_latency_ms")
 
 def _scenario(args: argparse.Namespace) -> Scenario:
     from gateway.loadtest.scenarios import CUSTOM, SCENARIOS, custom, scaled
+    from gateway.schema.samples import SAMPLE_INTERFACES
 
     given = [name for name in _CUSTOM_OPTIONS if getattr(args, name) is not None]
     if args.scenario != CUSTOM:
