@@ -12,6 +12,7 @@ from gateway.config import parse_config
 from gateway.dlq.letters import Coordinates, DeadLetter
 from gateway.dlq.plan import Action, LogEntry, RedriveLog
 from gateway.dlq.release import find_head, parked_of, plan_release, release_target
+from gateway.egress.diversion import retry_record
 from gateway.egress.envelope import RecordRef
 from gateway.egress.parking import (
     PARK_ID_HEADER,
@@ -27,6 +28,8 @@ from gateway.egress.parking import (
     state_record,
     unparked_id,
 )
+from gateway.egress.reasons import DeadLetterReason
+from gateway.egress.records import dead_letter
 from gateway.kafka.topics import compacted_topic_uses, gateway_topic_uses
 
 _T = datetime(2026, 12, 7, tzinfo=UTC)
@@ -190,3 +193,21 @@ def test_parking_topics_default_from_the_group_and_only_parking_clients_get_one(
     assert [u.topic for u in compacted_topic_uses(config)] == ["grp.parked-keys"]
     data["clients"][0]["park_keys"] = False
     assert compacted_topic_uses(parse_config(data, base_dir=dev_pki)) == []
+
+
+def test_a_head_read_back_from_a_retry_topic_is_parked_and_found_by_its_first_position() -> None:
+    """Its dead letter names the position its producer wrote it at; so must the park, or
+    `dlq release --with-head` finds no head."""
+    diverted = retry_record("group.client-1.retry", HEAD, None)
+    back = RecordRef(
+        "group.client-1.retry", 0, 7, HEAD.key, HEAD.value, 0, -1, diverted.headers or []
+    )
+    park = new_park(back, "dip_rejection", "client-1.dlq")
+    assert (park.source_topic, park.source_partition, park.source_offset) == ("out", 1, 10)
+    letter = dead_letter(
+        "client-1.dlq", back, "refused", 1, 400, None, None, DeadLetterReason.DIP_REJECTION
+    )
+    head = _letter("client-1.dlq", 0, b"mpan-1", dict(letter.headers or ()))
+    assert find_head([head], park) is head
+    parked = dict(parked_record("client-1.parked", back._replace(offset=8), park).headers or ())
+    assert parked["dcpgw-source-topic"] == b"out" and parked["dcpgw-source-offset"] == b"10"

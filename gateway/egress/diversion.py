@@ -29,16 +29,14 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from gateway.egress.envelope import RecordRef
+from gateway.egress.sources import SOURCE_HEADERS, SOURCE_TOPIC_HEADER, source_headers
 from gateway.egress.writer import OutRecord
 
 HELD_SINCE_HEADER = "dcpgw-held-since"
 """Epoch milliseconds since when the DIP holds the record's client off (for the hold budget)."""
-SOURCE_TOPIC_HEADER = "dcpgw-source-topic"
 
 
-_RETRY_HEADERS = frozenset(
-    {SOURCE_TOPIC_HEADER, "dcpgw-source-partition", "dcpgw-source-offset", HELD_SINCE_HEADER}
-)
+_RETRY_HEADERS = frozenset({*SOURCE_HEADERS, HELD_SINCE_HEADER})
 """The headers a retry record sets; the original record's other headers travel with it."""
 
 
@@ -108,11 +106,7 @@ def retry_record(topic: str, ref: RecordRef, held_since: float | None) -> OutRec
     when the DIP began to hold the client off (None: diverted for its share of the window,
     not held), which starts the hold budget."""
     headers = [(k, v) for k, v in ref.headers if k not in _RETRY_HEADERS]
-    headers += [
-        (SOURCE_TOPIC_HEADER, ref.topic.encode()),
-        ("dcpgw-source-partition", str(ref.partition).encode()),
-        ("dcpgw-source-offset", str(ref.offset).encode()),
-    ]
+    headers += source_headers(ref)
     if held_since is not None:
         headers.append((HELD_SINCE_HEADER, str(int(held_since * 1000)).encode()))
     return OutRecord(topic, ref.value, ref.key, headers)

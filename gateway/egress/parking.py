@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import orjson
 
 from gateway.egress.envelope import RecordRef
+from gateway.egress.sources import origin, source_headers
 from gateway.egress.writer import OutRecord
 
 UNPARKED_HEADER = "dcpgw-unparked"
@@ -102,15 +103,10 @@ def split_state_key(raw: bytes) -> tuple[str, bytes] | None:
 
 
 def new_park(ref: RecordRef, reason_class: str, dead_letter_topic: str) -> Park:
-    return Park(
-        uuid.uuid4().hex[:16],
-        time.time(),
-        reason_class,
-        ref.topic,
-        ref.partition,
-        ref.offset,
-        dead_letter_topic,
-    )
+    """A park whose head is ``ref`` (named by its :func:`origin`, as its dead letter is)."""
+    topic, partition, offset = origin(ref)
+    park_id = uuid.uuid4().hex[:16]
+    return Park(park_id, time.time(), reason_class, topic, partition, offset, dead_letter_topic)
 
 
 def state_record(topic: str, client: str, key: bytes, park: Park | None) -> OutRecord:
@@ -245,9 +241,7 @@ def parked_record(topic: str, ref: RecordRef, park: Park) -> OutRecord:
     """The record for the client's parked topic: the original key and value, where it came from
     and which park holds it."""
     headers = [
-        ("dcpgw-source-topic", ref.topic.encode()),
-        ("dcpgw-source-partition", str(ref.partition).encode()),
-        ("dcpgw-source-offset", str(ref.offset).encode()),
+        *source_headers(ref),
         (PARK_ID_HEADER, park.park_id.encode()),
         (
             PARKED_REASON_HEADER,

@@ -27,6 +27,7 @@ from gateway.egress.envelope import RecordRef
 from gateway.egress.poison import raise_if_test_poison
 from gateway.egress.reasons import DeadLetterReason
 from gateway.egress.sender import Delivery
+from gateway.egress.sources import origin, source_headers
 from gateway.kafka.writer import OutRecord
 
 _Common = tuple[str, int, str, str, int | None, int, datetime, Any, datetime | None, Any]
@@ -100,10 +101,7 @@ def outcome_records(
             out.append(dead)
             continue
         submitted, acknowledged = delivery.submitted_at, delivery.acknowledged_at
-        if ref.headers:  # a record read back from a retry topic names its first position
-            topic, partition, offset = _origin(ref)
-        else:
-            topic, partition, offset = ref.topic, ref.partition, ref.offset
+        topic, partition, offset = origin(ref)  # the producer's position, after a detour too
         common: _Common = (
             topic,
             partition,
@@ -183,7 +181,7 @@ def dead_letter(
     or status topic it came from, and the dead letter de-duplicates like one written there."""
     headers = [(k, v) for k, v in ref.headers if k not in _DEAD_LETTER_HEADERS]
     headers += [
-        *_source(ref),
+        *source_headers(ref),
         ("dcpgw-source-key", ref.key or b""),
         ("dcpgw-reason", reason.encode("utf-8", "replace")),
         ("dcpgw-reason-class", reason_class.value.encode()),
@@ -219,30 +217,3 @@ def without_value(record: OutRecord, why: str) -> OutRecord | None:
         ("dcpgw-value-size", str(size).encode()),
     ]
     return OutRecord(record.topic, None, record.key, [*headers, *extra])
-
-
-_SOURCE_HEADERS = ("dcpgw-source-topic", "dcpgw-source-partition", "dcpgw-source-offset")
-
-
-def _origin(ref: RecordRef) -> tuple[str, int, int]:
-    """(topic, partition, offset) of the record as its producer wrote it: the first source it
-    carries when it was diverted through a retry topic and read back (a readable one), else
-    its own position."""
-    carried = {k: v for k, v in ref.headers if k in _SOURCE_HEADERS}
-    if len(carried) == len(_SOURCE_HEADERS):
-        topic, partition, offset = (carried[name] for name in _SOURCE_HEADERS)
-        try:
-            return topic.decode(), int(partition), int(offset)
-        except ValueError:  # UnicodeDecodeError included: someone else's headers
-            pass
-    return ref.topic, ref.partition, ref.offset
-
-
-def _source(ref: RecordRef) -> list[tuple[str, bytes]]:
-    """The ``dcpgw-source-*`` headers of a dead letter: the record's :func:`_origin`."""
-    topic, partition, offset = _origin(ref)
-    return [
-        ("dcpgw-source-topic", topic.encode()),
-        ("dcpgw-source-partition", str(partition).encode()),
-        ("dcpgw-source-offset", str(offset).encode()),
-    ]
