@@ -81,8 +81,7 @@ def test_smoke_scenario_writes_a_sane_report(kafka: KafkaUnderTest, tmp_path: Pa
         assert phase["warmup"]["missing"] == 0
         if phase["preloaded"]:
             # A backlog's clock starts at the gateway's first consumed record, not at /readyz.
-            marks = phase["timeline"]
-            assert marks["gateway ready"] <= marks["first record consumed"]
+            assert "first record consumed" in phase["timeline"]
     assert by_label["batch 1"]["warmup"]["produced"] > 0
     # The headline latency is of messages produced while the gateway ran, not of a backlog.
     assert not by_label[result["latency_phase"]]["preloaded"]

@@ -165,9 +165,13 @@ def kafka_connection(path: Path) -> dict[str, Any]:
         )
     unknown = sorted(str(k) for k in data if k not in KAFKA_CONNECTION_KEYS)
     if unknown:
+        where = ""
+        if "bootstrap_servers" in data:
+            where = "; give bootstrap_servers as --bootstrap-servers"
         raise CliError(
             f"--kafka-config {path}: {', '.join(unknown)} cannot be set here: give only "
-            f"{', '.join(sorted(KAFKA_CONNECTION_KEYS))} (the load test owns topics and groups)"
+            f"{', '.join(sorted(KAFKA_CONNECTION_KEYS))} (the load test owns topics and "
+            f"groups){where}"
         )
     return {
         key: str((path.parent / str(value)).resolve())
@@ -193,7 +197,12 @@ def _scenario(args: argparse.Namespace) -> Scenario:
                 "rates, batch sizes and clients (--messages scales any of them)"
             )
         return scaled(SCENARIOS[args.scenario], args.messages)
-    interfaces = tuple(SAMPLE_INTERFACES)
+    shape: dict[str, Any] = {
+        "batch": args.batch,
+        "clients": args.clients,
+        "rate": args.rate,
+        "dip_latency_ms": args.dip_latency_ms,
+    }
     if args.interfaces is not None:
         interfaces = tuple(i.strip() for i in args.interfaces.split(",") if i.strip())
         unknown = [i for i in interfaces if i not in SAMPLE_INTERFACES]
@@ -202,15 +211,9 @@ def _scenario(args: argparse.Namespace) -> Scenario:
                 f"--interfaces {args.interfaces!r}: the load test generates "
                 f"{', '.join(SAMPLE_INTERFACES)}; give some of those, comma-separated"
             )
-    try:
-        return custom(
-            args.messages or 10_000,
-            batch=args.batch or 500,
-            clients=args.clients or 1,
-            rate=args.rate,
-            interfaces=interfaces,
-            dip_latency_ms=args.dip_latency_ms or 0.0,
-        )
+        shape["interfaces"] = interfaces
+    try:  # what is not given keeps custom()'s default
+        return custom(args.messages or 10_000, **{k: v for k, v in shape.items() if v is not None})
     except ValueError as exc:
         raise CliError(f"--scenario {CUSTOM}: {exc}") from None
 

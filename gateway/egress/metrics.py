@@ -128,7 +128,8 @@ DIVERTING = Gauge(
 )
 DIVERTED = Counter(
     "dcpgw_egress_messages_diverted_total",
-    "Records moved to the client's retry topic while the DIP held the client off.",
+    "Records moved to the client's retry topic: the DIP held the client off, or it held more "
+    "than its share of a full in-flight window.",
     ["client"],
 )
 PARKED_KEYS = Gauge(

@@ -220,8 +220,13 @@ async def run_scenario(scenario: Scenario, options: Options) -> dict[str, Any]:
                 break
             doc["phases"].append(figures)
         if ctx.dip_latency_ms:  # the simulator answers at once again: the baseline's DIP too
-            await harness.set_dip_latency(base, 0.0)
-            ctx.dip_latency_ms = 0.0
+            try:
+                await harness.set_dip_latency(base, 0.0)
+                ctx.dip_latency_ms = 0.0
+            except Exception as exc:  # a simulator gone with a failed phase: report anyway
+                if "failed" not in doc:
+                    raise
+                doc["failed"]["cleanup"] = f"resetting the DIP latency: {exc}"
         if scenario.baseline_messages and "failed" not in doc:
             doc["baseline"] = await _baseline(ctx, scenario.baseline_messages)
         doc["finished_at"] = time.time()
@@ -330,13 +335,17 @@ async def _count(
 async def _first_consumed(
     gw: harness.GatewayProcess, sim_pid: int | None, every: float = 0.02
 ) -> tuple[float, _Machine]:
-    """The time and machine reading of the last poll before the gateway had consumed a
-    record: the window may start up to one poll early (a slightly lower rate), never late."""
+    """The time and machine reading taken before the last poll that found nothing consumed.
+    The gateway counts a fetch once its loop has taken it in, and answers /metrics on the same
+    loop, so that poll was answered before the first records were taken in: the window may
+    start up to a poll early (a slightly lower rate), never late."""
     deadline = time.monotonic() + IDLE_TIMEOUT
+    before = time.time(), _Machine.now(gw.pid, sim_pid)
     while True:
-        at, machine = time.time(), _Machine.now(gw.pid, sim_pid)
+        reading = time.time(), _Machine.now(gw.pid, sim_pid)
         if (await gw.metrics(_CONSUMED))[0] > 0:
-            return at, machine
+            return before
+        before = reading
         if time.monotonic() > deadline:
             raise RuntimeError(f"the gateway consumed no record within {IDLE_TIMEOUT:.0f} s")
         await asyncio.sleep(every)
@@ -423,9 +432,9 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
                 # start-up would understate the maximum (and so every "share of max" phase).
                 started, machine0 = await _first_consumed(gw, ctx.sim_pid)
                 timeline.mark("first record consumed")
-                requests0, *stages0 = [0.0] * (1 + len(_STAGES))
+                requests0, diverted0, *stages0 = [0.0] * (2 + len(_STAGES))
             else:
-                requests0, *stages0 = await gw.metrics(_REQUESTS, *_STAGES)
+                requests0, diverted0, *stages0 = await gw.metrics(_REQUESTS, _DIVERTED, *_STAGES)
                 machine0 = _Machine.now(gw.pid, ctx.sim_pid)
                 started = time.time()
             producing = None
@@ -442,8 +451,7 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
             )
             machine = ends[0] - machine0
             timeline.mark("measured messages final")
-            requests1, *stages1 = await gw.metrics(_REQUESTS, *_STAGES)
-            (diverted,) = await gw.metrics(_DIVERTED)  # over the gateway's life, warm-up too
+            requests1, diverted1, *stages1 = await gw.metrics(_REQUESTS, _DIVERTED, *_STAGES)
             if producing is not None:
                 started, _ = producing.result()
             pushed = 0
@@ -477,7 +485,7 @@ async def _egress_phase(ctx: Context, phase: EgressPhase) -> dict[str, Any]:
         "messages_per_second": measured / window,
         "signatures_per_second": (requests1 - requests0) / window,
         "requests": requests1 - requests0,
-        "diverted_to_retry_topics": int(diverted),
+        "diverted_to_retry_topics": int(diverted1 - diverted0),
         "gateway_cpu_seconds": cpu,
         "gateway_cpu_us_per_message": cpu / measured * 1e6 if measured else None,
         **machine.figures(measured),

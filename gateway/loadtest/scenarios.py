@@ -7,6 +7,7 @@ its CPU, peak RSS and warm-up belong to that phase alone) and its own topics.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 #: The interfaces whose publications the dev PKI's DIP IDs subscribe to: with these, every
@@ -212,14 +213,14 @@ def custom(
     """One egress phase as a load tester describes it: ``messages`` over ``clients`` senders
     at ``rate`` msgs/s open loop (None: as fast as possible; batched, that is a backlog), with
     the DIP answering ``dip_latency_ms`` later. Raises ValueError naming a bad value."""
-    if rate is not None and not 0 < rate < float("inf"):
-        raise ValueError(f"rate {rate:g} must be above 0 msgs/s (leave it out for flat out)")
+    if rate is not None and not 0 < rate < math.inf:
+        raise ValueError(f"--rate {rate:g} must be above 0 msgs/s (leave it out for flat out)")
     if not 1 <= batch <= 10_000:
-        raise ValueError(f"batch {batch} must be 1 to 10,000 (egress.max_batch_messages)")
+        raise ValueError(f"--batch {batch} must be 1 to 10,000 (egress.max_batch_messages)")
     if clients < 1:
-        raise ValueError(f"clients {clients} must be at least 1")
-    if dip_latency_ms < 0:
-        raise ValueError(f"DIP latency {dip_latency_ms:g} ms must not be negative")
+        raise ValueError(f"--clients {clients} must be at least 1")
+    if not 0 <= dip_latency_ms < math.inf:
+        raise ValueError(f"--dip-latency-ms {dip_latency_ms:g} must be 0 or more")
     offered = f"{rate:,.0f} msgs/s" if rate else "flat out"
     label = f"batch {batch}, {clients} client{'s' if clients > 1 else ''}, {offered}"
     if dip_latency_ms:
