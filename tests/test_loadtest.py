@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -22,32 +23,27 @@ from tests.kafka_fixtures import KafkaUnderTest
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_smoke_scenario_writes_a_sane_report(kafka: KafkaUnderTest, tmp_path: Path) -> None:
+def _loadtest(kafka: KafkaUnderTest, tmp_path: Path, *args: str) -> dict[str, Any]:
+    """``dcp-gateway loadtest ARGS`` against the test broker; its result.json."""
     out = tmp_path / "report"
     command = [
-        sys.executable,
-        "-m",
-        "gateway",
-        "loadtest",
-        "--scenario",
-        "smoke",
-        "--output",
-        str(out),
-        "--workdir",
-        str(tmp_path / "work"),
-        "--bits",
-        "2048",  # a quicker dev PKI; the signing figures are then of 2048-bit keys
-        "--bootstrap-servers",
-        kafka.bootstrap_servers,
-        "--no-progress",
+        *(sys.executable, "-m", "gateway", "loadtest", *args),
+        *("--output", str(out), "--workdir", str(tmp_path / "work")),
+        *("--bits", "2048"),  # a quicker dev PKI; the signing figures are then of 2048-bit keys
+        *("--bootstrap-servers", kafka.bootstrap_servers, "--no-progress"),
         *(["--tansu"] if kafka.kind == "tansu" else []),
     ]
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=240, cwd=REPO, check=False
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result: dict[str, Any] = json.loads((out / "result.json").read_text())
+    return result
 
-    result = json.loads((out / "result.json").read_text())
+
+def test_smoke_scenario_writes_a_sane_report(kafka: KafkaUnderTest, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    result = _loadtest(kafka, tmp_path, "--scenario", "smoke")
     smoke = SCENARIOS["smoke"]
     expected = sum(p.messages for p in smoke.egress_phases) + sum(
         getattr(p, "pushes", 0) * getattr(p, "batch", 0)
@@ -107,40 +103,10 @@ def test_smoke_scenario_writes_a_sane_report(kafka: KafkaUnderTest, tmp_path: Pa
 
 
 def test_a_custom_phase_runs_as_described(kafka: KafkaUnderTest, tmp_path: Path) -> None:
-    out = tmp_path / "report"
-    command = [
-        sys.executable,
-        "-m",
-        "gateway",
-        "loadtest",
-        "--scenario",
-        "custom",
-        "--messages",
-        "400",
-        "--rate",
-        "400",
-        "--batch",
-        "20",
-        "--clients",
-        "2",
-        "--interfaces",
-        "IF-043,IF-044",
-        "--output",
-        str(out),
-        "--workdir",
-        str(tmp_path / "work"),
-        "--bits",
-        "2048",
-        "--bootstrap-servers",
-        kafka.bootstrap_servers,
-        "--no-progress",
-        *(["--tansu"] if kafka.kind == "tansu" else []),
-    ]
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=240, cwd=REPO, check=False
+    shape = ("--messages", "400", "--rate", "400", "--batch", "20", "--clients", "2")
+    result = _loadtest(
+        kafka, tmp_path, "--scenario", "custom", *shape, "--interfaces", "IF-043,IF-044"
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    result = json.loads((out / "result.json").read_text())
     (phase,) = result["phases"]
     assert (phase["batch"], phase["clients"], phase["offered_rate"]) == (20, 2, 400.0)
     assert phase["interfaces"] == ["IF-043", "IF-044"]

@@ -101,7 +101,10 @@ def outcome_records(
             out.append(dead)
             continue
         submitted, acknowledged = delivery.submitted_at, delivery.acknowledged_at
-        topic, partition, offset = origin(ref)  # the producer's position, after a detour too
+        if ref.headers:  # it may have been read back from a retry topic: its first position
+            topic, partition, offset = origin(ref)
+        else:
+            topic, partition, offset = ref.topic, ref.partition, ref.offset
         common: _Common = (
             topic,
             partition,
