@@ -156,7 +156,8 @@ a tombstone (null value) releases it. The value is a JSON object:
 | `parkId` | string | the park's ID (`dcpgw-park-id`, `dcpgw-unparked`) |
 | `parkedAt` | number | epoch seconds when the head was dead-lettered |
 | `reasonClass` | string | the head's `dcpgw-reason-class` |
-| `source` | object | the head's `topic`, `partition` and `offset` |
+| `source` | object | the `topic`, `partition` and `offset` egress read the head at |
+| `origin` | object | head read from a retry topic: where it was produced (its dead letter says) |
 | `deadLetterTopic` | string | where the head's dead letter is |
 
 ### Inbound publication (written to the client's `topics.inbound`)

@@ -265,8 +265,8 @@ async def _async_release(config: GatewayConfig, args: argparse.Namespace, out: T
         head = find_head(await read_letters(kafka, park.dead_letter_topic), park)
         if head is None:
             raise CliError(
-                f"the head's dead letter ({park.source_topic}/{park.source_partition}/"
-                f"{park.source_offset}) is not on {park.dead_letter_topic} any more: release "
+                f"the head's dead letter ({'/'.join(map(str, park.head))}) is not on "
+                f"{park.dead_letter_topic} any more: release "
                 "without --with-head"
             )
     parked = parked_of(await _read_or_none(kafka, parked_topic), key)
@@ -277,7 +277,7 @@ async def _async_release(config: GatewayConfig, args: argparse.Namespace, out: T
         print(
             f"key {args.key!r} of {client.name} parked since "
             f"{datetime.fromtimestamp(park.parked_at, UTC).isoformat(timespec='seconds')}: "
-            f"head {park.source_topic}/{park.source_partition}/{park.source_offset} "
+            f"head {'/'.join(map(str, park.head))} "
             f"dead-lettered ({park.reason_class}) on {park.dead_letter_topic}",
             file=out,
         )

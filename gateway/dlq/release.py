@@ -23,23 +23,19 @@ def release_target(park: Park | None, outbound: Sequence[str], to: str | None) -
     first outbound topic (a head read back from a retry topic came from one of them)."""
     if to is not None:
         return to
-    if park is not None and park.source_topic in outbound:
-        return park.source_topic
+    if park is not None and park.head[0] in outbound:
+        return park.head[0]
     return outbound[0]
 
 
 def find_head(letters: Iterable[DeadLetter], park: Park) -> DeadLetter | None:
-    """The head's dead letter: the last one whose source is the park's (a record dead-lettered
-    again after a re-send has a later dead letter with the same source)."""
+    """The head's dead letter: the last one whose source is the park's head (a record
+    dead-lettered again after a re-send has a later dead letter with the same source)."""
     found = None
+    head = park.head
     for letter in letters:
         source = letter.source
-        if (
-            source is not None
-            and source.topic == park.source_topic
-            and source.partition == park.source_partition
-            and source.offset == park.source_offset
-        ):
+        if source is not None and (source.topic, source.partition, source.offset) == head:
             found = letter
     return found
 

@@ -52,25 +52,30 @@ class Park:
     park_id: str
     parked_at: float  # epoch seconds
     reason_class: str
-    source_topic: str  # where egress read the head
+    source_topic: str  # where egress read the head (see holds)
     source_partition: int
     source_offset: int
     dead_letter_topic: str
+    #: Where the head's producer wrote it, when egress read it elsewhere (back from a retry
+    #: topic): the position its dead letter names.
+    origin: tuple[str, int, int] | None = None
+
+    @property
+    def head(self) -> tuple[str, int, int]:
+        """The position the head's dead letter names (``dcpgw-source-*``)."""
+        return self.origin or (self.source_topic, self.source_partition, self.source_offset)
 
     def value(self) -> bytes:
-        return orjson.dumps(
-            {
-                "parkId": self.park_id,
-                "parkedAt": self.parked_at,
-                "reasonClass": self.reason_class,
-                "source": {
-                    "topic": self.source_topic,
-                    "partition": self.source_partition,
-                    "offset": self.source_offset,
-                },
-                "deadLetterTopic": self.dead_letter_topic,
-            }
-        )
+        doc: dict[str, object] = {
+            "parkId": self.park_id,
+            "parkedAt": self.parked_at,
+            "reasonClass": self.reason_class,
+            "source": _position(self.source_topic, self.source_partition, self.source_offset),
+            "deadLetterTopic": self.dead_letter_topic,
+        }
+        if self.origin is not None:
+            doc["origin"] = _position(*self.origin)
+        return orjson.dumps(doc)
 
     @classmethod
     def parse(cls, value: bytes) -> Park | None:
@@ -78,6 +83,7 @@ class Park:
         try:
             doc = orjson.loads(value)
             source = doc["source"]
+            first = doc.get("origin")
             return cls(
                 str(doc["parkId"]),
                 float(doc["parkedAt"]),
@@ -86,9 +92,16 @@ class Park:
                 int(source["partition"]),
                 int(source["offset"]),
                 str(doc["deadLetterTopic"]),
+                None
+                if first is None
+                else (str(first["topic"]), int(first["partition"]), int(first["offset"])),
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return None
+
+
+def _position(topic: str, partition: int, offset: int) -> dict[str, object]:
+    return {"topic": topic, "partition": partition, "offset": offset}
 
 
 def state_key(client: str, key: bytes) -> bytes:
@@ -103,10 +116,20 @@ def split_state_key(raw: bytes) -> tuple[str, bytes] | None:
 
 
 def new_park(ref: RecordRef, reason_class: str, dead_letter_topic: str) -> Park:
-    """A park whose head is ``ref`` (named by its :func:`origin`, as its dead letter is)."""
-    topic, partition, offset = origin(ref)
+    """A park whose head is ``ref``: where egress read it, and where its producer wrote it if
+    that was elsewhere (its dead letter names that)."""
+    first = origin(ref)
     park_id = uuid.uuid4().hex[:16]
-    return Park(park_id, time.time(), reason_class, topic, partition, offset, dead_letter_topic)
+    return Park(
+        park_id,
+        time.time(),
+        reason_class,
+        ref.topic,
+        ref.partition,
+        ref.offset,
+        dead_letter_topic,
+        first if first != (ref.topic, ref.partition, ref.offset) else None,
+    )
 
 
 def state_record(topic: str, client: str, key: bytes, park: Park | None) -> OutRecord:
